@@ -1,0 +1,1 @@
+"""Subcommands of the `edgeface` CLI, one module each (see edgeface.cli)."""

@@ -1,0 +1,134 @@
+"""YuNet face detection with 5 landmarks, run through ONNX Runtime (no OpenCV needed).
+
+The model (OpenCV Zoo's face_detection_yunet_2023mar.onnx) takes a fixed 1x3x640x640 BGR
+0-255 input and emits, per stride 8/16/32, class and objectness scores, a box and 5
+keypoints relative to each grid cell. Decoding and NMS here follow OpenCV's
+FaceDetectorYN so the two agree (tests check it). Images are letterboxed: scaled so the
+longer side is 640 px, padded bottom/right.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+INPUT_SIZE = 640
+STRIDES = (8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: np.ndarray  # x1, y1, x2, y2 in image pixels
+    landmarks: np.ndarray  # (5, 2): right eye, left eye, nose, right mouth, left mouth
+    score: float
+
+    @property
+    def size(self) -> float:
+        return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> list[int]:
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        xx1 = np.maximum(boxes[i, 0], boxes[order[1:], 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[order[1:], 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[order[1:], 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[order[1:], 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        iou = inter / (areas[i] + areas[order[1:]] - inter + 1e-9)
+        order = order[1:][iou <= iou_thr]
+    return keep
+
+
+class YuNetDetector:
+    """YuNet through ONNX Runtime. `detect(image_bgr_or_rgb)` returns detections, best first."""
+
+    def __init__(self, model_path: str | os.PathLike, score_threshold: float = 0.6, nms_threshold: float = 0.3, threads: int = 0):
+        import onnxruntime as ort
+
+        model_path = os.fspath(model_path)
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"YuNet model not found: {model_path} (pass the path to face_detection_yunet_2023mar.onnx)")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        if list(inp.shape) != [1, 3, INPUT_SIZE, INPUT_SIZE]:
+            raise ValueError(f"{model_path}: expected a YuNet model with input 1x3x640x640, got {inp.shape}")
+        self.input_name = inp.name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.model_path = model_path
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        # Grid-cell origins per stride, computed once.
+        self._grids = {}
+        for s in STRIDES:
+            n = INPUT_SIZE // s
+            ys, xs = np.mgrid[0:n, 0:n]
+            self._grids[s] = (xs.ravel().astype(np.float32), ys.ravel().astype(np.float32))
+
+    def _letterbox(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
+        from .imageio import resize
+
+        h, w = image_bgr.shape[:2]
+        scale = INPUT_SIZE / max(h, w)
+        nh, nw = min(INPUT_SIZE, round(h * scale)), min(INPUT_SIZE, round(w * scale))
+        canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32)
+        canvas[:nh, :nw] = resize(image_bgr, (nh, nw))
+        return canvas.transpose(2, 0, 1)[None], scale
+
+    def detect(self, image: np.ndarray, color_order: str = "RGB", score_threshold: float | None = None) -> list[Detection]:
+        """All faces above the score threshold, highest score first, in image coordinates."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"detect: expected an HxWx3 uint8 image, got {getattr(image, 'shape', type(image))} {getattr(image, 'dtype', '')}")
+        bgr = image[:, :, ::-1] if color_order == "RGB" else image
+        blob, scale = self._letterbox(np.ascontiguousarray(bgr))
+        outs = dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: blob})))
+        thr = self.score_threshold if score_threshold is None else score_threshold
+        boxes, kpss, scores = [], [], []
+        for s in STRIDES:
+            cls = np.clip(outs[f"cls_{s}"][0, :, 0], 0, 1)
+            obj = np.clip(outs[f"obj_{s}"][0, :, 0], 0, 1)
+            score = np.sqrt(cls * obj)
+            sel = np.flatnonzero(score >= thr)
+            if sel.size == 0:
+                continue
+            gx, gy = self._grids[s][0][sel], self._grids[s][1][sel]
+            bb = outs[f"bbox_{s}"][0, sel]
+            cx, cy = (gx + bb[:, 0]) * s, (gy + bb[:, 1]) * s
+            w, h = np.exp(bb[:, 2]) * s, np.exp(bb[:, 3]) * s
+            boxes.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1))
+            kp = outs[f"kps_{s}"][0, sel].reshape(-1, 5, 2)
+            kpss.append(np.stack([(kp[:, :, 0] + gx[:, None]) * s, (kp[:, :, 1] + gy[:, None]) * s], 2))
+            scores.append(score[sel])
+        if not boxes:
+            return []
+        b, k, sc = np.concatenate(boxes), np.concatenate(kpss), np.concatenate(scores)
+        keep = _nms(b, sc, self.nms_threshold)
+        return [Detection(b[i] / scale, k[i] / scale, float(sc[i])) for i in keep]
+
+
+def pick_primary(detections: list[Detection], image_shape: tuple[int, ...]) -> Detection | None:
+    """The intended face when several are found: large and near the image centre.
+
+    InsightFace's rule (box area minus twice the squared offset from the centre), which on
+    LFW picks the centred subject over bystanders.
+    """
+    if not detections:
+        return None
+    h, w = image_shape[:2]
+    centre = np.array([w / 2, h / 2])
+
+    def value(d: Detection) -> float:
+        area = (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])
+        mid = np.array([(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2])
+        return float(area - 2.0 * np.sum((mid - centre) ** 2))
+
+    return max(detections, key=value)

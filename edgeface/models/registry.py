@@ -1,0 +1,58 @@
+"""The model registry: name -> (card, builder), as timm's registry does for classifiers.
+
+Users add their own architecture with :func:`register` (see README, "Your own model").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..card import ModelCard
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    card: ModelCard
+    build: Callable[..., nn.Module]  # build(**card.arch_kwargs) -> nn.Module producing (N, D) embeddings
+    weights: str | None = None  # path of default weights (package-relative or absolute), if any
+
+
+_REGISTRY: dict[str, RegistryEntry] = {}
+_ARCHS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_arch(arch: str, build: Callable[..., nn.Module]) -> None:
+    """Make an architecture name buildable from a card (checkpoints store only the card)."""
+    _ARCHS[arch] = build
+
+
+def register(card: ModelCard, build: Callable[..., nn.Module] | None = None, weights: str | None = None, overwrite: bool = False) -> None:
+    """Register a named model. `build(**card.arch_kwargs)` must return an nn.Module that maps
+    a normalised (N, 3, H, W) float batch to (N, card.embedding_size) embeddings."""
+    if card.name in _REGISTRY and not overwrite:
+        raise ValueError(f"model {card.name!r} is already registered")
+    if build is None:
+        if card.arch not in _ARCHS:
+            raise ValueError(f"no builder for arch {card.arch!r}; known: {sorted(_ARCHS)}")
+        build = _ARCHS[card.arch]
+    else:
+        _ARCHS.setdefault(card.arch, build)
+    _REGISTRY[card.name] = RegistryEntry(card, build, weights)
+
+
+def get(name: str) -> RegistryEntry:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; `edgeface models` lists: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_from_card(card: ModelCard) -> nn.Module:
+    if card.arch not in _ARCHS:
+        raise ValueError(f"card {card.name!r} names arch {card.arch!r}, which is not registered; known: {sorted(_ARCHS)}")
+    return _ARCHS[card.arch](**card.arch_kwargs)
