@@ -22,7 +22,8 @@ if [ ! -f "$venv/.edgeface-complete" ]; then
 fi
 # The package itself: an editable install pointing at this checkout (cheap, every call, so a
 # fresh clone in another folder is what runs).
-if ! "$venv/bin/python" -c "import edgeface, sys; sys.exit(0 if edgeface.__file__.startswith('$root/') else 1)" 2>/dev/null; then
+# -I: ignore the current folder and PYTHONPATH, so the check sees what the venv itself imports.
+if [ ! -x "$venv/bin/edgeface" ] || ! "$venv/bin/python" -I -c "import edgeface, sys; sys.exit(0 if edgeface.__file__.startswith('$root/') else 1)" 2>/dev/null; then
   "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root" >&2
 fi
 echo "$venv"
