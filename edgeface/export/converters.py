@@ -35,6 +35,21 @@ class ExportSource:
     onnx_path: Path | None = None  # when kind == "onnx"
     mean: tuple | None = None  # override of the in-graph mean/std (only used to prove verification catches it)
     std: tuple | None = None
+    # Conversions reused across targets of one source in one process (the ONNX graph feeds
+    # ONNX, OpenVINO, NNCF and TensorRT; the fp32 TFLite feeds fp16/int8): name -> file.
+    cache: dict = field(default_factory=dict, repr=False)
+
+    def cached(self, key: str, dest: Path, make: Callable[[Path], Path]) -> Path:
+        import shutil
+        import tempfile
+
+        hit = self.cache.get(key)
+        if hit is None or not Path(hit).is_file():
+            tmpdir = Path(tempfile.mkdtemp(prefix="edgeface-export-"))
+            hit = make(tmpdir / dest.name)
+            self.cache[key] = hit
+        shutil.copyfile(hit, dest)
+        return dest
 
     def graph(self):
         from .graph import FaceEmbeddingGraph
@@ -163,7 +178,7 @@ def _onnx_from_source(src: ExportSource, path: Path) -> Path:
         model = onnxslim.slim(onnx.load(str(src.onnx_path)))
         onnx.save(model, str(path))
         return path
-    return torch_to_onnx(src.graph(), src.card, path)
+    return src.cached("onnx", path, lambda p: torch_to_onnx(src.graph(), src.card, p))
 
 
 def onnx_fp32(src: ExportSource, out: Path, calib: np.ndarray | None) -> Converted:
@@ -281,9 +296,12 @@ def _tflite_fp32(src: ExportSource, path: Path) -> Path:
 
     from .graph import sample_faces
 
-    edge = litert_torch.convert(src.graph(), (sample_faces(src.card, 1),))
-    edge.export(str(path))
-    return path
+    def make(p: Path) -> Path:
+        edge = litert_torch.convert(src.graph(), (sample_faces(src.card, 1),))
+        edge.export(str(p))
+        return p
+
+    return src.cached("tflite", path, make)
 
 
 def _tflite_io(src: ExportSource, path: Path) -> tuple[dict, dict]:
