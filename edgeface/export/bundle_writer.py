@@ -102,7 +102,19 @@ def source_embedder(src: ExportSource):
                   make_backend("onnxruntime", src.onnx_path))
 
 
+_FACES: dict = {}
+
+
 def _faces(card: ModelCard, opts: ExportOptions):
+    """Calibration / verification / impostor faces, aligned once per process for a card."""
+    key = (card.template, tuple(card.input_size), opts.calib_dir, opts.n_calib, opts.n_verify, opts.n_impostor, opts.seed)
+    if key not in _FACES:
+        _FACES.clear()
+        _FACES[key] = _make_faces(card, opts)
+    return _FACES[key]
+
+
+def _make_faces(card: ModelCard, opts: ExportOptions):
     from .faces import align_files, default_split, folder_faces
 
     split = default_split(opts.n_calib, opts.n_verify, opts.n_impostor, opts.seed)
