@@ -361,6 +361,10 @@ class FaceRecognizer:
         gallery = self._need_gallery()
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"identity name must be a non-empty string, got {name!r}")
+        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+            images = [images]
+        if len(images) == 0:
+            raise ValueError(f"enroll {name!r}: no images given")
         results = self.analyze(images, landmarks, mode="enroll")
         used = [r for r in results if isinstance(r, Face)]
         rejected = [r for r in results if isinstance(r, Rejection)]
