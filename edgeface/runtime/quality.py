@@ -25,7 +25,8 @@ detector score, the embedding):
   embedding. It is also the per-image weight when several images make one template.
 
 Thresholds: DEFAULT_THRESHOLDS below, overridden by the bundle's `quality` section
-(either {"verify": {...}, "enroll": {...}} or a flat dict applied to both modes).
+(either {"verify": {...}, "enroll": {...}} or a flat dict of verification thresholds,
+with enrolment kept at least as strict; see merge_thresholds).
 "enroll" is stricter than "verify": a template is used for every future match, so it must
 be the best available image, while a probe can only be retried.
 """
@@ -138,19 +139,56 @@ class QualityReport:
         }
 
 
+# Names the bundle writer (edgeface.export) uses for the same thresholds.
+ALIASES = {
+    "min_detection_score": "min_detector_score",
+    "min_interocular_px": "min_interocular",
+    "min_face_size_px": "min_face_size",
+    "max_abs_yaw_deg": "max_abs_yaw",
+    "max_abs_pitch_deg": "max_abs_pitch",
+    "max_abs_roll_deg": "max_abs_roll",
+}
+_INFO_KEYS = {"source", "notes", "description"}  # free-text provenance, not thresholds
+
+
+def _stricter(key: str, a: float, b: float) -> float:
+    return max(a, b) if key.startswith("min_") else min(a, b)
+
+
 def merge_thresholds(overrides: dict | None) -> dict[str, dict[str, float]]:
-    """Defaults updated with a bundle's quality section; unknown keys are an error (typos)."""
+    """Defaults updated with a bundle's quality section.
+
+    Either {"verify": {...}, "enroll": {...}} (each mode set explicitly), or a flat dict:
+    its values become the "verify" thresholds and "enroll" keeps whichever of its default
+    and that value is stricter (enrolment is never looser than verification). Unknown keys
+    are an error (a typo would otherwise silently disable a check).
+    """
     out = {m: dict(v) for m, v in DEFAULT_THRESHOLDS.items()}
     if not overrides:
         return out
     known = set(DEFAULT_THRESHOLDS["verify"])
-    per_mode = {m: overrides[m] for m in MODES if isinstance(overrides.get(m), dict)}
-    flat = {k: v for k, v in overrides.items() if k not in MODES}
+
+    def clean(d: dict, where: str) -> dict[str, float]:
+        res = {}
+        for k, v in d.items():
+            if k in _INFO_KEYS or k in MODES:
+                continue
+            key = ALIASES.get(k, k)
+            if key not in known:
+                raise ValueError(f"quality thresholds ({where}): unknown key {k!r}; known: {sorted(known | set(ALIASES))}")
+            try:
+                res[key] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"quality thresholds ({where}): {k!r} must be a number, got {v!r}") from None
+        return res
+
+    flat = clean(overrides, "flat")
+    for k, v in flat.items():
+        out["verify"][k] = v
+        out["enroll"][k] = _stricter(k, out["enroll"][k], v)
     for mode in MODES:
-        for k, v in {**flat, **per_mode.get(mode, {})}.items():
-            if k not in known:
-                raise ValueError(f"quality thresholds: unknown key {k!r}; known: {sorted(known)}")
-            out[mode][k] = float(v)
+        if isinstance(overrides.get(mode), dict):
+            out[mode].update(clean(overrides[mode], mode))
     return out
 
 
