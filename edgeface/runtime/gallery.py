@@ -348,7 +348,8 @@ class Gallery:
             if self._index is None:
                 self._index = self._build_index()
             cand_k = min(n, max(k, exact_candidates))
-            found = self._index.search(q, cand_k)
+            # one query: a single thread (thread start-up costs more than a graph walk)
+            found = self._index.search(q, cand_k, threads=1 if len(q) == 1 else 0)
             keys = np.asarray(found.keys).reshape(len(q), -1).astype(np.int64)
             out = []
             for i in range(len(q)):
