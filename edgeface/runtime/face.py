@@ -250,6 +250,12 @@ class FaceRecognizer:
                 return Rejection("invalid", f"expected an image file path or an HxWx3 uint8 array, got {type(image).__name__}", src)
         except ImageError as exc:
             return Rejection(exc.reason, exc.detail, src)
+        except ImportError:
+            # a deployment problem, not a bad image: say what to install
+            raise ValueError(
+                f"{src}: reading image files needs opencv-python-headless or Pillow (pip install 'edgeface[runtime]'); "
+                "or pass decoded HxWx3 uint8 arrays"
+            ) from None
         return pixels
 
     def locate(self, image, landmarks=None, detector_score: float | None = None) -> tuple[np.ndarray, np.ndarray, float | None, np.ndarray | None, list[str]] | Rejection:
