@@ -117,12 +117,12 @@ def test_exact_search_matches_brute_force(tmp_path, rng):
 def test_usearch_index_recall_against_exact(tmp_path, rng):
     pytest.importorskip("usearch")
     x = unit(rng, 3000)
-    with Gallery(tmp_path / "g.db", card=CARD, index_threshold=1000) as g:
+    with Gallery(tmp_path / "g.db", card=CARD, index_threshold=1000, index_expansion_search=128) as g:
         g.add_many([(f"p{i}", x[i], 1, 1.0) for i in range(3000)])
         q = x[:200] + 0.3 * unit(rng, 200)
         exact = [r[0].name for r in g.search(q, top_k=1, use_index=False)]
         indexed = [r[0].name for r in g.search(q, top_k=1)]  # auto: above the threshold
-        assert g._index is not None
+        assert g._index is not None and g._index.expansion_search == 128
         assert np.mean([a == b for a, b in zip(exact, indexed)]) >= 0.95
 
 

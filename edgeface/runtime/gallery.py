@@ -100,10 +100,14 @@ class Gallery:
         create: bool = True,
         index_threshold: int = 50_000,
         timeout: float = 30.0,
+        index_expansion_search: int | None = None,
     ):
         self.path = Path(path)
         self.readonly = readonly
         self.index_threshold = index_threshold
+        # usearch's search breadth (ef); None keeps usearch's default (64). Higher = better
+        # recall, slower queries: see benchmarks/runtime_gallery_scale.py for measured recall.
+        self.index_expansion_search = index_expansion_search
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists:
             if readonly or not create:
@@ -310,6 +314,8 @@ class Gallery:
         from usearch.index import Index
 
         index = Index(ndim=self.embedding_size, metric="cos", dtype="f32")
+        if self.index_expansion_search:
+            index.expansion_search = int(self.index_expansion_search)
         if len(self._matrix):
             index.add(np.arange(len(self._matrix), dtype=np.uint64), self._matrix)
         return index
