@@ -38,14 +38,32 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    chosen = [t for t in targets.available_targets("export")]
+    # Most-used targets first, so an interrupted run still has the rows that matter most.
+    order = ["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "openvino-fp32", "openvino-int8", "tflite-fp16", "openvino-fp16",
+             "onnx-fp16", "tensorrt-fp16", "tensorrt-int8"]
+    chosen = sorted(targets.available_targets("export"), key=lambda t: order.index(t.key) if t.key in order else len(order))
     if args.only:
-        keys = set(args.only.split(","))
-        chosen = [t for t in targets.TARGETS if t.key in keys]
+        keys = args.only.split(",")
+        chosen = [targets.target(*k.split("-")) for k in keys]
     src = load_source(args.model)
     opts = ExportOptions(n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_folds=args.lfw_folds,
                          threads=args.threads, show_progress=False)
     rows = []
+    res_dir = ROOT / "benchmarks" / "results"
+    res_dir.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        result = {
+            "model": src.name, "source_sha256": src.sha256, "kit_version": __version__,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "threads": args.threads, "n_calib": args.n_calib,
+            "n_verify": args.n_verify, "n_impostor": args.n_impostor,
+            "lfw": "LFW-dev folds 1-5 (3,000 pairs), YuNet + 5-point alignment" if args.lfw_folds is None else f"LFW-dev first {args.lfw_folds} folds",
+            "command": "PYTHONPATH=. python " + " ".join(sys.argv), "complete": len(rows) == len(chosen), "rows": rows,
+        }
+        (res_dir / f"export_matrix_{args.name}.json").write_text(json.dumps(result, indent=2))
+        (res_dir / f"export_matrix_{args.name}.md").write_text(to_markdown(result))
+        return result
+
     for t in chosen:
         out = Path(args.bundles) / args.name / t.key
         t0 = time.time()
@@ -54,6 +72,7 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001 - a target that cannot be exported here is a row, not a crash
             traceback.print_exc()
             rows.append({"target": t.key, "status": "error", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+            save()
             continue
         par = meta["parity"]
         size = sum((out / f).stat().st_size for f in meta["files"] if f.startswith("model"))
@@ -79,17 +98,8 @@ def main() -> int:
         }
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("target", "status", "size_bytes", "cosine_min", "cosine_mean", "lfw_accuracy_mean", "convert_seconds")}), flush=True)
-    result = {
-        "model": src.name, "source_sha256": src.sha256, "kit_version": __version__, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "threads": args.threads, "n_calib": args.n_calib, "n_verify": args.n_verify, "n_impostor": args.n_impostor,
-        "lfw": "LFW-dev folds 1-5 (3,000 pairs), YuNet + 5-point alignment" if args.lfw_folds is None else f"LFW-dev first {args.lfw_folds} folds",
-        "command": "PYTHONPATH=. python " + " ".join(sys.argv), "rows": rows,
-    }
-    res_dir = ROOT / "benchmarks" / "results"
-    res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / f"export_matrix_{args.name}.json").write_text(json.dumps(result, indent=2))
-    (res_dir / f"export_matrix_{args.name}.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+        save()
+    print(to_markdown(save()))
     return 0
 
 
@@ -112,6 +122,8 @@ def to_markdown(result: dict) -> str:
     notes = [r for r in result["rows"] if r.get("failures")]
     if notes:
         lines += ["", "Failures: " + "; ".join(f"{r['target']}: {', '.join(r['failures'])}" for r in notes)]
+    if not result.get("complete", True):
+        lines += ["", "**Incomplete run**: the rows above are the targets finished so far."]
     lines.append("")
     lines.append("tensorrt rows: TensorRT is not installed here, so the engine was not built; the row is the TensorRT-ready ONNX verified through onnxruntime (status not-built).")
     return "\n".join(lines) + "\n"
