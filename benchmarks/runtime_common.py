@@ -66,10 +66,11 @@ def save_result(name: str, data: dict) -> Path:
     return p
 
 
-def lfw_faces(embedder, show_progress: bool = True) -> dict:
+def lfw_faces(embedder, show_progress: bool = True, flip: bool = True) -> dict:
     """Every LFW-dev image: path, identity, detection status, embedding, mirrored-crop
     similarity and quality measurements. Images without a detection use the evaluation's
-    fallback (dataset mean landmarks) and are marked detected=False."""
+    fallback (dataset mean landmarks) and are marked detected=False. flip=False skips the
+    mirrored-crop embeddings (half the time; no flip-consistency quality score)."""
     from edgeface.data import identity_folder
     from edgeface.detect import YuNetDetector
     from edgeface.evaluate import aligned_crops, detect_all
@@ -78,7 +79,7 @@ def lfw_faces(embedder, show_progress: bool = True) -> dict:
 
     items = identity_folder(paths.lfw_dev())
     files = [p for p, _ in items]
-    key = hashlib.sha256((embedder.card.to_json() + "\n".join(files)).encode()).hexdigest()[:12]
+    key = hashlib.sha256((embedder.card.to_json() + "\n".join(files) + f"flip={flip}").encode()).hexdigest()[:12]
     cache = cache_dir("bench") / f"lfw-runtime-{key}.npz"
     if cache.is_file():
         z = np.load(cache, allow_pickle=False)
@@ -90,9 +91,11 @@ def lfw_faces(embedder, show_progress: bool = True) -> dict:
     fs = np.full(len(files), np.nan, np.float32)
     for i in range(0, len(files), 256):
         sel = np.flatnonzero(ok[i : i + 256]) + i
-        if len(sel):
+        if len(sel) and flip:
             f, e = flip_similarity(embedder, crops[sel])
             emb[sel], fs[sel] = e, f
+        elif len(sel):
+            emb[sel] = embedder.embed(crops[sel])
         if show_progress:
             print(f"\rembed {min(i + 256, len(files))}/{len(files)}", end="", file=sys.stderr)
     print(file=sys.stderr)

@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--index-max", type=int, default=10**9, help="skip the index for larger galleries (build time on a slow machine)")
+    ap.add_argument("--out", default="runtime_gallery_scale.json", help="result file name under benchmarks/results")
     ap.add_argument("--dir", default=None, help="where to put the gallery files (default: a temp dir)")
     args = ap.parse_args()
     card = ModelCard(name="synthetic", arch="none", input_size=(112, 96), embedding_size=args.dim, template="sphereface_112x96")
@@ -97,7 +98,7 @@ def main() -> None:
               f"{row.get('index_build_s', nan):>7.1f} ({row.get('index_build_cpu_s', nan):>5.1f}) "
               f"{row.get('index_ms_per_query', nan):>7.2f} ({row.get('index_cpu_ms_per_query', nan):>5.2f}) {row.get('index_recall_at_1_mated', float('nan')):>14.3f} "
               f"{row.get('index_recall_at_1_nonmated', float('nan')):>18.3f} {row['file_mb']:>8.1f}", flush=True)
-    print(f"saved {save_result('runtime_gallery_scale.json', {'rows': rows, 'note': 'float32 codec, exact = numpy matmul over decoded templates, index = usearch HNSW (cos, f32, defaults), candidates re-scored exactly'})}")
+    print(f"saved {save_result(args.out, {'rows': rows, 'note': 'float32 codec, exact = numpy matmul over decoded templates, index = usearch HNSW (cos, f32, defaults), candidates re-scored exactly'})}")
 
 
 if __name__ == "__main__":

@@ -74,12 +74,13 @@ def run_protocol(data, card, codec: str, probe_mask: np.ndarray, far: float = 1e
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-flip", action="store_true", help="skip mirrored-crop embeddings on LFW (half the time; the gate then has no flip-consistency check)")
     args = ap.parse_args()
     # the reference MobileFaceNet exported to ONNX and run by onnxruntime: the runtime's own
     # backend, and several times faster than torch on this CPU
     emb = onnx_reference(args.threads)
-    data = lfw_faces(emb)
+    data = lfw_faces(emb, flip=not args.no_flip)
     gate = QualityGate()
     passed = np.array([data["usable"][i] and gate.assess(measurements(data, i), "verify").passed for i in range(len(data["ids"]))])
     rows = []

@@ -69,8 +69,8 @@ def best_threshold(scores, labels):
     return float(cand[int(np.argmax(acc))])
 
 
-def lfw_pairs_study(emb, gate) -> tuple[dict, float]:
-    data = lfw_faces(emb)
+def lfw_pairs_study(emb, gate, flip: bool = True) -> tuple[dict, float]:
+    data = lfw_faces(emb, flip=flip)
     index = {p: i for i, p in enumerate(data["paths"])}
     pairs = load_pairs(paths.lfw_dev())
     ia = np.array([index[str(p.a)] for p in pairs])
@@ -222,7 +222,8 @@ def yaleb_study(emb, gate, threshold: float | None, step: int = 1) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-flip", action="store_true", help="skip mirrored-crop embeddings on LFW (half the time; the gate then has no flip-consistency check)")
     ap.add_argument("--skip-calibration", action="store_true")
     ap.add_argument("--parts", nargs="+", default=["lfw", "yaleb"], choices=["lfw", "yaleb"])
     ap.add_argument("--yale-step", type=int, default=1, help="use every Nth Yale B probe (time)")
@@ -238,7 +239,8 @@ def main() -> None:
         out["calibration_celeba"] = calibration_percentiles(emb)
     t = None
     if "lfw" in args.parts:
-        out["lfw_pairs"], t = lfw_pairs_study(emb, gate)
+        out["lfw_pairs"], t = lfw_pairs_study(emb, gate, flip=not args.no_flip)
+        out["lfw_pairs"]["flip_consistency_check"] = not args.no_flip
     if "yaleb" in args.parts:
         out["yaleb"] = yaleb_study(emb, gate, t if args.yale_threshold == "lfw" else None, args.yale_step)
     name = "runtime_quality.json" if len(args.parts) == 2 else f"runtime_quality_{'_'.join(args.parts)}.json"
