@@ -114,8 +114,17 @@ def test_exact_search_matches_brute_force(tmp_path, rng):
             assert all(r[i].score >= r[i + 1].score for i in range(4))
 
 
+def _has(module: str) -> bool:
+    # find_spec, not importorskip: importing usearch before onnxruntime breaks onnxruntime
+    # for the rest of the process (see gallery._import_usearch)
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def test_usearch_index_recall_against_exact(tmp_path, rng):
-    pytest.importorskip("usearch")
+    if not _has("usearch"):
+        pytest.skip("usearch not installed")
     x = unit(rng, 3000)
     with Gallery(tmp_path / "g.db", card=CARD, index_threshold=1000, index_expansion_search=128) as g:
         g.add_many([(f"p{i}", x[i], 1, 1.0) for i in range(3000)])
@@ -196,3 +205,28 @@ def test_sigkill_during_enrolment_loses_nothing_committed(tmp_path):
     with Gallery(path, card=CARD) as g:
         g.add("after", np.ones(32))
         assert "after" in g
+
+
+def test_index_then_onnxruntime_session_does_not_crash(tmp_path, shared):
+    """Regression: importing usearch before onnxruntime made ORT sessions segfault."""
+    if not (_has("usearch") and _has("onnxruntime")):
+        pytest.skip("needs usearch and onnxruntime")
+    from edgeface import paths
+
+    code = textwrap.dedent(
+        """
+        import sys, numpy as np
+        from edgeface.card import ModelCard
+        from edgeface.runtime.gallery import Gallery
+        card = ModelCard(name="t", arch="a", input_size=(112, 96), embedding_size=8, template="sphereface_112x96")
+        g = Gallery(sys.argv[1], card=card, index_threshold=1)
+        g.add_many([(f"p{i}", np.random.rand(8), 1, 1.0) for i in range(20)])
+        assert g.search(np.random.rand(8), top_k=1)[0] and g._index is not None
+        from edgeface.detect import YuNetDetector
+        YuNetDetector(sys.argv[2])
+        print("OK")
+        """
+    )
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "g.db"), str(paths.yunet_model())], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    assert p.returncode == 0 and "OK" in p.stdout, (p.returncode, p.stderr[-2000:])

@@ -60,6 +60,22 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(stmt)
 
 
+def _import_usearch():
+    """usearch.index, imported after onnxruntime's native library.
+
+    Measured here (usearch 2.26.6, onnxruntime 1.32): loading usearch first makes every
+    later onnxruntime.InferenceSession segfault in the same process; loading onnxruntime
+    first is fine. The runtime needs both (index + bundle/YuNet), so fix the order.
+    """
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+    from usearch import index
+
+    return index
+
+
 class GalleryError(ValueError):
     """A gallery that cannot be opened or used, with the file and the reason."""
 
@@ -311,7 +327,7 @@ class Gallery:
         self._cache_key = key
 
     def _build_index(self):
-        from usearch.index import Index
+        Index = _import_usearch().Index
 
         index = Index(ndim=self.embedding_size, metric="cos", dtype="f32")
         if self.index_expansion_search:
@@ -322,7 +338,7 @@ class Gallery:
 
     def index_available(self) -> bool:
         try:
-            import usearch.index  # noqa: F401
+            _import_usearch()
         except ImportError:
             return False
         return True
