@@ -169,11 +169,11 @@ def shrink_bottlenecks(model: nn.Module, keep_idx: dict[str, np.ndarray]) -> nn.
     return model
 
 
-def build_pruned_mobilefacenet(input_size=(112, 112), embedding_size: int = 128, mid_channels: list[int] | None = None, **_) -> nn.Module:
+def build_pruned_mobilefacenet(input_size=(112, 112), embedding_size: int = 128, mid_channels: list[int] | None = None, width: int = 64, setting=None, **_) -> nn.Module:
     """MobileFaceNet whose bottlenecks have the given expansion widths (arch 'mobilefacenet_pruned')."""
     from ..models.mobilefacenet import MobileFaceNet
 
-    model = MobileFaceNet(input_size=tuple(input_size), embedding_size=embedding_size)
+    model = MobileFaceNet(input_size=tuple(input_size), embedding_size=embedding_size, width=width, setting=[tuple(s) for s in setting] if setting else None)
     names = bottlenecks(model)
     if mid_channels is None:
         return model

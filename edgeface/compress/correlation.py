@@ -38,7 +38,9 @@ def top_down_order(model: nn.Module) -> list[str]:
 def _activation_module(model: nn.Module, conv_name: str) -> nn.Module:
     """The module whose output is the conv's output neurons' activation (post BN + act)."""
     parent_name = conv_name.rpartition(".")[0]
-    parent = model.get_submodule(parent_name) if parent_name else model
+    if not parent_name:
+        return model.get_submodule(conv_name)
+    parent = model.get_submodule(parent_name)
     if hasattr(parent, "conv") and parent.conv is model.get_submodule(conv_name) and hasattr(parent, "bn"):
         return parent
     return model.get_submodule(conv_name)

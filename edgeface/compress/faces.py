@@ -114,6 +114,13 @@ class PairSet:
     folds: np.ndarray
     num_failed: int
 
+    def subset(self, folds: int) -> "PairSet":
+        """Only the pairs of the first `folds` folds, with only the crops they use."""
+        sel = self.folds < folds
+        used, inv = np.unique(np.concatenate([self.ia[sel], self.ib[sel]]), return_inverse=True)
+        n = int(sel.sum())
+        return PairSet(self.crops[used], inv[:n], inv[n:], self.same[sel], self.folds[sel], self.num_failed)
+
     def evaluate(self, embeddings: np.ndarray) -> dict:
         from ..protocol import evaluate_scores
 
