@@ -1,0 +1,159 @@
+"""`edgeface enroll | verify | identify | gallery`: the on-device runtime on image files.
+
+Torch-free: these commands load an exported bundle through edgeface.runtime and store
+templates in an SQLite gallery. Exit codes: 0 match / identified / done, 1 error,
+3 no match / unknown person, 4 the face was rejected (unreadable, no face, quality).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+EXIT_OK, EXIT_NO_MATCH, EXIT_REJECTED = 0, 3, 4
+
+
+def _landmarks(text: str):
+    import numpy as np
+
+    vals = [v for v in text.replace(";", ",").split(",") if v.strip()]
+    try:
+        arr = np.array([float(v) for v in vals], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"--landmarks: expected 10 numbers x1,y1,...,x5,y5, got {text!r}") from None
+    return arr  # the count and NaNs are checked (and reported as a rejection) by the runtime
+
+
+def _add_common(p, need_bundle: bool = True) -> None:
+    if need_bundle:
+        p.add_argument("--bundle", required=True, help="exported model bundle (folder or archive made by `edgeface export`)")
+        p.add_argument("--backend", help="inference backend from the bundle (default: the best available)")
+        p.add_argument("--threads", type=int, default=0, help="inference threads (default: backend's choice)")
+        p.add_argument("--detector", help="YuNet ONNX model for detection (default: ../shared/models/yunet/...); not needed with --landmarks")
+        p.add_argument("--multiple-faces", choices=["primary", "reject"], default="primary", help="several faces in an image: use the primary one (default) or reject the image")
+        p.add_argument("--no-embedding-quality", action="store_true", help="skip the flip-consistency quality score (halves embedding time)")
+    p.add_argument("--gallery", required=True, help="SQLite gallery file (created by enroll if missing)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("enroll", help="enrol a person from one or more face images into a gallery", description="Quality-gate each image (strict enrolment thresholds), embed, and store one quality-weighted template.")
+    p.add_argument("name", help="identity name")
+    p.add_argument("images", nargs="+", help="image files of that person")
+    p.add_argument("--codec", choices=["float32", "fp16", "int8", "binary"], default="float32", help="template codec of a NEW gallery (default float32)")
+    p.add_argument("--no-replace", action="store_true", help="fail if the name is already enrolled")
+    _add_common(p)
+    p.set_defaults(handler=run_enroll)
+
+    p = sub.add_parser("verify", help="is the face in IMAGE the enrolled NAME? (calibrated threshold)")
+    p.add_argument("image")
+    p.add_argument("name")
+    p.add_argument("--far", default="1e-3", help="false-accept rate whose calibrated threshold decides (default 1e-3)")
+    p.add_argument("--landmarks", type=_landmarks, help="5 landmarks from your own detector: x1,y1,...,x5,y5 (right eye, left eye, nose, right mouth, left mouth)")
+    _add_common(p)
+    p.set_defaults(handler=run_verify)
+
+    p = sub.add_parser("identify", help="who is the face in IMAGE? (open set: 'unknown' below the threshold)")
+    p.add_argument("image")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--far", default="1e-3", help="false-accept rate whose calibrated threshold decides (default 1e-3)")
+    p.add_argument("--landmarks", type=_landmarks, help="5 landmarks from your own detector: x1,y1,...,x5,y5")
+    _add_common(p)
+    p.set_defaults(handler=run_identify)
+
+    p = sub.add_parser("gallery", help="inspect or edit a gallery: info, list, remove, rename")
+    p.add_argument("action", choices=["info", "list", "remove", "rename"])
+    p.add_argument("names", nargs="*", help="remove: NAME...; rename: OLD NEW")
+    _add_common(p, need_bundle=False)
+    p.set_defaults(handler=run_gallery)
+
+
+def _recognizer(args, codec: str = "float32"):
+    from .. import paths
+    from ..runtime.face import FaceRecognizer
+
+    detector = None
+    if getattr(args, "landmarks", None) is None:
+        detector = args.detector or str(paths.yunet_model())
+    return FaceRecognizer.from_bundle(
+        args.bundle,
+        gallery=args.gallery,
+        detector=detector,
+        backend=args.backend,
+        threads=args.threads,
+        codec=codec,
+        multiple_faces=args.multiple_faces,
+        embedding_quality=not args.no_embedding_quality,
+    )
+
+
+def _emit(args, payload: dict, text: str) -> None:
+    print(json.dumps(payload, indent=2) if args.json else text)
+
+
+def _rejections_text(rejected) -> str:
+    return "\n".join(f"  rejected {r.source}: {r.reason}: {r.detail}" for r in rejected)
+
+
+def run_enroll(args) -> int:
+    rec = _recognizer(args, codec=args.codec)
+    res = rec.enroll(args.name, args.images, replace=not args.no_replace)
+    lines = [f"{args.name}: " + (f"enrolled from {len(res.used)} of {len(args.images)} image(s), template quality {res.quality:.3f}" if res.enrolled else "NOT enrolled: no image passed")]
+    if res.rejected:
+        lines.append(_rejections_text(res.rejected))
+    _emit(args, res.to_dict(), "\n".join(lines))
+    return EXIT_OK if res.enrolled else EXIT_REJECTED
+
+
+def run_verify(args) -> int:
+    rec = _recognizer(args)
+    res = rec.verify(args.image, args.name, far=args.far, landmarks=args.landmarks)
+    if res.match is None:
+        text = f"{args.image}: rejected\n" + _rejections_text(res.rejected)
+    else:
+        text = f"{args.image} vs {args.name}: {res.decision.upper()} (similarity {res.similarity:.3f}, threshold {res.threshold:.3f} at FAR {res.far})"
+    _emit(args, res.to_dict(), text)
+    return EXIT_REJECTED if res.match is None else (EXIT_OK if res.match else EXIT_NO_MATCH)
+
+
+def run_identify(args) -> int:
+    rec = _recognizer(args)
+    res = rec.identify(args.image, top_k=args.top_k, far=args.far, landmarks=args.landmarks)
+    if res.name is None:
+        text = f"{args.image}: rejected\n" + _rejections_text(res.rejected)
+    else:
+        head = f"{args.image}: {res.name}" + (f" (score {res.score:.3f}, threshold {res.threshold:.3f} at FAR {res.far})" if res.score is not None else " (empty gallery)")
+        text = "\n".join([head] + [f"  {i + 1}. {c.name}  {c.score:.3f}" for i, c in enumerate(res.candidates)])
+    _emit(args, res.to_dict(), text)
+    return EXIT_REJECTED if res.name is None else (EXIT_NO_MATCH if res.decision == "unknown" else EXIT_OK)
+
+
+def run_gallery(args) -> int:
+    from ..runtime.gallery import Gallery
+
+    if args.action in ("info", "list"):
+        if args.names:
+            raise ValueError(f"gallery {args.action} takes no names")
+        with Gallery(args.gallery, readonly=True) as g:
+            if args.action == "info":
+                s = g.summary()
+                _emit(args, s, "\n".join(f"{k}: {v}" for k, v in s.items()))
+            else:
+                rows = [g.info(n) for n in g.names()]
+                _emit(args, {"identities": rows}, "\n".join(f"{r['name']}  ({r['n_images']} image(s), quality {r['quality']:.3f})" for r in rows) or "(empty)")
+        return EXIT_OK
+    with Gallery(args.gallery, create=False) as g:
+        if args.action == "remove":
+            if not args.names:
+                raise ValueError("gallery remove needs at least one NAME")
+            done = {n: g.remove(n) for n in args.names}
+            _emit(args, {"removed": done}, "\n".join(f"{n}: {'removed' if ok else 'not enrolled'}" for n, ok in done.items()))
+            return EXIT_OK if all(done.values()) else EXIT_NO_MATCH
+        if len(args.names) != 2:
+            raise ValueError("gallery rename needs OLD NEW")
+        ok = g.rename(*args.names)
+        _emit(args, {"renamed": ok}, f"{args.names[0]} -> {args.names[1]}: {'done' if ok else 'not enrolled'}")
+        return EXIT_OK if ok else EXIT_NO_MATCH
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run through `edgeface`")

@@ -1,0 +1,418 @@
+"""The app-facing API: enrol, compare, verify and identify faces.
+
+    rec = FaceRecognizer.from_bundle("model.bundle", gallery="faces.db", detector="yunet.onnx")
+    rec.enroll("alice", ["a1.jpg", "a2.jpg", "a3.jpg"])
+    rec.verify("probe.jpg", "alice")          # -> VerifyResult(match=True, similarity=0.71, threshold=0.42, ...)
+    rec.identify("probe.jpg", top_k=5)       # -> IdentifyResult(name="alice" or "unknown", candidates=[...])
+
+Input per image: a file path or an HxWx3 uint8 array (RGB unless `color_order="BGR"`),
+plus either the app's own 5 landmarks (right eye, left eye, nose, right mouth, left mouth —
+the subject's right, i.e. the image's left) or a detector (edgeface.detect.YuNetDetector,
+or a path to its ONNX model). Faces are aligned with edgeface.align.align_face, the same
+function the evaluation uses, so the measured accuracy is the accuracy the app gets.
+
+Bad input never crashes and never silently matches: unreadable/empty/tiny images, no face,
+several faces (with multiple_faces="reject"), wrong landmark counts, NaN or out-of-image
+landmarks and faces failing the quality gate come back as a `Rejection` with a reason code
+and a sentence; programming errors (unknown FAR, no gallery, a gallery of another model)
+raise ValueError with a message. Torch is never imported.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..align import align_face, check_landmarks
+from ..imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
+from .gallery import Gallery, Match
+from .quality import QualityGate, QualityReport, flip_similarity, measure
+
+MULTIPLE_FACE_POLICIES = ("primary", "reject")
+
+
+@dataclass
+class Rejection:
+    """Why an image gave no usable face. reason is a stable code, detail a sentence."""
+
+    reason: str  # missing | unreadable | empty | tiny | huge | invalid | no_face | several_faces | bad_landmarks | quality
+    detail: str
+    source: str = "<array>"
+    quality: QualityReport | None = None
+
+    ok = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"ok": False, "source": self.source, "reason": self.reason, "detail": self.detail}
+        if self.quality is not None:
+            d["quality"] = self.quality.to_dict()
+        return d
+
+
+@dataclass
+class Face:
+    """An aligned, embedded face that passed the quality gate (or was not gated)."""
+
+    source: str
+    crop: np.ndarray
+    landmarks: np.ndarray
+    embedding: np.ndarray
+    quality: QualityReport | None
+    detector_score: float | None = None
+    box: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    ok = True
+
+    @property
+    def weight(self) -> float:
+        return self.quality.weight if self.quality is not None else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"ok": True, "source": self.source, "landmarks": np.round(self.landmarks, 2).tolist(), "notes": self.notes}
+        if self.detector_score is not None:
+            d["detector_score"] = round(float(self.detector_score), 4)
+        if self.quality is not None:
+            d["quality"] = self.quality.to_dict()
+        return d
+
+
+@dataclass
+class EnrollResult:
+    name: str
+    enrolled: bool
+    used: list[Face]
+    rejected: list[Rejection]
+    quality: float = 0.0  # mean weight of the images used
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "enrolled": self.enrolled,
+            "images_used": len(self.used),
+            "template_quality": round(self.quality, 4),
+            "used": [f.to_dict() for f in self.used],
+            "rejected": [r.to_dict() for r in self.rejected],
+        }
+
+
+@dataclass
+class CompareResult:
+    match: bool | None  # None when a face was rejected: no decision
+    similarity: float | None
+    threshold: float
+    far: str
+    rejected: list[Rejection] = field(default_factory=list)
+    name: str | None = None  # set by verify()
+
+    @property
+    def decision(self) -> str:
+        return "rejected" if self.match is None else ("match" if self.match else "no_match")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "decision": self.decision,
+            "match": self.match,
+            "similarity": None if self.similarity is None else round(float(self.similarity), 6),
+            "threshold": round(float(self.threshold), 6),
+            "far": self.far,
+            "rejected": [r.to_dict() for r in self.rejected],
+        }
+        if self.name is not None:
+            d["name"] = self.name
+        return d
+
+
+@dataclass
+class IdentifyResult:
+    name: str | None  # the identity, "unknown" (open-set rejection) or None (face rejected)
+    score: float | None
+    threshold: float
+    far: str
+    candidates: list[Match]
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def decision(self) -> str:
+        return "rejected" if self.name is None else ("unknown" if self.name == UNKNOWN else "identified")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "name": self.name,
+            "score": None if self.score is None else round(float(self.score), 6),
+            "threshold": round(float(self.threshold), 6),
+            "far": self.far,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "rejected": [r.to_dict() for r in self.rejected],
+        }
+
+
+UNKNOWN = "unknown"
+
+
+def _source_name(image) -> str:
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<array>"
+
+
+class FaceRecognizer:
+    """Detect/align → quality gate → embed → match, over any embedder (a loaded bundle or
+    anything with .card, .backend and .embed).
+
+    thresholds: {FAR: cosine threshold}; default the bundle's calibrated `thresholds`.
+    quality: quality-gate threshold overrides; default the bundle's `quality` section.
+    multiple_faces: with a detector, "primary" uses the largest, most central face (and
+    notes it), "reject" refuses images with more than one face.
+    embedding_quality: compute the flip-consistency score (one extra embedding per face).
+    """
+
+    def __init__(
+        self,
+        embedder,
+        gallery: Gallery | str | os.PathLike | None = None,
+        detector=None,
+        thresholds: dict[str, float] | None = None,
+        quality: dict | None = None,
+        multiple_faces: str = "primary",
+        embedding_quality: bool = True,
+        gate: bool = True,
+        codec: str = "float32",
+        color_order: str = "RGB",
+    ):
+        for attr in ("card", "backend", "embed"):
+            if not hasattr(embedder, attr):
+                raise TypeError(f"embedder must have .card, .backend and .embed; {type(embedder).__name__} has no .{attr}")
+        if multiple_faces not in MULTIPLE_FACE_POLICIES:
+            raise ValueError(f"multiple_faces must be one of {MULTIPLE_FACE_POLICIES}, got {multiple_faces!r}")
+        if color_order not in ("RGB", "BGR"):
+            raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
+        self.embedder = embedder
+        self.card = embedder.card
+        self.multiple_faces = multiple_faces
+        self.embedding_quality = embedding_quality
+        self.gate_enabled = gate
+        self.color_order = color_order
+        self.gate = QualityGate(quality if quality is not None else getattr(embedder, "quality", None))
+        explicit_thresholds = thresholds is not None
+        self.thresholds = {str(k): float(v) for k, v in (thresholds if explicit_thresholds else (getattr(embedder, "thresholds", None) or {})).items()}
+        if isinstance(detector, (str, os.PathLike)):
+            from ..detect import YuNetDetector
+
+            detector = YuNetDetector(detector)
+        self.detector = detector
+        if isinstance(gallery, (str, os.PathLike)):
+            gallery = Gallery(gallery, card=self.card, codec=codec)
+        elif gallery is not None:
+            gallery.check_model(self.card)
+        self.gallery = gallery
+        if gallery is not None and gallery.codec.name == "binary" and not explicit_thresholds:
+            # Hamming similarities are not cosines: the bundle's calibrated cosine thresholds
+            # would give a wrong FAR. Refuse rather than silently mis-decide.
+            raise ValueError(
+                f"{gallery.path}: binary-codec gallery scores are Hamming similarities; pass thresholds= calibrated for the binary codec"
+            )
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike, gallery=None, detector=None, backend: str | None = None, threads: int = 0, verify_hash: bool = True, **kwargs) -> "FaceRecognizer":
+        """Load an exported bundle (edgeface.runtime.bundle.load_bundle: hash-checked) and wrap it."""
+        from .bundle import load_bundle  # lazy: the bundle module ships with the export side
+
+        bundle = load_bundle(path, backend=backend, threads=threads, verify_hash=verify_hash)
+        return cls(bundle, gallery=gallery, detector=detector, **kwargs)
+
+    # -- thresholds -----------------------------------------------------------------
+    def threshold(self, far: str | float) -> float:
+        key = far if isinstance(far, str) else f"{far:.0e}".replace("e-0", "e-")
+        if not self.thresholds:
+            raise ValueError(
+                f"model {self.card.name!r} has no calibrated thresholds: load an exported bundle (its edgeface.json holds them) "
+                "or pass thresholds={'1e-3': ...}"
+            )
+        if key not in self.thresholds:
+            raise ValueError(f"no threshold calibrated for FAR {key}; available: {sorted(self.thresholds)}")
+        return self.thresholds[key]
+
+    # -- one image → aligned crop --------------------------------------------------------
+    def _load(self, image) -> np.ndarray | Rejection:
+        src = _source_name(image)
+        try:
+            if isinstance(image, (str, os.PathLike)):
+                pixels = read_image(image).pixels
+            elif isinstance(image, np.ndarray):
+                pixels, _ = to_uint8_rgb(image, src)
+                if self.color_order == "BGR":
+                    pixels = np.ascontiguousarray(pixels[:, :, ::-1])
+                if min(pixels.shape[:2]) < MIN_SIDE:
+                    return Rejection("tiny", f"{pixels.shape[1]}x{pixels.shape[0]} is smaller than {MIN_SIDE} px on a side", src)
+            else:
+                return Rejection("invalid", f"expected an image file path or an HxWx3 uint8 array, got {type(image).__name__}", src)
+        except ImageError as exc:
+            return Rejection(exc.reason, exc.detail, src)
+        return pixels
+
+    def locate(self, image, landmarks=None, detector_score: float | None = None) -> tuple[np.ndarray, np.ndarray, float | None, np.ndarray | None, list[str]] | Rejection:
+        """(pixels, landmarks (5,2), detector score, box, notes) or a Rejection."""
+        src = _source_name(image)
+        pixels = self._load(image)
+        if isinstance(pixels, Rejection):
+            return pixels
+        notes: list[str] = []
+        box = None
+        if landmarks is not None:
+            try:
+                lm = check_landmarks(landmarks)
+            except ValueError as exc:
+                return Rejection("bad_landmarks", str(exc), src)
+            h, w = pixels.shape[:2]
+            eyes = lm[:2]
+            if np.any(eyes < 0) or np.any(eyes[:, 0] >= w) or np.any(eyes[:, 1] >= h):
+                return Rejection("bad_landmarks", f"eye landmarks {np.round(eyes, 1).tolist()} lie outside the {w}x{h} image", src)
+            if np.linalg.norm(lm[1] - lm[0]) < 2.0:
+                return Rejection("bad_landmarks", "the two eye landmarks coincide: not a face", src)
+        else:
+            if self.detector is None:
+                return Rejection("no_landmarks", "no landmarks given and no detector configured (pass landmarks= or detector=)", src)
+            from ..detect import pick_primary
+
+            dets = self.detector.detect(pixels)
+            if not dets:
+                return Rejection("no_face", "the detector found no face", src)
+            if len(dets) > 1:
+                if self.multiple_faces == "reject":
+                    return Rejection("several_faces", f"the detector found {len(dets)} faces; expected one", src)
+                notes.append(f"{len(dets)} faces found; used the primary (largest, most central) one")
+            det = pick_primary(dets, pixels.shape)
+            lm, detector_score, box = det.landmarks.astype(np.float64), det.score, det.box
+        return pixels, lm, detector_score, box, notes
+
+    # -- many images → faces ---------------------------------------------------------
+    def analyze(self, images: Sequence, landmarks: Sequence | None = None, mode: str = "verify", detector_scores: Sequence | None = None) -> list[Face | Rejection]:
+        """Align, quality-check and embed each image (one batched embed call).
+
+        Returns, per image, a Face or a Rejection; faces failing the gate in `mode` are
+        rejected with reason "quality" and the failed checks (unless gate=False).
+        """
+        if isinstance(images, (str, os.PathLike, np.ndarray)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
+            images = [images]
+        images = list(images)
+        if landmarks is not None and len(landmarks) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(landmarks)} landmark sets")
+        if detector_scores is not None and len(detector_scores) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(detector_scores)} detector scores")
+        h, w = self.card.input_size
+        located: list[Any] = []
+        for i, img in enumerate(images):
+            loc = self.locate(img, None if landmarks is None else landmarks[i], None if detector_scores is None else detector_scores[i])
+            if not isinstance(loc, Rejection):
+                pixels, lm, score, box, notes = loc
+                try:
+                    crop = align_face(pixels, lm, self.card.template, (h, w))
+                except ValueError as exc:
+                    loc = Rejection("bad_landmarks", f"cannot align: {exc}", _source_name(img))
+                else:
+                    loc = (crop, lm, score, box, notes)
+            located.append(loc)
+        good = [i for i, loc in enumerate(located) if not isinstance(loc, Rejection)]
+        out: list[Face | Rejection] = list(located)
+        if not good:
+            return out
+        crops = np.stack([located[i][0] for i in good])
+        if self.embedding_quality:
+            flip_sims, embs = flip_similarity(self.embedder, crops)
+        else:
+            flip_sims, embs = [None] * len(good), self.embedder.embed(crops)
+        embs = np.asarray(embs, np.float32)
+        if embs.shape != (len(good), self.card.embedding_size) or not np.all(np.isfinite(embs)):
+            raise RuntimeError(f"embedder {self.card.name!r} returned {embs.shape} (finite: {bool(np.all(np.isfinite(embs)))}); expected ({len(good)}, {self.card.embedding_size}) finite values")
+        for j, i in enumerate(good):
+            crop, lm, score, box, notes = located[i]
+            src = _source_name(images[i])
+            report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j]), mode)
+            if self.gate_enabled and not report.passed:
+                out[i] = Rejection("quality", "; ".join(report.reasons), src, report)
+            else:
+                out[i] = Face(src, crop, lm, embs[j], report, score, box, notes)
+        return out
+
+    def embed_batch(self, images: Sequence, landmarks: Sequence | None = None, mode: str = "verify") -> tuple[np.ndarray, list[Face | Rejection]]:
+        """(N, D) float32 embeddings (rows of NaN for rejected images) and the per-image results."""
+        results = self.analyze(images, landmarks, mode)
+        emb = np.full((len(results), self.card.embedding_size), np.nan, np.float32)
+        for i, r in enumerate(results):
+            if isinstance(r, Face):
+                emb[i] = r.embedding
+        return emb, results
+
+    # -- enrol / compare / verify / identify -------------------------------------------
+    def _need_gallery(self) -> Gallery:
+        if self.gallery is None:
+            raise ValueError("this FaceRecognizer has no gallery: pass gallery= (a path or Gallery)")
+        return self.gallery
+
+    def enroll(self, name: str, images: Sequence, landmarks: Sequence | None = None, replace: bool = True) -> EnrollResult:
+        """Several images of one person → one quality-weighted template (stricter gate).
+
+        The template is the normalised weighted mean of the accepted images' embeddings,
+        each weighted by its flip-consistency (QualityReport.weight). Nothing is stored
+        when no image is accepted.
+        """
+        gallery = self._need_gallery()
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"identity name must be a non-empty string, got {name!r}")
+        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+            images = [images]
+        if len(images) == 0:
+            raise ValueError(f"enroll {name!r}: no images given")
+        results = self.analyze(images, landmarks, mode="enroll")
+        used = [r for r in results if isinstance(r, Face)]
+        rejected = [r for r in results if isinstance(r, Rejection)]
+        if not used:
+            return EnrollResult(name, False, [], rejected)
+        weights = np.array([f.weight for f in used], np.float64)
+        template = (weights[:, None] * np.stack([f.embedding for f in used])).sum(0)
+        template /= max(float(np.linalg.norm(template)), 1e-10)
+        gallery.add(name, template, n_images=len(used), quality=float(weights.mean()), replace=replace)
+        return EnrollResult(name, True, used, rejected, float(weights.mean()))
+
+    def compare(self, a, b, far: str = "1e-3", landmarks_a=None, landmarks_b=None) -> CompareResult:
+        thr = self.threshold(far)
+        lms = None if landmarks_a is None and landmarks_b is None else [landmarks_a, landmarks_b]
+        if lms is not None and (landmarks_a is None) != (landmarks_b is None):
+            raise ValueError("give landmarks for both images or for neither")
+        fa, fb = self.analyze([a, b], lms, mode="verify")
+        rejected = [r for r in (fa, fb) if isinstance(r, Rejection)]
+        if rejected:
+            return CompareResult(None, None, thr, far, rejected)
+        sim = float(np.dot(fa.embedding, fb.embedding))
+        return CompareResult(sim >= thr, sim, thr, far)
+
+    def verify(self, image, name: str, far: str = "1e-3", landmarks=None) -> CompareResult:
+        """Is this the enrolled `name`? Uses the calibrated threshold for `far`."""
+        gallery = self._need_gallery()
+        thr = self.threshold(far)
+        template = gallery.template(name)
+        if template is None:
+            raise KeyError(f"{name!r} is not enrolled in {gallery.path}")
+        (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
+        if isinstance(face, Rejection):
+            return CompareResult(None, None, thr, far, [face], name=name)
+        if gallery.codec.name == "binary":
+            sim = float(gallery.codec.similarity(face.embedding, gallery.codec.encode(template))[0, 0])
+        else:
+            sim = float(np.dot(face.embedding, template))
+        return CompareResult(sim >= thr, sim, thr, far, name=name)
+
+    def identify(self, image, top_k: int = 5, far: str = "1e-3", landmarks=None, use_index: bool | None = None) -> IdentifyResult:
+        """Who is this? Open set: the best match below the threshold for `far` is "unknown"."""
+        gallery = self._need_gallery()
+        thr = self.threshold(far)
+        (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
+        if isinstance(face, Rejection):
+            return IdentifyResult(None, None, thr, far, [], [face])
+        cands = gallery.search(face.embedding, top_k=top_k, use_index=use_index)[0]
+        if not cands:
+            return IdentifyResult(UNKNOWN, None, thr, far, [])
+        best = cands[0]
+        return IdentifyResult(best.name if best.score >= thr else UNKNOWN, best.score, thr, far, cands)

@@ -1,0 +1,415 @@
+"""A face gallery persisted in SQLite: one template per enrolled identity.
+
+Why SQLite: embedded (no server), atomic transactions survive a killed process or a
+power cut, WAL mode lets readers search while a writer enrols, and it ships with Python.
+
+Guarantees:
+- Versioned schema: PRAGMA user_version holds SCHEMA_VERSION; older files are migrated in
+  a transaction, newer or foreign files are refused with a message.
+- Every write is one transaction (BEGIN IMMEDIATE … COMMIT): a process killed mid-way loses
+  only the write in flight, never one already committed.
+- The file is created owner-only (0600) before SQLite opens it; SQLite gives its -wal and
+  -shm files the same mode.
+- Templates are stored as plain bytes in the gallery's codec (float32 / fp16 / int8 /
+  binary, see codecs.py); no pickle anywhere.
+- The model identity (card fingerprint) and embedding size are recorded at creation, and
+  opening the gallery with another model's embedder is refused: templates of two models
+  are not comparable and matching them would silently return wrong people.
+- Search is exact (numpy matmul over the decoded templates, cached until the gallery
+  changes) below `index_threshold` templates, and a usearch HNSW index above it (when
+  usearch is installed), whose candidates are re-scored exactly.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..card import ModelCard
+from .codecs import get_codec
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x45444746  # "EDGF": marks the SQLite file as an edgeface gallery
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE identities (
+    name TEXT PRIMARY KEY,
+    template BLOB NOT NULL,
+    n_images INTEGER NOT NULL,
+    quality REAL NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+# from_version -> SQL that upgrades it to from_version + 1 (run in one transaction).
+MIGRATIONS: dict[int, str] = {}
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: executescript() would COMMIT the open transaction first."""
+    for stmt in script.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+class GalleryError(ValueError):
+    """A gallery that cannot be opened or used, with the file and the reason."""
+
+
+class ModelMismatchError(GalleryError):
+    """The gallery's templates come from another model than the embedder in use."""
+
+
+def model_fingerprint(card: ModelCard) -> str:
+    """Identity of the embedding space: a hash of the model card (name, arch, input, template,
+    normalisation, embedding size). Bundles of the same card on different backends share it."""
+    return hashlib.sha256(card.to_json().encode()).hexdigest()[:16]
+
+
+@dataclass
+class Match:
+    name: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "score": round(float(self.score), 6)}
+
+
+class Gallery:
+    """Open (or create) a gallery file.
+
+    Creating needs `card` (the embedder's ModelCard) and a `codec`; opening an existing file
+    with a `card` checks it is the same model. `readonly=True` opens a reader connection
+    (many may run while one writer enrols).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        card: ModelCard | None = None,
+        codec: str = "float32",
+        readonly: bool = False,
+        create: bool = True,
+        index_threshold: int = 50_000,
+        timeout: float = 30.0,
+    ):
+        self.path = Path(path)
+        self.readonly = readonly
+        self.index_threshold = index_threshold
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if not exists:
+            if readonly or not create:
+                raise GalleryError(f"{self.path}: no such gallery")
+            if card is None:
+                raise GalleryError(f"{self.path}: creating a gallery needs the model card of the embedder that fills it")
+            get_codec(codec, card.embedding_size)  # validate the codec name before touching the disk
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                os.close(fd)
+            os.chmod(self.path, 0o600)
+        try:
+            if readonly:
+                self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if not readonly:
+                mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise GalleryError(f"{self.path}: could not switch to WAL journal mode (got {mode})")
+                self.conn.execute("PRAGMA synchronous = FULL")  # a commit is on disk when it returns
+            self._check_or_create(card, codec)
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            raise GalleryError(f"{self.path}: not a usable gallery ({exc})") from None
+        except GalleryError:
+            self._close_quietly()
+            raise
+        meta = self.meta()
+        self.embedding_size = int(meta["embedding_size"])
+        self.codec = get_codec(meta["codec"], self.embedding_size)
+        self.model_name = meta["model_name"]
+        self.model_fingerprint = meta["model_fingerprint"]
+        if card is not None:
+            self.check_model(card)
+        self._local_writes = 0
+        self._cache_key: tuple | None = None
+        self._names: list[str] = []
+        self._matrix = np.zeros((0, self.embedding_size), np.float32)
+        self._codes = np.zeros((0, self.codec.bytes_per_template), np.uint8)
+        self._index = None
+
+    # -- schema ---------------------------------------------------------------------
+    def _check_or_create(self, card: ModelCard | None, codec: str) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if version == 0 and not tables:
+            if self.readonly:
+                raise GalleryError(f"{self.path}: empty file, not a gallery")
+            if card is None:
+                raise GalleryError(f"{self.path}: empty gallery file; creating it needs the model card")
+            now = time.time()
+            meta = {
+                "kit_version": __version__,
+                "codec": codec,
+                "embedding_size": str(card.embedding_size),
+                "model_name": card.name,
+                "model_fingerprint": model_fingerprint(card),
+                "model_card": card.to_json(),
+                "created_at": repr(now),
+            }
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                _run_script(self.conn, _SCHEMA_V1)
+                self.conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            return
+        if app_id != APPLICATION_ID:
+            raise GalleryError(f"{self.path}: an SQLite file but not an edgeface gallery (application_id {app_id:#x})")
+        if version > SCHEMA_VERSION:
+            raise GalleryError(f"{self.path}: gallery schema version {version} is newer than this edgeface ({__version__}) supports ({SCHEMA_VERSION}); upgrade edgeface")
+        if version < 1:
+            raise GalleryError(f"{self.path}: gallery has no schema version; refusing to guess its layout")
+        if version < SCHEMA_VERSION:
+            if self.readonly:
+                raise GalleryError(f"{self.path}: gallery schema {version} needs migrating to {SCHEMA_VERSION}; open it once read-write")
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            while version < SCHEMA_VERSION:
+                if version not in MIGRATIONS:
+                    raise GalleryError(f"{self.path}: no migration from schema {version}")
+                _run_script(self.conn, MIGRATIONS[version])
+                version += 1
+                self.conn.execute(f"PRAGMA user_version = {version}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def check_model(self, card: ModelCard) -> None:
+        fp = model_fingerprint(card)
+        if card.embedding_size != self.embedding_size or fp != self.model_fingerprint:
+            raise ModelMismatchError(
+                f"{self.path}: gallery was built with model {self.model_name!r} ({self.embedding_size}-d, fingerprint {self.model_fingerprint}); "
+                f"the embedder in use is {card.name!r} ({card.embedding_size}-d, fingerprint {fp}). Templates of different models cannot be compared: "
+                "re-enrol into a new gallery."
+            )
+
+    # -- writes ---------------------------------------------------------------------
+    def _write(self, fn):
+        if self.readonly:
+            raise GalleryError(f"{self.path}: opened read-only")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn()
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self._local_writes += 1
+        return out
+
+    def _check_template(self, template: np.ndarray) -> np.ndarray:
+        t = np.asarray(template, np.float32).reshape(-1)
+        if t.size != self.embedding_size:
+            raise ValueError(f"template has {t.size} values, the gallery stores {self.embedding_size}-d templates")
+        if not np.all(np.isfinite(t)):
+            raise ValueError("template contains NaN or infinite values")
+        n = float(np.linalg.norm(t))
+        if n < 1e-6:
+            raise ValueError("template is all zeros")
+        return t / n
+
+    def add(self, name: str, template: np.ndarray, n_images: int = 1, quality: float = 1.0, replace: bool = True) -> None:
+        """Store (or replace) one identity's template, in its own transaction."""
+        self.add_many([(name, template, n_images, quality)], replace=replace)
+
+    def add_many(self, items, replace: bool = True) -> int:
+        """Store several (name, template, n_images, quality) in ONE transaction: all or none."""
+        rows = []
+        now = time.time()
+        for name, template, n_images, quality in items:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"identity name must be a non-empty string, got {name!r}")
+            t = self._check_template(template)
+            rows.append((name, self.codec.to_bytes(t), int(n_images), float(quality), now, now))
+
+        def write():
+            if not replace:
+                clash = [r[0] for r in rows if self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (r[0],)).fetchone()]
+                if clash:
+                    raise GalleryError(f"{self.path}: already enrolled: {', '.join(clash[:5])} (use replace=True to overwrite)")
+            self.conn.executemany(
+                "INSERT INTO identities (name, template, n_images, quality, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET template = excluded.template, n_images = excluded.n_images, "
+                "quality = excluded.quality, updated_at = excluded.updated_at",
+                rows,
+            )
+            return len(rows)
+
+        return self._write(write)
+
+    def remove(self, name: str) -> bool:
+        return bool(self._write(lambda: self.conn.execute("DELETE FROM identities WHERE name = ?", (name,)).rowcount))
+
+    def rename(self, old: str, new: str) -> bool:
+        return bool(self._write(lambda: self.conn.execute("UPDATE identities SET name = ? WHERE name = ?", (new, old)).rowcount))
+
+    # -- reads ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM identities").fetchone()[0])
+
+    def __contains__(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (name,)).fetchone() is not None
+
+    def names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM identities ORDER BY name")]
+
+    def info(self, name: str) -> dict | None:
+        r = self.conn.execute("SELECT n_images, quality, created_at, updated_at FROM identities WHERE name = ?", (name,)).fetchone()
+        return None if r is None else {"name": name, "n_images": r[0], "quality": r[1], "created_at": r[2], "updated_at": r[3]}
+
+    def template(self, name: str) -> np.ndarray | None:
+        r = self.conn.execute("SELECT template FROM identities WHERE name = ?", (name,)).fetchone()
+        return None if r is None else self.codec.decode(self.codec.from_bytes([r[0]]))[0]
+
+    def _refresh(self) -> None:
+        """Reload templates when this or another connection has committed since the last load."""
+        key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._local_writes)
+        if key == self._cache_key:
+            return
+        rows = self.conn.execute("SELECT name, template FROM identities ORDER BY rowid").fetchall()
+        self._names = [r[0] for r in rows]
+        self._codes = self.codec.from_bytes([r[1] for r in rows])
+        self._matrix = self.codec.decode(self._codes) if rows else np.zeros((0, self.embedding_size), np.float32)
+        self._index = None
+        self._cache_key = key
+
+    def _build_index(self):
+        from usearch.index import Index
+
+        index = Index(ndim=self.embedding_size, metric="cos", dtype="f32")
+        if len(self._matrix):
+            index.add(np.arange(len(self._matrix), dtype=np.uint64), self._matrix)
+        return index
+
+    def index_available(self) -> bool:
+        try:
+            import usearch.index  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def search(self, query: np.ndarray, top_k: int = 5, use_index: bool | None = None, exact_candidates: int = 0) -> list[list[Match]]:
+        """Best `top_k` identities for each query (M, D) or (D,), highest score first.
+
+        use_index: None = automatic (index when len >= index_threshold and usearch is
+        installed), True = index (error if usearch is missing), False = exact.
+        Index results are re-scored exactly over the returned candidates
+        (max(top_k, exact_candidates) of them).
+        """
+        q = np.asarray(query, np.float32)
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.embedding_size:
+            raise ValueError(f"query must be (M, {self.embedding_size}) or ({self.embedding_size},), got {np.asarray(query).shape}")
+        if not np.all(np.isfinite(q)):
+            raise ValueError("query contains NaN or infinite values")
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-10)
+        self._refresh()
+        n = len(self._names)
+        if n == 0 or top_k <= 0:
+            return [[] for _ in range(len(q))]
+        k = min(top_k, n)
+        if use_index is None:
+            use_index = n >= self.index_threshold and self.index_available()
+        if use_index:
+            if self._index is None:
+                self._index = self._build_index()
+            cand_k = min(n, max(k, exact_candidates))
+            found = self._index.search(q, cand_k)
+            keys = np.asarray(found.keys).reshape(len(q), -1).astype(np.int64)
+            out = []
+            for i in range(len(q)):
+                cand = keys[i][(keys[i] >= 0) & (keys[i] < n)]
+                s = self._scores(q[i : i + 1], cand)[0]
+                order = np.argsort(-s)[:k]
+                out.append([Match(self._names[cand[j]], float(s[j])) for j in order])
+            return out
+        scores = self._scores(q, None)
+        out = []
+        for i in range(len(q)):
+            top = np.argpartition(-scores[i], k - 1)[:k] if k < n else np.arange(n)
+            top = top[np.argsort(-scores[i][top])]
+            out.append([Match(self._names[j], float(scores[i][j])) for j in top])
+        return out
+
+    def _scores(self, q: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        if self.codec.name == "binary":
+            codes = self._codes if rows is None else self._codes[rows]
+            return self.codec.similarity(q, codes)
+        m = self._matrix if rows is None else self._matrix[rows]
+        return q @ m.T
+
+    # -- lifecycle ------------------------------------------------------------------
+    def _close_quietly(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def close(self) -> None:
+        self._close_quietly()
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def summary(self) -> dict:
+        meta = self.meta()
+        return {
+            "path": str(self.path),
+            "schema_version": SCHEMA_VERSION,
+            "identities": len(self),
+            "codec": self.codec.name,
+            "bytes_per_template": self.codec.bytes_per_template,
+            "embedding_size": self.embedding_size,
+            "model_name": self.model_name,
+            "model_fingerprint": self.model_fingerprint,
+            "kit_version": meta.get("kit_version"),
+            "file_bytes": self.path.stat().st_size,
+        }
+
+
+def card_from_gallery(path: str | os.PathLike) -> ModelCard:
+    """The model card a gallery was built with (to check a bundle against it before loading)."""
+    with Gallery(path, readonly=True) as g:
+        return ModelCard.from_json(g.meta()["model_card"])
+
+
+__all__ = ["Gallery", "GalleryError", "ModelMismatchError", "Match", "SCHEMA_VERSION", "model_fingerprint", "card_from_gallery"]

@@ -1,0 +1,274 @@
+"""Quality gate: decide whether a face is good enough to enrol or to match, and say why.
+
+Every check reports its measured value, its threshold and pass/fail, so an app can tell
+the user "move closer" or "too dark" instead of silently storing a bad template.
+
+Checks (all on data the runtime already has — the aligned crop, the 5 landmarks, the
+detector score, the embedding):
+
+- interocular: distance between the eyes in the original image, pixels (face size). Below
+  ~20 px the face was up-sampled into the crop and identity detail is gone.
+- face_size: the detector box's shorter side, pixels (only when a detector box is known).
+- sharpness: variance of the 4-neighbour Laplacian of the grey aligned crop (blur, motion).
+- brightness: mean grey level of the central face region of the crop (under/over exposure).
+- contrast: standard deviation of the grey level there (flat, washed-out or one-sided light).
+- yaw / pitch / roll: degrees, from edgeface.align.estimate_pose on the 5 landmarks. Roll
+  is undone by alignment, so its limit is loose; yaw and pitch are not undone.
+- detector_score: the detector's confidence, when the caller has one.
+- flip_similarity: cosine between the embeddings of the crop and of its mirror image. Why
+  this embedding-based score: bundles return L2-normalised embeddings, so the pre-norm
+  magnitude (MagFace-style quality) is not available; a mean-face embedding would need a
+  per-model reference set shipped in every bundle. A frontal, well-lit, unoccluded face
+  gives nearly the same embedding mirrored (faces are near-symmetric), while profiles,
+  occlusions, side lighting, misaligned crops and non-faces do not: the score measures how
+  stable the model's own answer is for this crop, for any model, at the cost of one extra
+  embedding. It is also the per-image weight when several images make one template.
+
+Thresholds: DEFAULT_THRESHOLDS below, overridden by the bundle's `quality` section
+(either {"verify": {...}, "enroll": {...}} or a flat dict of verification thresholds,
+with enrolment kept at least as strict; see merge_thresholds).
+"enroll" is stricter than "verify": a template is used for every future match, so it must
+be the best available image, while a probe can only be retried.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..align import estimate_pose
+
+MODES = ("verify", "enroll")
+
+# (check, kind, threshold): kind "min" passes when value >= threshold, "max" when value <= threshold.
+# Values chosen from the spread of these measures on 400 CelebA-299 training photos with the
+# reference MobileFaceNet (1st percentiles: interocular 21 px, face box 60 px, sharpness 36,
+# brightness 69, contrast 22, detector score 0.89, flip similarity 0.87; benchmarks/
+# runtime_quality.py prints them): "verify" rejects well under 1 % of such photos,
+# "enroll" a few percent. Sharpness limits are set by blurring crops: a Gaussian blur of
+# sigma 1.5 px (on the 112 px crop) brings the median Laplacian variance to ~15, sigma 1 to
+# ~32, so "verify" (12) refuses blur beyond ~1.5 px and "enroll" (25) beyond ~1 px.
+# Not tuned on LFW-dev accuracy, which is evaluation data.
+DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
+    "verify": {
+        "min_interocular": 16.0,
+        "min_face_size": 40.0,
+        "min_sharpness": 12.0,
+        "min_brightness": 35.0,
+        "max_brightness": 225.0,
+        "min_contrast": 18.0,
+        "max_abs_yaw": 45.0,
+        "max_abs_pitch": 35.0,
+        "max_abs_roll": 40.0,
+        "min_detector_score": 0.6,
+        "min_flip_similarity": 0.80,
+    },
+    "enroll": {
+        "min_interocular": 24.0,
+        "min_face_size": 56.0,
+        "min_sharpness": 25.0,
+        "min_brightness": 50.0,
+        "max_brightness": 210.0,
+        "min_contrast": 22.0,
+        "max_abs_yaw": 30.0,
+        "max_abs_pitch": 25.0,
+        "max_abs_roll": 30.0,
+        "min_detector_score": 0.8,
+        "min_flip_similarity": 0.88,
+    },
+}
+
+# measurement name -> (threshold key, kind, message when it fails)
+_CHECKS: list[tuple[str, str, str, str]] = [
+    ("interocular", "min_interocular", "min", "face too small (eyes {v:.0f} px apart, need {t:.0f}): move closer or use a larger image"),
+    ("face_size", "min_face_size", "min", "face box too small ({v:.0f} px, need {t:.0f})"),
+    ("sharpness", "min_sharpness", "min", "image too blurred (Laplacian variance {v:.1f} < {t:.1f})"),
+    ("brightness", "min_brightness", "min", "too dark (mean level {v:.0f} < {t:.0f})"),
+    ("brightness", "max_brightness", "max", "over-exposed (mean level {v:.0f} > {t:.0f})"),
+    ("contrast", "min_contrast", "min", "too little contrast (std {v:.1f} < {t:.1f})"),
+    ("abs_yaw", "max_abs_yaw", "max", "head turned too far sideways (yaw {v:.0f}° > {t:.0f}°)"),
+    ("abs_pitch", "max_abs_pitch", "max", "head tilted too far up/down (pitch {v:.0f}° > {t:.0f}°)"),
+    ("abs_roll", "max_abs_roll", "max", "head rotated too far (roll {v:.0f}° > {t:.0f}°)"),
+    ("detector_score", "min_detector_score", "min", "detector unsure this is a face (score {v:.2f} < {t:.2f})"),
+    ("flip_similarity", "min_flip_similarity", "min", "unstable embedding: face and its mirror image disagree (cosine {v:.2f} < {t:.2f}; occlusion, pose or lighting)"),
+]
+
+
+@dataclass
+class Check:
+    name: str
+    value: float
+    threshold: float
+    kind: str  # "min" or "max"
+    passed: bool
+    message: str = ""  # why it failed; empty when it passed
+
+
+@dataclass
+class QualityReport:
+    mode: str
+    checks: list[Check]
+    measurements: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.message for c in self.failed]
+
+    @property
+    def weight(self) -> float:
+        """Weight of this image in a multi-image template: its flip-consistency, floored."""
+        fs = self.measurements.get("flip_similarity")
+        return float(np.clip(fs, 0.05, 1.0)) if fs is not None and np.isfinite(fs) else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "weight": self.weight,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+# Names the bundle writer (edgeface.export) uses for the same thresholds.
+ALIASES = {
+    "min_detection_score": "min_detector_score",
+    "min_interocular_px": "min_interocular",
+    "min_face_size_px": "min_face_size",
+    "max_abs_yaw_deg": "max_abs_yaw",
+    "max_abs_pitch_deg": "max_abs_pitch",
+    "max_abs_roll_deg": "max_abs_roll",
+}
+_INFO_KEYS = {"source", "notes", "description"}  # free-text provenance, not thresholds
+
+
+def _stricter(key: str, a: float, b: float) -> float:
+    return max(a, b) if key.startswith("min_") else min(a, b)
+
+
+def merge_thresholds(overrides: dict | None) -> dict[str, dict[str, float]]:
+    """Defaults updated with a bundle's quality section.
+
+    Either {"verify": {...}, "enroll": {...}} (each mode set explicitly), or a flat dict:
+    its values become the "verify" thresholds and "enroll" keeps whichever of its default
+    and that value is stricter (enrolment is never looser than verification). Unknown keys
+    are an error (a typo would otherwise silently disable a check).
+    """
+    out = {m: dict(v) for m, v in DEFAULT_THRESHOLDS.items()}
+    if not overrides:
+        return out
+    known = set(DEFAULT_THRESHOLDS["verify"])
+
+    def clean(d: dict, where: str) -> dict[str, float]:
+        res = {}
+        for k, v in d.items():
+            if k in _INFO_KEYS or k in MODES:
+                continue
+            key = ALIASES.get(k, k)
+            if key not in known:
+                raise ValueError(f"quality thresholds ({where}): unknown key {k!r}; known: {sorted(known | set(ALIASES))}")
+            try:
+                res[key] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"quality thresholds ({where}): {k!r} must be a number, got {v!r}") from None
+        return res
+
+    flat = clean(overrides, "flat")
+    for k, v in flat.items():
+        out["verify"][k] = v
+        out["enroll"][k] = _stricter(k, out["enroll"][k], v)
+    for mode in MODES:
+        if isinstance(overrides.get(mode), dict):
+            out[mode].update(clean(overrides[mode], mode))
+    return out
+
+
+def _gray(crop: np.ndarray) -> np.ndarray:
+    c = np.asarray(crop, dtype=np.float32)
+    if c.ndim == 3:
+        c = c[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    return c
+
+
+def laplacian_variance(gray: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian (the classic focus measure, Pech-Pacheco 2000)."""
+    g = np.asarray(gray, np.float32)
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def central_region(crop: np.ndarray) -> np.ndarray:
+    """The inner face (eyes to mouth, cheek to cheek) of an aligned crop: excludes the
+    background and hair that fill the crop's borders and would bias exposure measures."""
+    h, w = crop.shape[:2]
+    return crop[int(0.3 * h) : int(0.9 * h), int(0.2 * w) : int(0.8 * w)]
+
+
+def measure(
+    crop: np.ndarray,
+    landmarks: np.ndarray,
+    detector_score: float | None = None,
+    box: np.ndarray | None = None,
+    flip_similarity: float | None = None,
+) -> dict[str, float]:
+    """All measurements for one face. crop: aligned uint8 (H, W, 3); landmarks: (5, 2) in
+    the original image."""
+    pose = estimate_pose(landmarks)
+    gray = _gray(crop)
+    inner = central_region(gray)
+    m = {
+        "interocular": pose["interocular"],
+        "sharpness": laplacian_variance(gray),
+        "brightness": float(inner.mean()),
+        "contrast": float(inner.std()),
+        "yaw": pose["yaw"],
+        "pitch": pose["pitch"],
+        "roll": pose["roll"],
+        "abs_yaw": abs(pose["yaw"]),
+        "abs_pitch": abs(pose["pitch"]),
+        "abs_roll": abs(pose["roll"]),
+    }
+    if box is not None:
+        b = np.asarray(box, np.float64).reshape(-1)
+        m["face_size"] = float(min(b[2] - b[0], b[3] - b[1]))
+    if detector_score is not None:
+        m["detector_score"] = float(detector_score)
+    if flip_similarity is not None:
+        m["flip_similarity"] = float(flip_similarity)
+    return m
+
+
+def flip_similarity(embedder, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine between each crop's embedding and its mirror's, the crops' embeddings), in one
+    batched embed call."""
+    crops = np.asarray(crops)
+    both = embedder.embed(np.concatenate([crops, np.ascontiguousarray(crops[:, :, ::-1])]))
+    n = len(crops)
+    return np.sum(both[:n] * both[n:], axis=1), both[:n]
+
+
+class QualityGate:
+    def __init__(self, thresholds: dict | None = None):
+        self.thresholds = merge_thresholds(thresholds)
+
+    def assess(self, measurements: dict[str, float], mode: str = "verify") -> QualityReport:
+        if mode not in MODES:
+            raise ValueError(f"quality mode must be one of {MODES}, got {mode!r}")
+        thr = self.thresholds[mode]
+        checks = []
+        for name, key, kind, msg in _CHECKS:
+            if name not in measurements:
+                continue  # e.g. no detector score for landmarks from the app's own detector
+            v, t = float(measurements[name]), thr[key]
+            ok = bool(np.isfinite(v) and (v >= t if kind == "min" else v <= t))
+            checks.append(Check(name, v, t, kind, ok, "" if ok else msg.format(v=v, t=t)))
+        return QualityReport(mode, checks, dict(measurements))

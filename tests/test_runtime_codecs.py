@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from edgeface.runtime import codecs
+
+
+def unit(rng, n, d):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name,nbytes,tol", [("float32", 512, 0.0), ("fp16", 256, 1e-3), ("int8", 132, 1e-2)])
+def test_round_trip_and_size(rng, name, nbytes, tol):
+    x = unit(rng, 20, 128)
+    c = codecs.get_codec(name, 128)
+    codes = c.encode(x)
+    assert codes.dtype == np.uint8 and codes.shape == (20, nbytes) == (20, c.bytes_per_template)
+    back = c.decode(codes)
+    assert np.abs(back - x).max() <= tol + 1e-7
+    # similarities through the codec match the float cosines within the codec's error
+    assert np.abs(c.similarity(x, codes) - x @ x.T).max() <= 3 * tol + 1e-6
+    # bytes round trip as a gallery stores them
+    assert np.array_equal(c.from_bytes([c.to_bytes(v) for v in x]), codes)
+
+
+def test_int8_uses_per_vector_scale(rng):
+    x = unit(rng, 3, 64) * np.array([[1.0], [0.01], [100.0]], np.float32)
+    back = codecs.decode("int8", codecs.encode("int8", x), 64)
+    rel = np.abs(back - x).max(1) / np.abs(x).max(1)
+    assert np.all(rel <= 0.5 / 127 + 1e-6)
+
+
+@pytest.mark.parametrize("dim", [128, 130, 7])
+def test_binary_hamming_similarity_matches_direct_computation(rng, dim):
+    x, y = unit(rng, 9, dim), unit(rng, 11, dim)
+    c = codecs.get_codec("binary", dim)
+    assert c.bytes_per_template == (dim + 7) // 8
+    sx, sy = np.where(x >= 0, 1.0, -1.0), np.where(y >= 0, 1.0, -1.0)
+    direct_hamming = (sx[:, None, :] != sy[None, :, :]).sum(-1)
+    assert np.array_equal(c.hamming(c.encode(x), c.encode(y)), direct_hamming)
+    sim = c.similarity(x, c.encode(y))
+    assert np.allclose(sim, sx @ sy.T / dim, atol=1e-6)
+    assert np.allclose(sim, 1 - 2 * direct_hamming / dim, atol=1e-6)
+    # decode gives ±1/sqrt(D) vectors whose dot products are that same similarity
+    assert np.allclose(c.decode(c.encode(x)) @ c.decode(c.encode(y)).T, sim, atol=1e-5)
+
+
+def test_binary_similarity_tracks_cosine(rng):
+    # pairs spanning cosines from ~0 to ~1: the sign-bit similarity must follow them
+    x = unit(rng, 300, 128)
+    noise = unit(rng, 300, 128)
+    mix = np.linspace(0, 1, 300, dtype=np.float32)[:, None]
+    y = mix * x + (1 - mix) * noise
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    c = codecs.get_codec("binary", 128)
+    cos = np.sum(x * y, 1)
+    ham = np.diag(c.similarity(x, c.encode(y)))
+    assert np.corrcoef(cos, ham)[0, 1] > 0.95
+
+
+def test_bad_inputs_raise_clear_errors(rng):
+    c = codecs.get_codec("int8", 16)
+    with pytest.raises(ValueError, match="dimension 16"):
+        c.encode(unit(rng, 2, 8))
+    with pytest.raises(ValueError, match="NaN"):
+        c.encode(np.full((1, 16), np.nan, np.float32))
+    with pytest.raises(ValueError, match="uint8 codes"):
+        c.decode(np.zeros((1, 20), np.float32))
+    with pytest.raises(ValueError, match="bytes long"):
+        c.from_bytes([b"\x00" * 3])
+    with pytest.raises(ValueError, match="unknown template codec"):
+        codecs.get_codec("pq", 16)

@@ -1,0 +1,198 @@
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeface.card import ModelCard
+from edgeface.runtime.gallery import SCHEMA_VERSION, Gallery, GalleryError, ModelMismatchError
+
+CARD = ModelCard(name="test-net", arch="mobilefacenet", input_size=(112, 96), embedding_size=32, template="sphereface_112x96")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def unit(rng, n, d=32):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_created_owner_only_with_schema_version_and_wal(tmp_path, rng):
+    path = tmp_path / "g.db"
+    old = os.umask(0o022)  # a permissive umask must not make the gallery world-readable
+    try:
+        with Gallery(path, card=CARD, codec="int8") as g:
+            g.add("alice", unit(rng, 1)[0])
+            for f in [path, Path(str(path) + "-wal")]:
+                assert f.exists()
+                assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+            assert g.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        os.umask(old)
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    meta = dict(raw.execute("SELECT key, value FROM meta"))
+    assert meta["codec"] == "int8" and meta["embedding_size"] == "32" and meta["model_name"] == "test-net"
+    raw.close()
+
+
+def test_templates_round_trip_each_codec(tmp_path, rng):
+    x = unit(rng, 5)
+    for codec, tol in [("float32", 1e-7), ("fp16", 1e-3), ("int8", 1e-2)]:
+        with Gallery(tmp_path / f"{codec}.db", card=CARD, codec=codec) as g:
+            g.add_many([(f"p{i}", x[i], 1, 1.0) for i in range(5)])
+        with Gallery(tmp_path / f"{codec}.db", card=CARD) as g:  # codec comes from the file
+            assert g.codec.name == codec
+            assert np.abs(g.template("p3") - x[3]).max() < tol
+            assert g.search(x[2], top_k=1)[0][0].name == "p2"
+
+
+def test_refuses_other_model_newer_schema_and_foreign_files(tmp_path, rng):
+    path = tmp_path / "g.db"
+    Gallery(path, card=CARD).close()
+    with pytest.raises(ModelMismatchError, match="test-net"):
+        Gallery(path, card=CARD.replace(name="other-net"))
+    with pytest.raises(ModelMismatchError):
+        Gallery(path, card=CARD.replace(embedding_size=64))
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(GalleryError, match="newer"):
+        Gallery(path, card=CARD)
+    foreign = tmp_path / "other.sqlite"
+    c = sqlite3.connect(foreign)
+    c.execute("CREATE TABLE t (x)")
+    c.commit()
+    c.close()
+    with pytest.raises(GalleryError, match="not an edgeface gallery"):
+        Gallery(foreign, card=CARD)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(GalleryError, match="not a usable gallery"):
+        Gallery(junk, card=CARD)
+    assert junk.read_bytes() == b"this is not sqlite at all" * 100  # untouched
+    with pytest.raises(GalleryError, match="no such gallery"):
+        Gallery(tmp_path / "missing.db", readonly=True)
+    with pytest.raises(ValueError, match="unknown template codec"):
+        Gallery(tmp_path / "new.db", card=CARD, codec="pq")
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_add_many_is_one_transaction(tmp_path, rng):
+    with Gallery(tmp_path / "g.db", card=CARD) as g:
+        g.add("keep", unit(rng, 1)[0])
+        bad = [("a", unit(rng, 1)[0], 1, 1.0), ("b", np.full(32, np.nan), 1, 1.0)]
+        with pytest.raises(ValueError, match="NaN"):
+            g.add_many(bad)
+        with pytest.raises(GalleryError, match="already enrolled"):
+            g.add_many([("new", unit(rng, 1)[0], 1, 1.0), ("keep", unit(rng, 1)[0], 1, 1.0)], replace=False)
+        assert g.names() == ["keep"]
+        with pytest.raises(ValueError, match="32-d"):
+            g.add("short", np.ones(8))
+        with pytest.raises(ValueError, match="non-empty"):
+            g.add("", unit(rng, 1)[0])
+        assert g.remove("keep") and not g.remove("keep")
+        assert len(g) == 0
+
+
+def test_exact_search_matches_brute_force(tmp_path, rng):
+    x = unit(rng, 300)
+    with Gallery(tmp_path / "g.db", card=CARD) as g:
+        g.add_many([(f"p{i:03d}", x[i], 1, 1.0) for i in range(300)])
+        q = unit(rng, 4)
+        res = g.search(q, top_k=5, use_index=False)
+        brute = np.argsort(-(q @ x.T), axis=1)[:, :5]
+        for r, b in zip(res, brute):
+            assert [m.name for m in r] == [f"p{i:03d}" for i in b]
+            assert all(r[i].score >= r[i + 1].score for i in range(4))
+
+
+def test_usearch_index_recall_against_exact(tmp_path, rng):
+    pytest.importorskip("usearch")
+    x = unit(rng, 3000)
+    with Gallery(tmp_path / "g.db", card=CARD, index_threshold=1000) as g:
+        g.add_many([(f"p{i}", x[i], 1, 1.0) for i in range(3000)])
+        q = x[:200] + 0.3 * unit(rng, 200)
+        exact = [r[0].name for r in g.search(q, top_k=1, use_index=False)]
+        indexed = [r[0].name for r in g.search(q, top_k=1)]  # auto: above the threshold
+        assert g._index is not None
+        assert np.mean([a == b for a, b in zip(exact, indexed)]) >= 0.95
+
+
+def test_reader_sees_only_committed_data_while_writer_is_busy(tmp_path, rng):
+    path = tmp_path / "g.db"
+    x = unit(rng, 3)
+    w = Gallery(path, card=CARD)
+    w.add("first", x[0])
+    r = Gallery(path, readonly=True)
+    assert [m.name for m in r.search(x[0], top_k=3)[0]] == ["first"]
+    # writer opens a transaction and stays inside it; the reader must not block nor see it
+    w.conn.execute("BEGIN IMMEDIATE")
+    w.conn.execute("INSERT INTO identities VALUES ('pending', ?, 1, 1.0, 0, 0)", (w.codec.to_bytes(x[1]),))
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(Gallery(path, readonly=True).names()))
+    t.start()
+    t.join(5)
+    assert seen == [["first"]]
+    assert r.names() == ["first"]
+    w.conn.execute("COMMIT")
+    w._local_writes += 1
+    # the reader's cached templates are refreshed after another connection's commit
+    assert {m.name for m in r.search(x[1], top_k=3)[0]} == {"first", "pending"}
+    with pytest.raises(GalleryError, match="read-only"):
+        r.add("x", x[2])
+    r.close()
+    w.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from edgeface.card import ModelCard
+    from edgeface.runtime.gallery import Gallery
+    card = ModelCard(name="test-net", arch="mobilefacenet", input_size=(112, 96), embedding_size=32, template="sphereface_112x96")
+    g = Gallery(sys.argv[1], card=card, codec="fp16")
+    rng = np.random.default_rng(1)
+    for i in range(100000):
+        v = rng.normal(size=32).astype(np.float32)
+        g.add(f"person{i:06d}", v, n_images=3, quality=0.9)
+        print(i, flush=True)   # printed only after the commit returned
+    """
+)
+
+
+def test_sigkill_during_enrolment_loses_nothing_committed(tmp_path):
+    path = tmp_path / "g.db"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, env=env, text=True)
+    committed = -1
+    deadline = time.time() + 60
+    while committed < 150 and time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        committed = int(line)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-loop: the next add is in flight
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert committed >= 150, "writer did not get going"
+    with Gallery(path, readonly=True) as g:
+        names = set(g.names())
+        assert {f"person{i:06d}" for i in range(committed + 1)} <= names
+        assert len(names) <= committed + 3  # at most the add in flight and the one before the print
+        rng = np.random.default_rng(1)
+        for i in range(committed + 1):
+            v = rng.normal(size=32).astype(np.float32)
+            assert np.abs(g.template(f"person{i:06d}") - v / np.linalg.norm(v)).max() < 2e-3
+        assert g.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # and it is writable again afterwards
+    with Gallery(path, card=CARD) as g:
+        g.add("after", np.ones(32))
+        assert "after" in g
