@@ -56,7 +56,11 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=5, help="LFW-dev folds to evaluate on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--skip-dense", action="store_true", help="do not evaluate the dense model (another run of the same sweep does)")
+    ap.add_argument("--collect", nargs="+", help="only merge the compress_connection.json files of these folders (runs split across processes) into --out and render")
     args = ap.parse_args()
+    if args.collect:
+        return collect(args)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,7 @@ def main() -> int:
     stats = pool[: args.stats_faces]
     t = time.time()
     teacher = embed_with_onnx(dense, card, pool, args.threads)
-    if "dense" not in results:
+    if "dense" not in results and not args.skip_dense:
         e = embed_with_onnx(dense, card, pairs.crops, args.threads)
         results["dense"] = pairs.evaluate(e)
         print(f"dense: {100 * results['dense']['accuracy_mean']:.2f} % ({time.time() - t:.0f}s incl. teacher)", flush=True)
@@ -104,20 +108,41 @@ def main() -> int:
             results["rows"].append(row)
             res_file.write_text(json.dumps(results, indent=2))
             print(f"{method:12s} S={keep:.2f}: {100 * row['accuracy']:.2f} % (kept {row['kept_fraction_of_all_params']:.3f} of params, {row['seconds']} s)", flush=True)
+    res_file.write_text(json.dumps(results, indent=2))
+    if "dense" in results:
+        render(results, out, card.name)
+    return 0
+
+
+def collect(args) -> int:
+    merged: dict = {"rows": []}
+    for d in args.collect:
+        r = json.loads((Path(d) / "compress_connection.json").read_text())
+        merged["rows"] += r["rows"]
+        merged.setdefault("setup", r.get("setup"))
+        if "dense" in r:
+            merged["dense"] = r["dense"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compress_connection.json").write_text(json.dumps(merged, indent=2))
+    render(merged, out, merged["setup"]["model"])
+    return 0
+
+
+def render(results: dict, out: Path, model_name: str) -> None:
     rows = sorted(results["rows"], key=lambda r: (r["method"], -r["keep"]))
+    methods = sorted({r["method"] for r in rows})
     dense_acc = results["dense"]["accuracy_mean"]
-    curves = {m: ([r["kept_fraction_of_pruned_layers"] for r in rows if r["method"] == m], [100 * r["accuracy"] for r in rows if r["method"] == m]) for m in args.methods}
-    plot_curves(curves, out / "compress_connection.png", "kept fraction of pruned layers' weights (S)", f"LFW-dev accuracy, {results['setup']['folds']} folds (%)",
-                f"Connection pruning of {card.name} (retrained)", hline=(100 * dense_acc, "dense"))
+    curves = {m: ([r["kept_fraction_of_pruned_layers"] for r in rows if r["method"] == m], [100 * r["accuracy"] for r in rows if r["method"] == m]) for m in methods}
+    plot_curves(curves, out / "compress_connection.png", "kept fraction of pruned layers' weights (S)", f"LFW-dev accuracy, {results['setup']['folds']} fold(s) (%)",
+                f"Connection pruning of {model_name} (retrained)", hline=(100 * dense_acc, "dense"))
     table = [["dense", "1.00", "1.000", f"{100 * dense_acc:.2f} ± {100 * results['dense']['accuracy_std']:.2f}", f"{results['dense']['auc']:.4f}", f"{100 * results['dense']['eer']:.2f}", ""]]
     for r in rows:
         table.append([r["method"], f"{r['keep']:.2f}", f"{r['kept_fraction_of_all_params']:.3f}", f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}",
                       f"{r['auc']:.4f}", f"{100 * r['eer']:.2f}", f"{r['nonzero_mflops']}"])
     write_markdown_table(out / "compress_connection.md", ["method", "S", "kept of all params", "LFW-dev acc (%)", "AUC", "EER (%)", "non-zero MMACs"], table,
                          preamble=f"Setup: {json.dumps(results['setup'])}")
-    res_file.write_text(json.dumps(results, indent=2))
     print((out / "compress_connection.md").read_text())
-    return 0
 
 
 if __name__ == "__main__":
