@@ -56,7 +56,8 @@ def main() -> int:
         pairs = pairs.subset(args.folds)
     pool = faces.training_faces(card, 1000)[: args.pool_size]
     stats = pool[: args.stats_faces]
-    teacher = embed_with_onnx(dense, card, pool, args.threads)
+    todo = [(m, k) for m in args.methods for k in args.levels if (m, k) not in done]
+    teacher = embed_with_onnx(dense, card, pool, args.threads) if todo else None
     tmp = Path(tempfile.mkdtemp(prefix="edgeface-channel-"))
 
     def measure(net):
@@ -72,7 +73,7 @@ def main() -> int:
     res["setup"] = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "stats_faces": args.stats_faces, "pool_faces": len(pool),
                     "retrain_iters": args.retrain_iters, "batch": args.batch, "lr": args.lr,
                     "retraining": "distillation from the dense model (1 - cosine), BN statistics frozen, Adam, cosine LR, once after pruning all bottlenecks"}
-    acts = channel.expansion_activations(dense, finetune.batches(stats, card))
+    acts = channel.expansion_activations(dense, finetune.batches(stats, card)) if todo else None
     for method in args.methods:
         for keep in args.levels:
             if (method, keep) in done:
@@ -89,8 +90,9 @@ def main() -> int:
             res_file.write_text(json.dumps(res, indent=2))
             print(f"{method:12s} S={keep}: {row['mflops']} MMACs, {row['ort_latency']['median_ms']:.2f} ms, acc {acc0} -> {100 * row['accuracy']:.2f} % ({row['seconds']} s)", flush=True)
     rows = sorted(res["rows"], key=lambda r: (r["method"], -r["keep"]))
+    methods = sorted({r["method"] for r in rows})
     d = res["dense"]
-    plot_curves({m: ([r["mflops"] for r in rows if r["method"] == m], [100 * r["accuracy"] for r in rows if r["method"] == m]) for m in args.methods},
+    plot_curves({m: ([r["mflops"] for r in rows if r["method"] == m], [100 * r["accuracy"] for r in rows if r["method"] == m]) for m in methods},
                 out / "compress_channel.png", "MMACs per face", f"LFW-dev accuracy, {args.folds} fold(s) (%)", f"Channel pruning of {card.name} (retrained)", hline=(100 * d["accuracy"], "dense"))
     table = [["dense", "1.00", d["params"], d["mflops"], f"{d['ort_latency']['median_ms']:.2f}", f"{d['torch_latency']['median_ms']:.2f}", "", f"{100 * d['accuracy']:.2f} ± {100 * d['accuracy_std']:.2f}"]]
     table += [[r["method"], r["keep"], r["params"], r["mflops"], f"{r['ort_latency']['median_ms']:.2f}", f"{r['torch_latency']['median_ms']:.2f}", f"{100 * r['accuracy_no_retrain']:.2f}" if r["accuracy_no_retrain"] is not None else "-",

@@ -57,6 +57,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--skip-dense", action="store_true", help="do not evaluate the dense model (another run of the same sweep does)")
+    ap.add_argument("--dense-from", help="with --collect: a JSON with a 'dense' entry on the same pairs (e.g. results/compress_channel.json) if no collected run has one")
     ap.add_argument("--collect", nargs="+", help="only merge the compress_connection.json files of these folders (runs split across processes) into --out and render")
     args = ap.parse_args()
     if args.collect:
@@ -122,6 +123,9 @@ def collect(args) -> int:
         merged.setdefault("setup", r.get("setup"))
         if "dense" in r:
             merged["dense"] = r["dense"]
+    if "dense" not in merged and args.dense_from:
+        d = json.loads(Path(args.dense_from).read_text())["dense"]
+        merged["dense"] = {"accuracy_mean": d["accuracy"], "accuracy_std": d["accuracy_std"], "source": args.dense_from}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compress_connection.json").write_text(json.dumps(merged, indent=2))
@@ -136,7 +140,7 @@ def render(results: dict, out: Path, model_name: str) -> None:
     curves = {m: ([r["kept_fraction_of_pruned_layers"] for r in rows if r["method"] == m], [100 * r["accuracy"] for r in rows if r["method"] == m]) for m in methods}
     plot_curves(curves, out / "compress_connection.png", "kept fraction of pruned layers' weights (S)", f"LFW-dev accuracy, {results['setup']['folds']} fold(s) (%)",
                 f"Connection pruning of {model_name} (retrained)", hline=(100 * dense_acc, "dense"))
-    table = [["dense", "1.00", "1.000", f"{100 * dense_acc:.2f} ± {100 * results['dense']['accuracy_std']:.2f}", f"{results['dense']['auc']:.4f}", f"{100 * results['dense']['eer']:.2f}", ""]]
+    table = [["dense", "1.00", "1.000", f"{100 * dense_acc:.2f} ± {100 * results['dense']['accuracy_std']:.2f}", f"{results['dense'].get('auc', float('nan')):.4f}", f"{100 * results['dense'].get('eer', float('nan')):.2f}", ""]]
     for r in rows:
         table.append([r["method"], f"{r['keep']:.2f}", f"{r['kept_fraction_of_all_params']:.3f}", f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}",
                       f"{r['auc']:.4f}", f"{100 * r['eer']:.2f}", f"{r['nonzero_mflops']}"])

@@ -87,6 +87,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gallery", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--skip-models", action="store_true", help="templates and search only")
+    ap.add_argument("--emb32", help="with --skip-models: fp32 embeddings of the pairs' crops (.npy) saved by an earlier run, instead of recomputing")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,8 +111,12 @@ def main() -> int:
     }
     emb32 = None
     rows = res.setdefault("models", {})
+    if args.emb32:
+        emb32 = np.load(args.emb32, allow_pickle=False)
+        if emb32.shape[0] != len(pairs.crops):
+            raise ValueError(f"{args.emb32}: {emb32.shape[0]} embeddings for {len(pairs.crops)} crops")
     for i, (name, make) in enumerate(variants.items()):
-        if args.skip_models and name != "fp32":
+        if args.skip_models and (name != "fp32" or emb32 is not None):
             continue
         t = time.time()
         path = make(tmp / ("fp32" if name == "fp32" else f"v{i}"))
@@ -137,7 +142,10 @@ def main() -> int:
     for s in res["search"]:
         print(f"1:N n={s['n']}: float32 {s['float32_ms']:.2f} ms, binary (codec) {s['binary_codec_ms']:.2f} ms, binary (bitwise_count) {s['binary_bitcount_ms']:.2f} ms", flush=True)
     res_file.write_text(json.dumps(res, indent=2))
-    ref = rows.get("fp32", {})
+    ref = rows.get("fp32")
+    if not ref:
+        print(json.dumps({k: res[k] for k in ("templates", "search")}, indent=1))
+        return 0
     mtable = [[k, f"{v['file_bytes'] / 1e6:.2f}", f"{ref['file_bytes'] / v['file_bytes']:.2f}x", f"{100 * v['accuracy']:.2f} ± {100 * v['accuracy_std']:.2f}",
                f"{100 * (v['accuracy'] - ref['accuracy']):+.2f}", f"{v['mean_cosine']:.4f}", f"{v['min_cosine']:.4f}"] for k, v in rows.items()]
     ttable = [[k, v["bytes"], f"{100 * v['accuracy']:.2f} ± {100 * v['accuracy_std']:.2f}", f"{100 * (v['accuracy'] - tpl['float32']['accuracy']):+.2f}", f"{v['auc']:.4f}", f"{100 * v['eer']:.2f}"] for k, v in tpl.items()]
