@@ -1,0 +1,164 @@
+"""Quantization and compact templates of the third-party MobileFaceNet, on LFW-dev.
+
+    PYTHONPATH=. python benchmarks/compress_quantize.py     # writes benchmarks/results/compress_quantize.{json,md}
+
+* model files: fp32 / fp16 / int8 ONNX (the export package's converters; int8 = NNCF PTQ,
+  per-channel QDQ, calibrated on aligned CelebA-299 + AAF-8k faces), int8 in three variants:
+  everything int8, embedding projection kept float, first conv + projection kept float;
+  file size, LFW-dev accuracy, mean cosine to the fp32 embeddings;
+* templates (DeepID2+'s binarised features): the fp32 model's embeddings stored as
+  float32 / fp16 / int8 / binary (runtime codecs), pair scores from the decoded templates
+  (binary: Hamming similarity 1 - 2h/D), accuracy of each;
+* 1:N search: one query against N stored templates, float32 dot products vs binary Hamming
+  (runtime codec's table popcount, and numpy's bitwise_count over 64-bit words), median time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgeface import paths, zoo  # noqa: E402
+from edgeface.compress import faces  # noqa: E402
+from edgeface.compress.quantize import compare_embeddings, embed_file, export_precision  # noqa: E402
+from edgeface.compress.report import write_markdown_table  # noqa: E402
+from edgeface.runtime.codecs import get_codec  # noqa: E402
+
+
+def int8_first_and_head_float(fp32_onnx: Path, out: Path, calib: np.ndarray) -> Path:
+    """NNCF PTQ keeping the first and the last convolution in float (the export package keeps
+    only the last): an experiment, so it lives here rather than in the library."""
+    import nncf
+    import onnx
+
+    model = onnx.load(str(fp32_onnx))
+    convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    name = model.graph.input[0].name
+    ds = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))], lambda x: {name: x})
+    q = nncf.quantize(model, ds, subset_size=len(calib), ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]], validate=False))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(q, str(out))
+    return out
+
+
+def search_speed(dim: int, n: int, queries: int = 20, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((n, dim)).astype(np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    q = g[rng.choice(n, queries)] + 0.3 * rng.standard_normal((queries, dim)).astype(np.float32)
+    codec = get_codec("binary", dim)
+    gb = codec.encode(g)
+    qb = codec.encode(q)
+    g64 = np.ascontiguousarray(gb).view(np.uint64)
+    q64 = np.ascontiguousarray(qb).view(np.uint64)
+
+    def timeit(fn):
+        fn(0)
+        ts = []
+        for i in range(queries):
+            t = time.perf_counter()
+            fn(i)
+            ts.append(time.perf_counter() - t)
+        return 1e3 * float(np.median(ts))
+
+    res = {"n": n, "dim": dim}
+    res["float32_ms"] = timeit(lambda i: int(np.argmax(g @ q[i])))
+    res["binary_codec_ms"] = timeit(lambda i: int(np.argmin(codec.hamming(qb[i : i + 1], gb)[0])))
+    res["binary_bitcount_ms"] = timeit(lambda i: int(np.argmin(np.bitwise_count(g64 ^ q64[i]).sum(1, dtype=np.uint16))))
+    top_f = [int(np.argmax(g @ q[i])) for i in range(queries)]
+    top_b = [int(np.argmin(np.bitwise_count(g64 ^ q64[i]).sum(1))) for i in range(queries)]
+    res["top1_agreement"] = float(np.mean(np.array(top_f) == np.array(top_b)))
+    res["bytes_float32"], res["bytes_binary"] = int(g.nbytes), int(gb.nbytes)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--calib", type=int, default=128, help="calibration faces (CelebA-299 + AAF-8k)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gallery", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--skip-models", action="store_true", help="templates and search only")
+    ap.add_argument("--emb32", help="with --skip-models: fp32 embeddings of the pairs' crops (.npy) saved by an earlier run, instead of recomputing")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res_file = out / "compress_quantize.json"
+    res = json.loads(res_file.read_text()) if res_file.is_file() else {}
+    model, card = zoo.load_torch_model(str(paths.reference_mobilefacenet()))
+    pairs = faces.lfw_pairs(card)
+    if args.folds < 5:
+        pairs = pairs.subset(args.folds)
+    calib = faces.training_faces(card, 1000)[-args.calib :]  # the end of the pool: not the faces used for pruning statistics
+    res["setup"] = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "calibration_faces": int(len(calib)), "threads": args.threads}
+    tmp = Path(tempfile.mkdtemp(prefix="edgeface-quant-"))
+    variants = {
+        "fp32": lambda d: export_precision(model, card, "fp32", d),
+        "fp16": lambda d: export_precision(model, card, "fp16", d),
+        "int8 (all)": lambda d: export_precision(model, card, "int8", d, calib, keep_float_head=False),
+        "int8 (float head)": lambda d: export_precision(model, card, "int8", d, calib, keep_float_head=True),
+        "int8 (float first conv + head)": lambda d: int8_first_and_head_float(tmp / "fp32" / "model.onnx", d / "model.onnx", calib),
+    }
+    emb32 = None
+    rows = res.setdefault("models", {})
+    if args.emb32:
+        emb32 = np.load(args.emb32, allow_pickle=False)
+        if emb32.shape[0] != len(pairs.crops):
+            raise ValueError(f"{args.emb32}: {emb32.shape[0]} embeddings for {len(pairs.crops)} crops")
+    for i, (name, make) in enumerate(variants.items()):
+        if args.skip_models and (name != "fp32" or emb32 is not None):
+            continue
+        t = time.time()
+        path = make(tmp / ("fp32" if name == "fp32" else f"v{i}"))
+        emb = embed_file(path, pairs.crops, args.threads)
+        if name == "fp32":
+            emb32 = emb
+            np.save(tmp / "emb32.npy", emb)
+        rep = pairs.evaluate(emb)
+        rows[name] = {"file_bytes": path.stat().st_size, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"],
+                      **compare_embeddings(emb32, emb), "seconds": round(time.time() - t)}
+        res_file.write_text(json.dumps(res, indent=2))
+        print(f"{name:32s} {path.stat().st_size / 1e6:6.2f} MB  acc {100 * rep['accuracy_mean']:.2f} %  cos {rows[name]['mean_cosine']:.4f}", flush=True)
+    # Templates from the fp32 embeddings.
+    tpl = res.setdefault("templates", {})
+    for cname in ("float32", "fp16", "int8", "binary"):
+        codec = get_codec(cname, emb32.shape[1])
+        dec = codec.decode(codec.encode(emb32))
+        scores = np.sum(dec[pairs.ia] * dec[pairs.ib], axis=1)
+        rep = pairs.evaluate_scores(scores)
+        tpl[cname] = {"bytes": codec.bytes_per_template, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"]}
+        print(f"template {cname:8s} {codec.bytes_per_template:4d} B  acc {100 * rep['accuracy_mean']:.2f} %", flush=True)
+    res["search"] = [search_speed(emb32.shape[1], n) for n in args.gallery]
+    for s in res["search"]:
+        print(f"1:N n={s['n']}: float32 {s['float32_ms']:.2f} ms, binary (codec) {s['binary_codec_ms']:.2f} ms, binary (bitwise_count) {s['binary_bitcount_ms']:.2f} ms", flush=True)
+    res_file.write_text(json.dumps(res, indent=2))
+    ref = rows.get("fp32")
+    if not ref:
+        print(json.dumps({k: res[k] for k in ("templates", "search")}, indent=1))
+        return 0
+    mtable = [[k, f"{v['file_bytes'] / 1e6:.2f}", f"{ref['file_bytes'] / v['file_bytes']:.2f}x", f"{100 * v['accuracy']:.2f} ± {100 * v['accuracy_std']:.2f}",
+               f"{100 * (v['accuracy'] - ref['accuracy']):+.2f}", f"{v['mean_cosine']:.4f}", f"{v['min_cosine']:.4f}"] for k, v in rows.items()]
+    ttable = [[k, v["bytes"], f"{100 * v['accuracy']:.2f} ± {100 * v['accuracy_std']:.2f}", f"{100 * (v['accuracy'] - tpl['float32']['accuracy']):+.2f}", f"{v['auc']:.4f}", f"{100 * v['eer']:.2f}"] for k, v in tpl.items()]
+    stable = [[s["n"], f"{s['float32_ms']:.2f}", f"{s['binary_codec_ms']:.2f}", f"{s['binary_bitcount_ms']:.2f}", f"{s['float32_ms'] / s['binary_bitcount_ms']:.1f}x", f"{s['top1_agreement']:.2f}", f"{s['bytes_float32'] / 1e6:.1f} / {s['bytes_binary'] / 1e6:.2f}"] for s in res["search"]]
+    md = out / "compress_quantize.md"
+    write_markdown_table(md, ["model", "MB", "smaller", "LFW-dev acc (%)", "Δ pt", "mean cos to fp32", "min cos"], mtable, preamble=f"Setup: {json.dumps(res['setup'])}\n\n### Model precision")
+    text = md.read_text()
+    write_markdown_table(md, ["template", "bytes", "LFW-dev acc (%)", "Δ pt", "AUC", "EER (%)"], ttable, preamble=text + "\n### Templates (fp32 model)")
+    text = md.read_text()
+    write_markdown_table(md, ["gallery N", "float32 ms", "binary (codec LUT) ms", "binary (bitwise_count) ms", "speed-up", "top-1 agreement", "MB float/binary"], stable, preamble=text + "\n### 1:N search, one query, 1 process")
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

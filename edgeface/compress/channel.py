@@ -1,0 +1,197 @@
+"""Channel (filter-level) pruning of MobileFaceNet's bottleneck expansion channels, rebuilt as
+a smaller dense network.
+
+In a bottleneck expand(1x1) -> depthwise(3x3) -> project(1x1), expansion channel c is the
+c-th filter of `expand`, the c-th depthwise filter and the c-th input column of `project`.
+Removing it removes all three, so the rebuilt network is genuinely smaller and faster with
+ordinary dense kernels. Zeroing column c of `project` alone gives exactly the same outputs
+(the channel then contributes nothing), which is the "masked" equivalent used in tests.
+
+Selection from the correlation statistics of the expansion channels (what `project` sees,
+every face at sampled positions being a sample):
+  * informative: std of the channel's activation times the norm of its `project` column
+    (its typical contribution to the block's output); low = uninformative;
+  * redundant: max |correlation| with another channel still kept; high = redundant.
+Channels are removed greedily, lowest score = informativeness x (1 - redundancy) first,
+recomputing the redundancy against the channels still kept after each removal.
+Baseline: L1 norm of each channel's `expand` filter (Li et al., "Pruning filters for
+efficient ConvNets", 2017).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..card import ModelCard
+
+
+def bottlenecks(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if all(hasattr(m, a) for a in ("expand", "depthwise", "project"))]
+
+
+def mid_channels(model: nn.Module) -> list[int]:
+    return [model.get_submodule(b).depthwise.conv.out_channels for b in bottlenecks(model)]
+
+
+@torch.no_grad()
+def expansion_activations(model: nn.Module, batches, positions_per_face: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    """(samples, C) activations at each bottleneck's project input, `positions_per_face`
+    random positions per face, from one pass over `batches`."""
+    gen = torch.Generator().manual_seed(seed)
+    chunks: dict[str, list[torch.Tensor]] = {b: [] for b in bottlenecks(model)}
+    hooks = []
+    for b in chunks:
+        def hook(m, args, out, b=b):
+            x = args[0]  # (N, C, H, W)
+            n, c, h, w = x.shape
+            flat = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+            idx = torch.randint(0, h * w, (n, min(positions_per_face, h * w)), generator=gen)
+            chunks[b].append(torch.gather(flat, 1, idx[:, :, None].expand(-1, -1, c)).reshape(-1, c).float())
+
+        hooks.append(model.get_submodule(b).project.register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return {b: torch.cat(v) for b, v in chunks.items()}
+
+
+def greedy_select(informative: np.ndarray, corr: np.ndarray, n_keep: int) -> np.ndarray:
+    """Indices kept after removing, one at a time, the channel with the lowest
+    informative/median(informative) * (1 - max |corr| to another kept channel)."""
+    c = len(informative)
+    if not 1 <= n_keep <= c:
+        raise ValueError(f"cannot keep {n_keep} of {c} channels")
+    info = informative / max(float(np.median(informative)), 1e-12)
+    a = np.abs(np.nan_to_num(corr, nan=0.0)).astype(np.float64)
+    np.fill_diagonal(a, -np.inf)
+    kept = np.ones(c, bool)
+    while kept.sum() > n_keep:
+        sub = np.where(kept[None, :], a, -np.inf)
+        red = np.clip(sub.max(1), 0, 1)
+        score = np.where(kept, info * (1 - red), np.inf)
+        kept[int(np.argmin(score))] = False
+    return np.flatnonzero(kept)
+
+
+def select_channels(model: nn.Module, keep: float, method: str = "correlation", activations: dict[str, torch.Tensor] | None = None, min_channels: int = 8) -> dict[str, np.ndarray]:
+    """Expansion channels to keep per bottleneck (same fraction `keep` in each)."""
+    out = {}
+    for b in bottlenecks(model):
+        blk = model.get_submodule(b)
+        c = blk.depthwise.conv.out_channels
+        n_keep = min(c, max(min_channels, int(round(keep * c))))
+        if method == "magnitude":
+            l1 = blk.expand.conv.weight.detach().abs().flatten(1).sum(1).numpy()
+            out[b] = np.sort(np.argsort(-l1, kind="stable")[:n_keep])
+        elif method == "correlation":
+            if activations is None:
+                raise ValueError("correlation channel selection needs activations (expansion_activations)")
+            a = activations[b].double().numpy()
+            std = a.std(0)
+            col = blk.project.conv.weight.detach().flatten(1).norm(dim=0).double().numpy()
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = np.corrcoef(a.T) if a.shape[0] > 1 else np.zeros((c, c))
+            corr[~np.isfinite(corr)] = 0.0
+            out[b] = greedy_select(std * col, corr, n_keep)
+        else:
+            raise ValueError(f"unknown channel selection method {method!r} (correlation | magnitude)")
+    return out
+
+
+def channel_masks(model: nn.Module, keep_idx: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Masks on each `project` weight that zero the removed channels' columns: the masked
+    network computes exactly what the shrunk one does."""
+    masks = {}
+    for b, idx in keep_idx.items():
+        w = model.get_submodule(b).project.conv.weight
+        m = torch.zeros_like(w, dtype=torch.bool)
+        m[:, torch.as_tensor(idx, dtype=torch.long)] = True
+        masks[f"{b}.project.conv"] = m
+    return masks
+
+
+def _slice_bn(bn: nn.BatchNorm2d, idx: torch.Tensor) -> nn.BatchNorm2d:
+    new = nn.BatchNorm2d(len(idx), eps=bn.eps, momentum=bn.momentum, affine=bn.affine, track_running_stats=bn.track_running_stats)
+    with torch.no_grad():
+        if bn.affine:
+            new.weight.copy_(bn.weight[idx])
+            new.bias.copy_(bn.bias[idx])
+        if bn.track_running_stats:
+            new.running_mean.copy_(bn.running_mean[idx])
+            new.running_var.copy_(bn.running_var[idx])
+            new.num_batches_tracked.copy_(bn.num_batches_tracked)
+    return new.train(bn.training)
+
+
+def _slice_act(act: nn.Module, idx: torch.Tensor) -> nn.Module:
+    if isinstance(act, nn.PReLU) and act.num_parameters > 1:
+        new = nn.PReLU(len(idx))
+        with torch.no_grad():
+            new.weight.copy_(act.weight[idx])
+        return new
+    return act
+
+
+def _conv_like(conv: nn.Conv2d, cin: int, cout: int, groups: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups, conv.bias is not None, conv.padding_mode)
+
+
+@torch.no_grad()
+def shrink_bottlenecks(model: nn.Module, keep_idx: dict[str, np.ndarray]) -> nn.Module:
+    """Physically remove the expansion channels not in keep_idx (in place; returns model)."""
+    for b, idx in keep_idx.items():
+        blk = model.get_submodule(b)
+        idx = torch.as_tensor(np.sort(np.asarray(idx)), dtype=torch.long)
+        k = len(idx)
+        ex, dw, pj = blk.expand, blk.depthwise, blk.project
+        conv = _conv_like(ex.conv, ex.conv.in_channels, k, 1)
+        conv.weight.copy_(ex.conv.weight[idx])
+        if ex.conv.bias is not None:
+            conv.bias.copy_(ex.conv.bias[idx])
+        ex.conv, ex.bn, ex.act = conv, _slice_bn(ex.bn, idx), _slice_act(ex.act, idx)
+        conv = _conv_like(dw.conv, k, k, k)
+        conv.weight.copy_(dw.conv.weight[idx])
+        if dw.conv.bias is not None:
+            conv.bias.copy_(dw.conv.bias[idx])
+        dw.conv, dw.bn, dw.act = conv, _slice_bn(dw.bn, idx), _slice_act(dw.act, idx)
+        conv = _conv_like(pj.conv, k, pj.conv.out_channels, 1)
+        conv.weight.copy_(pj.conv.weight[:, idx])
+        if pj.conv.bias is not None:
+            conv.bias.copy_(pj.conv.bias)
+        pj.conv = conv
+    return model
+
+
+def build_pruned_mobilefacenet(input_size=(112, 112), embedding_size: int = 128, mid_channels: list[int] | None = None, width: int = 64, setting=None, **_) -> nn.Module:
+    """MobileFaceNet whose bottlenecks have the given expansion widths (arch 'mobilefacenet_pruned')."""
+    from ..models.mobilefacenet import MobileFaceNet
+
+    model = MobileFaceNet(input_size=tuple(input_size), embedding_size=embedding_size, width=width, setting=[tuple(s) for s in setting] if setting else None)
+    names = bottlenecks(model)
+    if mid_channels is None:
+        return model
+    if len(mid_channels) != len(names):
+        raise ValueError(f"mid_channels lists {len(mid_channels)} widths, MobileFaceNet has {len(names)} bottlenecks")
+    return shrink_bottlenecks(model, {b: np.arange(int(c)) for b, c in zip(names, mid_channels)})
+
+
+def pruned_card(model: nn.Module, card: ModelCard, name: str, note: str) -> ModelCard:
+    from ..models.complexity import count_mflops, count_params
+
+    kwargs = dict(card.arch_kwargs)
+    kwargs["mid_channels"] = mid_channels(model)
+    return card.replace(
+        name=name,
+        arch="mobilefacenet_pruned",
+        arch_kwargs=kwargs,
+        params=count_params(model),
+        mflops=round(count_mflops(model, card.input_size), 1),
+        description=f"{card.description or card.name}; {note}".strip("; "),
+    )

@@ -1,0 +1,60 @@
+"""`edgeface prune` and `edgeface quantize` end to end on the real reference MobileFaceNet
+(small settings: few faces, no retraining, no LFW evaluation)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgeface import paths
+from edgeface.cli import main
+
+
+def test_prune_channel_and_connection_cli(shared, tmp_path, capsys):
+    ref = str(paths.reference_mobilefacenet())
+    out = tmp_path / "ch.safetensors"
+    assert main(["prune", ref, "--level", "channel", "--method", "magnitude", "--keep", "0.5", "--faces", "6", "--stats-faces", "8",
+                 "--retrain-iters", "0", "--eval-folds", "0", "--out", str(out), "--threads", "2"]) == 0
+    from edgeface.models.complexity import count_mflops
+    from edgeface.zoo import load_torch_model
+
+    small, card = load_torch_model(str(out))
+    dense, dcard = load_torch_model(ref)
+    assert card.arch == "mobilefacenet_pruned" and card.params < 0.8 * sum(p.numel() for p in dense.parameters())
+    assert count_mflops(small, card.input_size) < 0.75 * count_mflops(dense, dcard.input_size)
+    rep = json.loads((tmp_path / "ch_report.json").read_text())
+    assert rep["after"]["mflops"] < rep["before"]["mflops"] and (tmp_path / "ch_report.md").is_file()
+
+    out = tmp_path / "conn.safetensors"
+    assert main(["prune", ref, "--level", "connection", "--method", "magnitude", "--keep", "0.3", "--faces", "6", "--layers-per-step", "40",
+                 "--retrain-iters", "0", "--eval-folds", "0", "--out", str(out), "--threads", "2"]) == 0
+    from edgeface.compress.masks import load_pruned
+
+    model, card, masks = load_pruned(out)
+    assert len(masks) == 33  # every non-depthwise conv of MobileFaceNet
+    for n, m in masks.items():
+        assert abs(m.float().mean().item() - 0.3) < 0.01
+        assert torch.all(model.get_submodule(n).weight[~m] == 0)
+    rep = json.loads((tmp_path / "conn_report.json").read_text())
+    assert 0.25 < rep["kept_fraction_of_all_params"] < 0.4 and len(rep["layers"]) == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert (tmp_path / "conn_layers.png").is_file()
+
+
+def test_prune_rejects_bad_keep(shared, capsys):
+    assert main(["prune", str(paths.reference_mobilefacenet()), "--keep", "1.5"]) == 1
+    assert "--keep must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_quantize_int8_cli(shared, tmp_path):
+    pytest.importorskip("nncf")
+    out = tmp_path / "q"
+    assert main(["quantize", str(paths.reference_mobilefacenet()), "--precision", "int8", "--calib-count", "8", "--eval-folds", "0", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["size_ratio"] > 3.0, rep  # int8 weights (the float head is 512x128 of ~1M params)
+    from edgeface.card import ModelCard
+    from edgeface.compress.quantize import embed_file
+
+    card = ModelCard.from_json((out / "card.json").read_text())
+    faces = np.random.default_rng(0).integers(0, 256, (2, *card.input_size, 3), dtype=np.uint8)
+    e = embed_file(out / "model.onnx", faces)
+    assert e.shape == (2, 128) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-3)

@@ -1,0 +1,136 @@
+"""Masks survive retraining, saving/loading and ONNX export; channel pruning = masking."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from edgeface.card import ModelCard
+from edgeface.compress import channel, finetune, prune
+from edgeface.compress.masks import apply_masks, bake_masks, load_pruned, mask_file, save_pruned, zero_masked
+from edgeface.models import register_arch
+from edgeface.models.mobilefacenet import MobileFaceNet
+
+SMALL = [(2, 16, 1, 2), (2, 16, 1, 1), (2, 32, 1, 2)]  # a 3-bottleneck MobileFaceNet for speed
+
+
+def _small(seed=0):
+    torch.manual_seed(seed)
+    net = MobileFaceNet(input_size=(32, 32), embedding_size=16, width=8, setting=SMALL).eval()
+    with torch.no_grad():  # non-trivial BN statistics
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return net
+
+
+TINY_KW = {"input_size": [32, 32], "embedding_size": 16, "width": 8, "setting": [list(s) for s in SMALL]}
+register_arch("tiny_mobilefacenet_test", lambda **kw: MobileFaceNet(input_size=(32, 32), embedding_size=16, width=8, setting=SMALL))
+CARD = ModelCard(name="tiny", arch="tiny_mobilefacenet_test", input_size=(32, 32), embedding_size=16, template="arcface_112x112", arch_kwargs=TINY_KW)
+
+
+def _faces(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def test_connection_masks_survive_retraining_save_load_and_onnx(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    net = _small()
+    teacher_net = copy.deepcopy(net)
+    faces = _faces(48)
+    teacher = finetune.embed(teacher_net, faces, CARD)
+    masks, log = prune.prune_connections(
+        net, CARD, faces[:32], keep=0.4, method="correlation", steps=[["embedding.conv"], ["conv_expand.conv", "blocks.2.project.conv"]],
+        retrain=lambda m, mk: finetune.distill(m, CARD, faces, teacher, mk, epochs=2, batch_size=8, lr=1e-2, show_progress=False),
+    )
+    assert len(log) == 2 and log[0].retrain_loss_first is not None
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    # Retraining again (high learning rate) must move kept weights but never revive pruned ones.
+    finetune.distill(net, CARD, faces, teacher, masks, epochs=2, batch_size=8, lr=1e-2, show_progress=False)
+    bake_masks(net)
+    for name, m in masks.items():
+        w = net.get_submodule(name).weight.detach()
+        assert torch.all(w[~m] == 0), name
+        assert not torch.equal(w[m], before[name + ".weight"][m]), f"{name} did not train"
+        assert 0.35 < m.float().mean() < 0.45
+    # Save / load: zeros in the checkpoint, masks in the sidecar, identical outputs.
+    path = tmp_path / "pruned.safetensors"
+    card = CARD.replace(name="tiny_pruned")
+    save_pruned(net, card, masks, path)
+    assert mask_file(path).is_file()
+    loaded, lcard, lmasks = load_pruned(path)
+    assert lcard.name == "tiny_pruned" and set(lmasks) == set(masks)
+    for n in masks:
+        assert torch.equal(lmasks[n], masks[n])
+        assert torch.all(loaded.get_submodule(n).weight[~masks[n]] == 0)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x))
+    # Masks hold through a retraining of the loaded model too.
+    finetune.distill(loaded, CARD, faces, teacher, lmasks, epochs=1, batch_size=8, lr=1e-2, show_progress=False)
+    bake_masks(loaded)
+    assert all(torch.all(loaded.get_submodule(n).weight[~m] == 0) for n, m in lmasks.items())
+    # Export: every masked weight is exactly zero in the ONNX initialisers (the exporter folds
+    # BatchNorm into the conv, which rescales rows but keeps zeros zero).
+    from edgeface.compress.evalfast import export_onnx
+
+    export_onnx(loaded, CARD, tmp_path / "pruned.onnx")
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "pruned.onnx")).graph.initializer}
+    for n, m in lmasks.items():
+        found = [a for a in inits.values() if a.shape == tuple(m.shape) and np.array_equal(a != 0, m.numpy())]
+        assert found, f"{n}: no ONNX initialiser has exactly the mask's zero pattern"
+
+
+def test_magnitude_connection_pruning_without_retraining_keeps_fraction():
+    net = _small()
+    masks, log = prune.prune_connections(net, CARD, _faces(8), keep=0.25, method="magnitude")
+    assert set(masks) == set(prune.top_down_order(net))
+    for n, m in masks.items():
+        assert abs(m.float().mean().item() - 0.25) < 0.02
+        assert torch.all(net.get_submodule(n).weight[~m] == 0)
+    with pytest.raises(ValueError, match="unknown pruning method"):
+        prune.prune_connections(net, CARD, _faces(8), keep=0.5, method="random")
+
+
+@pytest.mark.parametrize("method", ["correlation", "magnitude"])
+def test_channel_pruning_builds_smaller_network_equal_to_masked(method, tmp_path):
+    net = _small()
+    x = finetune.to_tensor(_faces(16), CARD)
+    acts = channel.expansion_activations(net, [x]) if method == "correlation" else None
+    keep = channel.select_channels(net, 0.5, method, acts, min_channels=4)
+    assert all(len(v) == max(4, round(0.5 * c)) for v, c in zip(keep.values(), channel.mid_channels(net)))
+    masked = copy.deepcopy(net)
+    zero_masked(masked, channel.channel_masks(net, keep))
+    small = channel.shrink_bottlenecks(copy.deepcopy(net), keep)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(small(x), net(x), atol=1e-3)  # something was removed
+    from edgeface.models.complexity import count_mflops, count_params
+
+    assert count_params(small) < count_params(net)
+    assert count_mflops(small, (32, 32)) < count_mflops(net, (32, 32))
+    # The smaller network round-trips through an ordinary checkpoint (arch mobilefacenet_pruned).
+    from edgeface.models.checkpoints import load_checkpoint, save_checkpoint
+
+    card = channel.pruned_card(small, CARD, "tiny_ch", "test")
+    assert card.arch == "mobilefacenet_pruned" and card.arch_kwargs["mid_channels"] == channel.mid_channels(small)
+    save_checkpoint(small, card, tmp_path / "small.safetensors")
+    loaded, lcard = load_checkpoint(tmp_path / "small.safetensors")
+    assert lcard.params == count_params(small)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), small(x))
+
+
+def test_greedy_selection_drops_redundant_and_silent_channels():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((500, 4))
+    acts = np.concatenate([a, a[:, :1] * 1.0 + 1e-3 * rng.standard_normal((500, 1)), 1e-4 * rng.standard_normal((500, 1))], 1)
+    info = acts.std(0)
+    info[4] = info[0]  # the duplicate of channel 0 is as "big" as channel 0
+    kept = channel.greedy_select(info, np.corrcoef(acts.T), 4)
+    assert 5 not in kept  # near-silent channel goes
+    assert not ({0, 4} <= set(kept))  # one of the duplicated pair goes
