@@ -16,10 +16,10 @@ main: env
 	  --data $(SHARED)/datasets/lfw-dev --json $(OUT)/eval_reference.json --roc $(OUT)/roc_reference.png
 
 test: env
-	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q tests
+	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q tests device_tests
 
 test-fast: env
-	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q -m "not slow" tests
+	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q -m "not slow" tests device_tests
 
 clean:
 	rm -rf $(OUT) .pytest_cache
