@@ -30,7 +30,7 @@ from edgeface.profiles import check_budgets, list_profiles, load_profile
 
 from device_helpers import pinned, wheelhouse_dir
 
-LOOPBACK_BACKENDS = {"onnxruntime", "tflite"}
+LOOPBACK_BACKENDS = {"onnxruntime", "litert"}
 PROFILES = list_profiles()
 CASES = [(p, "device") for p in PROFILES] + [(p, "ssh-loopback") for p in PROFILES if load_profile(p).backend in LOOPBACK_BACKENDS and load_profile(p).device.kind != "adb"]
 

@@ -149,9 +149,12 @@ def _check_target(where: str, fmt: str, precision: str, backend: str | None = No
 
 
 def _check_against_target_table(where, targets, fmt, precision, backend) -> None:
-    formats = getattr(targets, "FORMATS", None)
-    if formats is not None and fmt not in formats:
-        raise ProfileError(f"{where}: format {fmt!r} is not an edgeface target; known: {sorted(formats)}")
+    try:
+        row = targets.target(fmt, precision)
+    except ValueError as exc:
+        raise ProfileError(f"{where}: {exc}") from None
+    if backend is not None and backend != row.backend:
+        raise ProfileError(f"{where}: backend {backend!r} does not run {fmt}-{precision}; the target table's backend for it is {row.backend!r}")
 
 
 def load_recipe(name: str | os.PathLike) -> Recipe:

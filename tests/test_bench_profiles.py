@@ -38,8 +38,8 @@ def test_the_required_device_profiles_ship():
     kinds = {(load_profile(n).backend, load_profile(n).precision, load_profile(n).device.kind) for n in SHIPPED}
     assert ("onnxruntime", "fp32", "local") in kinds
     assert {("openvino", "fp32", "local"), ("openvino", "int8", "local")} <= kinds
-    assert any(b == "tflite" and k == "adb" for b, _, k in kinds)  # Android phone
-    assert any(b == "tflite" and k == "ssh" for b, _, k in kinds)  # Raspberry Pi 5
+    assert any(b == "litert" and k == "adb" for b, _, k in kinds)  # Android phone
+    assert any(b == "litert" and k == "ssh" for b, _, k in kinds)  # Raspberry Pi 5
     assert ("tensorrt", "fp16", "ssh") in kinds  # Jetson Orin
 
 

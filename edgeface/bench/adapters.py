@@ -16,7 +16,8 @@ import numpy as np
 from ..card import ModelCard
 from ..preprocess import check_faces, l2_normalize, normalize
 
-PLAIN_SUFFIXES = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite"}
+# Backend names as in edgeface.targets / edgeface.runtime.backends.
+PLAIN_SUFFIXES = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert"}
 
 
 def resolve_threads(threads: int) -> int:
@@ -95,7 +96,7 @@ class PlainModel:
         return np.array(self._request.get_output_tensor(0).data)
 
     # ---- TFLite (LiteRT; XNNPACK is its default CPU delegate)
-    def _open_tflite(self) -> None:
+    def _open_litert(self) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -114,7 +115,7 @@ class PlainModel:
         self._tfl_batch = int(inp["shape"][0])
         self.layout = self._layout_from_shape(inp["shape"])
 
-    def _run_tflite(self, x: np.ndarray) -> np.ndarray:
+    def _run_litert(self, x: np.ndarray) -> np.ndarray:
         inp, out = self._tfl_in, self._tfl_out
         if x.shape[0] != self._tfl_batch:
             self._interp.resize_tensor_input(inp["index"], list(x.shape))
@@ -178,6 +179,12 @@ def model_file_of(model) -> Path:
 
 
 def model_size_bytes(model) -> int:
+    """Bytes on disk of what the device needs: every model file a bundle lists (an OpenVINO
+    .xml with its .bin), or the plain file."""
+    meta = getattr(model, "meta", {}) or {}
+    base = Path(getattr(model, "path", "."))
+    if isinstance(meta.get("files"), dict) and base.is_dir():
+        return sum((base / name).stat().st_size for name in meta["files"])
     f = model_file_of(model)
     size = f.stat().st_size
     if f.suffix == ".xml" and f.with_suffix(".bin").is_file():  # OpenVINO IR: weights live in the .bin

@@ -59,7 +59,8 @@ def available_targets() -> list[tuple[str, str]]:
         from .. import targets
     except ImportError:
         raise ValueError("no target table (edgeface.targets) in this install: pass bundles/model files, or name --profile / --targets") from None
-    return [(t.format, t.precision) for t in targets.available()]
+    # A target counts when it can be exported AND run here (a TensorRT engine without a GPU cannot).
+    return [(t.format, t.precision) for t in targets.available_targets("export") if t.can_run()]
 
 
 def _parse_targets(text: str) -> list[tuple[str, str]]:
