@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SHARED ?= $(abspath ../shared)
 OUT ?= out
 
-.PHONY: env main test test-fast clean
+.PHONY: env main test test-fast bench clean
 env:
 	@bash scripts/env.sh >/dev/null
 
@@ -20,6 +20,10 @@ test: env
 
 test-fast: env
 	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q -m "not slow" tests device_tests
+
+# Benchmark every target available here and rewrite the README's table and plot.
+bench: env
+	@V=$$(bash scripts/env.sh); $$V/bin/python benchmarks/bench_targets.py --update-readme
 
 clean:
 	rm -rf $(OUT) .pytest_cache
