@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,7 @@ def register(sub) -> None:
     p.add_argument("--data", default=str(paths.lfw_dev()), help="pairs dataset for accuracy (default ../shared/datasets/lfw-dev)")
     p.add_argument("--limit-folds", type=int, help="evaluate only the first N folds (faster)")
     p.add_argument("--parity-faces", type=int, default=64, help="aligned faces used for cosine parity (default 64)")
+    p.add_argument("--export-args", default="", help="extra arguments for `edgeface export` of source models, one string (e.g. \"--lfw-folds 1\")")
     p.add_argument("--rebuild", action="store_true", help="re-export bundles even if they exist in OUT/bundles")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run)
@@ -73,13 +75,14 @@ def _parse_targets(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def export_bundle(source: str, out_dir: Path, fmt: str | None = None, precision: str | None = None, profile: str | None = None, rebuild: bool = False, quiet: bool = False) -> Path:
+def export_bundle(source: str, out_dir: Path, fmt: str | None = None, precision: str | None = None, profile: str | None = None, rebuild: bool = False, quiet: bool = False, extra: str = "") -> Path:
     """`edgeface export` in a subprocess (the exporter may import torch and converters; this
     process stays lean), reusing an existing bundle unless asked to rebuild."""
     if (out_dir / "edgeface.json").is_file() and not rebuild:
         return out_dir
     cmd = [sys.executable, "-m", "edgeface", "export", source, "--out", str(out_dir)]
     cmd += ["--profile", profile] if profile else ["--target", fmt, "--precision", precision]
+    cmd += shlex.split(extra)
     env = dict(os.environ)
     checkout = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([checkout] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -126,7 +129,7 @@ def build_targets(args) -> tuple[list, list[dict]]:
                 label = prof.name if prof else f"{fmt}-{prec}"
                 bdir = out / "bundles" / _stem(spec) / label
                 try:
-                    export_bundle(spec, bdir, fmt, prec, str(prof.path) if prof else None, args.rebuild, args.quiet)
+                    export_bundle(spec, bdir, fmt, prec, str(prof.path) if prof else None, args.rebuild, args.quiet, args.export_args)
                 except RuntimeError as exc:
                     skipped.append({"target": f"{_stem(spec)}:{label}", "path": str(bdir), "error": str(exc)})
                     continue
