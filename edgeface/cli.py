@@ -10,7 +10,7 @@ import sys
 from . import __version__
 
 # Order here is the order in `edgeface --help`.
-COMMAND_MODULES = ["eval", "models", "bench"]
+COMMAND_MODULES = ["eval", "models", "export", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,133 @@
+"""`edgeface export`: a model -> a verified bundle for one target; `edgeface view`: Netron."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .. import targets
+from .eval import _size
+
+HELP = """Export MODEL (registry name, checkpoint, or .onnx file) to one target of the table
+below as a bundle directory: the model file(s) + edgeface.json (input contract, thresholds at
+FAR 1e-3/1e-4, parity figures, hashes, card) + a conformance set. Every export is verified
+against the source on real aligned faces and on LFW-dev in the bundle's own runtime; it exits
+non-zero and marks the bundle 'failed' below the tolerance (fp32/fp16: min cosine >= 0.999;
+int8: mean >= 0.99, min >= 0.97).
+
+targets (this machine):
+""" + targets.format_table()
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX / OpenVINO / TFLite / TensorRT as a verified bundle", description=HELP,
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="registry name, .safetensors/.ckpt checkpoint, or .onnx file")
+    p.add_argument("--target", choices=targets.FORMATS, help="export format")
+    p.add_argument("--precision", choices=targets.PRECISIONS, default="fp32", help="fp32 (default), fp16 or int8 (int8 needs calibration faces)")
+    p.add_argument("--out", help="bundle directory to write (replaced if it is already a bundle)")
+    p.add_argument("--calib", help="folder of face photos for int8 calibration and the conformance set (default: fixed-seed CelebA-299 + AAF-8k from ../shared; never LFW)")
+    p.add_argument("--card", help="model card JSON (or a bundle's edgeface.json) for an .onnx MODEL without edgeface metadata")
+    p.add_argument("--arch", help="architecture of a foreign checkpoint")
+    p.add_argument("--input-size", type=_size, help="HxW of a foreign checkpoint")
+    p.add_argument("--template", help="alignment template of a foreign checkpoint")
+    p.add_argument("--embedding-size", type=int, default=128, help="embedding size of a foreign checkpoint (default 128)")
+    p.add_argument("--n-calib", type=int, default=300, help="calibration faces (default 300)")
+    p.add_argument("--n-verify", type=int, default=200, help="faces for the cosine-to-source check (default 200, disjoint from calibration)")
+    p.add_argument("--n-impostor", type=int, default=2000, help="AAF-8k photos whose pairs calibrate FAR 1e-4 thresholds (default 2000)")
+    p.add_argument("--lfw", help="LFW-style pairs folder for accuracy and thresholds (default ../shared/datasets/lfw-dev)")
+    p.add_argument("--lfw-folds", type=int, help="use only the first N folds (0 skips LFW: quick checks only)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument("--check", metavar="BUNDLE", help="instead of exporting: re-run BUNDLE's conformance set and hash checks")
+    p.add_argument("--list-targets", action="store_true", help="print the target table and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+    v = sub.add_parser("view", help="open a bundle's model in Netron", description="Serve a bundle's model file (or any model file) with Netron and open the browser.")
+    v.add_argument("bundle", help="bundle directory or model file")
+    v.add_argument("--no-browser", action="store_true", help="only serve and print the URL")
+    v.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    v.add_argument("--host", default="localhost", help="address to serve on (default localhost)")
+    v.set_defaults(handler=run_view)
+
+
+def run(args) -> int:
+    if args.list_targets:
+        print(targets.format_table())
+        return 0
+    if args.check:
+        return run_check(args.check)
+    if not args.model or not args.target or not args.out:
+        raise ValueError("export needs MODEL, --target and --out (or --check BUNDLE / --list-targets)")
+    targets.target(args.target, args.precision)  # a clear error for a combination the table lacks
+    from ..export import ExportOptions, export_bundle
+
+    opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,
+                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet)
+    kw = {}
+    if args.arch:
+        kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)
+    meta = export_bundle(args.model, args.target, args.precision, args.out, opts, card_json=args.card, **kw)
+    print(summary(meta, args.out))
+    if meta["status"] == "failed":
+        print(f"edgeface export: error: verification failed: {'; '.join(meta['verification']['failures'])}", file=sys.stderr)
+        return 1
+    if meta["status"] == "not-built":
+        print("edgeface export: TensorRT is not installed here, so NO engine was built. The bundle holds the TensorRT-ready ONNX "
+              "(verified through onnxruntime) and tensorrt_build.json; build the engine on the target machine.", file=sys.stderr)
+    return 0
+
+
+def summary(meta: dict, out) -> str:
+    par = meta["parity"]
+    lines = [f"bundle      {out}  ({meta['status']})",
+             f"target      {meta['format']}-{meta['precision']}  file {meta['model_file']}  backend {meta['backend']}",
+             f"input       {meta['input']['dtype']} {meta['input']['layout']} {meta['input']['shape']}  {meta['input']['color_order']}  normalisation in graph: {meta['input']['normalization_in_graph']}",
+             f"parity      cosine to source min {par['cosine_min']:.5f} mean {par['cosine_mean']:.5f} on {par['num_faces']} faces"]
+    if par.get("lfw_dev"):
+        lines.append(f"LFW-dev     {100 * par['lfw_dev']['accuracy_mean']:.2f} ± {100 * par['lfw_dev']['accuracy_std']:.2f} %  (source {100 * par['source_lfw_dev']['accuracy_mean']:.2f} %)")
+    for k, v in meta["thresholds"]["at_far"].items():
+        tar = v.get("tar_lfw_dev")
+        lines.append(f"threshold   FAR {k}: cosine >= {v['threshold']:.4f}" + (f"  (TAR on LFW-dev {100 * tar:.2f} %)" if tar is not None else ""))
+    return "\n".join(lines)
+
+
+def run_check(path: str) -> int:
+    from ..runtime.bundle import load_bundle
+    from ..runtime.conformance import check_conformance
+
+    bundle = load_bundle(path)  # refuses altered files, invalid JSON, other major versions
+    rep = check_conformance(bundle)
+    print(json.dumps(rep, indent=2))
+    if not rep["passed"]:
+        print(f"edgeface export --check: error: {path} does not reproduce its conformance set", file=sys.stderr)
+        return 1
+    print(f"{path}: conformance passed ({rep['faces']} faces, min cosine {rep['cosine_min']:.6f}, {rep['pairs']} pair decisions)")
+    return 0
+
+
+def view_plan(path: str, browse: bool = True, host: str = "localhost", port: int = 8080) -> dict:
+    """What `edgeface view` serves: the bundle's model file (from edgeface.json) or the file given."""
+    p = Path(path)
+    if p.is_dir():
+        from ..runtime.bundle import read_meta
+
+        meta = read_meta(p)
+        model = p / meta["model_file"]
+    else:
+        model = p
+    if not model.is_file():
+        raise FileNotFoundError(f"{model}: model file not found")
+    return {"file": str(model), "address": (host, port), "browse": browse, "url": f"http://{host}:{port}"}
+
+
+def run_view(args) -> int:
+    plan = view_plan(args.bundle, not args.no_browser, args.host, args.port)
+    try:
+        import netron
+    except ImportError:
+        raise ValueError("Netron is not installed: pip install netron") from None
+    print(f"serving {plan['file']} at {plan['url']} (Ctrl-C to stop)")
+    netron.serve(plan["file"], None, plan["address"], plan["browse"])
+    netron.wait()
+    return 0

@@ -1,0 +1,294 @@
+"""`export_bundle`: source model -> converted file(s) -> edgeface.json -> verification ->
+conformance set, in a staging directory that replaces BUNDLE_DIR only at the end.
+
+A bundle that fails verification is still written (status "failed", with the failures and
+figures, so it can be inspected) and load_bundle refuses it; the CLI exits non-zero.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, paths
+from ..align import template_landmarks
+from ..card import ModelCard
+from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta
+from ..targets import target as lookup_target
+from . import verify as V
+from .converters import CONVERTERS, ExportSource, onnx_io
+
+QUALITY_DEFAULTS = {
+    "source": "kit defaults (not calibrated for this model); a quality gate should tune them on its own data",
+    "min_detection_score": 0.6,
+    "min_interocular_px": 20.0,
+    "max_abs_yaw_deg": 40.0,
+    "max_abs_pitch_deg": 35.0,
+    "max_abs_roll_deg": 30.0,
+}
+
+
+@dataclass
+class ExportOptions:
+    calib_dir: str | None = None
+    n_calib: int = 300
+    n_verify: int = 200
+    n_impostor: int = 2000
+    lfw_dir: str | None = None
+    lfw_folds: int | None = None  # None: all folds; 0: skip LFW (tests, quick checks)
+    n_conformance: int = 8
+    threads: int = 2
+    show_progress: bool = True
+    seed: int = 0
+
+
+def log(msg: str) -> None:
+    print(f"[export] {msg}", file=sys.stderr, flush=True)
+
+
+def load_source(spec: str, card_json: str | None = None, **model_kwargs) -> ExportSource:
+    """A registry name / checkpoint (torch) or an .onnx file (card from --card or the ONNX metadata)."""
+    path = Path(spec)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: ONNX file not found")
+        card = None
+        if card_json:
+            data = json.loads(Path(card_json).read_text())
+            card = ModelCard.from_dict(data.get("card", data))  # a bare card, or an edgeface.json
+        else:
+            import onnx
+
+            props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+            if "edgeface_card" in props:
+                card = ModelCard.from_json(props["edgeface_card"])
+        if card is None:
+            raise ValueError(f"{path}: no model card in its ONNX metadata; pass --card CARD.json (a model card or a bundle's edgeface.json)")
+        return ExportSource(card, card.name, file_sha256(path), "onnx", str(path), onnx_path=path)
+    from ..zoo import load_torch_model
+
+    net, card = load_torch_model(spec, **model_kwargs)
+    if path.is_file():
+        digest = file_sha256(path)
+    else:
+        import hashlib
+
+        import torch
+
+        h = hashlib.sha256()
+        for k, v in net.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        digest = h.hexdigest()
+    return ExportSource(card, card.name, digest, "torch", str(spec), net=net)
+
+
+def source_embedder(src: ExportSource):
+    if src.kind == "torch":
+        from ..models.embedder import TorchEmbedder
+
+        return TorchEmbedder(src.net, src.card, device="cpu")
+    from ..runtime.backends import make_backend
+
+    i, o = onnx_io(src.onnx_path, src.card)
+    return Bundle(src.onnx_path.parent, {"input": i, "format": "onnx", "precision": "fp32"}, src.card, "onnxruntime",
+                  make_backend("onnxruntime", src.onnx_path))
+
+
+def _faces(card: ModelCard, opts: ExportOptions):
+    from .faces import align_files, default_split, folder_faces
+
+    split = default_split(opts.n_calib, opts.n_verify, opts.n_impostor, opts.seed)
+    if opts.calib_dir:
+        calib = folder_faces(opts.calib_dir, card, opts.n_calib, opts.seed, opts.show_progress)
+        calib_desc = {"source": f"user folder {opts.calib_dir}", "faces": len(calib)}
+    else:
+        calib = align_files(split.calib_files, card, split.calib_ids, show_progress=opts.show_progress)
+        calib_desc = {"source": "../shared: CelebA-299 (2 photos each of fixed-seed people) + AAF-8k, fixed seed", "seed": opts.seed, "faces": len(calib)}
+    verify = align_files(split.verify_files, card, split.verify_ids, show_progress=opts.show_progress)
+    calib_set = set(calib.paths)
+    keep = [k for k, p in enumerate(verify.paths) if p not in calib_set]
+    verify = verify.take(keep)
+    impostors = None
+    if opts.n_impostor:
+        impostors = align_files([f for f in split.impostor_files if f not in calib_set], card, show_progress=opts.show_progress)
+    return calib, calib_desc, verify, impostors
+
+
+def _conformance_pick(calib, n: int) -> list[int]:
+    """Prefer pairs of photos of the same person so the set has genuine and impostor pairs."""
+    by_id: dict[str, list[int]] = {}
+    for k, ident in enumerate(calib.identities):
+        if ident:
+            by_id.setdefault(ident, []).append(k)
+    pick: list[int] = []
+    for ident in sorted(by_id):
+        if len(by_id[ident]) >= 2 and len(pick) + 2 <= n // 2 + n // 4:
+            pick += by_id[ident][:2]
+    rest = [k for k in range(len(calib)) if k not in pick]
+    return (pick + rest)[:n]
+
+
+def _staging(out: Path) -> Path:
+    if out.exists() and not (out / BUNDLE_JSON).is_file() and any(out.iterdir()):
+        raise ValueError(f"{out}: exists and is not an edgeface bundle; refusing to overwrite it (choose another --out)")
+    stage = out.parent / f".{out.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike, opts: ExportOptions | None = None,
+                  card_json: str | None = None, src: ExportSource | None = None, **model_kwargs) -> dict:
+    """Export, verify, write BUNDLE_DIR. Returns the edgeface.json written (status says how it went)."""
+    opts = opts or ExportOptions()
+    tgt = lookup_target(format, precision)
+    out = Path(out)
+    if opts.threads:
+        try:
+            import torch
+
+            torch.set_num_threads(opts.threads)
+        except ImportError:
+            pass
+    src = src or load_source(spec, card_json, **model_kwargs)
+    card = src.card
+    log(f"{card.name} -> {tgt.key} ({tgt.notes})")
+    calib, calib_desc, verify, impostors = _faces(card, opts)
+    if len(verify) < 8:
+        raise ValueError(f"only {len(verify)} verification faces could be aligned; need at least 8")
+    stage = _staging(out)
+    t0 = time.time()
+    conv = CONVERTERS[tgt.converter](src, stage, calib.crops if tgt.needs_calibration else None)
+    seconds = time.time() - t0
+    log(f"converted in {seconds:.1f} s -> {conv.model_file}")
+    files = {f: file_sha256(stage / f) for f in conv.files}
+    h, w = card.input_size
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "kit_version": __version__,
+        "status": "unverified",
+        "format": format,
+        "precision": precision,
+        "backend": tgt.backend,
+        "model_file": conv.model_file,
+        "files": files,
+        "input": conv.input,
+        "output": conv.output,
+        "alignment": {
+            "template": card.template,
+            "crop_size": [h, w],
+            "landmarks": np.round(template_landmarks(card.template, (h, w)), 4).tolist(),
+            "landmark_order": "right eye, left eye, nose tip, right mouth corner, left mouth corner (subject's right = image left)",
+            "transform": "least-squares similarity (rotation, uniform scale, translation) from the 5 detected landmarks onto these, bilinear warp",
+        },
+        "embedding_size": card.embedding_size,
+        "thresholds": {"metric": "cosine", "at_far": {k: {"threshold": 1.0} for k in V.FARS}, "method": "pending verification"},
+        "quality": dict(QUALITY_DEFAULTS),
+        "source": {"name": src.name, "sha256": src.sha256, "path": src.path, "kind": src.kind},
+        "parity": {},
+        "licence": card.licence,
+        "card": card.to_dict(),
+        "export": {"converter": tgt.converter, "target": tgt.key, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   "seconds": round(seconds, 2), "details": conv.info, "calibration": calib_desc if tgt.needs_calibration else None,
+                   "engine_built": conv.built},
+        "conformance": None,
+    }
+    _write_meta(stage, meta)
+
+    # ---- verification through the bundle's own runtime
+    vfile, vbackend = conv.model_file, tgt.backend
+    if not conv.built:
+        vfile, vbackend = conv.verify_file, conv.verify_backend
+        log(f"verifying the TensorRT-ready {vfile} through {vbackend} (no engine to run here)")
+    meta_v = dict(meta, model_file=vfile)
+    bundle = load_bundle_for_verification(stage, meta_v, card, vbackend, opts.threads)
+    src_emb = source_embedder(src)
+    t1 = time.time()
+    par = V.parity(bundle.embed(verify.crops), src_emb.embed(verify.crops))
+    par.update(faces_from="CelebA-299 + AAF-8k photos not used for calibration", tolerance=V.TOLERANCES[precision],
+               runtime=vbackend, measured_on=vfile)
+    failures = V.tolerance_failures(par, precision)
+    log(f"parity on {par['num_faces']} faces: cosine min {par['cosine_min']:.5f} mean {par['cosine_mean']:.5f}")
+    thresholds = {"metric": "cosine", "at_far": {}, "method": "not measured (LFW skipped)"}
+    if opts.lfw_folds != 0:
+        from .faces import _store
+
+        store = _store()
+        pairs = V.lfw_pairs(opts.lfw_dir or paths.lfw_dev(), opts.lfw_folds)
+        rep, scores, labels = V.lfw_report(bundle, pairs, store, opts.show_progress)
+        par["lfw_dev"] = rep
+        par["source_lfw_dev"] = V.cached_source_lfw(src.sha256, pairs, lambda: V.lfw_report(src_emb, pairs, store, opts.show_progress)[0])
+        acc_drop = par["source_lfw_dev"]["accuracy_mean"] - rep["accuracy_mean"]
+        par["lfw_accuracy_drop"] = round(float(acc_drop), 5)
+        log(f"LFW-dev {100 * rep['accuracy_mean']:.2f} % (source {100 * par['source_lfw_dev']['accuracy_mean']:.2f} %)")
+        genuine, lfw_imp = scores[labels], scores[~labels]
+        imp = lfw_imp
+        n_aaf = 0
+        if impostors is not None and len(impostors) > 1:
+            aaf = V.impostor_scores(bundle.embed(impostors.crops))
+            n_aaf = len(impostors)
+            imp = np.concatenate([lfw_imp, aaf])
+        thresholds = {
+            "metric": "cosine",
+            "at_far": V.calibrate_thresholds(genuine, imp),
+            "method": (f"impostor scores: LFW-dev's {len(lfw_imp)} impostor pairs pooled with all {n_aaf * (n_aaf - 1) // 2} pairs among "
+                       f"{n_aaf} AAF-8k photos of different people (none used for calibration); threshold = lowest cosine at which the "
+                       "measured FAR <= target; TAR on LFW-dev's genuine pairs. Accept a match when cosine >= threshold."),
+            "num_genuine": int(len(genuine)),
+            "num_impostor": int(len(imp)),
+        }
+    elif impostors is not None and len(impostors) > 1:
+        imp = V.impostor_scores(bundle.embed(impostors.crops))
+        thresholds = {"metric": "cosine", "at_far": V.calibrate_thresholds(np.zeros(0), imp), "num_genuine": 0, "num_impostor": int(len(imp)),
+                      "method": f"impostor scores: all pairs among {len(impostors)} AAF-8k photos (LFW-dev skipped, no TAR)"}
+    if not thresholds["at_far"]:
+        thresholds["at_far"] = {k: {"threshold": 1.0, "note": "not calibrated"} for k in V.FARS}
+    par["seconds"] = round(time.time() - t1, 1)
+    meta["parity"] = par
+    meta["thresholds"] = thresholds
+    bundle.meta["thresholds"] = thresholds
+    if len(calib) and opts.n_conformance:
+        pick = _conformance_pick(calib, opts.n_conformance)
+        meta["conformance"] = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])
+    meta["verification"] = {"failures": failures, "passed": not failures}
+    meta["status"] = "failed" if failures else ("verified" if conv.built else "not-built")
+    _write_meta(stage, meta)
+    bundle.runner = None
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(stage, out)
+    if failures:
+        log(f"VERIFICATION FAILED for {tgt.key}: {'; '.join(failures)} — bundle written to {out} with status 'failed'")
+    elif not conv.built:
+        log(f"{out}: TensorRT engine NOT built (TensorRT not installed here); the TensorRT-ready ONNX was verified through onnxruntime")
+    else:
+        log(f"{out}: verified ({tgt.key}, {sum((out / f).stat().st_size for f in files) / 1e6:.2f} MB)")
+    return meta
+
+
+def load_bundle_for_verification(stage: Path, meta: dict, card: ModelCard, backend: str, threads: int) -> Bundle:
+    from ..runtime.backends import make_backend
+
+    return Bundle(stage, meta, card, backend, make_backend(backend, stage / meta["model_file"], threads))
+
+
+def write_conformance_set(bundle: Bundle, crops: np.ndarray, identities: list[str]) -> dict:
+    from ..runtime.conformance import write_conformance
+
+    return write_conformance(bundle, crops, identities)
+
+
+def _write_meta(stage: Path, meta: dict) -> None:
+    validate_meta(meta, str(stage / BUNDLE_JSON))
+    tmp = stage / (BUNDLE_JSON + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=False))
+    os.replace(tmp, stage / BUNDLE_JSON)

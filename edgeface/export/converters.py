@@ -1,0 +1,483 @@
+"""Converters named by edgeface.targets: each turns an ExportSource into model file(s) in a
+directory and describes the resulting input/output.
+
+ONNX is the hub: OpenVINO, NNCF int8 and TensorRT all start from the edgeface ONNX graph
+(uint8 NHWC in, unit embeddings out). TFLite is converted from the torch graph with
+litert-torch (NHWC native), then fp16/int8 by ai-edge-quantizer.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..card import ModelCard
+
+ONNX_OPSET = 18
+INPUT_NAME = "faces"
+OUTPUT_NAME = "embedding"
+
+
+@dataclass
+class ExportSource:
+    """What is being exported: a torch embedding net + card, or an ONNX file + card."""
+
+    card: ModelCard
+    name: str
+    sha256: str
+    kind: str  # "torch" | "onnx"
+    path: str = ""
+    net: object = None  # torch nn.Module (normalised NCHW float -> (N, D)) when kind == "torch"
+    onnx_path: Path | None = None  # when kind == "onnx"
+    mean: tuple | None = None  # override of the in-graph mean/std (only used to prove verification catches it)
+    std: tuple | None = None
+    # Conversions reused across targets of one source in one process (the ONNX graph feeds
+    # ONNX, OpenVINO, NNCF and TensorRT; the fp32 TFLite feeds fp16/int8): name -> file.
+    cache: dict = field(default_factory=dict, repr=False)
+
+    def cached(self, key: str, dest: Path, make: Callable[[Path], Path]) -> Path:
+        import shutil
+        import tempfile
+
+        hit = self.cache.get(key)
+        if hit is None or not Path(hit).is_file():
+            tmpdir = Path(tempfile.mkdtemp(prefix="edgeface-export-"))
+            hit = make(tmpdir / dest.name)
+            self.cache[key] = hit
+        shutil.copyfile(hit, dest)
+        return dest
+
+    def graph(self):
+        from .graph import FaceEmbeddingGraph
+
+        if self.kind != "torch":
+            raise ValueError(f"{self.path}: this target converts from a PyTorch model; an ONNX file cannot be converted to it here")
+        return FaceEmbeddingGraph(self.net, self.card, self.mean, self.std).eval()
+
+
+@dataclass
+class Converted:
+    model_file: str  # bundle-relative name of the file a runtime opens
+    files: list[str]  # every file to hash (model_file first)
+    input: dict
+    output: dict
+    info: dict = field(default_factory=dict)
+    built: bool = True  # False: TensorRT-ready ONNX written, engine not built here
+    verify_file: str | None = None  # file to verify through when the model file cannot run here
+    verify_backend: str | None = None
+
+
+def _log(msg: str) -> None:
+    print(f"[export] {msg}", file=sys.stderr, flush=True)
+
+
+def _io(card: ModelCard, batch, dtype: str = "uint8", in_graph: bool = True, layout: str = "NHWC", out_dtype: str = "float32") -> tuple[dict, dict]:
+    h, w = card.input_size
+    shape = [batch, h, w, 3] if layout == "NHWC" else [batch, 3, h, w]
+    inp = {
+        "name": INPUT_NAME,
+        "shape": shape,
+        "dtype": dtype,
+        "layout": layout,
+        "color_order": "RGB" if in_graph else card.color_order,
+        "value_range": [0, 255] if in_graph else [-1e9, 1e9],
+        "normalization_in_graph": in_graph,
+    }
+    if in_graph:
+        inp["note"] = (f"feed the aligned crop as it is: uint8 RGB, 0-255, {layout}. The graph converts to the model's colour order "
+                       f"({card.color_order}) and applies (x - mean) / std itself (mean {list(card.mean)}, std {list(card.std)}).")
+    else:
+        inp["mean"], inp["std"] = list(card.mean), list(card.std)
+        inp["note"] = f"normalise before feeding: {card.color_order}, (x - mean) / std, float32 {layout}"
+    out = {"name": OUTPUT_NAME, "shape": [batch, card.embedding_size], "dtype": out_dtype, "l2_normalized_in_graph": in_graph}
+    return inp, out
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+def torch_to_onnx(graph, card: ModelCard, path: Path, half: bool = False) -> Path:
+    """torch.onnx (dynamo) export with a dynamic batch, then onnxslim."""
+    import onnx
+    import onnxslim
+    import torch
+
+    from .graph import sample_faces
+
+    module = graph
+    if half:
+        module = _HalfGraph(graph)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    raw = path.with_suffix(".raw.onnx")
+    torch.onnx.export(module, (sample_faces(card, 2),), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                      opset_version=ONNX_OPSET, dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False)
+    model = onnxslim.slim(onnx.load(str(raw)))
+    onnx.helper.set_model_props(model, {"edgeface_card": card.to_json()})  # lets `edgeface export model.onnx` find its card
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    raw.unlink(missing_ok=True)
+    return path
+
+
+class _HalfGraph:  # created lazily so importing this module does not need torch
+    def __new__(cls, graph):
+        import copy
+
+        import torch
+
+        class HalfGraph(torch.nn.Module):
+            """fp16 weights and compute; uint8 in, float32 unit vectors out (the L2 norm in fp32)."""
+
+            def __init__(self, g):
+                super().__init__()
+                self.g = copy.deepcopy(g).half()
+
+            def forward(self, faces):
+                g = self.g
+                x = faces.to(torch.float16)
+                if g.identity_colour:
+                    x = x * g.channel_scale + g.colour_offset
+                else:
+                    x = torch.matmul(x, g.colour_scale) + g.colour_offset
+                e = g.net(x.permute(0, 3, 1, 2)).flatten(1).float()
+                return e / torch.clamp(torch.sqrt(torch.sum(e * e, dim=1, keepdim=True)), min=1e-10)
+
+        return HalfGraph(graph).eval()
+
+
+def onnx_io(path: Path, card: ModelCard) -> tuple[dict, dict]:
+    """Describe an ONNX model's input: our uint8 NHWC graph, or a bare float NCHW net."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    inp = m.graph.input[0]
+    elem = inp.type.tensor_type.elem_type
+    dims = [d.dim_value if d.dim_value > 0 else None for d in inp.type.tensor_type.shape.dim]
+    if elem == onnx.TensorProto.UINT8:
+        layout = "NHWC" if len(dims) == 4 and dims[3] == 3 else "NCHW"
+        i, o = _io(card, dims[0], "uint8", True, layout)
+    elif elem == onnx.TensorProto.FLOAT:
+        layout = "NCHW" if len(dims) == 4 and dims[1] == 3 else "NHWC"
+        i, o = _io(card, dims[0], "float32", False, layout)
+    else:
+        raise ValueError(f"{path}: input {inp.name!r} has ONNX element type {elem}; expected uint8 faces or float32 normalised faces")
+    i["name"] = inp.name
+    o["name"] = m.graph.output[0].name
+    return i, o
+
+
+def _onnx_from_source(src: ExportSource, path: Path) -> Path:
+    if src.kind == "onnx":
+        import onnx
+        import onnxslim
+
+        model = onnxslim.slim(onnx.load(str(src.onnx_path)))
+        onnx.save(model, str(path))
+        return path
+    return src.cached("onnx", path, lambda p: torch_to_onnx(src.graph(), src.card, p))
+
+
+def onnx_fp32(src: ExportSource, out: Path, calib: np.ndarray | None) -> Converted:
+    path = _onnx_from_source(src, out / "model.onnx")
+    i, o = onnx_io(path, src.card)
+    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "simplifier": "onnxslim", "dynamic_batch": True})
+
+
+def onnx_fp16(src: ExportSource, out: Path, calib: np.ndarray | None) -> Converted:
+    if src.kind != "torch":
+        raise ValueError("onnx fp16 is exported from a PyTorch model; for an ONNX file use --target openvino --precision fp16")
+    path = torch_to_onnx(src.graph(), src.card, out / "model.onnx", half=True)
+    i, o = onnx_io(path, src.card)
+    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "simplifier": "onnxslim", "compute": "float16 (weights and activations; L2 norm in float32)"})
+
+
+def _nncf_dataset(calib: np.ndarray, feed: Callable):
+    import nncf
+
+    return nncf.Dataset([calib[i : i + 1] for i in range(len(calib))], feed)
+
+
+def _ignored_scope(kind: str, model) -> tuple[object, list[str]]:
+    """Keep the last (embedding) projection in float: its int8 rounding lands straight in the
+    embedding. Measured on the reference MobileFaceNet, see benchmarks/results."""
+    import nncf
+
+    if kind == "onnx":
+        convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    else:
+        convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
+    keep = convs[-1:]
+    return nncf.IgnoredScope(names=keep, validate=False), keep
+
+
+def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float_head: bool = True) -> Converted:
+    import nncf
+    import onnx
+
+    if calib is None or len(calib) == 0:
+        raise ValueError("int8 needs calibration faces")
+    fp32 = _onnx_from_source(src, out / "model.fp32.onnx")
+    model = onnx.load(str(fp32))
+    i, o = onnx_io(fp32, src.card)
+    name = i["name"]
+    if i["normalization_in_graph"]:
+        feed = lambda x: {name: x}  # noqa: E731
+    else:
+        from ..preprocess import normalize
+
+        feed = lambda x: {name: normalize(x, src.card, i["layout"])}  # noqa: E731
+    scope, kept = _ignored_scope("onnx", model) if keep_float_head else (None, [])
+    _log(f"NNCF int8 on ONNX with {len(calib)} calibration faces (kept in float: {kept or 'nothing'})")
+    qmodel = nncf.quantize(model, _nncf_dataset(calib, feed), subset_size=len(calib), ignored_scope=scope)
+    del qmodel.metadata_props[:]
+    onnx.helper.set_model_props(qmodel, {"edgeface_card": src.card.to_json()})
+    onnx.save(qmodel, str(out / "model.onnx"))
+    fp32.unlink()
+    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "quantizer": f"nncf {nncf.__version__} (QDQ, per-channel weights)",
+                                                          "calibration_faces": int(len(calib)), "kept_in_float": kept})
+
+
+# --------------------------------------------------------------------------- OpenVINO
+
+
+def _openvino(src: ExportSource, out: Path, calib, precision: str, keep_float_head: bool = True) -> Converted:
+    import openvino as ov
+
+    onnx_path = _onnx_from_source(src, out / "source.onnx")
+    i, o = onnx_io(onnx_path, src.card)
+    model = ov.convert_model(str(onnx_path))
+    info = {"converter": f"openvino {ov.__version__} convert_model (from the edgeface ONNX graph)"}
+    if precision == "int8":
+        import nncf
+
+        if calib is None or len(calib) == 0:
+            raise ValueError("int8 needs calibration faces")
+        if i["normalization_in_graph"]:
+            feed = lambda x: x  # noqa: E731
+        else:
+            from ..preprocess import normalize
+
+            feed = lambda x: normalize(x, src.card, i["layout"])  # noqa: E731
+        scope, kept = _ignored_scope("openvino", model) if keep_float_head else (None, [])
+        _log(f"NNCF int8 on OpenVINO IR with {len(calib)} calibration faces (kept in float: {kept or 'nothing'})")
+        model = nncf.quantize(model, _nncf_dataset(calib, feed), subset_size=len(calib), ignored_scope=scope)
+        info.update(quantizer=f"nncf {nncf.__version__}", calibration_faces=int(len(calib)), kept_in_float=kept)
+    ov.save_model(model, str(out / "model.xml"), compress_to_fp16=(precision == "fp16"))
+    info["weights"] = {"fp32": "float32", "fp16": "float16 (compressed; the CPU plugin computes in fp32)", "int8": "int8"}[precision]
+    onnx_path.unlink()
+    return Converted("model.xml", ["model.xml", "model.bin"], i, o, info)
+
+
+def openvino_fp32(src, out, calib):
+    return _openvino(src, out, calib, "fp32")
+
+
+def openvino_fp16(src, out, calib):
+    return _openvino(src, out, calib, "fp16")
+
+
+def openvino_int8(src, out, calib):
+    return _openvino(src, out, calib, "int8")
+
+
+# --------------------------------------------------------------------------- TFLite
+
+
+def _tflite_fp32(src: ExportSource, path: Path) -> Path:
+    if src.kind != "torch":
+        raise ValueError(
+            f"{src.path}: TFLite is converted from a PyTorch model (litert-torch); an ONNX-only model needs onnx2tf, which is not part of this kit yet"
+        )
+    import litert_torch
+
+    from .graph import sample_faces
+
+    def make(p: Path) -> Path:
+        edge = litert_torch.convert(src.graph(), (sample_faces(src.card, 1),))
+        edge.export(str(p))
+        return p
+
+    return src.cached("tflite", path, make)
+
+
+def _tflite_io(src: ExportSource, path: Path) -> tuple[dict, dict]:
+    from ..runtime.backends import _tflite_interpreter_class
+
+    cls, _ = _tflite_interpreter_class()
+    it = cls(model_path=str(path))
+    d_in, d_out = it.get_input_details()[0], it.get_output_details()[0]
+    i, o = _io(src.card, 1, np.dtype(d_in["dtype"]).name, True, "NHWC")
+    i["name"], o["name"] = d_in["name"], d_out["name"]
+    if np.dtype(d_out["dtype"]) != np.float32:
+        scale, zero = d_out["quantization"]
+        o["dtype"] = "float32"
+        o["quantized_as"] = {"dtype": np.dtype(d_out["dtype"]).name, "scale": float(scale), "zero_point": int(zero),
+                             "note": "the output tensor is int8: dequantize as (q - zero_point) * scale, then L2-normalise"}
+    return i, o
+
+
+def tflite_fp32(src, out, calib):
+    p = _tflite_fp32(src, out / "model.tflite")
+    i, o = _tflite_io(src, p)
+    return Converted("model.tflite", ["model.tflite"], i, o, {"converter": "litert-torch", "batch": 1})
+
+
+def _aeq(src, out: Path, precision: str, calib):
+    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.qtyping import TFLOperationName
+
+    fp32 = _tflite_fp32(src, out / "model.fp32.tflite")
+    if precision == "fp16":
+        q = quantizer.Quantizer(str(fp32))
+        q.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+        result = q.quantize()
+        info = {"quantizer": "ai-edge-quantizer float casting", "weights": "float16", "compute": "float32 on CPU (XNNPACK), float16 on GPU delegates"}
+    else:
+        if calib is None or len(calib) == 0:
+            raise ValueError("int8 needs calibration faces")
+        q = quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8())
+        from ..runtime.backends import _tflite_interpreter_class
+
+        cls, _ = _tflite_interpreter_class()
+        sig = cls(model_path=str(fp32)).get_signature_list()
+        sig_name = next(iter(sig))
+        arg = sig[sig_name]["inputs"][0]
+        _log(f"ai-edge-quantizer static int8 with {len(calib)} calibration faces")
+        qsv = q.calibrate({sig_name: [{arg: calib[k : k + 1]} for k in range(len(calib))]}, num_threads=2)
+        result = q.quantize(qsv)
+        info = {"quantizer": "ai-edge-quantizer static_wi8_ai8 (int8 weights per channel, int8 activations)", "calibration_faces": int(len(calib))}
+    result.export_model(str(out / "model.tflite"), overwrite=True)
+    fp32.unlink()
+    i, o = _tflite_io(src, out / "model.tflite")
+    info.update(converter="litert-torch + ai-edge-quantizer", batch=1)
+    return Converted("model.tflite", ["model.tflite"], i, o, info)
+
+
+def tflite_fp16(src, out, calib):
+    return _aeq(src, out, "fp16", calib)
+
+
+def tflite_int8(src, out, calib):
+    return _aeq(src, out, "int8", calib)
+
+
+# --------------------------------------------------------------------------- TensorRT
+
+
+def _tensorrt(src: ExportSource, out: Path, calib, precision: str) -> Converted:
+    onnx_path = _onnx_from_source(src, out / "model.onnx")
+    i, o = onnx_io(onnx_path, src.card)
+    h, w = src.card.input_size
+    shape = lambda b: [b, h, w, 3] if i["layout"] == "NHWC" else [b, 3, h, w]  # noqa: E731
+    settings = {
+        "onnx": "model.onnx",
+        "engine": "model.engine",
+        "precision": precision,
+        "flags": ["FP16"] + (["INT8"] if precision == "int8" else []),
+        "input": i["name"],
+        "profile": {"min": shape(1), "opt": shape(32), "max": shape(256)},
+        "workspace_bytes": 1 << 30,
+        "trtexec": (f"trtexec --onnx=model.onnx --saveEngine=model.engine --fp16{' --int8 --calib=calibration.cache' if precision == 'int8' else ''} "
+                    f"--minShapes={i['name']}:{'x'.join(map(str, shape(1)))} --optShapes={i['name']}:{'x'.join(map(str, shape(32)))} "
+                    f"--maxShapes={i['name']}:{'x'.join(map(str, shape(256)))}"),
+    }
+    files = ["model.onnx", "tensorrt_build.json"]
+    if precision == "int8":
+        if calib is None or len(calib) == 0:
+            raise ValueError("int8 needs calibration faces")
+        np.save(out / "calibration_faces.npy", np.ascontiguousarray(calib), allow_pickle=False)
+        settings["calibration"] = {"faces": "calibration_faces.npy", "count": int(len(calib)), "dtype": "uint8", "layout": "NHWC",
+                                   "calibrator": "IInt8EntropyCalibrator2"}
+        files.append("calibration_faces.npy")
+    (out / "tensorrt_build.json").write_text(json.dumps(settings, indent=2))
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        _log("TensorRT is not installed here: wrote the TensorRT-ready ONNX and tensorrt_build.json; NO engine was built. "
+             "Build it on the target with `edgeface export BUNDLE/model.onnx --target tensorrt --precision "
+             f"{precision} --card BUNDLE/edgeface.json` or with the trtexec line in tensorrt_build.json.")
+        return Converted("model.onnx", files, i, o, {"converter": "TensorRT-ready ONNX (engine not built: tensorrt not importable here)", "build": settings},
+                         built=False, verify_file="model.onnx", verify_backend="onnxruntime")
+    build_tensorrt_engine(out / "model.onnx", out / "model.engine", settings, calib)
+    files.insert(0, "model.engine")
+    return Converted("model.engine", files, i, o, {"converter": "tensorrt python API", "build": settings})
+
+
+def build_tensorrt_engine(onnx_path: Path, engine_path: Path, settings: dict, calib: np.ndarray | None) -> Path:
+    """Build a serialized engine with TensorRT's Python API (fp16, optional int8 with an entropy calibrator)."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errs = "; ".join(str(parser.get_error(k)) for k in range(parser.num_errors))
+        raise ValueError(f"{onnx_path}: TensorRT cannot parse the ONNX: {errs}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings["workspace_bytes"]))
+    config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    p = settings["profile"]
+    profile.set_shape(settings["input"], p["min"], p["opt"], p["max"])
+    config.add_optimization_profile(profile)
+    if "INT8" in settings["flags"]:
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = _make_calibrator(trt, calib, engine_path.with_suffix(".calib.cache"))
+        config.set_calibration_profile(profile)
+    blob = builder.build_serialized_network(network, config)
+    if blob is None:
+        raise ValueError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
+    engine_path.write_bytes(bytes(blob))
+    return engine_path
+
+
+def _make_calibrator(trt, calib: np.ndarray, cache: Path):
+    from cuda.bindings import runtime as cudart
+
+    class FaceCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            super().__init__()
+            self.batches = [np.ascontiguousarray(calib[k : k + 16]) for k in range(0, len(calib) - 15, 16)]
+            self.k = 0
+            self.dptr = cudart.cudaMalloc(self.batches[0].nbytes)[1]
+
+        def get_batch_size(self):
+            return 16
+
+        def get_batch(self, names):
+            if self.k >= len(self.batches):
+                return None
+            b = self.batches[self.k]
+            self.k += 1
+            cudart.cudaMemcpy(self.dptr, b.ctypes.data, b.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice)
+            return [int(self.dptr)]
+
+        def read_calibration_cache(self):
+            return cache.read_bytes() if cache.is_file() else None
+
+        def write_calibration_cache(self, data):
+            cache.write_bytes(bytes(data))
+
+    return FaceCalibrator()
+
+
+def tensorrt_fp16(src, out, calib):
+    return _tensorrt(src, out, calib, "fp16")
+
+
+def tensorrt_int8(src, out, calib):
+    return _tensorrt(src, out, calib, "int8")
+
+
+CONVERTERS: dict[str, Callable[[ExportSource, Path, np.ndarray | None], Converted]] = {
+    "onnx_fp32": onnx_fp32, "onnx_fp16": onnx_fp16, "onnx_int8": onnx_int8,
+    "openvino_fp32": openvino_fp32, "openvino_fp16": openvino_fp16, "openvino_int8": openvino_int8,
+    "tflite_fp32": tflite_fp32, "tflite_fp16": tflite_fp16, "tflite_int8": tflite_int8,
+    "tensorrt_fp16": tensorrt_fp16, "tensorrt_int8": tensorrt_int8,
+}

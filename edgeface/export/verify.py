@@ -1,0 +1,107 @@
+"""Verification of an exported bundle against its source, run after every export.
+
+1. parity: cosine between the bundle's embeddings (in its own runtime) and the source
+   model's, on real aligned faces not used for calibration -> min / mean;
+2. LFW-dev accuracy (5-fold protocol of edgeface.evaluate) through the bundle;
+3. thresholds at FAR 1e-3 / 1e-4: LFW-dev has only 1,500 impostor pairs, too few for
+   1e-4, so impostor scores are pooled with all pairs among AAF-8k photos of different
+   people (n(n-1)/2 pairs); TAR at each threshold is measured on LFW-dev's genuine pairs.
+The export fails below the target's tolerance (TOLERANCES).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import cache_dir
+
+# fp32/fp16: the issue's tolerance; int8 tightened where measured (see README): mean >= 0.99, min >= 0.97.
+TOLERANCES = {
+    "fp32": {"cosine_min": 0.999},
+    "fp16": {"cosine_min": 0.999},
+    "int8": {"cosine_mean": 0.99, "cosine_min": 0.97},
+}
+FARS = ("1e-3", "1e-4")
+
+
+def parity(exported: np.ndarray, source: np.ndarray) -> dict:
+    cos = np.sum(exported * source, axis=1)
+    return {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "cosine_p01": float(np.quantile(cos, 0.01)), "num_faces": int(len(cos))}
+
+
+def tolerance_failures(par: dict, precision: str) -> list[str]:
+    tol = TOLERANCES[precision]
+    fails = []
+    for key, bound in tol.items():
+        if par[key] < bound:
+            fails.append(f"{key.replace('_', ' ')} {par[key]:.5f} < {bound} required for {precision}")
+    return fails
+
+
+def lfw_pairs(lfw_dir: str | Path, folds: int | None = None):
+    from ..data import load_pairs
+
+    pairs = load_pairs(lfw_dir)
+    if folds is not None:
+        pairs = [p for p in pairs if p.fold < folds]
+    return pairs
+
+
+def lfw_report(embedder, pairs, store, show_progress: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(report, pair scores, labels) through any embedder (bundle or torch)."""
+    from ..evaluate import embed_pairs, verification_report
+
+    pe = embed_pairs(embedder, pairs, store, show_progress=show_progress)
+    rep = verification_report(pe, pairs)
+    ia = np.array([pe.index[p.a] for p in pairs])
+    ib = np.array([pe.index[p.b] for p in pairs])
+    usable = pe.usable[ia] & pe.usable[ib]
+    scores = np.sum(pe.embeddings[ia] * pe.embeddings[ib], axis=1)[usable]
+    labels = np.array([p.same for p in pairs])[usable]
+    keep = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far", "num_pairs", "num_scored", "num_failed", "num_excluded", "num_folds")
+    return {k: rep[k] for k in keep if k in rep}, scores, labels
+
+
+def cached_source_lfw(source_sha: str, pairs, compute) -> dict:
+    """The source model's LFW-dev report, computed once per (source, pair list)."""
+    key = hashlib.sha256((source_sha + "|" + "|".join(f"{p.a}{p.b}{p.same}{p.fold}" for p in pairs)).encode()).hexdigest()[:20]
+    f = cache_dir("export", "source_lfw") / f"{key}.json"
+    if f.is_file():
+        return json.loads(f.read_text())
+    rep = compute()
+    f.write_text(json.dumps(rep))
+    return rep
+
+
+def impostor_scores(embeddings: np.ndarray) -> np.ndarray:
+    """All pairs among embeddings of different people (upper triangle of the Gram matrix)."""
+    g = embeddings @ embeddings.T
+    iu = np.triu_indices(len(embeddings), k=1)
+    return g[iu]
+
+
+def calibrate_thresholds(genuine: np.ndarray, impostor: np.ndarray, fars=FARS) -> dict:
+    """Threshold t per FAR: accept when cosine >= t; at most FAR * N impostor scores reach t."""
+    imp = np.sort(np.asarray(impostor, np.float64))[::-1]
+    n = len(imp)
+    out = {}
+    for key in fars:
+        f = float(key)
+        k = int(np.floor(f * n))
+        if k < 1:
+            out[key] = {"threshold": float(min(1.0, imp[0] + 1e-6)), "far_measured": 0.0, "tar_lfw_dev": None,
+                        "note": f"only {n} impostor scores: FAR {key} not resolvable, threshold above the highest impostor"}
+            continue
+        # Smallest 6-decimal value strictly above the (k+1)-th highest impostor score: at most k accepted.
+        t = float(np.ceil(imp[k] * 1e6) / 1e6)
+        if t <= imp[k]:
+            t = float((np.floor(imp[k] * 1e6) + 1) / 1e6)
+        out[key] = {
+            "threshold": t,
+            "far_measured": float(np.mean(impostor >= t)),
+            "tar_lfw_dev": float(np.mean(genuine >= t)) if len(genuine) else None,
+        }
+    return out

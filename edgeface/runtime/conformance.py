@@ -1,0 +1,107 @@
+"""The conformance set inside each bundle: a few aligned crops from the calibration data (the
+user's own faces), their expected embeddings and the expected same/different decisions, so
+an Android / iOS / web integration can check that it reproduces the kit's numbers.
+
+Layout in the bundle:  conformance/face_00.png ... face_07.png (aligned uint8 RGB crops),
+conformance/expected.json (embeddings, pairs with cosine and decisions, tolerances) and
+conformance/expected_embeddings.npy (the same embeddings, float32, no pickle).
+Torch-free: `edgeface export --check BUNDLE` runs check_conformance.
+"""
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+CONFORMANCE_DIR = "conformance"
+# How close a re-implementation must come: fp runtimes agree to ~1e-5; int8 kernels differ
+# between CPUs/delegates by a few quantisation steps.
+EMBEDDING_TOLERANCE = {"fp32": 0.999, "fp16": 0.998, "int8": 0.98}
+DECISION_MARGIN = 0.02  # decisions within this of the threshold may flip legitimately
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    try:
+        import cv2
+
+        if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1])):
+            raise OSError(f"{path}: could not write PNG")
+    except ImportError:
+        from PIL import Image
+
+        Image.fromarray(rgb).save(path)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """The stored crop exactly (no resizing or size limits: these are already aligned crops)."""
+    try:
+        import cv2
+
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"{path}: conformance crop missing or unreadable")
+        return np.ascontiguousarray(img[:, :, ::-1])
+    except ImportError:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+
+
+def write_conformance(bundle, crops: np.ndarray, identities: list[str]) -> dict:
+    """Embed `crops` through the bundle and store them with the expected results."""
+    d = Path(bundle.path) / CONFORMANCE_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    emb = bundle.embed(crops)
+    names = []
+    for k, crop in enumerate(crops):
+        name = f"face_{k:02d}.png"
+        _write_png(d / name, crop)
+        names.append(name)
+    np.save(d / "expected_embeddings.npy", emb.astype(np.float32), allow_pickle=False)
+    thr = bundle.thresholds
+    pairs = []
+    for a, b in combinations(range(len(crops)), 2):
+        s = float(emb[a] @ emb[b])
+        pairs.append({"a": names[a], "b": names[b], "cosine": round(s, 6),
+                      "same_person_label": (identities[a] == identities[b]) if identities[a] and identities[b] else None,
+                      **{f"same_at_far_{k}": bool(s >= t) for k, t in thr.items()}})
+    expected = {
+        "faces": names,
+        "input": "aligned uint8 RGB crops exactly as stored in the PNGs; feed them to the model as described in edgeface.json 'input'",
+        "embeddings": [[round(float(v), 7) for v in e] for e in emb],
+        "pairs": pairs,
+        "thresholds": thr,
+        "tolerance": {"min_cosine_to_expected": EMBEDDING_TOLERANCE[bundle.precision], "decision_margin": DECISION_MARGIN},
+    }
+    (d / "expected.json").write_text(json.dumps(expected, indent=1))
+    return {"dir": CONFORMANCE_DIR, "faces": len(names), "pairs": len(pairs), "expected": f"{CONFORMANCE_DIR}/expected.json",
+            "tolerance": expected["tolerance"]}
+
+
+def check_conformance(bundle) -> dict:
+    """Re-run the stored crops; pass when every embedding is within tolerance of the expected
+    one and every decision not within the margin of its threshold matches."""
+    d = Path(bundle.path) / CONFORMANCE_DIR
+    f = d / "expected.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{bundle.path}: bundle has no conformance set ({f} missing)")
+    exp = json.loads(f.read_text())
+    crops = np.stack([_read_png(d / n) for n in exp["faces"]])
+    emb = bundle.embed(crops)
+    ref = np.asarray(exp["embeddings"], np.float32)
+    cos = np.sum(emb * ref, axis=1)
+    tol = exp["tolerance"]
+    idx = {n: k for k, n in enumerate(exp["faces"])}
+    mismatched = []
+    for p in exp["pairs"]:
+        s = float(emb[idx[p["a"]]] @ emb[idx[p["b"]]])
+        for key, t in exp["thresholds"].items():
+            want = p[f"same_at_far_{key}"]
+            if (s >= t) != want and abs(s - t) > tol["decision_margin"]:
+                mismatched.append(f"{p['a']}~{p['b']} at FAR {key}: cosine {s:.4f} vs expected {p['cosine']:.4f}")
+    ok_emb = bool(cos.min() >= tol["min_cosine_to_expected"])
+    return {"passed": ok_emb and not mismatched, "faces": len(cos), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
+            "required_min_cosine": tol["min_cosine_to_expected"], "decision_mismatches": mismatched, "pairs": len(exp["pairs"])}

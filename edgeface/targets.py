@@ -1,0 +1,116 @@
+"""The one table of export targets: format x precision -> file, converter, runtime backend.
+
+Like Ultralytics' exporter table, every place that needs to know about targets reads this
+table: the choices of `edgeface export`, the runtime's backend choice for a bundle, and the
+benchmark matrix. Adding a target means adding a row here and a converter/backend with the
+names it gives. Numpy-free and torch-free: the on-device runtime imports it.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    format: str  # onnx | openvino | tflite | tensorrt
+    precision: str  # fp32 | fp16 | int8
+    suffix: str  # main model file suffix inside the bundle
+    converter: str  # function name in edgeface.export.converters
+    backend: str  # runtime backend name in edgeface.runtime.backends
+    layout: str  # input layout of the exported graph: NHWC (uint8 aligned faces as they come)
+    dynamic_batch: bool
+    export_modules: tuple[str, ...]  # python modules the converter needs
+    runtime_modules: tuple[str, ...]  # python modules the backend needs
+    needs_calibration: bool = False
+    notes: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.format}-{self.precision}"
+
+    def can_export(self) -> bool:
+        return all(_importable(m) for m in self.export_modules)
+
+    def can_run(self) -> bool:
+        return all(_importable(m) for m in self.runtime_modules)
+
+
+_ONNX_EXPORT = ("torch", "onnx", "onnxslim")
+_TFLITE_RUN = ("ai_edge_litert|tflite_runtime|tensorflow",)
+
+TARGETS: tuple[Target, ...] = (
+    Target("onnx", "fp32", ".onnx", "onnx_fp32", "onnxruntime", "NHWC", True, _ONNX_EXPORT, ("onnxruntime",),
+           notes="opset 18, uint8 NHWC RGB input; normalisation and L2 norm in the graph; simplified with onnxslim"),
+    Target("onnx", "fp16", ".onnx", "onnx_fp16", "onnxruntime", "NHWC", True, _ONNX_EXPORT, ("onnxruntime",),
+           notes="float16 weights and compute (onnxconverter-style conversion in onnxscript/onnx); input stays uint8, output float32"),
+    Target("onnx", "int8", ".onnx", "onnx_int8", "onnxruntime", "NHWC", True, _ONNX_EXPORT + ("nncf",), ("onnxruntime",), True,
+           notes="QDQ int8 by NNCF post-training quantization on aligned calibration faces"),
+    Target("openvino", "fp32", ".xml", "openvino_fp32", "openvino", "NHWC", True, _ONNX_EXPORT + ("openvino",), ("openvino",),
+           notes="OpenVINO IR (.xml + .bin) converted from the ONNX graph"),
+    Target("openvino", "fp16", ".xml", "openvino_fp16", "openvino", "NHWC", True, _ONNX_EXPORT + ("openvino",), ("openvino",),
+           notes="IR with weights compressed to fp16 (compute precision is the device's choice)"),
+    Target("openvino", "int8", ".xml", "openvino_int8", "openvino", "NHWC", True, _ONNX_EXPORT + ("openvino", "nncf"), ("openvino",), True,
+           notes="NNCF post-training quantization of the IR on aligned calibration faces"),
+    Target("tflite", "fp32", ".tflite", "tflite_fp32", "litert", "NHWC", False, ("torch", "litert_torch"), _TFLITE_RUN,
+           notes="litert-torch conversion, fixed batch 1 (mobile interpreters resize inputs)"),
+    Target("tflite", "fp16", ".tflite", "tflite_fp16", "litert", "NHWC", False, ("torch", "litert_torch", "ai_edge_quantizer"), _TFLITE_RUN,
+           notes="fp16 weights (ai-edge-quantizer float casting), fp32 compute on CPU, fp16 on GPU delegates"),
+    Target("tflite", "int8", ".tflite", "tflite_int8", "litert", "NHWC", False, ("torch", "litert_torch", "ai_edge_quantizer"), _TFLITE_RUN, True,
+           notes="static int8 weights and activations (ai-edge-quantizer static_wi8_ai8) calibrated on aligned faces; uint8 input, float32 output"),
+    Target("tensorrt", "fp16", ".engine", "tensorrt_fp16", "tensorrt", "NHWC", True, _ONNX_EXPORT, ("tensorrt",),
+           notes="engine built from the ONNX with TensorRT's Python API where TensorRT + an NVIDIA GPU exist; otherwise the TensorRT-ready ONNX and build settings"),
+    Target("tensorrt", "int8", ".engine", "tensorrt_int8", "tensorrt", "NHWC", True, _ONNX_EXPORT, ("tensorrt",), True,
+           notes="as fp16, plus an int8 entropy calibrator fed aligned faces (calibration batch written beside the ONNX when no TensorRT)"),
+)
+
+FORMATS: tuple[str, ...] = tuple(dict.fromkeys(t.format for t in TARGETS))
+PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(t.precision for t in TARGETS))
+BACKENDS: tuple[str, ...] = tuple(dict.fromkeys(t.backend for t in TARGETS))
+
+
+def _importable(spec: str) -> bool:
+    """'a|b' means any one of the alternatives."""
+    for name in spec.split("|"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except (ImportError, ValueError):
+            continue
+    return False
+
+
+def target(format: str, precision: str) -> Target:
+    for t in TARGETS:
+        if t.format == format and t.precision == precision:
+            return t
+    valid = ", ".join(t.key for t in TARGETS)
+    raise ValueError(f"no export target {format}-{precision}; the targets are: {valid}")
+
+
+def precisions_for(format: str) -> tuple[str, ...]:
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    return tuple(t.precision for t in TARGETS if t.format == format)
+
+
+def backend_for_format(format: str) -> str:
+    for t in TARGETS:
+        if t.format == format:
+            return t.backend
+    raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+
+
+def available_targets(purpose: str = "export") -> list[Target]:
+    """Targets whose Python modules are importable here: purpose 'export' or 'run'."""
+    if purpose not in ("export", "run"):
+        raise ValueError(f"purpose must be 'export' or 'run', got {purpose!r}")
+    return [t for t in TARGETS if (t.can_export() if purpose == "export" else t.can_run())]
+
+
+def format_table(targets: list[Target] | tuple[Target, ...] = TARGETS) -> str:
+    rows = [("target", "file", "backend", "layout", "batch", "export here", "run here")]
+    for t in targets:
+        rows.append((t.key, t.suffix, t.backend, t.layout, "dynamic" if t.dynamic_batch else "1", "yes" if t.can_export() else "no", "yes" if t.can_run() else "no"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

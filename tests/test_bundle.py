@@ -1,0 +1,210 @@
+"""Bundle format, schema, hash check, runtime backends and the targets table, on a tiny
+hand-built ONNX model (fast; no torch, no ../shared)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeface import __version__, targets
+from edgeface.card import ModelCard
+from edgeface.runtime.bundle import BUNDLE_JSON, Bundle, BundleError, file_sha256, load_bundle, validate_meta
+from edgeface.runtime.conformance import check_conformance, write_conformance
+
+H, W, D = 8, 6, 16
+CARD = ModelCard(name="tiny", arch="tiny", input_size=(H, W), embedding_size=D, template="sphereface_112x96", licence="test")
+
+
+def _tiny_onnx(path: Path, rng) -> None:
+    """uint8 (N,H,W,3) -> cast -> (x-127.5)/128 -> flatten -> MatMul -> L2 normalise."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = rng.standard_normal((H * W * 3, D)).astype(np.float32)
+    nodes = [
+        helper.make_node("Cast", ["faces"], ["xf"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["xf", "mean"], ["xc"]),
+        helper.make_node("Div", ["xc", "std"], ["xn"]),
+        helper.make_node("Reshape", ["xn", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["e"]),
+        helper.make_node("ReduceL2", ["e", "axes"], ["n"], keepdims=1),
+        helper.make_node("Div", ["e", "n"], ["embedding"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(127.5, np.float32), "mean"), numpy_helper.from_array(np.array(128.0, np.float32), "std"),
+             numpy_helper.from_array(np.array([-1, H * W * 3], np.int64), "shape"), numpy_helper.from_array(w, "w"),
+             numpy_helper.from_array(np.array([1], np.int64), "axes")]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("faces", TensorProto.UINT8, ["batch", H, W, 3])],
+                          [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", D])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 9
+    onnx.save(m, str(path))
+
+
+def _meta(model: Path) -> dict:
+    from edgeface.export.converters import _io
+
+    i, o = _io(CARD, None)
+    return {
+        "schema_version": 1, "kit_version": __version__, "status": "verified", "format": "onnx", "precision": "fp32",
+        "backend": "onnxruntime", "model_file": model.name, "files": {model.name: file_sha256(model)}, "input": i, "output": o,
+        "alignment": {"template": CARD.template, "crop_size": [H, W], "landmarks": [[0, 0]] * 5, "landmark_order": "re le n rm lm"},
+        "embedding_size": D, "thresholds": {"metric": "cosine", "at_far": {"1e-3": {"threshold": 0.5}, "1e-4": {"threshold": 0.6}}},
+        "quality": {}, "source": {"name": "tiny", "sha256": "0" * 64}, "parity": {"cosine_min": 1.0, "cosine_mean": 1.0, "num_faces": 1},
+        "licence": "test", "card": CARD.to_dict(), "export": {"converter": "hand-made", "created": "2026-01-01T00:00:00+00:00"},
+    }
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path, rng):
+    pytest.importorskip("onnxruntime")
+    d = tmp_path / "bundle"
+    d.mkdir()
+    _tiny_onnx(d / "model.onnx", rng)
+    (d / BUNDLE_JSON).write_text(json.dumps(_meta(d / "model.onnx")))
+    return d
+
+
+def test_targets_table_is_consistent():
+    from edgeface.runtime.backends import BACKENDS
+
+    keys = [t.key for t in targets.TARGETS]
+    assert len(keys) == len(set(keys))
+    assert {t.backend for t in targets.TARGETS} == set(BACKENDS)
+    assert targets.target("tflite", "int8").layout == "NHWC"
+    assert targets.target("onnx", "fp32").dynamic_batch
+    assert set(targets.precisions_for("tensorrt")) == {"fp16", "int8"}
+    with pytest.raises(ValueError, match="tensorrt-fp32"):
+        targets.target("tensorrt", "fp32")
+    assert {t.key for t in targets.available_targets("run")} <= set(keys)
+    assert "onnx-fp32" in {t.key for t in targets.available_targets("run")}
+
+
+def test_every_target_has_a_converter():
+    pytest.importorskip("torch")
+    from edgeface.export.converters import CONVERTERS
+
+    assert {t.converter for t in targets.TARGETS} == set(CONVERTERS)
+
+
+def test_runtime_imports_no_torch():
+    code = ("import sys, edgeface.runtime, edgeface.runtime.bundle, edgeface.runtime.conformance, edgeface.targets; "
+            "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith(('edgeface.models', 'edgeface.zoo', 'edgeface.export'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for f in (Path(__file__).parent.parent / "edgeface" / "runtime").glob("*.py"):
+        assert "import torch" not in f.read_text(), f
+
+
+def test_bundle_embeds_unit_vectors_and_thresholds(tiny_bundle, rng):
+    b = load_bundle(tiny_bundle)
+    faces = rng.integers(0, 256, (5, H, W, 3), dtype=np.uint8)
+    e = b.embed(faces)
+    assert e.shape == (5, D) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(b.embed(faces[2:3]), e[2:3], atol=1e-6)  # batch-independent
+    assert b.thresholds == {"1e-3": 0.5, "1e-4": 0.6}
+    assert b.backend == "onnxruntime" and b.card == CARD
+    with pytest.raises(ValueError, match=r"\(N, 8, 6, 3\)"):
+        b.embed(np.zeros((1, 112, 96, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        b.embed(faces.astype(np.float32))
+
+
+def test_altered_model_file_is_refused(tiny_bundle):
+    model = tiny_bundle / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the weights: still a valid model, but not the exported one
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256.*altered"):
+        load_bundle(tiny_bundle)
+    load_bundle(tiny_bundle, verify_hash=False)  # explicitly skipping the check still opens it
+
+
+def test_schema_invalid_json_is_refused(tiny_bundle):
+    meta = json.loads((tiny_bundle / BUNDLE_JSON).read_text())
+    del meta["thresholds"]
+    meta["input"]["layout"] = "HWC"
+    (tiny_bundle / BUNDLE_JSON).write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="schema") as exc:
+        load_bundle(tiny_bundle)
+    assert "thresholds" in str(exc.value) and "HWC" in str(exc.value)
+
+
+def test_other_major_version_and_failed_bundles_are_refused(tiny_bundle):
+    path = tiny_bundle / BUNDLE_JSON
+    meta = json.loads(path.read_text())
+    major = int(__version__.split(".")[0])
+    path.write_text(json.dumps(dict(meta, kit_version=f"{major + 1}.0.0")))
+    with pytest.raises(BundleError, match="major version"):
+        load_bundle(tiny_bundle)
+    path.write_text(json.dumps(dict(meta, status="failed", verification={"failures": ["cosine min 0.5 < 0.999"]})))
+    with pytest.raises(BundleError, match="failed verification"):
+        load_bundle(tiny_bundle)
+
+
+def test_schema_requires_mean_std_when_not_in_graph(tiny_bundle):
+    meta = json.loads((tiny_bundle / BUNDLE_JSON).read_text())
+    validate_meta(meta)
+    meta["input"]["normalization_in_graph"] = False
+    with pytest.raises(BundleError, match="mean"):
+        validate_meta(meta)
+    meta["files"] = {"model.onnx": "not-a-hash"}
+    with pytest.raises(BundleError):
+        validate_meta(meta)
+
+
+def test_conformance_round_trip_and_tamper(tiny_bundle, rng):
+    b = load_bundle(tiny_bundle)
+    faces = rng.integers(0, 256, (6, H, W, 3), dtype=np.uint8)
+    info = write_conformance(b, faces, ["a", "a", "b", "b", "", ""])
+    assert info["faces"] == 6 and info["pairs"] == 15
+    exp = json.loads((tiny_bundle / "conformance" / "expected.json").read_text())
+    assert exp["pairs"][0]["same_person_label"] is True and exp["pairs"][1]["same_person_label"] is False
+    assert np.load(tiny_bundle / "conformance" / "expected_embeddings.npy", allow_pickle=False).shape == (6, D)
+    rep = check_conformance(b)
+    assert rep["passed"] and rep["cosine_min"] > 0.9999
+    # An integration that feeds something else (here: the expected embeddings of other faces) fails.
+    exp["embeddings"] = exp["embeddings"][1:] + exp["embeddings"][:1]
+    (tiny_bundle / "conformance" / "expected.json").write_text(json.dumps(exp))
+    assert not check_conformance(b)["passed"]
+
+
+def test_bundle_without_in_graph_normalisation_normalises_in_numpy(tiny_bundle, rng):
+    """A float-input model (e.g. a user's bare ONNX): Bundle.embed applies the card's mean/std."""
+    from edgeface.runtime.backends import make_backend
+
+    b = load_bundle(tiny_bundle)
+    faces = rng.integers(0, 256, (3, H, W, 3), dtype=np.uint8)
+    ref = b.embed(faces)
+
+    class Shifted:  # the same model fed float input: must receive (x - 127.5) / 128, NHWC
+        def run(self, x):
+            assert x.dtype == np.float32 and x.shape == (3, H, W, 3) and x.min() >= -1.0 and x.max() <= 1.0
+            return b.runner.run(np.round(x * 128 + 127.5).astype(np.uint8))
+
+    meta = dict(b.meta, input=dict(b.meta["input"], normalization_in_graph=False, layout="NHWC", dtype="float32", mean=[127.5] * 3, std=[128.0] * 3))
+    fb = Bundle(tiny_bundle, meta, CARD, "onnxruntime", Shifted())
+    np.testing.assert_allclose(fb.embed(faces), ref, atol=1e-5)
+    assert make_backend("onnxruntime", tiny_bundle / "model.onnx").input_dtype == np.uint8
+
+
+def test_view_plan_points_at_the_model_file(tiny_bundle):
+    from edgeface.commands.export import view_plan
+
+    plan = view_plan(str(tiny_bundle), browse=False, port=9999)
+    assert plan["file"].endswith("model.onnx") and plan["browse"] is False and plan["url"] == "http://localhost:9999"
+    with pytest.raises(FileNotFoundError):
+        view_plan(str(tiny_bundle / "nope.onnx"))
+
+
+def test_export_cli_choices_come_from_the_table():
+    from edgeface.cli import build_parser
+
+    p = build_parser()
+    args = p.parse_args(["export", "m", "--target", "tflite", "--precision", "int8", "--out", "x"])
+    assert args.target == "tflite" and args.precision == "int8"
+    with pytest.raises(SystemExit):
+        p.parse_args(["export", "m", "--target", "coreml", "--out", "x"])
