@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("--targets", help="TARGET-PRECISION list (default: every target available here)")
     ap.add_argument("--limit-folds", type=int, help="LFW-dev folds for accuracy (default: all 5)")
     ap.add_argument("--min-time", type=float, default=2.0)
+    ap.add_argument("--export-args", default="", help="extra `edgeface export` arguments, one string (e.g. quicker verification)")
     ap.add_argument("--update-readme", action="store_true", help="rewrite the README block with this run")
     args = ap.parse_args()
     models = args.models or default_models()
@@ -82,6 +83,8 @@ def main() -> int:
         cmd += ["--targets", args.targets]
     if args.limit_folds:
         cmd += ["--limit-folds", str(args.limit_folds)]
+    if args.export_args:
+        cmd += ["--export-args", args.export_args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
     code = subprocess.run(cmd, env=env).returncode
     result_file = out / "targets.json"

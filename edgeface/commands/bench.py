@@ -75,13 +75,29 @@ def _parse_targets(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def export_supports_profile() -> bool:
+    from ..cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    export = sub.choices.get("export")
+    return export is not None and any("--profile" in a.option_strings for a in export._actions)
+
+
 def export_bundle(source: str, out_dir: Path, fmt: str | None = None, precision: str | None = None, profile: str | None = None, rebuild: bool = False, quiet: bool = False, extra: str = "") -> Path:
     """`edgeface export` in a subprocess (the exporter may import torch and converters; this
     process stays lean), reusing an existing bundle unless asked to rebuild."""
     if (out_dir / "edgeface.json").is_file() and not rebuild:
         return out_dir
     cmd = [sys.executable, "-m", "edgeface", "export", source, "--out", str(out_dir)]
-    cmd += ["--profile", profile] if profile else ["--target", fmt, "--precision", precision]
+    if profile and export_supports_profile():
+        cmd += ["--profile", profile]
+    else:
+        if profile:  # an exporter without --profile: the profile's recipe target and precision
+            from ..profiles import export_args
+
+            fmt, precision, _ = export_args(profile)
+        cmd += ["--target", fmt, "--precision", precision]
     cmd += shlex.split(extra)
     env = dict(os.environ)
     checkout = str(Path(__file__).resolve().parents[2])
