@@ -82,6 +82,7 @@ def test_profile_from_path(tmp_path):
         (("port = 2222", "port = 70000"), "port must be 1-65535"),
         (('backend = "onnxruntime"', ''), "missing required key 'backend'"),
         (("batch = 8", "batch = 0"), "batch must be >= 1"),
+        (('backend = "onnxruntime"', 'backend = "openvino"'), "backend 'openvino' does not run onnx-fp32"),
         (("[budgets]", "[budgets\n"), "not valid TOML"),
     ],
 )
