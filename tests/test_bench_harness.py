@@ -155,3 +155,16 @@ def test_bench_command_end_to_end(tiny, tmp_path):
     data = json.loads((out / "bench.json").read_text())
     assert code == 0 and data["rows"][0]["profile"] == "x86-server-onnxruntime"
     assert main(["bench", str(tiny["u8"]), "--threads", "one"]) == 1  # clean error, no traceback
+
+
+def test_peak_rss_is_the_probe_s_own_not_its_parent_s(tmp_path):
+    # A parent that grew to ~400 MB starts a small child: the child's peak must be its own.
+    code = (
+        "import subprocess, sys\n"
+        "big = bytearray(400 * 2**20)\n"
+        "for i in range(0, len(big), 4096): big[i] = 1\n"
+        "out = subprocess.run([sys.executable, '-c', 'from edgeface.bench.probe import peak_rss_mb; print(peak_rss_mb())'], capture_output=True, text=True, check=True).stdout\n"
+        "print(out.strip())\n"
+    )
+    child_peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.strip())
+    assert 5 < child_peak < 200, child_peak

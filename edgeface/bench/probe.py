@@ -32,8 +32,21 @@ def rss_mb() -> float | None:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident set size of this process, in MiB.
+
+    Linux: VmHWM from /proc/self/status — the high-water mark of this process's own memory map.
+    Not getrusage's ru_maxrss there: Linux carries ru_maxrss across execve, so a probe started by a
+    big parent (the harness holds torch and thousands of face crops) would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def summarize(seconds: list[float]) -> dict:
