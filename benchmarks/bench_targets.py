@@ -36,18 +36,20 @@ def readme_block(result: dict, md_table: str, png: Path, command: str) -> str:
     rel = png.relative_to(ROOT) if png.is_relative_to(ROOT) else png
     s = result["settings"]
     folds = next((r.get("folds") for r in result["rows"] if r.get("folds")), None)
+    load = result["machine"].get("load_average")
     lines = [
         START,
         f"Measured {result['started_utc']} with `{command}` "
         f"(latency: batch {s['batch']}, ≥ {s['min_reps']} timed calls and ≥ {s['min_time']:g} s after warm-up, p50 with its IQR; "
-        f"throughput at batch {s['throughput_batch']}; each target in a fresh process; accuracy on LFW-dev, {folds} folds).",
+        f"throughput at batch {s['throughput_batch']}; each target in a fresh process; accuracy on LFW-dev, {folds} fold(s))."
+        + (f" Load average when it finished: {load[0]:.1f} on {result['machine']['usable_cores']} cores — other work shared the machine, so latencies are inflated and may favour 1 thread." if load and load[0] > result["machine"]["usable_cores"] else ""),
         "",
         md_table,
         "",
         f"![accuracy vs latency per target]({rel})",
     ]
     if result.get("errors"):
-        lines += ["", "Not measured here:"] + [f"- {e['target']}: {e['error'].splitlines()[0][:200]}" for e in result["errors"]]
+        lines += ["", "Not measured here:"] + [f"- {e['target']}: {e['error'].splitlines()[0].replace(str(ROOT) + os.sep, '')[:300]}" for e in result["errors"]]
     lines.append(END)
     return "\n".join(lines)
 

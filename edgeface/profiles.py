@@ -92,8 +92,6 @@ class ProfileError(ValueError):
 _PROFILE_KEYS = {"name": str, "description": str, "recipe": str, "backend": str, "precision": str, "threads": int, "batch": int, "budgets": dict, "device": dict}
 _BUDGET_KEYS = {"latency_ms": (int, float), "memory_mb": (int, float), "size_mb": (int, float), "accuracy_floor": (int, float)}
 _DEVICE_KEYS = {"kind": str, "host": str, "user": str, "port": int, "key": str, "serial": str, "python": str, "workdir": str, "packages": list, "system_site_packages": bool, "requires_gpu": str}
-_RECIPE_KEYS = {"recipe": dict, "options": dict}
-_RECIPE_SECTION = {"name": str, "description": str, "format": str, "precision": str}
 
 
 def _type_name(t) -> str:
@@ -158,17 +156,30 @@ def _check_against_target_table(where, targets, fmt, precision, backend) -> None
 
 
 def load_recipe(name: str | os.PathLike) -> Recipe:
+    """An export recipe (export/NAME.toml): `format`, `precision` and the exporter's options
+    (n_calib, n_verify, n_impostor, lfw_folds, threads). The exporter's own reader
+    (`edgeface export --recipe`) validates the keys when it is installed, so a recipe means the
+    same thing to a profile and to the export."""
     path = _find(str(name), recipe_dirs(), "export recipe")
     data = _read_toml(path)
-    _check_table(str(path), data, _RECIPE_KEYS, ("recipe",))
-    section = data["recipe"]
-    _check_table(f"{path} [recipe]", section, _RECIPE_SECTION, ("format", "precision"))
-    options = data.get("options", {})
-    for key, value in options.items():
-        if not isinstance(value, (str, int, float, bool, list)):
-            raise ProfileError(f"{path} [options]: {key} must be a string, number, boolean or list, got {type(value).__name__}")
-    _check_target(str(path), section["format"], section["precision"])
-    return Recipe(section.get("name", path.stem), section["format"], section["precision"], dict(options), section.get("description", ""), path)
+    try:
+        from .commands.export import read_recipe
+    except ImportError:  # a device venv without the export command: check the basics here
+        read_recipe = None
+    if read_recipe is not None:
+        try:
+            read_recipe(str(path))
+        except ValueError as exc:
+            raise ProfileError(str(exc)) from None
+    if "format" not in data:
+        raise ProfileError(f"{path}: missing required key 'format'")
+    for key, value in data.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise ProfileError(f"{path}: {key} must be a string, number or boolean, got {type(value).__name__}")
+    precision = data.get("precision", "fp32")
+    _check_target(str(path), data["format"], precision)
+    options = {k: v for k, v in data.items() if k not in ("format", "precision")}
+    return Recipe(path.stem, data["format"], precision, options, "", path)
 
 
 def load_profile(name: str | os.PathLike) -> Profile:

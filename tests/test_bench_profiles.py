@@ -103,15 +103,17 @@ def test_unknown_profile_name_lists_known_ones():
 
 def test_bad_recipe_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEFACE_RECIPES", str(tmp_path))
-    write(tmp_path, '[recipe]\nformat = "onnx"\nprecision = "fp8"\n', "weird.toml")
-    with pytest.raises(ProfileError, match="precision must be one of"):
+    write(tmp_path, 'format = "onnx"\nprecision = "fp8"\n', "weird.toml")
+    with pytest.raises(ProfileError, match="fp8"):
         load_recipe("weird")
-    write(tmp_path, '[recipe]\nformat = "onnx"\n', "short.toml")
-    with pytest.raises(ProfileError, match="missing required key 'precision'"):
+    write(tmp_path, 'precision = "fp32"\n', "short.toml")
+    with pytest.raises(ProfileError, match="format"):
         load_recipe("short")
-    write(tmp_path, '[recipe]\nformat = "onnx"\nprecision = "fp32"\n[options]\nnested = {a = 1}\n', "nested.toml")
-    with pytest.raises(ProfileError, match="nested must be"):
-        load_recipe("nested")
+    write(tmp_path, 'format = "onnx"\nprecision = "fp32"\nopset = 99\n', "unknown.toml")
+    with pytest.raises(ProfileError, match="opset"):
+        load_recipe("unknown")
+    write(tmp_path, 'format = "tflite"\nprecision = "int8"\nn_calib = 50\n', "ok.toml")
+    assert load_recipe("ok").options == {"n_calib": 50}
 
 
 def test_check_budgets_pass_fail_and_unchecked(tmp_path):

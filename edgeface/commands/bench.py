@@ -75,13 +75,14 @@ def _parse_targets(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def export_supports_profile() -> bool:
+def export_supports(option: str) -> bool:
+    """Whether `edgeface export` here has a command-line option (the exporter evolves separately)."""
     from ..cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     export = sub.choices.get("export")
-    return export is not None and any("--profile" in a.option_strings for a in export._actions)
+    return export is not None and any(option in a.option_strings for a in export._actions)
 
 
 def export_bundle(source: str, out_dir: Path, fmt: str | None = None, precision: str | None = None, profile: str | None = None, rebuild: bool = False, quiet: bool = False, extra: str = "") -> Path:
@@ -90,10 +91,14 @@ def export_bundle(source: str, out_dir: Path, fmt: str | None = None, precision:
     if (out_dir / "edgeface.json").is_file() and not rebuild:
         return out_dir
     cmd = [sys.executable, "-m", "edgeface", "export", source, "--out", str(out_dir)]
-    if profile and export_supports_profile():
+    if profile and export_supports("--profile"):
         cmd += ["--profile", profile]
+    elif profile and export_supports("--recipe"):
+        from ..profiles import load_profile
+
+        cmd += ["--recipe", str(load_profile(profile).recipe.path)]  # exactly the profile's recipe
     else:
-        if profile:  # an exporter without --profile: the profile's recipe target and precision
+        if profile:
             from ..profiles import export_args
 
             fmt, precision, _ = export_args(profile)
