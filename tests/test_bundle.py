@@ -208,3 +208,25 @@ def test_export_cli_choices_come_from_the_table():
     assert args.target == "tflite" and args.precision == "int8"
     with pytest.raises(SystemExit):
         p.parse_args(["export", "m", "--target", "coreml", "--out", "x"])
+
+
+def test_recipes_fill_unset_flags(tmp_path):
+    from edgeface.cli import build_parser
+    from edgeface.commands.export import apply_recipe
+
+    p = build_parser()
+    args = p.parse_args(["export", "m", "--recipe", "android-tflite-int8", "--out", "x"])
+    apply_recipe(args)
+    assert (args.target, args.precision, args.n_calib, args.n_verify) == ("tflite", "int8", 300, 200)
+    args = p.parse_args(["export", "m", "--recipe", "android-tflite-int8", "--precision", "fp16", "--out", "x"])
+    apply_recipe(args)
+    assert args.precision == "fp16"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('format = "tensorrt"\nprecision = "fp32"\n')
+    args = p.parse_args(["export", "m", "--recipe", str(bad), "--out", "x"])
+    with pytest.raises(ValueError, match="tensorrt-fp32"):
+        apply_recipe(args)
+    for recipe in (Path(__file__).parent.parent / "export").glob("*.toml"):
+        args = p.parse_args(["export", "m", "--recipe", str(recipe), "--out", "x"])
+        apply_recipe(args)
+        targets.target(args.target, args.precision)

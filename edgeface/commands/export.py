@@ -24,7 +24,8 @@ def register(sub) -> None:
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="registry name, .safetensors/.ckpt checkpoint, or .onnx file")
     p.add_argument("--target", choices=targets.FORMATS, help="export format")
-    p.add_argument("--precision", choices=targets.PRECISIONS, default="fp32", help="fp32 (default), fp16 or int8 (int8 needs calibration faces)")
+    p.add_argument("--precision", choices=targets.PRECISIONS, help="fp32 (default), fp16 or int8 (int8 needs calibration faces)")
+    p.add_argument("--recipe", help="export recipe: a name from the checkout's export/ folder or a .toml path (flags override it)")
     p.add_argument("--out", help="bundle directory to write (replaced if it is already a bundle)")
     p.add_argument("--calib", help="folder of face photos for int8 calibration and the conformance set (default: fixed-seed CelebA-299 + AAF-8k from ../shared; never LFW)")
     p.add_argument("--card", help="model card JSON (or a bundle's edgeface.json) for an .onnx MODEL without edgeface metadata")
@@ -32,9 +33,9 @@ def register(sub) -> None:
     p.add_argument("--input-size", type=_size, help="HxW of a foreign checkpoint")
     p.add_argument("--template", help="alignment template of a foreign checkpoint")
     p.add_argument("--embedding-size", type=int, default=128, help="embedding size of a foreign checkpoint (default 128)")
-    p.add_argument("--n-calib", type=int, default=300, help="calibration faces (default 300)")
-    p.add_argument("--n-verify", type=int, default=200, help="faces for the cosine-to-source check (default 200, disjoint from calibration)")
-    p.add_argument("--n-impostor", type=int, default=2000, help="AAF-8k photos whose pairs calibrate FAR 1e-4 thresholds (default 2000)")
+    p.add_argument("--n-calib", type=int, help="calibration faces (default 300)")
+    p.add_argument("--n-verify", type=int, help="faces for the cosine-to-source check (default 200, disjoint from calibration)")
+    p.add_argument("--n-impostor", type=int, help="AAF-8k photos whose pairs calibrate FAR 1e-4 thresholds (default 2000)")
     p.add_argument("--lfw", help="LFW-style pairs folder for accuracy and thresholds (default ../shared/datasets/lfw-dev)")
     p.add_argument("--lfw-folds", type=int, help="use only the first N folds (0 skips LFW: quick checks only)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
@@ -51,7 +52,44 @@ def register(sub) -> None:
     v.set_defaults(handler=run_view)
 
 
+RECIPE_KEYS = {"format", "precision", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads"}
+
+
+def read_recipe(spec: str) -> dict:
+    import tomllib
+
+    path = Path(spec)
+    if not path.is_file():
+        path = Path(__file__).resolve().parent.parent.parent / "export" / f"{spec}.toml"
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {spec!r}: no such file, and no export/{spec}.toml in the checkout")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - RECIPE_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
+    if "format" not in data:
+        raise ValueError(f"{path}: a recipe needs at least 'format'")
+    targets.target(data["format"], data.get("precision", "fp32"))
+    return data
+
+
+def apply_recipe(args) -> None:
+    """Recipe values fill what the command line left unset; then the built-in defaults."""
+    recipe = read_recipe(args.recipe) if args.recipe else {}
+    args.target = args.target or recipe.get("format")
+    args.precision = args.precision or recipe.get("precision", "fp32")
+    for key, default in (("n_calib", 300), ("n_verify", 200), ("n_impostor", 2000)):
+        if getattr(args, key) is None:
+            setattr(args, key, recipe.get(key, default))
+    if args.lfw_folds is None and "lfw_folds" in recipe:
+        args.lfw_folds = recipe["lfw_folds"]
+
+
 def run(args) -> int:
+    apply_recipe(args)
     if args.list_targets:
         print(targets.format_table())
         return 0

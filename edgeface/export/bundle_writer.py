@@ -102,10 +102,23 @@ def source_embedder(src: ExportSource):
                   make_backend("onnxruntime", src.onnx_path))
 
 
+_FACES: dict = {}
+
+
 def _faces(card: ModelCard, opts: ExportOptions):
+    """Calibration / verification / impostor faces, aligned once per process for a card."""
+    key = (card.template, tuple(card.input_size), opts.calib_dir, opts.n_calib, opts.n_verify, opts.n_impostor, opts.seed)
+    if key not in _FACES:
+        _FACES.clear()
+        _FACES[key] = _make_faces(card, opts)
+    return _FACES[key]
+
+
+def _make_faces(card: ModelCard, opts: ExportOptions):
     from .faces import align_files, default_split, folder_faces
 
-    split = default_split(opts.n_calib, opts.n_verify, opts.n_impostor, opts.seed)
+    # 10 % spare verification photos: a few have no detectable face, and the check promises n_verify faces.
+    split = default_split(opts.n_calib, opts.n_verify + max(4, opts.n_verify // 10), opts.n_impostor, opts.seed)
     if opts.calib_dir:
         calib = folder_faces(opts.calib_dir, card, opts.n_calib, opts.seed, opts.show_progress)
         calib_desc = {"source": f"user folder {opts.calib_dir}", "faces": len(calib)}
@@ -115,7 +128,7 @@ def _faces(card: ModelCard, opts: ExportOptions):
     verify = align_files(split.verify_files, card, split.verify_ids, show_progress=opts.show_progress)
     calib_set = set(calib.paths)
     keep = [k for k, p in enumerate(verify.paths) if p not in calib_set]
-    verify = verify.take(keep)
+    verify = verify.take(keep[: opts.n_verify])
     impostors = None
     if opts.n_impostor:
         impostors = align_files([f for f in split.impostor_files if f not in calib_set], card, show_progress=opts.show_progress)

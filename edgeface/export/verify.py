@@ -41,20 +41,47 @@ def tolerance_failures(par: dict, precision: str) -> list[str]:
     return fails
 
 
+_PAIRS: dict = {}
+
+
 def lfw_pairs(lfw_dir: str | Path, folds: int | None = None):
     from ..data import load_pairs
 
-    pairs = load_pairs(lfw_dir)
-    if folds is not None:
-        pairs = [p for p in pairs if p.fold < folds]
-    return pairs
+    key = (str(lfw_dir), folds)
+    if key not in _PAIRS:
+        pairs = load_pairs(lfw_dir)
+        if folds is not None:
+            pairs = [p for p in pairs if p.fold < folds]
+        _PAIRS[key] = pairs
+    return _PAIRS[key]
+
+
+_CROPS: dict = {}  # aligned LFW crops per (pair list, template, size): re-used by every target of one run
+
+
+def _lfw_crops(pairs, store, card, show_progress: bool):
+    from ..evaluate import aligned_crops, detect_all
+
+    key = (id(pairs), len(pairs), card.template, tuple(card.input_size))
+    if key not in _CROPS:
+        paths = sorted({p for pr in pairs for p in (pr.a, pr.b)})
+        faces = detect_all(paths, store, show_progress)
+        crops, ok = aligned_crops(paths, faces, card, "fallback", show_progress)
+        _CROPS.clear()
+        _CROPS[key] = (paths, faces, crops, ok)
+    return _CROPS[key]
 
 
 def lfw_report(embedder, pairs, store, show_progress: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
-    """(report, pair scores, labels) through any embedder (bundle or torch)."""
-    from ..evaluate import embed_pairs, verification_report
+    """(report, pair scores, labels) through any embedder (bundle or torch), with
+    edgeface.evaluate's protocol and failure rule."""
+    from ..evaluate import PairEmbeddings, embed_crops, verification_report
 
-    pe = embed_pairs(embedder, pairs, store, show_progress=show_progress)
+    paths, faces, crops, ok = _lfw_crops(pairs, store, embedder.card, show_progress)
+    emb = np.zeros((len(paths), embedder.card.embedding_size), np.float32)
+    if ok.any():
+        emb[ok] = embed_crops(embedder, crops[ok], show_progress=show_progress)
+    pe = PairEmbeddings(paths, {p: i for i, p in enumerate(paths)}, emb, ok, faces)
     rep = verification_report(pe, pairs)
     ia = np.array([pe.index[p.a] for p in pairs])
     ib = np.array([pe.index[p.b] for p in pairs])

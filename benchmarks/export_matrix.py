@@ -1,0 +1,133 @@
+"""Export the reference MobileFaceNet (or MODEL) to every (format, precision) that can be
+exported here and measure each bundle: file size, cosine to the source on real faces
+(min/mean), LFW-dev 5-fold accuracy through the bundle's own runtime, thresholds at FAR
+1e-3/1e-4, export time. Writes benchmarks/results/export_matrix_<name>.{json,md}.
+
+    PYTHONPATH=. python benchmarks/export_matrix.py [--model SPEC] [--name reference] [--only onnx-fp32,tflite-int8]
+
+Full run (300 calibration faces, 200 verification faces, 2,000 AAF impostors, 3,000 LFW-dev
+pairs per target) takes roughly 20-30 min on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    from edgeface import __version__, paths, targets
+    from edgeface.export import ExportOptions, export_bundle, load_source
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(paths.reference_mobilefacenet()))
+    ap.add_argument("--name", default="reference")
+    ap.add_argument("--only", help="comma-separated target keys (default: every target exportable here)")
+    ap.add_argument("--bundles", default=str(ROOT / "out" / "export_matrix"), help="where the bundles go")
+    ap.add_argument("--n-calib", type=int, default=300)
+    ap.add_argument("--n-verify", type=int, default=200)
+    ap.add_argument("--n-impostor", type=int, default=2000)
+    ap.add_argument("--lfw-folds", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    # Most-used targets first, so an interrupted run still has the rows that matter most.
+    order = ["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "openvino-fp32", "openvino-int8", "tflite-fp16", "openvino-fp16",
+             "onnx-fp16", "tensorrt-fp16", "tensorrt-int8"]
+    chosen = sorted(targets.available_targets("export"), key=lambda t: order.index(t.key) if t.key in order else len(order))
+    if args.only:
+        keys = args.only.split(",")
+        chosen = [targets.target(*k.split("-")) for k in keys]
+    src = load_source(args.model)
+    opts = ExportOptions(n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_folds=args.lfw_folds,
+                         threads=args.threads, show_progress=False)
+    rows = []
+    res_dir = ROOT / "benchmarks" / "results"
+    res_dir.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        result = {
+            "model": src.name, "source_sha256": src.sha256, "kit_version": __version__,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "threads": args.threads, "n_calib": args.n_calib,
+            "n_verify": args.n_verify, "n_impostor": args.n_impostor,
+            "lfw": "LFW-dev folds 1-5 (3,000 pairs), YuNet + 5-point alignment" if args.lfw_folds is None else f"LFW-dev first {args.lfw_folds} folds",
+            "command": "PYTHONPATH=. python " + " ".join(sys.argv), "complete": len(rows) == len(chosen), "rows": rows,
+        }
+        (res_dir / f"export_matrix_{args.name}.json").write_text(json.dumps(result, indent=2))
+        (res_dir / f"export_matrix_{args.name}.md").write_text(to_markdown(result))
+        return result
+
+    for t in chosen:
+        out = Path(args.bundles) / args.name / t.key
+        t0 = time.time()
+        try:
+            meta = export_bundle(args.model, t.format, t.precision, out, opts, src=src)
+        except Exception as exc:  # noqa: BLE001 - a target that cannot be exported here is a row, not a crash
+            traceback.print_exc()
+            rows.append({"target": t.key, "status": "error", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+            save()
+            continue
+        par = meta["parity"]
+        size = sum((out / f).stat().st_size for f in meta["files"] if f.startswith("model"))
+        row = {
+            "target": t.key,
+            "status": meta["status"],
+            "model_file": meta["model_file"],
+            "size_bytes": size,
+            "cosine_min": par["cosine_min"],
+            "cosine_mean": par["cosine_mean"],
+            "num_faces": par["num_faces"],
+            "lfw_accuracy_mean": (par.get("lfw_dev") or {}).get("accuracy_mean"),
+            "lfw_accuracy_std": (par.get("lfw_dev") or {}).get("accuracy_std"),
+            "source_lfw_accuracy_mean": (par.get("source_lfw_dev") or {}).get("accuracy_mean"),
+            "threshold_far_1e-3": meta["thresholds"]["at_far"]["1e-3"]["threshold"],
+            "threshold_far_1e-4": meta["thresholds"]["at_far"]["1e-4"]["threshold"],
+            "tar_at_threshold_1e-3": meta["thresholds"]["at_far"]["1e-3"].get("tar_lfw_dev"),
+            "convert_seconds": meta["export"]["seconds"],
+            "total_seconds": round(time.time() - t0, 1),
+            "runtime": par.get("runtime"),
+            "failures": meta["verification"]["failures"],
+            "details": meta["export"]["details"],
+        }
+        rows.append(row)
+        print(json.dumps({k: row[k] for k in ("target", "status", "size_bytes", "cosine_min", "cosine_mean", "lfw_accuracy_mean", "convert_seconds")}), flush=True)
+        save()
+    print(to_markdown(save()))
+    return 0
+
+
+def to_markdown(result: dict) -> str:
+    lines = [f"# Export matrix: {result['model']}", "",
+             f"kit {result['kit_version']}, {result['machine']}, {result['threads']} threads; parity on {result['n_verify']} CelebA/AAF faces "
+             f"not used for calibration ({result['n_calib']} calibration faces); {result['lfw']}; thresholds from LFW-dev + "
+             f"{result['n_impostor']} AAF-8k impostor photos.", "",
+             f"`{result['command']}`", "",
+             "| target | status | size (MB) | cos min | cos mean | LFW-dev acc (source) | thr@FAR1e-3 | thr@FAR1e-4 | TAR@1e-3 | convert s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r["status"] == "error":
+            lines.append(f"| {r['target']} | error: {r['error'][:80]} | | | | | | | | |")
+            continue
+        acc = "n/a" if r["lfw_accuracy_mean"] is None else f"{100 * r['lfw_accuracy_mean']:.2f} ± {100 * r['lfw_accuracy_std']:.2f} % ({100 * r['source_lfw_accuracy_mean']:.2f} %)"
+        tar = "n/a" if r["tar_at_threshold_1e-3"] is None else f"{100 * r['tar_at_threshold_1e-3']:.2f} %"
+        lines.append(f"| {r['target']} | {r['status']} | {r['size_bytes'] / 1e6:.2f} | {r['cosine_min']:.5f} | {r['cosine_mean']:.5f} | {acc} | "
+                     f"{r['threshold_far_1e-3']:.4f} | {r['threshold_far_1e-4']:.4f} | {tar} | {r['convert_seconds']:.0f} |")
+    notes = [r for r in result["rows"] if r.get("failures")]
+    if notes:
+        lines += ["", "Failures: " + "; ".join(f"{r['target']}: {', '.join(r['failures'])}" for r in notes)]
+    if not result.get("complete", True):
+        lines += ["", "**Incomplete run**: the rows above are the targets finished so far."]
+    lines.append("")
+    lines.append("tensorrt rows: TensorRT is not installed here, so the engine was not built; the row is the TensorRT-ready ONNX verified through onnxruntime (status not-built).")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

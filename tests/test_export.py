@@ -1,0 +1,151 @@
+"""Round trips through every format available here on the REAL reference MobileFaceNet
+(randomly initialised nets say nothing about quantisation), with small face sets and no
+LFW (the full measurement is benchmarks/export_matrix.py)."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from edgeface import paths
+from edgeface.runtime.bundle import BUNDLE_JSON, BundleError, load_bundle, read_meta
+
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
+SMALL = dict(n_calib=48, n_verify=40, n_impostor=120, lfw_folds=0, n_conformance=8, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def source(shared):
+    pytest.importorskip("onnxruntime")
+    from edgeface.export import load_source
+
+    return load_source(str(paths.reference_mobilefacenet()))
+
+
+@pytest.fixture(scope="module")
+def onnx_bundle(source, tmp_path_factory):
+    from edgeface.export import ExportOptions, export_bundle
+
+    out = tmp_path_factory.mktemp("onnx") / "bundle"
+    meta = export_bundle("", "onnx", "fp32", out, ExportOptions(**SMALL), src=source)
+    return out, meta
+
+
+@pytest.fixture(scope="module")
+def verify_faces(source):
+    from edgeface.export.faces import align_files, default_split
+
+    split = default_split(SMALL["n_calib"], SMALL["n_verify"], 0)
+    return align_files(split.verify_files[:16], source.card, show_progress=False).crops
+
+
+def _check_round_trip(out, meta, source, faces, fmt, min_cos=0.999):
+    from edgeface.models.embedder import TorchEmbedder
+
+    assert meta["status"] == "verified", meta.get("verification")
+    assert meta["parity"]["cosine_min"] >= min_cos and meta["parity"]["num_faces"] >= 30
+    on_disk = read_meta(out)  # schema-validated
+    assert on_disk["files"] and on_disk["card"]["name"] == source.card.name and on_disk["format"] == fmt
+    assert on_disk["thresholds"]["at_far"]["1e-4"]["threshold"] > on_disk["thresholds"]["at_far"]["1e-3"]["threshold"] > 0
+    b = load_bundle(out)
+    e = b.embed(faces)
+    ref = TorchEmbedder(source.net, source.card, device="cpu").embed(faces)
+    cos = np.sum(e * ref, axis=1)
+    assert cos.min() >= min_cos, cos
+    from edgeface.runtime.conformance import check_conformance
+
+    assert check_conformance(b)["passed"]
+    return b
+
+
+def test_onnx_round_trip(onnx_bundle, source, verify_faces):
+    out, meta = onnx_bundle
+    b = _check_round_trip(out, meta, source, verify_faces, "onnx")
+    assert meta["input"] == {**meta["input"], "dtype": "uint8", "layout": "NHWC", "normalization_in_graph": True}
+    assert meta["input"]["shape"][0] is None  # dynamic batch
+    import onnx
+
+    m = onnx.load(str(out / "model.onnx"))
+    assert m.opset_import[0].version >= 17
+    assert any(p.key == "edgeface_card" for p in m.metadata_props)
+    assert b.embed(verify_faces[:3]).shape == (3, 128)
+
+
+def test_onnx_file_as_model_to_openvino(onnx_bundle, source, verify_faces, tmp_path):
+    """A model that arrives as ONNX (card read from its metadata) exports to OpenVINO IR."""
+    pytest.importorskip("openvino")
+    from edgeface.export import ExportOptions, export_bundle, load_source
+
+    onnx_src = load_source(str(onnx_bundle[0] / "model.onnx"))
+    assert onnx_src.kind == "onnx" and onnx_src.card == source.card
+    meta = export_bundle("", "openvino", "fp32", tmp_path / "ov", ExportOptions(**SMALL), src=onnx_src)
+    assert set(meta["files"]) == {"model.xml", "model.bin"}
+    _check_round_trip(tmp_path / "ov", meta, source, verify_faces, "openvino")
+
+
+def test_tflite_round_trip(source, verify_faces, tmp_path):
+    pytest.importorskip("litert_torch")
+    from edgeface.export import ExportOptions, export_bundle
+
+    meta = export_bundle("", "tflite", "fp32", tmp_path / "tfl", ExportOptions(**SMALL), src=source)
+    assert meta["input"]["shape"] == [1, 112, 96, 3] and meta["input"]["layout"] == "NHWC"
+    _check_round_trip(tmp_path / "tfl", meta, source, verify_faces, "tflite")
+
+
+def test_onnx_int8_within_int8_tolerance(onnx_bundle, tmp_path):
+    """NNCF int8 from the ONNX graph with 48 calibration faces meets mean >= 0.99, min >= 0.97."""
+    pytest.importorskip("nncf")
+    from edgeface.export import ExportOptions, export_bundle, load_source
+
+    meta = export_bundle("", "onnx", "int8", tmp_path / "q", ExportOptions(**SMALL), src=load_source(str(onnx_bundle[0] / "model.onnx")))
+    assert meta["status"] == "verified", meta["verification"]
+    assert meta["parity"]["cosine_mean"] >= 0.99 and meta["parity"]["cosine_min"] >= 0.97
+    assert (tmp_path / "q" / "model.onnx").stat().st_size < 0.5 * (onnx_bundle[0] / "model.onnx").stat().st_size
+    assert meta["export"]["calibration"]["faces"] >= 40
+
+
+def test_export_that_breaks_parity_is_caught(source, tmp_path):
+    """A wrong mean inside the graph (0 instead of 127.5) must fail verification loudly."""
+    from edgeface.export import ExportOptions, export_bundle
+
+    bad = dataclasses.replace(source, mean=(0.0, 0.0, 0.0), cache={})
+    meta = export_bundle("", "onnx", "fp32", tmp_path / "bad", ExportOptions(**SMALL), src=bad)
+    assert meta["status"] == "failed"
+    assert any("cosine min" in f for f in meta["verification"]["failures"])
+    assert json.loads((tmp_path / "bad" / BUNDLE_JSON).read_text())["status"] == "failed"
+    with pytest.raises(BundleError, match="failed verification"):
+        load_bundle(tmp_path / "bad")
+
+
+def test_altered_exported_model_is_refused(onnx_bundle, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(onnx_bundle[0], out)
+    model = out / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(out)
+
+
+def test_check_cli_and_tensorrt_ready(onnx_bundle, source, tmp_path, capsys):
+    from edgeface.cli import main
+
+    assert main(["export", "--check", str(onnx_bundle[0])]) == 0
+    assert "conformance passed" in capsys.readouterr().out
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT installed: the not-built path does not apply")
+    except ImportError:
+        pass
+    from edgeface.export import ExportOptions, export_bundle
+
+    meta = export_bundle("", "tensorrt", "fp16", tmp_path / "trt", ExportOptions(**dict(SMALL, n_impostor=0)), src=source)
+    assert meta["status"] == "not-built" and meta["export"]["engine_built"] is False
+    assert (tmp_path / "trt" / "tensorrt_build.json").is_file() and not (tmp_path / "trt" / "model.engine").exists()
+    assert meta["parity"]["cosine_min"] >= 0.999  # the TensorRT-ready ONNX itself was verified
+    with pytest.raises(BundleError, match="not built"):
+        load_bundle(tmp_path / "trt")
