@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SHARED ?= $(abspath ../shared)
 OUT ?= out
 
-.PHONY: env main test test-fast clean
+.PHONY: env main test test-fast bench clean
 env:
 	@bash scripts/env.sh >/dev/null
 
@@ -16,10 +16,14 @@ main: env
 	  --data $(SHARED)/datasets/lfw-dev --json $(OUT)/eval_reference.json --roc $(OUT)/roc_reference.png
 
 test: env
-	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q tests
+	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q tests device_tests
 
 test-fast: env
-	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q -m "not slow" tests
+	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q -m "not slow" tests device_tests
+
+# Benchmark every target available here and rewrite the README's table and plot.
+bench: env
+	@V=$$(bash scripts/env.sh); $$V/bin/python benchmarks/bench_targets.py --update-readme
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,251 @@
+"""The benchmark: every target × thread count in a fresh process, plus parity and LFW-dev accuracy.
+
+For each target (a bundle directory or a plain model file): file size, cold start (load + first
+inference), latency p50/p90/p99 at batch 1 and throughput at a larger batch, with 1 thread and
+with all threads, peak RSS — each measured by `edgeface.bench.probe` in its own subprocess, so
+one model's memory and warm caches never colour another's — then, in this process, cosine
+parity to the source model on real aligned faces and LFW-dev verification accuracy through the
+target's own runtime (edgeface.evaluate with the bundle as the embedder).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import paths
+from ..profiles import Profile, check_budgets
+
+MODEL_SUFFIXES = (".onnx", ".xml", ".tflite")
+
+
+@dataclass
+class Target:
+    """One thing to measure."""
+
+    label: str
+    path: Path
+    card: str | None = None  # card JSON for a plain model file
+    source: str | None = None  # the model it was exported from (parity reference)
+    profile: Profile | None = None
+    backend: str | None = None
+
+
+@dataclass
+class BenchSettings:
+    threads: tuple[int, ...] = (1, 0)  # 0 = all usable cores
+    batch: int = 1
+    throughput_batch: int = 32
+    min_time: float = 2.0
+    max_time: float = 10.0
+    min_reps: int = 30
+    warmup: int = 5
+    accuracy: bool = True
+    data: str = ""
+    pairs: str | None = None
+    limit_folds: int | None = None
+    parity_faces: int = 64
+    show_progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def is_bundle_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "edgeface.json").is_file()
+
+
+def classify(spec: str) -> str:
+    """'bundle' (a directory), 'file' (.onnx/.xml/.tflite) or 'source' (a model to export first)."""
+    p = Path(spec)
+    if p.is_dir():
+        if not is_bundle_dir(p):
+            raise ValueError(f"{p}: a directory but not an edgeface bundle (no edgeface.json)")
+        return "bundle"
+    if p.suffix in MODEL_SUFFIXES:
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such model file")
+        return "file"
+    return "source"
+
+
+def run_probe(target: Target, threads: int, settings: BenchSettings, faces: str | None, reference: str | None, workdir: Path) -> dict:
+    """`python -m edgeface.bench.probe` in a fresh process (this interpreter, this checkout)."""
+    out = workdir / f"probe-{target.label}-t{threads}.json"
+    cmd = [sys.executable, "-m", "edgeface.bench.probe", str(target.path), "--out", str(out), "--threads", str(threads),
+           "--batch", str(settings.batch), "--throughput-batch", str(settings.throughput_batch), "--min-time", str(settings.min_time),
+           "--max-time", str(settings.max_time), "--min-reps", str(settings.min_reps), "--warmup", str(settings.warmup)]
+    if target.card:
+        cmd += ["--card", target.card]
+    if target.backend:
+        cmd += ["--backend", target.backend]
+    if faces:
+        cmd += ["--faces", faces]
+    if reference:
+        cmd += ["--reference", reference]
+    env = dict(os.environ)
+    checkout = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([checkout] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=max(600, 20 * settings.max_time))
+    if proc.returncode != 0:
+        raise RuntimeError(f"probe of {target.path} with {threads} thread(s) failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
+    return json.loads(out.read_text())
+
+
+class FaceData:
+    """LFW-dev pairs detected once, aligned once per (input size, template), shared by all targets."""
+
+    def __init__(self, settings: BenchSettings):
+        from ..data import load_pairs
+        from ..detect import YuNetDetector
+        from ..evaluate import detect_all
+        from ..landmarks import LandmarkStore
+
+        data = settings.data or str(paths.lfw_dev())
+        self.pairs = load_pairs(data, settings.pairs)
+        if settings.limit_folds:
+            self.pairs = [p for p in self.pairs if p.fold < settings.limit_folds]
+        if not self.pairs:
+            raise ValueError(f"{data}: no pairs to evaluate (limit_folds={settings.limit_folds})")
+        self.paths = sorted({p for pr in self.pairs for p in (pr.a, pr.b)})
+        detector = YuNetDetector(paths.yunet_model())
+        store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
+        self.faces = detect_all(self.paths, store, settings.show_progress)
+        self.show_progress = settings.show_progress
+        self._crops: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def crops(self, card) -> tuple[np.ndarray, np.ndarray]:
+        from ..evaluate import aligned_crops
+
+        key = (tuple(card.input_size), card.template)
+        if key not in self._crops:
+            self._crops[key] = aligned_crops(self.paths, self.faces, card, show_progress=self.show_progress)
+        return self._crops[key]
+
+    def accuracy(self, embedder) -> dict:
+        from ..evaluate import PairEmbeddings, embed_crops, verification_report
+
+        crops, ok = self.crops(embedder.card)
+        emb = np.zeros((len(self.paths), embedder.card.embedding_size), np.float32)
+        if ok.any():
+            emb[ok] = embed_crops(embedder, crops[ok], show_progress=self.show_progress)
+        pe = PairEmbeddings(self.paths, {p: i for i, p in enumerate(self.paths)}, emb, ok, self.faces)
+        return verification_report(pe, self.pairs)
+
+    def parity_faces(self, card, n: int) -> np.ndarray:
+        crops, ok = self.crops(card)
+        return np.ascontiguousarray(crops[ok][:n])
+
+
+def source_embeddings(source: str, faces: np.ndarray) -> np.ndarray:
+    """The source model's (torch) embeddings of the parity faces."""
+    from ..zoo import load_embedder
+
+    return load_embedder(source, device="cpu").embed(faces)
+
+
+def summarize_target(target: Target, probes: dict[int, dict], accuracy: dict | None, settings: BenchSettings) -> dict:
+    one = probes.get(1)
+    all_t = [t for t in probes if t != 1]
+    many = probes[all_t[0]] if all_t else None
+    first = one or many
+    row = {
+        "target": target.label,
+        "path": str(target.path),
+        "model": first["name"],
+        "format": first.get("format"),
+        "precision": first.get("precision"),
+        "backend": first["backend"],
+        "file_size_mb": first["file_size_bytes"] / 2**20,
+        "cold_start_s": min(p["cold_start_s"] for p in probes.values()),
+        "peak_rss_mb": max(p["peak_rss_mb"] for p in probes.values()),
+        "threads_all": many["threads"] if many else None,
+        "latency_batch": settings.batch,
+        "throughput_batch": settings.throughput_batch,
+    }
+    for tag, p in (("1t", one), ("all", many)):
+        if p is None:
+            continue
+        lat = p["latency_ms"]
+        row.update({f"latency_p50_ms_{tag}": lat["p50"], f"latency_p90_ms_{tag}": lat["p90"], f"latency_p99_ms_{tag}": lat["p99"],
+                    f"latency_iqr_ms_{tag}": lat["iqr"], f"latency_min_ms_{tag}": lat["min"], f"latency_max_ms_{tag}": lat["max"], f"latency_n_{tag}": lat["n"]})
+        if "throughput" in p:
+            row[f"throughput_ips_{tag}"] = p["throughput"]["images_per_s"]
+            row[f"throughput_ips_iqr_{tag}"] = p["throughput"]["images_per_s_iqr"]
+    parity = next((p["parity"] for p in probes.values() if "parity" in p), None)
+    if parity:
+        row.update(parity_cos_min=parity["cos_min"], parity_cos_mean=parity["cos_mean"], parity_n=parity["n"])
+    if accuracy:
+        row.update(accuracy=accuracy["accuracy_mean"], accuracy_std=accuracy["accuracy_std"], auc=accuracy["auc"], eer=accuracy["eer"],
+                   pairs=accuracy["num_pairs"], folds=accuracy["num_folds"], num_failed=accuracy["num_failed"])
+    if target.profile is not None:
+        prof = target.profile
+        t_prof = prof.threads
+        p = probes.get(t_prof) or (probes.get(1) if t_prof == 1 else many)
+        measured = {"latency_ms": p["latency_ms"]["p50"] if p else None, "memory_mb": row["peak_rss_mb"], "size_mb": row["file_size_mb"], "accuracy": row.get("accuracy")}
+        checks = check_budgets(prof, measured)
+        row["profile"] = prof.name
+        row["budgets"] = checks
+        verdicts = [c["pass"] for c in checks.values()]
+        row["pass"] = False if False in verdicts else (None if None in verdicts else True)
+    return row
+
+
+def run_bench(targets: list[Target], settings: BenchSettings, workdir: str | os.PathLike | None = None, log=print) -> dict:
+    """Measure every target; returns {'machine', 'settings', 'rows', 'probes', 'errors'}."""
+    from .adapters import open_model
+    from .machine import describe
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="edgeface-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    need_faces = settings.accuracy or any(t.source for t in targets)
+    face_data = FaceData(settings) if need_faces else None
+    started = time.time()
+    rows, probes_out, errors = [], {}, []
+    reference_cache: dict[tuple, tuple[str, str]] = {}
+    for i, target in enumerate(targets, 1):
+        log(f"[{i}/{len(targets)}] {target.label}: {target.path}")
+        try:
+            card = open_model(target.path, backend=target.backend, threads=1, card=target.card).card
+            faces_file = ref_file = None
+            if face_data is not None:
+                key = (target.source, tuple(card.input_size), card.template)
+                if key not in reference_cache:
+                    faces = face_data.parity_faces(card, settings.parity_faces)
+                    faces_file = workdir / f"faces-{len(reference_cache)}.npy"
+                    np.save(faces_file, faces, allow_pickle=False)
+                    ref_path = None
+                    if target.source:
+                        ref_path = workdir / f"reference-{len(reference_cache)}.npy"
+                        np.save(ref_path, source_embeddings(target.source, faces), allow_pickle=False)
+                    reference_cache[key] = (str(faces_file), str(ref_path) if ref_path else None)
+                faces_file, ref_file = reference_cache[key]
+            threads = list(dict.fromkeys(settings.threads + ((target.profile.threads,) if target.profile else ())))
+            probes = {}
+            for t in threads:
+                log(f"  {target.label}: probe with {t or 'all'} thread(s)")
+                probes[t] = run_probe(target, t, settings, faces_file, ref_file, workdir)
+            accuracy = None
+            if settings.accuracy and face_data is not None:
+                log(f"  {target.label}: LFW-dev accuracy ({len(face_data.pairs)} pairs)")
+                accuracy = face_data.accuracy(open_model(target.path, backend=target.backend, threads=0, card=target.card))
+            rows.append(summarize_target(target, probes, accuracy, settings))
+            probes_out[target.label] = {str(t): p for t, p in probes.items()}
+        except Exception as exc:  # one broken target must not lose the others' numbers
+            errors.append({"target": target.label, "path": str(target.path), "error": f"{type(exc).__name__}: {exc}"})
+            log(f"  {target.label}: FAILED: {exc}")
+    machine = describe()
+    return {
+        "machine": machine,
+        "settings": {k: v for k, v in settings.__dict__.items() if k != "show_progress"},
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_s": time.time() - started,
+        "rows": rows,
+        "errors": errors,
+        "probes": probes_out,
+    }
