@@ -10,7 +10,7 @@ import sys
 from . import __version__
 
 # Order here is the order in `edgeface --help`.
-COMMAND_MODULES = ["eval", "models"]
+COMMAND_MODULES = ["eval", "models", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -231,3 +231,31 @@ def load_training_sources(names: list[str], shared: str | os.PathLike | None = N
     out = AlignedSet.concat(parts) if len(parts) > 1 else parts[0]
     check_no_lfw_identities([(p, i.split("/", 1)[-1]) for p, i in zip(out.paths, [out.identities[l] for l in out.labels]) if "lfw" in p.lower()], forbidden, "training set")
     return out
+
+
+def encode_jpeg_stack(crops: np.ndarray, quality: int = 92) -> tuple[np.ndarray, np.ndarray]:
+    """Compress (N, H, W, 3) uint8 RGB crops to one flat JPEG byte buffer + offsets (N+1,),
+    a pickle-free way to move a training set between machines (about 10x smaller)."""
+    import cv2
+
+    bufs = []
+    for c in crops:
+        ok, b = cv2.imencode(".jpg", np.ascontiguousarray(c[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise ValueError("JPEG encoding of a crop failed")
+        bufs.append(b.ravel())
+    offsets = np.zeros(len(bufs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in bufs])
+    return (np.concatenate(bufs) if bufs else np.zeros(0, np.uint8)), offsets
+
+
+def decode_jpeg_stack(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    import cv2
+
+    out = []
+    for i in range(len(offsets) - 1):
+        img = cv2.imdecode(buf[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"crop {i}: JPEG data cannot be decoded")
+        out.append(img[..., ::-1])
+    return np.ascontiguousarray(np.stack(out)) if out else np.zeros((0, *TRAIN_SIZE, 3), np.uint8)
