@@ -21,7 +21,7 @@ Writes OUT/last.safetensors (weights + card), state.safetensors (for --resume),
 history.json and curves.png."""
 
 RECIPE_KEYS = {
-    "arch", "loss", "loss_weights", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "data",
+    "arch", "loss", "loss_weights", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "teacher_sources", "data",
     "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "augment", "seed", "name",
     "max_images",
 }
@@ -38,6 +38,7 @@ def register(sub) -> None:
     p.add_argument("--distill-weight", type=float)
     p.add_argument("--pairwise-weight", type=float, help="weight of pairwise-similarity matching to the teacher (default 0)")
     p.add_argument("--distill-extra", type=int, help="extra random images per step for distillation only (default 0)")
+    p.add_argument("--teacher-sources", help="comma-separated sources to compute teacher embeddings for (default: all of --data)")
     p.add_argument("--data", help="comma-separated sources (default celeba-299,yaleb-38,lfw-extra)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batches-per-epoch", type=int)
@@ -93,8 +94,8 @@ def build_config(args):
     for key, value in recipe.items():
         if key == "loss":
             cfg.losses = [] if value in ("none", []) else _split(value)
-        elif key == "data":
-            cfg.data = _split(value)
+        elif key in ("data", "teacher_sources"):
+            setattr(cfg, key, _split(value))
         else:
             setattr(cfg, key, value)
     for key in ("arch", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "seed", "name", "max_images"):
@@ -107,6 +108,8 @@ def build_config(args):
         cfg.loss_weights = [float(w) for w in _split(args.loss_weights)]
     if args.data:
         cfg.data = _split(args.data)
+    if args.teacher_sources:
+        cfg.teacher_sources = _split(args.teacher_sources)
     if args.no_augment:
         cfg.augment = False
     if args.no_eval:
@@ -136,7 +139,7 @@ def run(args) -> int:
     models.get(cfg.arch)  # fail early on an unknown architecture
     data = load_training_sources(cfg.data, show_progress=not args.quiet, max_per_source=cfg.max_images)
     print(f"training set: {len(data)} faces, {data.num_classes} identities from {', '.join(cfg.data)}", file=sys.stderr)
-    teacher = teacher_embeddings(cfg.teacher, data, show_progress=not args.quiet) if cfg.teacher else None
+    teacher = teacher_embeddings(cfg.teacher, data, show_progress=not args.quiet, sources=cfg.teacher_sources) if cfg.teacher else None
     lfw = None
     if cfg.eval_lfw:
         if args.lfw_crops:

@@ -36,6 +36,7 @@ class TrainConfig:
     distill_weight: float = 1.0
     pairwise_weight: float = 0.0
     distill_extra: int = 0  # extra random (teacher-only) images per step, e.g. AAF-8k singletons
+    teacher_sources: list[str] | None = None  # sources distilled (default: all of `data`)
     data: list[str] = field(default_factory=lambda: ["celeba-299", "yaleb-38", "lfw-extra"])
     epochs: int = 10
     batches_per_epoch: int | None = None
@@ -52,6 +53,7 @@ class TrainConfig:
     device: str | None = None
     amp: bool = True  # bf16 autocast on CUDA
     max_images: int | None = None  # per source, for quick runs
+    time_budget_s: float | None = None  # if set, batches_per_epoch is chosen to fit this wall time
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -262,6 +264,33 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, mininterval=2.0)
 
 
+def _time_one_step(model, loss_modules, crops, labels, card, cfg, device, steps: int = 6) -> float:
+    """Seconds per training step (forward + backward at the real batch size), measured on
+    copies of the weights so that the run itself is unaffected."""
+    import copy
+
+    m = copy.deepcopy(model).train()
+    lm = copy.deepcopy(loss_modules).train()
+    n = cfg.p * cfg.k + cfg.distill_extra
+    idx = torch.randint(0, len(crops), (n,), device=device)
+    aug = FaceAugment()
+    times = []
+    for i in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.time()
+        x = to_model_input(aug(crops[idx].float()), card)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+            e = m(x)
+        loss = e.float().pow(2).mean() + sum(p.sum() * 0 for p in lm.parameters())
+        loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.time() - t0)
+    del m, lm
+    return float(np.median(times[2:])) * 1.15  # + optimizer step and loss terms
+
+
 def train(
     cfg: TrainConfig,
     data: AlignedSet,
@@ -310,10 +339,24 @@ def train(
     crops = crops_to_tensor(data.crops, device)
     labels_t = torch.from_numpy(data.labels).to(device)
     teacher_t = torch.from_numpy(teacher_emb).to(device) if teacher_emb is not None else None
+    teacher_rows = np.flatnonzero(np.isfinite(teacher_emb[:, 0])) if teacher_emb is not None else np.zeros(0, np.int64)
     if cfg.losses:
         sampler = PKSampler(data.labels, cfg.p, cfg.k, batches_per_epoch=cfg.batches_per_epoch, seed=cfg.seed)
     else:
         sampler = None  # distillation only: uniform random batches
+    if cfg.time_budget_s:
+        per_step = _time_one_step(model, loss_modules, crops, labels_t, card, cfg, device)
+        eval_s = 0.0
+        if lfw is not None:
+            t0 = time.time()
+            pair_accuracy(model, lfw, card, device)
+            eval_s = time.time() - t0
+        fit = int((cfg.time_budget_s / cfg.epochs - eval_s - 1.0) / per_step)
+        cfg.batches_per_epoch = max(5, fit)
+        if sampler is not None:
+            sampler.batches_per_epoch = cfg.batches_per_epoch
+        if show_progress:
+            print(f"time budget {cfg.time_budget_s:.0f} s: {per_step * 1000:.0f} ms/step, eval {eval_s:.1f} s -> {cfg.batches_per_epoch} steps/epoch", file=sys.stderr)
     steps_per_epoch = len(sampler) if sampler is not None else (cfg.batches_per_epoch or max(1, len(data) // (cfg.p * cfg.k)))
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -366,14 +409,14 @@ def train(
         sums: dict[str, float] = {}
         count = 0
         bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", show_progress)
-        batches = iter(sampler) if sampler is not None else (rng.choice(len(data), cfg.p * cfg.k, replace=False) for _ in range(steps_per_epoch))
+        batches = iter(sampler) if sampler is not None else (rng.choice(teacher_rows, cfg.p * cfg.k, replace=False) for _ in range(steps_per_epoch))
         for it, idx in enumerate(batches):
             step = epoch * steps_per_epoch + it
             for g, lr0 in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr0 * lr_factor(step)
             n_ident = len(idx)
             if cfg.distill_extra and teacher_t is not None:
-                idx = np.concatenate([idx, rng.choice(len(data), cfg.distill_extra, replace=False)])
+                idx = np.concatenate([idx, rng.choice(teacher_rows, cfg.distill_extra, replace=False)])
             idx_t = torch.from_numpy(np.asarray(idx)).to(device)
             x = crops[idx_t].float()
             if augment is not None:
@@ -389,7 +432,11 @@ def train(
             for name, w, lm in zip(cfg.losses, weights, ident_losses):
                 terms[f"loss_{name}"] = w * lm(emb[:n_ident], lab)
             if distill is not None:
-                terms["loss_distill"] = cfg.distill_weight * distill(emb, teacher_t[idx_t])
+                # Rows without a teacher embedding (NaN: source not distilled) are left out.
+                t_rows = teacher_t[idx_t]
+                has_t = torch.isfinite(t_rows[:, 0])
+                if bool(has_t.any()):
+                    terms["loss_distill"] = cfg.distill_weight * distill(emb[has_t], t_rows[has_t])
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} step {it}; lower --lr")

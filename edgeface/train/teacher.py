@@ -114,10 +114,19 @@ def teacher_cache_file(teacher_name: str, data: AlignedSet) -> Path:
     return cache_dir("teacher") / f"{safe}-{h.hexdigest()[:12]}.npz"
 
 
-def teacher_embeddings(spec: str, data: AlignedSet, device: str | None = None, show_progress: bool = True) -> np.ndarray:
-    """(N, D) unit teacher embeddings for `data`, computed once and cached per source."""
+def teacher_embeddings(spec: str, data: AlignedSet, device: str | None = None, show_progress: bool = True, sources: list[str] | None = None) -> np.ndarray:
+    """(N, D) unit teacher embeddings for `data`, computed once and cached per source.
+
+    With `sources`, only images of those sources get an embedding; the other rows are NaN
+    and the training loop leaves them out of the distillation loss.
+    """
     parts = []
-    sources = list(dict.fromkeys(data.sources.tolist()))
+    all_sources = list(dict.fromkeys(data.sources.tolist()))
+    if sources is not None:
+        missing = set(sources) - set(all_sources)
+        if missing:
+            raise ValueError(f"teacher sources {sorted(missing)} are not in the training set ({all_sources})")
+    sources = sources if sources is not None else all_sources
     teacher = None
     for src in sources:
         idx = np.flatnonzero(data.sources == src)
@@ -139,7 +148,21 @@ def teacher_embeddings(spec: str, data: AlignedSet, device: str | None = None, s
                 print(f"teacher {name}: {len(idx)} embeddings for {src} cached in {f}", file=sys.stderr)
         parts.append((idx, emb))
     dim = parts[0][1].shape[1]
-    out = np.zeros((len(data), dim), np.float32)
+    out = np.full((len(data), dim), np.nan, np.float32)
     for idx, emb in parts:
         out[idx] = emb
     return out
+
+
+def store_teacher_embeddings(teacher_name: str, part: AlignedSet, embeddings: np.ndarray) -> Path:
+    """Put embeddings computed elsewhere (e.g. dlib on another machine from
+    benchmarks/train_dlib_chips.py chips) into the cache that teacher_embeddings() reads."""
+    emb = np.asarray(embeddings, np.float32)
+    if emb.ndim != 2 or len(emb) != len(part):
+        raise ValueError(f"teacher embeddings of shape {emb.shape} do not fit a set of {len(part)} faces")
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-10)
+    f = teacher_cache_file(teacher_name, part)
+    tmp = f.with_name(f.name + ".tmp.npz")
+    np.savez(tmp, embeddings=emb, paths=np.array(part.paths, dtype=str))
+    os.replace(tmp, f)
+    return f
