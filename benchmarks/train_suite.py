@@ -44,7 +44,10 @@ def run_one(name: str, bundle: Path, out: Path, budget: float, epochs: int) -> N
 
     arch, losses, distil = SUITE[name]
     data, teacher, lfw = load_bundle(bundle)
-    cfg = TrainConfig(arch=arch, losses=losses, teacher="dlib" if distil else None, epochs=epochs, name=name, time_budget_s=budget, distill_weight=2.0)
+    cfg = TrainConfig(
+        arch=arch, losses=losses, teacher="dlib" if distil else None, epochs=epochs, name=name, time_budget_s=budget,
+        distill_weight=2.0, distill_extra=64 if distil else 0, data=sorted(set(data.sources.tolist())),
+    )
     res = train(cfg, data, out / name, teacher if distil else None, lfw, show_progress=False)
     print(json.dumps({"name": name, "last": res["history"][-1]}), flush=True)
 

@@ -300,7 +300,9 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
 ) -> dict:
-    """Train and write OUT/{last,best}.safetensors, state.safetensors, history.json, curves.png."""
+    """Train and write OUT/last.safetensors (weights + card), state.safetensors (resume),
+    history.json and curves.png. No "best epoch" is kept: the LFW-dev monitor is for
+    watching, and picking epochs on it would tune to the evaluation set."""
     from .. import models
     from ..models.checkpoints import load_checkpoint, save_checkpoint
     from ..models.complexity import count_mflops, count_params
