@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ..card import ModelCard
+from .lightcnn import LightCNN
 from .mobilefacenet import MobileFaceNet
+from .mobilenet import MobileNetV1
 from .registry import build_from_card, get, names, register, register_arch
 
 register_arch("mobilefacenet", lambda **kw: MobileFaceNet(input_size=tuple(kw.get("input_size", (112, 112))), embedding_size=kw.get("embedding_size", 128)))
@@ -31,4 +33,58 @@ register(
     )
 )
 
-__all__ = ["MobileFaceNet", "ModelCard", "build_from_card", "get", "names", "register", "register_arch"]
+register_arch("mobilenet_v1", lambda **kw: MobileNetV1(alpha=kw.get("alpha", 1.0), input_size=tuple(kw.get("input_size", (112, 112))), embedding_size=kw.get("embedding_size", 128)))
+register_arch(
+    "lightcnn",
+    lambda **kw: LightCNN(depth=kw.get("depth", 9), input_size=tuple(kw.get("input_size", (112, 112))), embedding_size=kw.get("embedding_size", 256), mfm=kw.get("mfm", "2/1")),
+)
+
+# MobileNet v1: width alpha x resolution rho (the input side; the crop is the ArcFace
+# template scaled to that side, so every variant sees the same face framing).
+for _alpha in (1.0, 0.75, 0.5, 0.25):
+    for _side in (112, 96, 80, 64):
+        register(
+            ModelCard(
+                name=f"mobilenet_v1_a{_alpha:g}_r{_side}",
+                arch="mobilenet_v1",
+                input_size=(_side, _side),
+                embedding_size=128,
+                template="arcface_112x112",
+                licence="architecture: Howard et al. 2017; untrained (train with `edgeface train`)",
+                description=f"MobileNet v1, width {_alpha:g}, {_side}x{_side} input, 128-d (untrained)",
+                arch_kwargs={"alpha": _alpha, "input_size": [_side, _side], "embedding_size": 128},
+            )
+        )
+
+for _depth in (9, 29):
+    for _mfm, _suffix in (("2/1", ""), ("3/2", "_mfm32")):
+        register(
+            ModelCard(
+                name=f"lightcnn{_depth}{_suffix}",
+                arch="lightcnn",
+                input_size=(112, 112),
+                embedding_size=256,
+                template="arcface_112x112",
+                licence="architecture: Wu et al. 2018; untrained (train with `edgeface train`)",
+                description=f"Light CNN-{_depth}, MFM {_mfm}, 112x112 RGB, 256-d (untrained)",
+                arch_kwargs={"depth": _depth, "mfm": _mfm, "input_size": [112, 112], "embedding_size": 256},
+            )
+        )
+
+# The default model: MobileFaceNet trained by edgeface (recipe edgeface/recipes/default.toml,
+# numbers in benchmarks/results/train_report.md). Weights ship in the package.
+register(
+    ModelCard(
+        name="default",
+        arch="mobilefacenet",
+        input_size=(112, 112),
+        embedding_size=128,
+        template="arcface_112x112",
+        licence="weights: trained by edgeface on CelebA / LFW-extra faces (research data, non-commercial); code Apache-2.0",
+        description="edgeface's default: MobileFaceNet, ArcFace 112x112 crop, 128-d, trained with `edgeface train --recipe edgeface/recipes/default.toml`",
+        arch_kwargs={"input_size": [112, 112], "embedding_size": 128},
+    ),
+    weights="../weights/default.safetensors",
+)
+
+__all__ = ["LightCNN", "MobileNetV1", "MobileFaceNet", "ModelCard", "build_from_card", "get", "names", "register", "register_arch"]

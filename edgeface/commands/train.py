@@ -1,0 +1,152 @@
+"""`edgeface train`: train a registry architecture on aligned faces (metric losses, margin
+heads, distillation from a teacher), with per-epoch LFW-dev accuracy and curves."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = """Train a face embedder. Faces are detected (YuNet) and aligned once, then cached;
+batches are P identities x K images; augmentation runs on the training device.
+
+Losses (--loss, comma-separated, summed): multibatch, contrastive, triplet (batch-hard),
+arcface, cosface, deepid2 (softmax + contrastive), softmax. --teacher dlib (or a registry
+model / checkpoint) adds embedding distillation. Data (--data, comma-separated): named
+sources celeba-299, yaleb-38, aaf-8k, lfw-extra (under ../shared/datasets), or folders of
+identity sub-folders. Images of identities in the LFW-dev pairs are refused.
+
+A recipe (--recipe FILE.toml) holds the same options; command-line options override it.
+Writes OUT/last.safetensors (weights + card), state.safetensors (for --resume),
+history.json and curves.png."""
+
+RECIPE_KEYS = {
+    "arch", "loss", "loss_weights", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "teacher_sources", "data",
+    "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "augment", "seed", "name",
+    "max_images",
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a face embedder (metric losses, margin heads, distillation)", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", help="TOML recipe (e.g. edgeface/recipes/default.toml); flags override it")
+    p.add_argument("--arch", help="registry name of the architecture (default mobilefacenet; see `edgeface models`)")
+    p.add_argument("--loss", help="identity losses, comma-separated (default multibatch); 'none' for distillation only")
+    p.add_argument("--loss-weights", help="weights of the losses, comma-separated")
+    p.add_argument("--teacher", help="distil from this teacher: 'dlib' or a registry name / .safetensors")
+    p.add_argument("--distill", choices=["cosine", "l2"], help="distillation distance on normalised embeddings (default cosine)")
+    p.add_argument("--distill-weight", type=float)
+    p.add_argument("--pairwise-weight", type=float, help="weight of pairwise-similarity matching to the teacher (default 0)")
+    p.add_argument("--distill-extra", type=int, help="extra random images per step for distillation only (default 0)")
+    p.add_argument("--teacher-sources", help="comma-separated sources to compute teacher embeddings for (default: all of --data)")
+    p.add_argument("--data", help="comma-separated sources (default celeba-299,yaleb-38,lfw-extra)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batches-per-epoch", type=int)
+    p.add_argument("-P", "--p", type=int, dest="p", help="identities per batch (default 16)")
+    p.add_argument("-K", "--k", type=int, dest="k", help="images per identity (default 16)")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--name", help="name written into the trained model's card")
+    p.add_argument("--max-images", type=int, help="use at most N images per source (quick runs)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, history.json, curves.png)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors + OUT/state.safetensors")
+    p.add_argument("--no-eval", action="store_true", help="skip the per-epoch LFW-dev accuracy")
+    p.add_argument("--lfw-crops", help="pre-aligned LFW-dev pairs .npz (from a previous run's OUT/lfw_pairs.npz)")
+    p.add_argument("--device", help="torch device (default cuda if available)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=run)
+
+
+def load_recipe(path: str) -> dict:
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: recipe not found")
+    with open(p, "rb") as fh:
+        try:
+            raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{p}: not valid TOML ({exc})") from None
+    body = raw.get("train", raw)
+    unknown = set(body) - RECIPE_KEYS
+    if unknown:
+        raise ValueError(f"{p}: unknown recipe keys {sorted(unknown)}; known: {sorted(RECIPE_KEYS)}")
+    return body
+
+
+def _split(v):
+    if v is None or isinstance(v, list):
+        return v
+    return [s.strip() for s in str(v).split(",") if s.strip()]
+
+
+def build_config(args):
+    from ..train.loop import TrainConfig
+
+    recipe = load_recipe(args.recipe) if args.recipe else {}
+    cfg = TrainConfig()
+    for key, value in recipe.items():
+        if key == "loss":
+            cfg.losses = [] if value in ("none", []) else _split(value)
+        elif key in ("data", "teacher_sources"):
+            setattr(cfg, key, _split(value))
+        else:
+            setattr(cfg, key, value)
+    for key in ("arch", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "seed", "name", "max_images"):
+        v = getattr(args, key)
+        if v is not None:
+            setattr(cfg, key, v)
+    if args.loss is not None:
+        cfg.losses = [] if args.loss == "none" else _split(args.loss)
+    if args.loss_weights:
+        cfg.loss_weights = [float(w) for w in _split(args.loss_weights)]
+    if args.data:
+        cfg.data = _split(args.data)
+    if args.teacher_sources:
+        cfg.teacher_sources = _split(args.teacher_sources)
+    if args.no_augment:
+        cfg.augment = False
+    if args.no_eval:
+        cfg.eval_lfw = False
+    if args.device:
+        cfg.device = args.device
+    if cfg.teacher in ("", "none"):
+        cfg.teacher = None
+    if not cfg.losses and not cfg.teacher:
+        raise ValueError("nothing to train: give --loss and/or --teacher")
+    if cfg.loss_weights and len(cfg.loss_weights) != len(cfg.losses):
+        raise ValueError(f"--loss-weights has {len(cfg.loss_weights)} values for {len(cfg.losses)} losses")
+    return cfg
+
+
+def run(args) -> int:
+    import torch
+
+    from .. import models
+    from ..train.data import load_training_sources
+    from ..train.loop import PairSet, lfw_pair_set, train
+    from ..train.teacher import teacher_embeddings
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = build_config(args)
+    models.get(cfg.arch)  # fail early on an unknown architecture
+    data = load_training_sources(cfg.data, show_progress=not args.quiet, max_per_source=cfg.max_images)
+    print(f"training set: {len(data)} faces, {data.num_classes} identities from {', '.join(cfg.data)}", file=sys.stderr)
+    teacher = teacher_embeddings(cfg.teacher, data, show_progress=not args.quiet, sources=cfg.teacher_sources) if cfg.teacher else None
+    lfw = None
+    if cfg.eval_lfw:
+        if args.lfw_crops:
+            lfw = PairSet.load(args.lfw_crops)
+        else:
+            lfw = lfw_pair_set(show_progress=not args.quiet)
+    result = train(cfg, data, args.out, teacher, lfw, resume=args.resume, show_progress=not args.quiet)
+    last = result["history"][-1]
+    print(json.dumps({"out": result["out"], "epochs": last.get("epoch"), "loss": last.get("loss"), "lfw_dev_accuracy": last.get("lfw_accuracy")}))
+    return 0

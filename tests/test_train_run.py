@@ -1,0 +1,66 @@
+"""Training on real faces (CPU, short) and the LFW-dev identity exclusion."""
+import shutil
+
+import numpy as np
+import pytest
+
+from edgeface.train.data import LFWLeakError, align_items, check_no_lfw_identities, lfw_forbidden_identities, list_source
+
+
+def test_lfw_pair_identities_never_reach_training(shared, tmp_path):
+    forbidden = lfw_forbidden_identities(shared / "datasets" / "lfw-dev")
+    assert len(forbidden) > 1000
+    extra = list_source("lfw-extra", shared)
+    assert extra and not {i.split("/", 1)[1] for _, i in extra} & forbidden
+    # A user's identity folder holding an LFW-dev pair identity is refused.
+    victim = sorted(forbidden)[0]
+    src = next((shared / "datasets" / "lfw-dev" / "images" / victim).iterdir())
+    (tmp_path / "mine" / victim).mkdir(parents=True)
+    (tmp_path / "mine" / "someone_else").mkdir()
+    shutil.copy(src, tmp_path / "mine" / victim / src.name)
+    shutil.copy(src, tmp_path / "mine" / "someone_else" / src.name)
+    with pytest.raises(LFWLeakError, match="LFW-dev evaluation pairs"):
+        list_source(str(tmp_path / "mine"), shared)
+    with pytest.raises(LFWLeakError):
+        check_no_lfw_identities([("x/lfw/a.jpg", victim)], forbidden)
+
+
+def test_short_training_lowers_loss_and_raises_pair_accuracy(shared, tmp_path):
+    import torch
+
+    from edgeface.train.loop import PairSet, TrainConfig, pair_accuracy, train
+    from edgeface import models
+
+    torch.set_num_threads(2)
+    items = list_source("celeba-299", shared)
+    by_id: dict[str, list[str]] = {}
+    for p, i in items:
+        by_id.setdefault(i, []).append(p)
+    ids = [i for i in sorted(by_id) if len(by_id[i]) >= 12]
+    train_items = [(p, i) for i in ids[:20] for p in by_id[i][:8]]
+    test_items = [(p, i) for i in ids[20:30] for p in by_id[i][:6]]
+    tr = align_items(train_items, "test-train", show_progress=False)
+    te = align_items(test_items, "test-heldout", show_progress=False)
+    assert len(tr) > 120 and len(te) > 45
+    # Balanced held-out pairs (all genuine pairs, as many impostor pairs), as in LFW.
+    ia, ib = np.triu_indices(len(te), 1)
+    same = te.labels[ia] == te.labels[ib]
+    neg = np.random.default_rng(0).choice(np.flatnonzero(~same), same.sum(), replace=False)
+    keep = np.r_[np.flatnonzero(same), neg]
+    held_out = PairSet(te.crops, ia[keep], ib[keep], same[keep], np.arange(len(keep)) % 5)
+
+    cfg = TrainConfig(arch="mobilenet_v1_a0.25_r64", losses=["multibatch"], epochs=8, p=8, k=8, batches_per_epoch=4, lr=3e-3, device="cpu", warmup_epochs=0.5)
+    result = train(cfg, tr, tmp_path / "run", None, held_out, show_progress=False)
+    hist = result["history"]
+    untrained, trained = hist[0]["lfw_accuracy"], hist[-1]["lfw_accuracy"]
+    assert hist[-1]["loss"] < hist[1]["loss"]
+    # 32 steps of a 0.25M-parameter net: a small but real gain over the untrained net
+    # (measured 50 % -> 52 % on these 300 balanced held-out pairs).
+    assert trained > untrained, (untrained, trained)
+    # The checkpoint reloads with its card and reproduces the monitored accuracy.
+    from edgeface.models.checkpoints import load_checkpoint
+
+    model, card = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert card.arch == "mobilenet_v1" and card.input_size == (64, 64)
+    assert pair_accuracy(model, held_out, card, torch.device("cpu"))["accuracy"] == pytest.approx(trained, abs=1e-6)
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
