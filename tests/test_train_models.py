@@ -46,18 +46,4 @@ def test_width_and_resolution_scale_cost_as_in_the_paper():
     for a in ("1", "0.75", "0.5", "0.25"):
         for r in (112, 96, 80, 64):
             assert f"mobilenet_v1_a{a}_r{r}" in names
-    assert {"lightcnn9", "lightcnn29", "lightcnn9_mfm32", "lightcnn29_mfm32", "default"} <= set(names)
-
-
-def test_default_model_ships_weights_with_its_card():
-    from edgeface.zoo import load_torch_model
-
-    entry = models.get("default")
-    path = Path(models.__file__).parent / entry.weights
-    if not path.is_file():
-        pytest.fail(f"default weights missing at {path}")
-    assert path.stat().st_size <= 5 * 1024 * 1024
-    model, card = load_torch_model("default")
-    assert card.arch == "mobilefacenet" and card.input_size == (112, 112) and card.template == "arcface_112x112"
-    with torch.no_grad():
-        assert model(torch.zeros(1, 3, 112, 112)).shape == (1, 128)
+    assert {"lightcnn9", "lightcnn29", "lightcnn9_mfm32", "lightcnn29_mfm32"} <= set(names)
