@@ -15,22 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..align import align_face
 from ..cache import cache_dir
 from ..card import ModelCard
 from ..data import IMAGE_SUFFIXES, load_pairs
 from ..evaluate import aligned_crops, detect_all, progress
-from ..imageio import ImageError, read_image
 
 TRAIN_SOURCES = ("celeba-299", "aaf-8k")
 
 
 def _store():
-    from ..detect import YuNetDetector
-    from ..landmarks import LandmarkStore
+    from ..export.faces import _store as export_store  # one YuNet + landmark-cache setup for both stages
 
-    det = YuNetDetector(paths.yunet_model())
-    return LandmarkStore(det, LandmarkStore.default_cache_file(det))
+    return export_store()
 
 
 def list_images(root: str | os.PathLike) -> list[str]:
@@ -70,24 +66,14 @@ def align_folder(root: str | os.PathLike, card: ModelCard, limit: int | None = N
         arr = np.load(out, allow_pickle=False)
         if arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[1:] == (h, w, 3):
             return arr
-    store = _store()
-    crops, used = [], []
-    try:
-        for f in progress(files, len(files), f"align {name}", show_progress):
-            rec = store.get(f)
-            if rec.status != "ok":
-                continue
-            try:
-                img = read_image(f).pixels
-            except ImageError:
-                continue
-            crops.append(align_face(img, rec.landmarks, card.template, (h, w)))
-            used.append(f)
-    finally:
-        store.flush()
-    if not crops:
+    # The detect -> align loop is the export stage's (photos without a detectable face skipped).
+    from ..export.faces import align_files
+
+    faceset = align_files(files, card, store=_store(), show_progress=show_progress)
+    if not faceset.paths:
         raise ValueError(f"{root}: YuNet found no face in any of {len(files)} images")
-    arr = np.stack(crops).astype(np.uint8)
+    crops, used = faceset.crops, faceset.paths
+    arr = crops.astype(np.uint8)
     _save_atomic(out, arr)
     out.with_suffix(".json").write_text(json.dumps({"files": used}))
     return arr
