@@ -47,3 +47,30 @@ def test_width_and_resolution_scale_cost_as_in_the_paper():
         for r in (112, 96, 80, 64):
             assert f"mobilenet_v1_a{a}_r{r}" in names
     assert {"lightcnn9", "lightcnn29", "lightcnn9_mfm32", "lightcnn29_mfm32"} <= set(names)
+
+
+def test_decomposed_prelu_equals_prelu_in_values_gradients_and_state_dict():
+    import copy
+
+    import torch
+    from torch import nn
+
+    from edgeface import models
+    from edgeface.train.loop import decompose_prelu
+
+    torch.manual_seed(0)
+    ref = models.build_from_card(models.get("mobilefacenet").card).eval()
+    for m in ref.modules():  # non-trivial slopes, some negative, so both branches matter
+        if isinstance(m, nn.PReLU):
+            m.weight.data.uniform_(-0.5, 0.8)
+    fast = copy.deepcopy(ref)
+    assert decompose_prelu(fast) == sum(isinstance(m, nn.PReLU) for m in ref.modules()) > 0
+    assert not any(isinstance(m, nn.PReLU) for m in fast.modules())
+    assert list(fast.state_dict()) == list(ref.state_dict())
+    x = torch.randn(2, 3, 112, 112)
+    y_ref, y_fast = ref(x), fast(x)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-5, atol=1e-5)
+    y_ref.square().sum().backward()
+    y_fast.square().sum().backward()
+    for (name, a), (_, b) in zip(ref.named_parameters(), fast.named_parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)

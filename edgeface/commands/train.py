@@ -23,7 +23,7 @@ history.json and curves.png."""
 RECIPE_KEYS = {
     "arch", "loss", "loss_weights", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "teacher_sources", "data",
     "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "augment", "seed", "name",
-    "max_images",
+    "max_images", "time_budget_s",
 }
 
 
@@ -42,6 +42,7 @@ def register(sub) -> None:
     p.add_argument("--data", help="comma-separated sources (default celeba-299,yaleb-38,lfw-extra)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batches-per-epoch", type=int)
+    p.add_argument("--time-budget", type=float, dest="time_budget_s", help="wall-clock budget in seconds: steps per epoch are sized to fit it, the LR schedule follows elapsed time, and training stops when it is spent")
     p.add_argument("-P", "--p", type=int, dest="p", help="identities per batch (default 16)")
     p.add_argument("-K", "--k", type=int, dest="k", help="images per identity (default 16)")
     p.add_argument("--optimizer", choices=["adamw", "sgd"])
@@ -98,7 +99,7 @@ def build_config(args):
             setattr(cfg, key, _split(value))
         else:
             setattr(cfg, key, value)
-    for key in ("arch", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "seed", "name", "max_images"):
+    for key in ("arch", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "seed", "name", "max_images", "time_budget_s"):
         v = getattr(args, key)
         if v is not None:
             setattr(cfg, key, v)

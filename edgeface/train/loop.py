@@ -53,7 +53,7 @@ class TrainConfig:
     device: str | None = None
     amp: bool = True  # bf16 autocast on CUDA
     max_images: int | None = None  # per source, for quick runs
-    time_budget_s: float | None = None  # if set, batches_per_epoch is chosen to fit this wall time
+    time_budget_s: float | None = None  # wall-clock budget: the LR schedule follows elapsed time and training stops at it
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -114,6 +114,34 @@ def to_model_input(x: torch.Tensor, card: ModelCard) -> torch.Tensor:
     mean = torch.tensor(card.mean, device=x.device, dtype=x.dtype)[None, :, None, None]
     std = torch.tensor(card.std, device=x.device, dtype=x.dtype)[None, :, None, None]
     return (x - mean) / std
+
+
+class DecomposedPReLU(nn.Module):
+    """nn.PReLU computed as relu(x) - a * relu(-x), holding the same `weight` Parameter.
+
+    Same values and state-dict keys as the nn.PReLU it replaces; used only while training,
+    because ATen's PReLU backward kernel took 26 % of a MobileFaceNet step on the 2-core CPU
+    (channels_last), and this form raised the training rate from 12 to 17 images/s."""
+
+    def __init__(self, prelu: nn.PReLU):
+        super().__init__()
+        self.weight = prelu.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.weight.view(1, -1, *([1] * (x.dim() - 2))) if self.weight.numel() > 1 else self.weight
+        return F.relu(x) - a * F.relu(-x)
+
+
+def decompose_prelu(module: nn.Module) -> int:
+    """Swap every nn.PReLU in `module` for DecomposedPReLU in place; returns how many."""
+    n = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.PReLU):
+            setattr(module, name, DecomposedPReLU(child))
+            n += 1
+        else:
+            n += decompose_prelu(child)
+    return n
 
 
 def crops_to_tensor(crops: np.ndarray, device) -> torch.Tensor:
@@ -334,9 +362,11 @@ def train(
     loss_modules = nn.ModuleDict({"ident": ident_losses, **({"distill": distill} if distill is not None else {})})
     model.to(device)
     loss_modules.to(device)
+    model = model.to(memory_format=torch.channels_last)  # faster on CUDA and on oneDNN CPUs alike
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
+    else:
+        decompose_prelu(model)
 
     crops = crops_to_tensor(data.crops, device)
     labels_t = torch.from_numpy(data.labels).to(device)
@@ -346,12 +376,13 @@ def train(
         sampler = PKSampler(data.labels, cfg.p, cfg.k, batches_per_epoch=cfg.batches_per_epoch, seed=cfg.seed)
     else:
         sampler = None  # distillation only: uniform random batches
+    untrained_acc = None  # the untrained net's LFW-dev accuracy, measured once
     if cfg.time_budget_s:
         per_step = _time_one_step(model, loss_modules, crops, labels_t, card, cfg, device)
         eval_s = 0.0
         if lfw is not None:
             t0 = time.time()
-            pair_accuracy(model, lfw, card, device)
+            untrained_acc = pair_accuracy(model, lfw, card, device)
             eval_s = time.time() - t0
         fit = int((cfg.time_budget_s / cfg.epochs - eval_s - 1.0) / per_step)
         cfg.batches_per_epoch = max(5, fit)
@@ -372,13 +403,17 @@ def train(
         raise ValueError(f"optimizer must be adamw or sgd, got {cfg.optimizer!r}")
     base_lrs = [g["lr"] for g in opt.param_groups]
 
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        t = (step - warmup) / max(1, total_steps - warmup)
+    def lr_factor(progress: float) -> float:
+        """Linear warmup then cosine decay over progress in [0, 1] (steps done / total steps,
+        or elapsed / budget under a wall-clock budget, so a slowed machine still anneals)."""
+        w = warmup / max(1, total_steps)
+        if progress < w:
+            return max(progress / w, 1.0 / max(1, warmup))
+        t = (progress - w) / max(1e-9, 1 - w)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     history: list[dict] = []
+    budget_used = 0.0  # seconds of the wall-clock budget spent before a resume
     start_epoch = 0
     best = -1.0
     state_file = out / "state.safetensors"
@@ -389,6 +424,7 @@ def train(
         model.load_state_dict(loaded.state_dict())
         info = load_training_state(state_file, opt, loss_modules)
         start_epoch, history, best = info["epoch"], info["history"], info.get("best", -1.0)
+        budget_used = float(info.get("seconds", 0.0))
         sampler_seed = cfg.seed + start_epoch
         if sampler is not None:
             sampler.rng = np.random.default_rng(sampler_seed)
@@ -399,13 +435,16 @@ def train(
     rng = np.random.default_rng(cfg.seed + 1000 + start_epoch)
     amp = cfg.amp and device.type == "cuda"
     if lfw is not None and start_epoch == 0 and not history:
-        acc0 = pair_accuracy(model, lfw, card, device)
+        acc0 = untrained_acc or pair_accuracy(model, lfw, card, device)
         history.append({"epoch": 0, "lfw_accuracy": acc0["accuracy"], "lfw_accuracy_std": acc0["accuracy_std"], "lfw_auc": acc0["auc"]})
         if show_progress:
             print(f"epoch 0 (untrained): LFW-dev {100 * acc0['accuracy']:.2f} %", file=sys.stderr)
 
     t_start = time.time()
+    out_of_time = False
     for epoch in range(start_epoch, cfg.epochs):
+        if out_of_time:
+            break
         model.train()
         loss_modules.train()
         sums: dict[str, float] = {}
@@ -414,8 +453,15 @@ def train(
         batches = iter(sampler) if sampler is not None else (rng.choice(teacher_rows, cfg.p * cfg.k, replace=False) for _ in range(steps_per_epoch))
         for it, idx in enumerate(batches):
             step = epoch * steps_per_epoch + it
+            if cfg.time_budget_s:
+                progress = (time.time() - t_start + budget_used) / cfg.time_budget_s
+                if progress >= 1.0:
+                    out_of_time = True
+                    break
+            else:
+                progress = step / max(1, total_steps)
             for g, lr0 in zip(opt.param_groups, base_lrs):
-                g["lr"] = lr0 * lr_factor(step)
+                g["lr"] = lr0 * lr_factor(progress)
             n_ident = len(idx)
             if cfg.distill_extra and teacher_t is not None:
                 idx = np.concatenate([idx, rng.choice(teacher_rows, cfg.distill_extra, replace=False)])
@@ -424,8 +470,7 @@ def train(
             if augment is not None:
                 x = augment(x, gen)
             x = to_model_input(x, card)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 emb = model(x)
             emb = emb.float()
@@ -455,7 +500,9 @@ def train(
                 bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
         if bar is not None:
             bar.close()
-        rec = {"epoch": epoch + 1, **{k: v / max(1, count) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t_start, 1)}
+        if count == 0:  # the budget ran out exactly at an epoch boundary
+            break
+        rec = {"epoch": epoch + 1, "steps": count, **{k: v / max(1, count) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t_start + budget_used, 1)}
         if lfw is not None:
             acc = pair_accuracy(model, lfw, card, device)
             rec.update(lfw_accuracy=acc["accuracy"], lfw_accuracy_std=acc["accuracy_std"], lfw_auc=acc["auc"])
@@ -471,7 +518,7 @@ def train(
         score = rec.get("lfw_accuracy", -rec["loss"])
         if score >= best:
             best = score
-        save_training_state(state_file, opt, loss_modules, {"epoch": epoch + 1, "history": history, "best": best, "config": asdict(cfg)})
+        save_training_state(state_file, opt, loss_modules, {"epoch": epoch + 1, "history": history, "best": best, "config": asdict(cfg), "seconds": rec["seconds"]})
         (out / "history.json").write_text(json.dumps({"card": final_card.to_dict(), "config": asdict(cfg), "history": history}, indent=2))
         plot_curves(history, out / "curves.png", final_card.name)
     model.eval()
