@@ -230,3 +230,23 @@ def test_recipes_fill_unset_flags(tmp_path):
         args = p.parse_args(["export", "m", "--recipe", str(recipe), "--out", "x"])
         apply_recipe(args)
         targets.target(args.target, args.precision)
+
+
+def test_thresholds_come_from_lfw_cross_identity_impostors_by_brute_force():
+    """The bundle's FAR thresholds use every different-identity pair of the pair images:
+    checked against a loop over pairs, and the threshold admits at most FAR x N of them."""
+    import numpy as np
+
+    from edgeface.export import verify as V
+
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(60, 8)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    ids = [f"person{k % 13}" for k in range(60)]
+    fast = V.cross_identity_scores(e, ids)
+    slow = [float(e[i] @ e[j]) for i in range(60) for j in range(i + 1, 60) if ids[i] != ids[j]]
+    assert len(fast) == len(slow) == 60 * 59 // 2 - sum(c * (c - 1) // 2 for c in np.unique(ids, return_counts=True)[1])
+    np.testing.assert_allclose(np.sort(fast), np.sort(slow), rtol=1e-5, atol=1e-6)
+    th = V.calibrate_thresholds(np.array([0.9, 0.5]), fast, fars=("1e-2",))["1e-2"]
+    assert np.sum(fast >= th["threshold"]) <= 1e-2 * len(fast)
+    assert np.sum(fast >= th["threshold"] - 1e-5) > 1e-2 * len(fast) - 1  # and it is the lowest such threshold

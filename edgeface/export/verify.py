@@ -3,9 +3,12 @@
 1. parity: cosine between the bundle's embeddings (in its own runtime) and the source
    model's, on real aligned faces not used for calibration -> min / mean;
 2. LFW-dev accuracy (5-fold protocol of edgeface.evaluate) through the bundle;
-3. thresholds at FAR 1e-3 / 1e-4: LFW-dev has only 1,500 impostor pairs, too few for
-   1e-4, so impostor scores are pooled with all pairs among AAF-8k photos of different
-   people (n(n-1)/2 pairs); TAR at each threshold is measured on LFW-dev's genuine pairs.
+3. thresholds at FAR 1e-3 / 1e-4, calibrated on LFW-dev: its 1,500 impostor pairs are too
+   few for 1e-4, so the impostor scores are those of *every* pair of LFW-dev pair images of
+   different people (about 10 million); TAR at each threshold is measured on LFW-dev's
+   genuine pairs. Impostors from AAF-8k alone (a mostly East-Asian population) put the
+   1e-3 threshold so high that the reference model kept only 72.5 % of LFW genuine pairs
+   (vs 93.3 % at FAR 1e-3 on LFW's own impostors), so AAF-8k is reported separately.
 The export fails below the target's tolerance (TOLERANCES).
 """
 from __future__ import annotations
@@ -72,9 +75,10 @@ def _lfw_crops(pairs, store, card, show_progress: bool):
     return _CROPS[key]
 
 
-def lfw_report(embedder, pairs, store, show_progress: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostors: bool = False):
     """(report, pair scores, labels) through any embedder (bundle or torch), with
-    edgeface.evaluate's protocol and failure rule."""
+    edgeface.evaluate's protocol and failure rule. With `with_impostors`, a 4th value: the
+    scores of all pairs of detected pair images whose identities (LFW folder names) differ."""
     from ..evaluate import PairEmbeddings, embed_crops, verification_report
 
     paths, faces, crops, ok = _lfw_crops(pairs, store, embedder.card, show_progress)
@@ -89,7 +93,21 @@ def lfw_report(embedder, pairs, store, show_progress: bool = True) -> tuple[dict
     scores = np.sum(pe.embeddings[ia] * pe.embeddings[ib], axis=1)[usable]
     labels = np.array([p.same for p in pairs])[usable]
     keep = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far", "num_pairs", "num_scored", "num_failed", "num_excluded", "num_folds")
-    return {k: rep[k] for k in keep if k in rep}, scores, labels
+    out = {k: rep[k] for k in keep if k in rep}
+    if not with_impostors:
+        return out, scores, labels
+    return out, scores, labels, cross_identity_scores(pe.embeddings[pe.usable], [Path(p).parent.name for p, u in zip(paths, pe.usable) if u])
+
+
+def cross_identity_scores(embeddings: np.ndarray, identities: list[str]) -> np.ndarray:
+    """Cosine of every unordered pair of embeddings whose identities differ (float32)."""
+    ids = np.unique(np.asarray(identities), return_inverse=True)[1]
+    e = np.asarray(embeddings, np.float32)
+    out = []
+    for i in range(len(e) - 1):  # row by row: a 4,600^2 Gram matrix would be fine too, 10x that would not
+        row = e[i + 1 :] @ e[i]
+        out.append(row[ids[i + 1 :] != ids[i]])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def cached_source_lfw(source_sha: str, pairs, compute) -> dict:

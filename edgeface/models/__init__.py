@@ -1,6 +1,8 @@
 """Face embedding architectures, the registry and checkpoint I/O (training side: needs torch)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..card import ModelCard
 from .lightcnn import LightCNN
 from .mobilefacenet import MobileFaceNet
@@ -71,9 +73,12 @@ for _depth in (9, 29):
             )
         )
 
-# No `default` entry yet: the only CPU-trained attempt scored at chance on LFW-dev (49.4 %,
-# benchmarks/results/train_report.md), and shipping it would pass off an untrained network.
-# Train it with `edgeface train --recipe edgeface/recipes/default.toml` on a GPU and register
-# the weights here once they reach the issue's accuracy target.
+# `default`: the MobileFaceNet edgeface trained (edgeface/recipes/default.toml; its card, read
+# from the committed safetensors, carries the recipe, data, licence and measured accuracy).
+_DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "default.safetensors"
+if _DEFAULT_WEIGHTS.is_file():
+    from .checkpoints import read_checkpoint_card
+
+    register(read_checkpoint_card(_DEFAULT_WEIGHTS).replace(name="default"), weights=str(_DEFAULT_WEIGHTS))
 
 __all__ = ["LightCNN", "MobileNetV1", "MobileFaceNet", "ModelCard", "build_from_card", "get", "names", "register", "register_arch"]

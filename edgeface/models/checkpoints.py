@@ -69,6 +69,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
     return state, ModelCard.from_json(meta[CARD_KEY]), extra
 
 
+def read_checkpoint_card(path: str | os.PathLike) -> ModelCard:
+    """The card in a checkpoint's metadata, without reading the weights."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if CARD_KEY not in meta:
+        raise ValueError(f"{path}: safetensors file has no edgeface model card in its metadata")
+    return ModelCard.from_json(meta[CARD_KEY])
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
     state, card, _ = read_checkpoint(path)
     model = registry.build_from_card(card)
