@@ -69,8 +69,6 @@ def test_short_training_lowers_loss_and_raises_pair_accuracy(shared, tmp_path):
 def test_wall_clock_budget_stops_training_and_anneals(tmp_path):
     """A time budget ends the run when spent, even with epochs left, and the LR schedule
     follows elapsed time so the last steps run at a decayed rate."""
-    import time
-
     from edgeface.train.data import AlignedSet
     from edgeface.train.loop import TrainConfig, train
 
@@ -78,10 +76,9 @@ def test_wall_clock_budget_stops_training_and_anneals(tmp_path):
     n = 64
     data = AlignedSet(rng.integers(0, 255, (n, 64, 64, 3), dtype=np.uint8), np.repeat(np.arange(8), 8), [f"id{i}" for i in range(8)], [f"x{i}.jpg" for i in range(n)], np.zeros((n, 4), np.float32), np.zeros((n, 5, 2), np.float32), np.array(["synthetic"] * n))
     cfg = TrainConfig(arch="mobilenet_v1_a0.25_r64", losses=["multibatch"], epochs=1000, p=4, k=4, batches_per_epoch=3, lr=1e-3, device="cpu", eval_lfw=False, time_budget_s=6.0, warmup_epochs=0.0)
-    t0 = time.time()
     hist = train(cfg, data, tmp_path / "run", None, None, show_progress=False)["history"]
-    assert time.time() - t0 < 60
-    assert 1 <= len(hist) < 1000
-    assert hist[-1]["seconds"] <= 6.0 + 10.0
+    assert 1 <= len(hist) < 1000  # stopped by the budget, not by running out of epochs
+    # The last recorded epoch ends within one epoch (3-5 small steps) of the budget.
+    assert hist[-1]["seconds"] <= 6.0 + 3 * max(h["seconds"] / max(1, sum(x["steps"] for x in hist[: i + 1])) for i, h in enumerate(hist)) * 5
     assert hist[-1]["lr"] < 0.5 * 1e-3
     assert (tmp_path / "run" / "last.safetensors").is_file()
