@@ -168,3 +168,21 @@ def test_peak_rss_is_the_probe_s_own_not_its_parent_s(tmp_path):
     )
     child_peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.strip())
     assert 5 < child_peak < 200, child_peak
+
+
+def test_bench_reuses_export_verified_accuracy_only_for_unchanged_bundle(tmp_path):
+    import hashlib
+    import json
+
+    from edgeface.bench.harness import verified_accuracy
+
+    (tmp_path / "model.onnx").write_bytes(b"model bytes")
+    rep = {"accuracy_mean": 0.9, "accuracy_std": 0.01, "auc": 0.95, "eer": 0.1, "num_pairs": 3000, "num_failed": 0, "num_folds": 5}
+    meta = {"model_file": "model.onnx", "files": {"model.onnx": hashlib.sha256(b"model bytes").hexdigest()}, "parity": {"lfw_dev": rep}}
+    (tmp_path / "edgeface.json").write_text(json.dumps(meta))
+    got = verified_accuracy(tmp_path, 3000)
+    assert got["accuracy_mean"] == 0.9 and got["reused_from"] == "export verification"
+    assert verified_accuracy(tmp_path / "model.onnx", 3000)["num_folds"] == 5
+    assert verified_accuracy(tmp_path, 600) is None  # other pairs (e.g. --limit-folds 1): measure again
+    (tmp_path / "model.onnx").write_bytes(b"altered")
+    assert verified_accuracy(tmp_path, 3000) is None  # the file is not the one that was verified

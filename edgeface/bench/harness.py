@@ -142,6 +142,29 @@ class FaceData:
         return np.ascontiguousarray(crops[ok][:n])
 
 
+def verified_accuracy(path: str | os.PathLike, num_pairs: int) -> dict | None:
+    """The LFW-dev report a bundle's export verification measured through the bundle's own
+    runtime on the same number of pairs (same protocol: edgeface.evaluate), so that a bench
+    right after an export does not embed the 3,000 pairs a second time. None if absent,
+    on other pairs, or if the model file changed since (sha256 in edgeface.json)."""
+    import hashlib
+
+    p = Path(path)
+    bundle = p if p.is_dir() else p.parent
+    meta_file = bundle / "edgeface.json"
+    if not meta_file.is_file():
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+        rep = meta["parity"]["lfw_dev"]
+        changed = [f for f, sha in meta["files"].items() if hashlib.sha256((bundle / f).read_bytes()).hexdigest() != sha]
+    except (KeyError, TypeError, ValueError, OSError, AttributeError):
+        return None
+    if changed or not meta["files"] or rep.get("num_pairs") != num_pairs:
+        return None
+    return dict(rep, reused_from="export verification")
+
+
 def source_embeddings(source: str, faces: np.ndarray) -> np.ndarray:
     """The source model's (torch) embeddings of the parity faces."""
     from ..zoo import load_embedder
@@ -232,8 +255,12 @@ def run_bench(targets: list[Target], settings: BenchSettings, workdir: str | os.
                 probes[t] = run_probe(target, t, settings, faces_file, ref_file, workdir)
             accuracy = None
             if settings.accuracy and face_data is not None:
-                log(f"  {target.label}: LFW-dev accuracy ({len(face_data.pairs)} pairs)")
-                accuracy = face_data.accuracy(open_model(target.path, backend=target.backend, threads=0, card=target.card))
+                accuracy = verified_accuracy(target.path, len(face_data.pairs))
+                if accuracy is not None:
+                    log(f"  {target.label}: LFW-dev accuracy from the bundle's own export verification ({accuracy['num_pairs']} pairs, same protocol)")
+                else:
+                    log(f"  {target.label}: LFW-dev accuracy ({len(face_data.pairs)} pairs)")
+                    accuracy = face_data.accuracy(open_model(target.path, backend=target.backend, threads=0, card=target.card))
             rows.append(summarize_target(target, probes, accuracy, settings))
             probes_out[target.label] = {str(t): p for t, p in probes.items()}
         except Exception as exc:  # one broken target must not lose the others' numbers
