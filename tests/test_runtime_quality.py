@@ -48,3 +48,16 @@ def test_laplacian_variance_drops_with_blur(rng):
     img = rng.integers(0, 255, size=(112, 96), dtype=np.uint8)
     values = [laplacian_variance(cv2.GaussianBlur(img, (0, 0), s) if s else img) for s in (0, 1, 2, 4)]
     assert values == sorted(values, reverse=True)
+
+
+def test_bundle_quality_section_uses_the_runtime_names_and_values():
+    """One naming: what the exporter writes is exactly what the runtime applies, per mode."""
+    from edgeface.export.bundle_writer import quality_defaults
+    from edgeface.runtime.quality import DEFAULT_THRESHOLDS
+
+    q = quality_defaults()
+    assert set(q) == {"source", "verify", "enroll"}
+    t = merge_thresholds(q)
+    assert t == DEFAULT_THRESHOLDS
+    for mode in ("verify", "enroll"):
+        assert set(q[mode]) == set(DEFAULT_THRESHOLDS[mode])  # no alias spelling left

@@ -25,14 +25,14 @@ from ..targets import target as lookup_target
 from . import verify as V
 from .converters import CONVERTERS, ExportSource, onnx_io
 
-QUALITY_DEFAULTS = {
-    "source": "kit defaults (not calibrated for this model); a quality gate should tune them on its own data",
-    "min_detection_score": 0.6,
-    "min_interocular_px": 20.0,
-    "max_abs_yaw_deg": 40.0,
-    "max_abs_pitch_deg": 35.0,
-    "max_abs_roll_deg": 30.0,
-}
+def quality_defaults() -> dict:
+    """The bundle's quality section: the runtime's own thresholds under the runtime's own key
+    names, per mode (one naming across export and runtime; the runtime still reads the
+    older "*_deg"/"*_px" spellings of bundles written before)."""
+    from ..runtime.quality import DEFAULT_THRESHOLDS
+
+    return {"source": "kit defaults (not calibrated for this model); a quality gate should tune them on its own data",
+            **{mode: dict(th) for mode, th in DEFAULT_THRESHOLDS.items()}}
 
 
 @dataclass
@@ -205,7 +205,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
         },
         "embedding_size": card.embedding_size,
         "thresholds": {"metric": "cosine", "at_far": {k: {"threshold": 1.0} for k in V.FARS}, "method": "pending verification"},
-        "quality": dict(QUALITY_DEFAULTS),
+        "quality": quality_defaults(),
         "source": {"name": src.name, "sha256": src.sha256, "path": src.path, "kind": src.kind},
         "parity": {},
         "licence": card.licence,
