@@ -4,6 +4,8 @@ exported here and measure each bundle: file size, cosine to the source on real f
 1e-3/1e-4, export time. Writes benchmarks/results/export_matrix_<name>.{json,md}.
 
     PYTHONPATH=. python benchmarks/export_matrix.py [--model SPEC] [--name reference] [--only onnx-fp32,tflite-int8]
+    PYTHONPATH=. python benchmarks/export_matrix.py --name default --collect benchmarks/results/bundles/default
+      (tabulate bundles already exported, e.g. by `edgeface export` or `edgeface bench`, without re-exporting)
 
 Full run (300 calibration faces, 200 verification faces, 2,000 AAF impostors, 3,000 LFW-dev
 pairs per target) takes roughly 20-30 min on 2 CPU cores.
@@ -36,7 +38,10 @@ def main() -> int:
     ap.add_argument("--n-impostor", type=int, default=2000)
     ap.add_argument("--lfw-folds", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--collect", help="folder of existing bundles (one sub-folder per target): tabulate them, export nothing")
     args = ap.parse_args()
+    if args.collect:
+        return collect(Path(args.collect), args.name)
 
     # Most-used targets first, so an interrupted run still has the rows that matter most.
     order = ["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "openvino-fp32", "openvino-int8", "tflite-fp16", "openvino-fp16",
@@ -74,28 +79,7 @@ def main() -> int:
             rows.append({"target": t.key, "status": "error", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
             save()
             continue
-        par = meta["parity"]
-        size = sum((out / f).stat().st_size for f in meta["files"] if f.startswith("model"))
-        row = {
-            "target": t.key,
-            "status": meta["status"],
-            "model_file": meta["model_file"],
-            "size_bytes": size,
-            "cosine_min": par["cosine_min"],
-            "cosine_mean": par["cosine_mean"],
-            "num_faces": par["num_faces"],
-            "lfw_accuracy_mean": (par.get("lfw_dev") or {}).get("accuracy_mean"),
-            "lfw_accuracy_std": (par.get("lfw_dev") or {}).get("accuracy_std"),
-            "source_lfw_accuracy_mean": (par.get("source_lfw_dev") or {}).get("accuracy_mean"),
-            "threshold_far_1e-3": meta["thresholds"]["at_far"]["1e-3"]["threshold"],
-            "threshold_far_1e-4": meta["thresholds"]["at_far"]["1e-4"]["threshold"],
-            "tar_at_threshold_1e-3": meta["thresholds"]["at_far"]["1e-3"].get("tar_lfw_dev"),
-            "convert_seconds": meta["export"]["seconds"],
-            "total_seconds": round(time.time() - t0, 1),
-            "runtime": par.get("runtime"),
-            "failures": meta["verification"]["failures"],
-            "details": meta["export"]["details"],
-        }
+        row = row_from_meta(t.key, out, meta, round(time.time() - t0, 1))
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("target", "status", "size_bytes", "cosine_min", "cosine_mean", "lfw_accuracy_mean", "convert_seconds")}), flush=True)
         save()
@@ -103,11 +87,63 @@ def main() -> int:
     return 0
 
 
+def row_from_meta(key: str, out: Path, meta: dict, total_seconds: float | None) -> dict:
+    par = meta["parity"]
+    return {
+        "target": key,
+        "status": meta["status"],
+        "model_file": meta["model_file"],
+        "size_bytes": sum((out / f).stat().st_size for f in meta["files"] if f.startswith("model")),
+        "cosine_min": par["cosine_min"],
+        "cosine_mean": par["cosine_mean"],
+        "num_faces": par["num_faces"],
+        "lfw_accuracy_mean": (par.get("lfw_dev") or {}).get("accuracy_mean"),
+        "lfw_accuracy_std": (par.get("lfw_dev") or {}).get("accuracy_std"),
+        "source_lfw_accuracy_mean": (par.get("source_lfw_dev") or {}).get("accuracy_mean"),
+        "threshold_far_1e-3": meta["thresholds"]["at_far"]["1e-3"]["threshold"],
+        "threshold_far_1e-4": meta["thresholds"]["at_far"]["1e-4"]["threshold"],
+        "tar_at_threshold_1e-3": meta["thresholds"]["at_far"]["1e-3"].get("tar_lfw_dev"),
+        "threshold_method": meta["thresholds"].get("method"),
+        "convert_seconds": meta["export"]["seconds"],
+        "total_seconds": total_seconds,
+        "runtime": par.get("runtime"),
+        "failures": meta["verification"]["failures"],
+        "details": meta["export"]["details"],
+    }
+
+
+def collect(folder: Path, name: str) -> int:
+    from edgeface import __version__
+
+    rows = []
+    for d in sorted(p for p in folder.iterdir() if (p / "edgeface.json").is_file()):
+        meta = json.loads((d / "edgeface.json").read_text())
+        if "parity" not in meta or "verification" not in meta:
+            print(f"{d}: not verified yet (export still running?), left out", file=sys.stderr)
+            continue
+        rows.append(row_from_meta(d.name, d, meta, None))
+    if not rows:
+        print(f"{folder}: no bundles (sub-folders with edgeface.json)", file=sys.stderr)
+        return 2
+    first = json.loads((folder / rows[0]["target"] / "edgeface.json").read_text())
+    cal = first["export"].get("calibration") or next((json.loads((folder / r["target"] / "edgeface.json").read_text())["export"].get("calibration")
+                                                      for r in rows if json.loads((folder / r["target"] / "edgeface.json").read_text())["export"].get("calibration")), None)
+    result = {"model": first["source"].get("name", name), "kit_version": __version__, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+              "threads": "see each bundle", "n_calib": (cal or {}).get("faces", "?"),
+              "n_verify": rows[0]["num_faces"], "n_impostor": "LFW-dev cross-identity pairs", "lfw": "LFW-dev folds 1-5 (3,000 pairs), YuNet + 5-point alignment",
+              "command": "PYTHONPATH=. python " + " ".join(sys.argv), "complete": True, "rows": rows}
+    res_dir = ROOT / "benchmarks" / "results"
+    (res_dir / f"export_matrix_{name}.json").write_text(json.dumps(result, indent=2))
+    (res_dir / f"export_matrix_{name}.md").write_text(to_markdown(result))
+    print(to_markdown(result))
+    return 0
+
+
 def to_markdown(result: dict) -> str:
     lines = [f"# Export matrix: {result['model']}", "",
              f"kit {result['kit_version']}, {result['machine']}, {result['threads']} threads; parity on {result['n_verify']} CelebA/AAF faces "
-             f"not used for calibration ({result['n_calib']} calibration faces); {result['lfw']}; thresholds from LFW-dev + "
-             f"{result['n_impostor']} AAF-8k impostor photos.", "",
+             f"not used for calibration ({result['n_calib']} calibration faces); {result['lfw']}; thresholds: "
+             + (result["rows"][0].get("threshold_method") or f"LFW-dev + {result['n_impostor']} AAF-8k impostor photos") + ".", "",
              f"`{result['command']}`", "",
              "| target | status | size (MB) | cos min | cos mean | LFW-dev acc (source) | thr@FAR1e-3 | thr@FAR1e-4 | TAR@1e-3 | convert s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
