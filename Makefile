@@ -25,12 +25,12 @@ prune: env
 	@V=$$(bash scripts/env.sh); mkdir -p $(OUT); \
 	$$V/bin/edgeface prune $(MODEL) --level channel --keep $(PRUNE_KEEP) --retrain-iters $(PRUNE_ITERS) --out $(OUT)/pruned_channel.safetensors
 
-# Exports MODEL and the pruned model to every target this machine can build and run (each
+# Exports MODEL, our trained `default` model and the pruned model to every target this machine can build and run (each
 # export verified against its source: cosine on real faces + LFW-dev through its runtime),
 # then measures size, cold start, latency, throughput, memory and accuracy per target.
 bench-main: env
 	@V=$$(bash scripts/env.sh); \
-	$$V/bin/edgeface bench $(MODEL) $(OUT)/pruned_channel.safetensors --out $(OUT)/bench --name main
+	$$V/bin/edgeface bench $(MODEL) default $(OUT)/pruned_channel.safetensors --out $(OUT)/bench --name main
 
 test: env
 	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q tests device_tests
