@@ -147,20 +147,17 @@ def verified_accuracy(path: str | os.PathLike, num_pairs: int) -> dict | None:
     runtime on the same number of pairs (same protocol: edgeface.evaluate), so that a bench
     right after an export does not embed the 3,000 pairs a second time. None if absent,
     on other pairs, or if the model file changed since (sha256 in edgeface.json)."""
-    import hashlib
+    from ..runtime.bundle import BundleError, check_files, read_meta
 
     p = Path(path)
     bundle = p if p.is_dir() else p.parent
-    meta_file = bundle / "edgeface.json"
-    if not meta_file.is_file():
-        return None
     try:
-        meta = json.loads(meta_file.read_text())
+        meta = read_meta(bundle, validate=False)
         rep = meta["parity"]["lfw_dev"]
-        changed = [f for f, sha in meta["files"].items() if hashlib.sha256((bundle / f).read_bytes()).hexdigest() != sha]
-    except (KeyError, TypeError, ValueError, OSError, AttributeError):
-        return None
-    if changed or not meta["files"] or rep.get("num_pairs") != num_pairs:
+        if not meta["files"] or rep.get("num_pairs") != num_pairs:
+            return None
+        check_files(bundle, meta)  # the load-time hash check: a changed file was not the one verified
+    except (FileNotFoundError, BundleError, KeyError, TypeError, AttributeError):
         return None
     return dict(rep, reused_from="export verification")
 

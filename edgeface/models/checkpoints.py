@@ -63,20 +63,26 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], M
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
-    if CARD_KEY not in meta:
-        raise ValueError(f"{path}: safetensors file has no edgeface model card in its metadata; pass --arch to load bare weights")
+    card = _card_from_metadata(meta, path)
     extra = json.loads(meta["edgeface_extra"]) if "edgeface_extra" in meta else {}
-    return state, ModelCard.from_json(meta[CARD_KEY]), extra
+    return state, card, extra
 
 
 def read_checkpoint_card(path: str | os.PathLike) -> ModelCard:
     """The card in a checkpoint's metadata, without reading the weights."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    return _card_from_metadata(meta, path)
+
+
+def _card_from_metadata(meta: dict, path) -> ModelCard:
     if CARD_KEY not in meta:
-        raise ValueError(f"{path}: safetensors file has no edgeface model card in its metadata")
+        raise ValueError(f"{path}: safetensors file has no edgeface model card in its metadata; pass --arch to load bare weights")
     return ModelCard.from_json(meta[CARD_KEY])
 
 

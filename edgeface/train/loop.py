@@ -482,6 +482,10 @@ def train(
             print(f"epoch 0 (untrained): LFW-dev {100 * acc0['accuracy']:.2f} %", file=sys.stderr)
 
     t_start = time.time()
+
+    def spent() -> float:  # seconds of the wall-clock budget used, resumed runs included
+        return time.time() - t_start + budget_used
+
     out_of_time = False
     for epoch in range(start_epoch, cfg.epochs):
         if out_of_time:
@@ -496,7 +500,7 @@ def train(
         for it, idx in enumerate(batches):
             step = epoch * steps_per_epoch + it
             if cfg.time_budget_s:
-                progress = (time.time() - t_start + budget_used) / cfg.time_budget_s
+                progress = spent() / cfg.time_budget_s
                 if progress >= 1.0:
                     out_of_time = True
                     break
@@ -545,7 +549,7 @@ def train(
         if count == 0:  # the budget ran out exactly at an epoch boundary
             break
         step_s = (time.time() - epoch_t0) / count
-        rec = {"epoch": epoch + 1, "steps": count, **{k: v / max(1, count) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t_start + budget_used, 1)}
+        rec = {"epoch": epoch + 1, "steps": count, **{k: v / max(1, count) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"], "seconds": round(spent(), 1)}
         eval_t0 = time.time()
         recalibrate_batchnorm(model, crops, card, cfg.bn_recalibration_batches, seed=cfg.seed + epoch)
         if lfw is not None:
@@ -556,7 +560,7 @@ def train(
         if cfg.time_budget_s and left_epochs > 0:
             # Re-size the remaining epochs from the measured step and eval times, so the whole
             # budget is used (the up-front estimate was 30 % pessimistic on the 2-core CPU).
-            left_s = cfg.time_budget_s - (time.time() - t_start + budget_used)
+            left_s = cfg.time_budget_s - spent()
             steps_per_epoch = max(1, int((left_s / left_epochs - (time.time() - eval_t0) - 1.0) / step_s))
             if sampler is not None:
                 sampler.batches_per_epoch = steps_per_epoch
