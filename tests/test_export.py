@@ -92,6 +92,27 @@ def test_tflite_round_trip(source, verify_faces, tmp_path):
     _check_round_trip(tmp_path / "tfl", meta, source, verify_faces, "tflite")
 
 
+def test_tflite_int8_is_integer_and_close(source, verify_faces, tmp_path):
+    """PT2E int8 TFLite: convolutions run on int8 weights, PReLU stays float, the file is
+    much smaller, and embeddings stay close to the source (48 calibration faces here; the
+    tolerance check itself is export_matrix's job on 300 faces)."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("torchao")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeface.export import ExportOptions, export_bundle
+
+    meta = export_bundle("", "tflite", "int8", tmp_path / "q", ExportOptions(**SMALL), src=source)
+    assert meta["status"] in ("verified", "failed") and meta["parity"]["num_faces"] >= 30
+    assert meta["parity"]["cosine_mean"] >= 0.97, meta["parity"]
+    assert meta["export"]["details"]["batchnorm_folded"] > 0
+    details = Interpreter(model_path=str(tmp_path / "q" / "model.tflite"))._get_ops_details()
+    tensors = {t["index"]: t for t in Interpreter(model_path=str(tmp_path / "q" / "model.tflite")).get_tensor_details()}
+    convs = [op for op in details if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert convs and all(tensors[op["inputs"][1]]["dtype"] == np.int8 for op in convs[:-1])
+    assert (tmp_path / "q" / "model.tflite").stat().st_size < 0.45 * 4 * 1.0e6
+
+
 def test_onnx_int8_within_int8_tolerance(onnx_bundle, tmp_path):
     """NNCF int8 from the ONNX graph with 48 calibration faces meets mean >= 0.99, min >= 0.97."""
     pytest.importorskip("nncf")

@@ -3,7 +3,7 @@ directory and describes the resulting input/output.
 
 ONNX is the hub: OpenVINO, NNCF int8 and TensorRT all start from the edgeface ONNX graph
 (uint8 NHWC in, unit embeddings out). TFLite is converted from the torch graph with
-litert-torch (NHWC native), then fp16/int8 by ai-edge-quantizer.
+litert-torch (NHWC native); fp16 weights by ai-edge-quantizer, int8 by PT2E (export.pt2e).
 """
 from __future__ import annotations
 
@@ -203,15 +203,17 @@ def _nncf_dataset(calib: np.ndarray, feed: Callable):
 
 
 def _ignored_scope(kind: str, model) -> tuple[object, list[str]]:
-    """Keep the last (embedding) projection in float: its int8 rounding lands straight in the
-    embedding. Measured on the reference MobileFaceNet, see benchmarks/results."""
+    """Keep the first conv and the last (embedding) projection in float. The projection's int8
+    rounding lands straight in the embedding (reference MobileFaceNet, ONNX: min cosine 0.912
+    with it int8, 0.973 float); the first conv sees raw pixels (OpenVINO: min 0.967 with only the
+    head float, 0.971 with the first conv too). Both are small: 0.26 MB of float weights in all."""
     import nncf
 
     if kind == "onnx":
         convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     else:
         convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
-    keep = convs[-1:]
+    keep = list(dict.fromkeys(convs[:1] + convs[-1:]))
     return nncf.IgnoredScope(names=keep, validate=False), keep
 
 
@@ -327,68 +329,38 @@ def tflite_fp32(src, out, calib):
     return Converted("model.tflite", ["model.tflite"], i, o, {"converter": "litert-torch", "batch": 1})
 
 
-def tflite_head_scopes(path: Path) -> list[tuple[str, str]]:
-    """(op name, AEQ op scope) of every op from the last CONV_2D / FULLY_CONNECTED to the
-    output: the embedding projection and the in-graph L2 normalisation.
-
-    The same rule as the ONNX/OpenVINO int8 paths (last projection in float) extended to
-    the normalisation ops, because litert lowers the L2 norm into MUL/SUM/SQRT/MAXIMUM/DIV
-    whose int8 versions round the embedding directly (measured: min cosine 0.888 with
-    everything int8 on the reference MobileFaceNet). The scope string is how
-    ai-edge-quantizer names an op: its output tensor names joined by ';' plus a final ';'."""
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
-
-    model = tfu.read_model(str(path))
-    graph = model.subgraphs[0]
-    names = [str(getattr(n, "value", n)) for n in (tfu.TFL_OP_CODE_TO_NAME.get(model.operatorCodes[op.opcodeIndex].builtinCode, "?") for op in graph.operators)]
-    last = max((k for k, n in enumerate(names) if n in ("CONV_2D", "FULLY_CONNECTED")), default=None)
-    if last is None:
-        return []
-    return [(names[k], tfu.get_op_scope(graph.operators[k], graph.tensors)) for k in range(last, len(names))]
-
-
-def _aeq(src, out: Path, precision: str, calib, keep_float_head: bool = True):
-    from ai_edge_quantizer import quantizer, recipe
+def tflite_fp16(src, out, calib):
+    from ai_edge_quantizer import quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
     from ai_edge_quantizer.qtyping import TFLOperationName
 
     fp32 = _tflite_fp32(src, out / "model.fp32.tflite")
-    if precision == "fp16":
-        q = quantizer.Quantizer(str(fp32))
-        q.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
-        result = q.quantize()
-        info = {"quantizer": "ai-edge-quantizer float casting", "weights": "float16", "compute": "float32 on CPU (XNNPACK), float16 on GPU delegates"}
-    else:
-        if calib is None or len(calib) == 0:
-            raise ValueError("int8 needs calibration faces")
-        q = quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8())
-        kept = tflite_head_scopes(fp32) if keep_float_head else []
-        for _, scope in kept:
-            q.update_quantization_recipe(regex="^" + re.escape(scope) + "$", operation_name=TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE)
-        from ..runtime.backends import _tflite_interpreter_class
-
-        cls, _ = _tflite_interpreter_class()
-        sig = cls(model_path=str(fp32)).get_signature_list()
-        sig_name = next(iter(sig))
-        arg = sig[sig_name]["inputs"][0]
-        _log(f"ai-edge-quantizer static int8 with {len(calib)} calibration faces")
-        qsv = q.calibrate({sig_name: [{arg: calib[k : k + 1]} for k in range(len(calib))]}, num_threads=2)
-        result = q.quantize(qsv)
-        info = {"quantizer": "ai-edge-quantizer static_wi8_ai8 (int8 weights per channel, int8 activations)", "calibration_faces": int(len(calib)),
-                "kept_in_float": [name for name, _ in kept]}
-    result.export_model(str(out / "model.tflite"), overwrite=True)
+    q = quantizer.Quantizer(str(fp32))
+    q.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+    q.quantize().export_model(str(out / "model.tflite"), overwrite=True)
     fp32.unlink()
     i, o = _tflite_io(src, out / "model.tflite")
-    info.update(converter="litert-torch + ai-edge-quantizer", batch=1)
+    info = {"quantizer": "ai-edge-quantizer float casting", "weights": "float16", "compute": "float32 on CPU (XNNPACK), float16 on GPU delegates",
+            "converter": "litert-torch + ai-edge-quantizer", "batch": 1}
     return Converted("model.tflite", ["model.tflite"], i, o, info)
 
 
-def tflite_fp16(src, out, calib):
-    return _aeq(src, out, "fp16", calib)
-
-
 def tflite_int8(src, out, calib):
-    return _aeq(src, out, "int8", calib)
+    """Full-integer TFLite through PT2E (export.pt2e: why not ai-edge-quantizer is measured there)."""
+    if src.kind != "torch":
+        raise ValueError(f"{src.path}: int8 TFLite is quantized from a PyTorch model (PT2E + litert-torch); an ONNX-only model needs onnx2tf")
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from .graph import sample_faces
+    from .pt2e import pt2e_int8
+
+    _log(f"PT2E int8 with {len(calib)} calibration faces")
+    qmodel, quantizer, info = pt2e_int8(src.net, src.card, calib)
+    litert_torch.convert(qmodel, (sample_faces(src.card, 1),), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out / "model.tflite"))
+    i, o = _tflite_io(src, out / "model.tflite")
+    info.update(converter="litert-torch (PT2E quantized graph)", batch=1)
+    return Converted("model.tflite", ["model.tflite"], i, o, info)
 
 
 # --------------------------------------------------------------------------- TensorRT
