@@ -15,16 +15,20 @@ _LAYERS = (nn.Conv2d, nn.Linear)
 _NORMS = (nn.BatchNorm2d, nn.BatchNorm1d)
 
 
-def execution_order(net: nn.Module, sample: torch.Tensor, types=_LAYERS) -> list[str]:
-    """Names of the modules of `types` in the order a forward pass calls them."""
-    order: list[str] = []
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: order.append(n)) for n, m in net.named_modules() if isinstance(m, types)]
+def _run_hooked(net: nn.Module, sample: torch.Tensor, hooks: list) -> None:
+    """One no-grad forward pass with the given forward hooks installed, then removed."""
     try:
         with torch.no_grad():
             net(sample)
     finally:
         for h in hooks:
             h.remove()
+
+
+def execution_order(net: nn.Module, sample: torch.Tensor, types=_LAYERS) -> list[str]:
+    """Names of the modules of `types` in the order a forward pass calls them."""
+    order: list[str] = []
+    _run_hooked(net, sample, [m.register_forward_hook(lambda mod, i, o, n=n: order.append(n)) for n, m in net.named_modules() if isinstance(m, types)])
     return order
 
 
@@ -38,12 +42,7 @@ def conv_bn_pairs(net: nn.Module, sample: torch.Tensor) -> list[tuple[str, str]]
             hooks.append(m.register_forward_hook(lambda mod, i, o, n=name: produced.__setitem__(id(o), n)))
         elif isinstance(m, _NORMS):
             hooks.append(m.register_forward_hook(lambda mod, i, o, n=name: pairs.append((produced[id(i[0])], n)) if id(i[0]) in produced else None))
-    try:
-        with torch.no_grad():
-            net(sample)
-    finally:
-        for h in hooks:
-            h.remove()
+    _run_hooked(net, sample, hooks)
     return pairs
 
 
