@@ -1,8 +1,9 @@
-"""Channel pruning of the third-party MobileFaceNet's bottleneck expansion channels: MFLOPs,
+"""Channel pruning of a MobileFaceNet's bottleneck expansion channels (the third-party reference, or --model): MFLOPs,
 measured batch-1 latency and LFW-dev accuracy, correlation-based vs L1-magnitude selection,
 each retrained by distillation from the dense model.
 
     PYTHONPATH=. python benchmarks/compress_channel.py     # writes benchmarks/results/compress_channel.{json,md,png}
+    PYTHONPATH=. python benchmarks/compress_channel.py --model default   # ... compress_channel_default.*
 
 Latency: ONNX Runtime, batch 1, 1 thread, median of --runs runs after warm-up (and torch,
 1 thread). The machine's 2 cores were shared with other jobs, so compare rows with each
@@ -18,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeface import paths, zoo  # noqa: E402
+from compress_common import add_setup_args, setup  # noqa: E402
 from edgeface.compress import channel, faces, finetune  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx, export_onnx, latency_ms, torch_latency_ms  # noqa: E402
 from edgeface.compress.report import plot_curves, write_markdown_table  # noqa: E402
@@ -38,22 +38,14 @@ def main() -> int:
     ap.add_argument("--retrain-iters", type=int, default=20)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--folds", type=int, default=1)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--skip-no-retrain", action="store_true", help="do not evaluate the pruned networks before retraining")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    add_setup_args(ap, folds=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    res_file = out / "compress_channel.json"
-    res = json.loads(res_file.read_text()) if res_file.is_file() else {"rows": []}
+    st = setup(args, "compress_channel")
+    out, dense, card, pairs = st.out, st.model, st.card, st.pairs
+    res = st.load({"rows": []})
     done = {(r["method"], r["keep"]) for r in res["rows"]}
-    dense, card = zoo.load_torch_model(str(paths.reference_mobilefacenet()))
-    pairs = faces.lfw_pairs(card)
-    if args.folds < 5:
-        pairs = pairs.subset(args.folds)
     pool = faces.training_faces(card, 1000)[: args.pool_size]
     stats = pool[: args.stats_faces]
     todo = [(m, k) for m in args.methods for k in args.levels if (m, k) not in done]
@@ -68,7 +60,7 @@ def main() -> int:
     if "dense" not in res:
         r = pairs.evaluate(embed_with_onnx(dense, card, pairs.crops, args.threads))
         res["dense"] = {**measure(dense), "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"]}
-        res_file.write_text(json.dumps(res, indent=2))
+        st.save(res)
         print(f"dense: {100 * r['accuracy_mean']:.2f} %, {res['dense']['mflops']} MMACs, {res['dense']['ort_latency']['median_ms']:.2f} ms", flush=True)
     res["setup"] = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "stats_faces": args.stats_faces, "pool_faces": len(pool),
                     "retrain_iters": args.retrain_iters, "batch": args.batch, "lr": args.lr,
@@ -87,19 +79,19 @@ def main() -> int:
             row = {"method": method, "keep": keep, **measure(net), "accuracy_no_retrain": acc0, "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"],
                    "mid_channels": channel.mid_channels(net), "retrain_loss": [losses[0], losses[-1]] if losses else None, "seconds": round(time.time() - t)}
             res["rows"].append(row)
-            res_file.write_text(json.dumps(res, indent=2))
+            st.save(res)
             print(f"{method:12s} S={keep}: {row['mflops']} MMACs, {row['ort_latency']['median_ms']:.2f} ms, acc {acc0} -> {100 * row['accuracy']:.2f} % ({row['seconds']} s)", flush=True)
     rows = sorted(res["rows"], key=lambda r: (r["method"], -r["keep"]))
     methods = sorted({r["method"] for r in rows})
     d = res["dense"]
     plot_curves({m: ([r["mflops"] for r in rows if r["method"] == m], [100 * r["accuracy"] for r in rows if r["method"] == m]) for m in methods},
-                out / "compress_channel.png", "MMACs per face", f"LFW-dev accuracy, {args.folds} fold(s) (%)", f"Channel pruning of {card.name} (retrained)", hline=(100 * d["accuracy"], "dense"))
+                out / f"{st.stem}.png", "MMACs per face", f"LFW-dev accuracy, {args.folds} fold(s) (%)", f"Channel pruning of {card.name} (retrained)", hline=(100 * d["accuracy"], "dense"))
     table = [["dense", "1.00", d["params"], d["mflops"], f"{d['ort_latency']['median_ms']:.2f}", f"{d['torch_latency']['median_ms']:.2f}", "", f"{100 * d['accuracy']:.2f} ± {100 * d['accuracy_std']:.2f}"]]
     table += [[r["method"], r["keep"], r["params"], r["mflops"], f"{r['ort_latency']['median_ms']:.2f}", f"{r['torch_latency']['median_ms']:.2f}", f"{100 * r['accuracy_no_retrain']:.2f}" if r["accuracy_no_retrain"] is not None else "-",
                f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}"] for r in rows]
-    write_markdown_table(out / "compress_channel.md", ["selection", "kept channels", "params", "MMACs", "ORT ms (1 thr, b1, median)", "torch ms (1 thr)", "acc no retrain (%)", "acc retrained (%)"], table,
+    write_markdown_table(out / f"{st.stem}.md", ["selection", "kept channels", "params", "MMACs", "ORT ms (1 thr, b1, median)", "torch ms (1 thr)", "acc no retrain (%)", "acc retrained (%)"], table,
                          preamble=f"Setup: {json.dumps(res['setup'])}")
-    print((out / "compress_channel.md").read_text())
+    print((out / f"{st.stem}.md").read_text())
     return 0
 
 

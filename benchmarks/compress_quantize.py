@@ -1,10 +1,12 @@
-"""Quantization and compact templates of the third-party MobileFaceNet, on LFW-dev.
+"""Quantization and compact templates of a face embedder (the third-party MobileFaceNet, or
+--model), on LFW-dev.
 
     PYTHONPATH=. python benchmarks/compress_quantize.py     # writes benchmarks/results/compress_quantize.{json,md}
+    PYTHONPATH=. python benchmarks/compress_quantize.py --model default   # ... compress_quantize_default.*
 
 * model files: fp32 / fp16 / int8 ONNX (the export package's converters; int8 = NNCF PTQ,
-  per-channel QDQ, calibrated on aligned CelebA-299 + AAF-8k faces), int8 in three variants:
-  everything int8, embedding projection kept float, first conv + projection kept float;
+  per-channel QDQ, calibrated on aligned CelebA-299 + AAF-8k faces), int8 in two variants:
+  everything int8, and first conv + embedding projection kept float (what export does);
   file size, LFW-dev accuracy, mean cosine to the fp32 embeddings;
 * templates (DeepID2+'s binarised features): the fp32 model's embeddings stored as
   float32 / fp16 / int8 / binary (runtime codecs), pair scores from the decoded templates
@@ -22,31 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeface import paths, zoo  # noqa: E402
+from compress_common import add_setup_args, setup  # noqa: E402
 from edgeface.compress import faces  # noqa: E402
 from edgeface.compress.quantize import compare_embeddings, embed_file, export_precision  # noqa: E402
 from edgeface.compress.report import write_markdown_table  # noqa: E402
 from edgeface.runtime.codecs import get_codec  # noqa: E402
-
-
-def int8_first_and_head_float(fp32_onnx: Path, out: Path, calib: np.ndarray) -> Path:
-    """NNCF PTQ keeping the first and the last convolution in float (the export package keeps
-    only the last): an experiment, so it lives here rather than in the library."""
-    import nncf
-    import onnx
-
-    model = onnx.load(str(fp32_onnx))
-    convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
-    name = model.graph.input[0].name
-    ds = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))], lambda x: {name: x})
-    q = nncf.quantize(model, ds, subset_size=len(calib), ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]], validate=False))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(q, str(out))
-    return out
 
 
 def search_speed(dim: int, n: int, queries: int = 20, seed: int = 0) -> dict:
@@ -82,32 +67,23 @@ def search_speed(dim: int, n: int, queries: int = 20, seed: int = 0) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--calib", type=int, default=128, help="calibration faces (CelebA-299 + AAF-8k)")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gallery", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--skip-models", action="store_true", help="templates and search only")
     ap.add_argument("--emb32", help="with --skip-models: fp32 embeddings of the pairs' crops (.npy) saved by an earlier run, instead of recomputing")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    add_setup_args(ap, folds=2)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    res_file = out / "compress_quantize.json"
-    res = json.loads(res_file.read_text()) if res_file.is_file() else {}
-    model, card = zoo.load_torch_model(str(paths.reference_mobilefacenet()))
-    pairs = faces.lfw_pairs(card)
-    if args.folds < 5:
-        pairs = pairs.subset(args.folds)
+    st = setup(args, "compress_quantize")
+    out, model, card, pairs = st.out, st.model, st.card, st.pairs
+    res = st.load({})
     calib = faces.training_faces(card, 1000)[-args.calib :]  # the end of the pool: not the faces used for pruning statistics
     res["setup"] = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "calibration_faces": int(len(calib)), "threads": args.threads}
     tmp = Path(tempfile.mkdtemp(prefix="edgeface-quant-"))
     variants = {
         "fp32": lambda d: export_precision(model, card, "fp32", d),
         "fp16": lambda d: export_precision(model, card, "fp16", d),
-        "int8 (all)": lambda d: export_precision(model, card, "int8", d, calib, keep_float_head=False),
-        "int8 (float head)": lambda d: export_precision(model, card, "int8", d, calib, keep_float_head=True),
-        "int8 (float first conv + head)": lambda d: int8_first_and_head_float(tmp / "fp32" / "model.onnx", d / "model.onnx", calib),
+        "int8 (all)": lambda d: export_precision(model, card, "int8", d, calib, keep_float_ends=False),
+        "int8 (float first conv + head)": lambda d: export_precision(model, card, "int8", d, calib, keep_float_ends=True),
     }
     emb32 = None
     rows = res.setdefault("models", {})
@@ -127,7 +103,7 @@ def main() -> int:
         rep = pairs.evaluate(emb)
         rows[name] = {"file_bytes": path.stat().st_size, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"],
                       **compare_embeddings(emb32, emb), "seconds": round(time.time() - t)}
-        res_file.write_text(json.dumps(res, indent=2))
+        st.save(res)
         print(f"{name:32s} {path.stat().st_size / 1e6:6.2f} MB  acc {100 * rep['accuracy_mean']:.2f} %  cos {rows[name]['mean_cosine']:.4f}", flush=True)
     # Templates from the fp32 embeddings.
     tpl = res.setdefault("templates", {})
@@ -141,7 +117,7 @@ def main() -> int:
     res["search"] = [search_speed(emb32.shape[1], n) for n in args.gallery]
     for s in res["search"]:
         print(f"1:N n={s['n']}: float32 {s['float32_ms']:.2f} ms, binary (codec) {s['binary_codec_ms']:.2f} ms, binary (bitwise_count) {s['binary_bitcount_ms']:.2f} ms", flush=True)
-    res_file.write_text(json.dumps(res, indent=2))
+    st.save(res)
     ref = rows.get("fp32")
     if not ref:
         print(json.dumps({k: res[k] for k in ("templates", "search")}, indent=1))
@@ -150,7 +126,7 @@ def main() -> int:
                f"{100 * (v['accuracy'] - ref['accuracy']):+.2f}", f"{v['mean_cosine']:.4f}", f"{v['min_cosine']:.4f}"] for k, v in rows.items()]
     ttable = [[k, v["bytes"], f"{100 * v['accuracy']:.2f} ± {100 * v['accuracy_std']:.2f}", f"{100 * (v['accuracy'] - tpl['float32']['accuracy']):+.2f}", f"{v['auc']:.4f}", f"{100 * v['eer']:.2f}"] for k, v in tpl.items()]
     stable = [[s["n"], f"{s['float32_ms']:.2f}", f"{s['binary_codec_ms']:.2f}", f"{s['binary_bitcount_ms']:.2f}", f"{s['float32_ms'] / s['binary_bitcount_ms']:.1f}x", f"{s['top1_agreement']:.2f}", f"{s['bytes_float32'] / 1e6:.1f} / {s['bytes_binary'] / 1e6:.2f}"] for s in res["search"]]
-    md = out / "compress_quantize.md"
+    md = out / f"{st.stem}.md"
     write_markdown_table(md, ["model", "MB", "smaller", "LFW-dev acc (%)", "Δ pt", "mean cos to fp32", "min cos"], mtable, preamble=f"Setup: {json.dumps(res['setup'])}\n\n### Model precision")
     text = md.read_text()
     write_markdown_table(md, ["template", "bytes", "LFW-dev acc (%)", "Δ pt", "AUC", "EER (%)"], ttable, preamble=text + "\n### Templates (fp32 model)")

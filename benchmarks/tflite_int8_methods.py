@@ -1,9 +1,9 @@
 """Which int8 TFLite recipe keeps a face embedder's embeddings: ai-edge-quantizer (AEQ) on the
 fp32 .tflite (as is / PReLU ops left float / int16 activations) vs PT2E quantization before
-litert-torch conversion (histogram or min/max activation ranges; head float or int8) (what `edgeface export --target tflite --precision int8` uses).
+litert-torch conversion (histogram or min/max activation ranges; first conv / head float or int8) (what `edgeface export --target tflite --precision int8` uses).
 
 Cosine to the PyTorch source on the export check's 200 verification faces (CelebA-299 + AAF-8k,
-none used for calibration), 300 calibration faces, embedding projection in float everywhere;
+none used for calibration), 300 calibration faces, embedding projection in float for AEQ;
 latency = mean of 40 single-face invokes on one thread (XNNPACK).
 
     PYTHONPATH=. python benchmarks/tflite_int8_methods.py MODEL [--methods aeq,aeq-prelu-float,aeq-a16,pt2e]
@@ -101,7 +101,7 @@ def measure(path: Path, faces: np.ndarray, ref: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
-    ap.add_argument("--methods", default="fp32,aeq,aeq-prelu-float,aeq-a16,pt2e,pt2e-int8head,pt2e-minmax")
+    ap.add_argument("--methods", default="fp32,aeq,aeq-prelu-float,aeq-a16,pt2e-int8first-int8head,pt2e-int8first,pt2e-minmax,pt2e")
     ap.add_argument("--out", default=None, help="result name under benchmarks/results (default tflite_int8_methods_<model stem>.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -117,8 +117,9 @@ def main() -> None:
             out = d / f"{method}.tflite"
             if method == "fp32":
                 out = fp32
-            elif method.startswith("pt2e"):  # pt2e[-minmax][-int8head]
-                pt2e(src, out, calib.crops, activation_observer="minmax" if "minmax" in method else "histogram", keep_float_head="int8head" not in method)
+            elif method.startswith("pt2e"):  # pt2e[-minmax][-int8first][-int8head][-nofold]; plain pt2e = what export uses
+                pt2e(src, out, calib.crops, activation_observer="minmax" if "minmax" in method else "histogram", keep_float_head="int8head" not in method,
+                     keep_float_first="int8first" not in method, fold_bn="nofold" not in method)
             elif method.startswith("aeq"):
                 aeq(fp32, out, calib.crops, {"aeq": "int8", "aeq-prelu-float": "prelu-float", "aeq-a16": "a16"}[method])
             else:

@@ -10,7 +10,8 @@ HELP = """Quantize a face embedder to an ONNX model (uint8 aligned faces in, uni
 same conversion as `edgeface export` (onnx fp16 / NNCF int8 QDQ with per-channel weights).
 int8 is calibrated on faces from --calib (a folder of face photos; they are detected with YuNet
 and aligned with the model card's template) or, by default, on the shared CelebA-299 + AAF-8k
-faces. By default the embedding projection stays in float (--keep-float none quantizes it too).
+faces. By default the first conv and the embedding projection stay in float (--keep-float none
+quantizes them too).
 Writes OUT/model.onnx, OUT/card.json and OUT/report.{json,md,png}."""
 
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=["fp16", "int8"], required=True)
     p.add_argument("--calib", help="folder of face images for int8 calibration (default: ../shared CelebA-299 + AAF-8k)")
     p.add_argument("--calib-count", type=int, default=300, help="calibration faces (default 300, NNCF's default subset size)")
-    p.add_argument("--keep-float", choices=["head", "none"], default="head", help="keep the embedding projection in float (default) or quantize everything")
+    p.add_argument("--keep-float", choices=["ends", "none"], default="ends", help="keep the first conv and the embedding projection in float (default) or quantize everything")
     p.add_argument("--eval-folds", type=int, default=5, help="LFW-dev folds for accuracy before/after (0: skip)")
     p.add_argument("--out", help="output folder (default out/<name>_<precision>)")
     p.add_argument("--threads", type=int, default=2)
@@ -49,7 +50,7 @@ def run(args) -> int:
             calib = faces.align_folder(args.calib, card, args.calib_count)
         else:
             calib = faces.training_faces(card, max(1, (args.calib_count + 1) // 2))[: args.calib_count]
-    path = export_precision(model, card, args.precision, out, calib, keep_float_head=args.keep_float == "head")
+    path = export_precision(model, card, args.precision, out, calib, keep_float_ends=args.keep_float == "ends")
     qcard = card.replace(name=f"{card.name}_{args.precision}", description=f"{card.description or card.name}; {args.precision}" + (f" NNCF PTQ on {len(calib)} faces" if calib is not None else ""),
                          params=count_params(model), mflops=round(count_mflops(model, card.input_size), 1))
     (out / "card.json").write_text(qcard.to_json())

@@ -217,7 +217,7 @@ def _ignored_scope(kind: str, model) -> tuple[object, list[str]]:
     return nncf.IgnoredScope(names=keep, validate=False), keep
 
 
-def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float_head: bool = True) -> Converted:
+def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float_ends: bool = True) -> Converted:
     import nncf
     import onnx
 
@@ -233,7 +233,7 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float
         from ..preprocess import normalize
 
         feed = lambda x: {name: normalize(x, src.card, i["layout"])}  # noqa: E731
-    scope, kept = _ignored_scope("onnx", model) if keep_float_head else (None, [])
+    scope, kept = _ignored_scope("onnx", model) if keep_float_ends else (None, [])
     _log(f"NNCF int8 on ONNX with {len(calib)} calibration faces (kept in float: {kept or 'nothing'})")
     qmodel = nncf.quantize(model, _nncf_dataset(calib, feed), subset_size=len(calib), ignored_scope=scope)
     del qmodel.metadata_props[:]
@@ -247,7 +247,7 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float
 # --------------------------------------------------------------------------- OpenVINO
 
 
-def _openvino(src: ExportSource, out: Path, calib, precision: str, keep_float_head: bool = True) -> Converted:
+def _openvino(src: ExportSource, out: Path, calib, precision: str, keep_float_ends: bool = True) -> Converted:
     import openvino as ov
 
     onnx_path = _onnx_from_source(src, out / "source.onnx")
@@ -265,7 +265,7 @@ def _openvino(src: ExportSource, out: Path, calib, precision: str, keep_float_he
             from ..preprocess import normalize
 
             feed = lambda x: normalize(x, src.card, i["layout"])  # noqa: E731
-        scope, kept = _ignored_scope("openvino", model) if keep_float_head else (None, [])
+        scope, kept = _ignored_scope("openvino", model) if keep_float_ends else (None, [])
         _log(f"NNCF int8 on OpenVINO IR with {len(calib)} calibration faces (kept in float: {kept or 'nothing'})")
         model = nncf.quantize(model, _nncf_dataset(calib, feed), subset_size=len(calib), ignored_scope=scope)
         info.update(quantizer=f"nncf {nncf.__version__}", calibration_faces=int(len(calib)), kept_in_float=kept)
@@ -357,6 +357,8 @@ def tflite_int8(src, out, calib):
 
     _log(f"PT2E int8 with {len(calib)} calibration faces")
     qmodel, quantizer, info = pt2e_int8(src.net, src.card, calib)
+    # litert warns "converted in training mode": an exported GraphModule keeps training=True,
+    # but its ops were captured from the eval-mode graph (BN folded, no dropout), so nothing differs.
     litert_torch.convert(qmodel, (sample_faces(src.card, 1),), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out / "model.tflite"))
     i, o = _tflite_io(src, out / "model.tflite")
     info.update(converter="litert-torch (PT2E quantized graph)", batch=1)

@@ -1,11 +1,14 @@
 """int8 through PyTorch 2 export quantization (PT2E) with litert-torch's quantizer, for TFLite.
 
-Why not ai-edge-quantizer on the fp32 .tflite: measured on the reference MobileFaceNet
-(200 faces not used for calibration, 300 calibration faces, head in float), AEQ static int8
-gave cosine to fp32 min 0.887 / mean 0.982 and ran 28 ms on one thread (the int8 MUL/SUB of
-the lowered PReLU fall out of XNNPACK); keeping PReLU float gave 0.909, int16 activations
-everywhere only 0.912 (and 245 ms). PT2E quantizes conv / linear / add and leaves PReLU in
-float between them: min 0.962 / mean 0.987 at 8 ms (benchmarks/results/tflite_int8_methods.json).
+Why not ai-edge-quantizer on the fp32 .tflite: measured on the reference MobileFaceNet (200
+faces not used for calibration, 300 calibration faces; benchmarks/tflite_int8_methods.py ->
+results/tflite_int8_methods_068.json), AEQ static int8 with the head float gave cosine to fp32
+min 0.887 / mean 0.982 and ran 29 ms against fp32's 8.6 ms (its int8 MUL/SUB of the lowered
+PReLU leave XNNPACK); PReLU ops float: 0.904; int16 activations everywhere: 0.912 at 212 ms.
+PT2E quantizes conv / linear / add on the BN-folded model and leaves PReLU in float between
+them: min 0.955 / mean 0.987 at 8.4 ms, and 0.969 / 0.989 at 8.1 ms with the first conv and
+the embedding conv float (the default here). Min/max activation ranges instead of the
+histogram observer: 0.919.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 from ..card import ModelCard
 
 
-def _quantizer(keep_float: list[str], activation_observer: str = "histogram"):
+def _quantizer(keep_float: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = ()):
     """litert-torch's PT2EQuantizer (symmetric int8, per-channel weights), with everything from
     the first node of a `keep_float` module to the output left in float (its
     set_module_name(name, None) is not implemented, so the annotations are dropped after
@@ -29,9 +32,9 @@ def _quantizer(keep_float: list[str], activation_observer: str = "histogram"):
             model = super().annotate(model)
             floating = False
             for node in model.graph.nodes:
-                stack = node.meta.get("nn_module_stack", {})
-                floating = floating or any(path in keep_float for path, _ in stack.values())
-                if floating:
+                paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+                floating = floating or any(p in keep_float for p in paths)
+                if floating or any(p in float_modules for p in paths):
                     node.meta.pop("quantization_annotation", None)
             return model
 
@@ -47,7 +50,7 @@ def _quantizer(keep_float: list[str], activation_observer: str = "histogram"):
 
 
 def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, keep_float_head: bool = True, batch: int = 32,
-              activation_observer: str = "histogram"):
+              activation_observer: str = "histogram", keep_float_first: bool = True, fold_bn: bool = True):
     """A PT2E-quantized FaceEmbeddingGraph of `net` (uint8 NHWC faces in, unit embeddings out),
     ready for litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=quantizer)).
     BatchNorm is folded first, so each conv is quantized with the weights that run on the
@@ -60,13 +63,16 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, keep_flo
     if calib is None or len(calib) == 0:
         raise ValueError("int8 needs calibration faces")
     h, w = card.input_size
-    net, folded = fold_batchnorm(copy.deepcopy(net).float(), torch.zeros(2, 3, h, w))
+    net = copy.deepcopy(net).float().eval()
+    net, folded = fold_batchnorm(net, torch.zeros(2, 3, h, w)) if fold_bn else (net, 0)
     graph = FaceEmbeddingGraph(net, card).eval()
     layers = execution_order(net, torch.zeros(1, 3, h, w))
-    # The embedding projection stays float, as on the ONNX/OpenVINO paths: its rounding lands
-    # straight in the embedding.
+    # The first conv (raw pixels) and the embedding projection (its rounding lands straight in
+    # the embedding) stay float, the same rule as the NNCF paths: on the reference model min
+    # cosine 0.955 with only the head float, 0.969 with the first conv too.
     keep = [f"net.{layers[-1]}"] if keep_float_head and layers else []
-    quantizer = _quantizer(keep, activation_observer)
+    first = (f"net.{layers[0]}",) if keep_float_first and layers else ()
+    quantizer = _quantizer(keep, activation_observer, first)
     batch_dim = torch.export.Dim("batch", min=1, max=4096)
     ex = torch.export.export(graph, (sample_faces(card, 2),), dynamic_shapes=({0: batch_dim},)).module()
     m = quantize_pt2e.prepare_pt2e(ex, quantizer)
@@ -75,5 +81,5 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, keep_flo
             m(torch.from_numpy(np.ascontiguousarray(calib[k : k + batch])))
     m = quantize_pt2e.convert_pt2e(m, fold_quantize=False)
     info = {"quantizer": "PT2E (torchao) with litert-torch's PT2EQuantizer: int8 per-channel weights, int8 activations around conv/linear/add; PReLU in float",
-            "batchnorm_folded": folded, "calibration_faces": int(len(calib)), "kept_in_float": keep}
+            "batchnorm_folded": folded, "calibration_faces": int(len(calib)), "kept_in_float": list(first) + keep}
     return m, quantizer, info
