@@ -101,12 +101,13 @@ def measure(path: Path, faces: np.ndarray, ref: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
-    ap.add_argument("--methods", default="fp32,aeq,aeq-prelu-float,aeq-a16,pt2e-int8first-int8head,pt2e-int8first,pt2e-minmax,pt2e")
+    ap.add_argument("--methods", default="fp32,aeq,aeq-prelu-float,aeq-a16,pt2e-int8first-int8head,pt2e-int8first,pt2e-minmax,pt2e,pt2e-tail3,pt2e-flip,pt2e-flip-tail3")
+    ap.add_argument("--n-calib", type=int, default=300, help="calibration faces (the export's default: 300)")
     ap.add_argument("--out", default=None, help="result name under benchmarks/results (default tflite_int8_methods_<model stem>.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     src = load_source(args.model)
-    calib, _, verify, _ = _make_faces(src.card, ExportOptions(show_progress=False))
+    calib, _, verify, _ = _make_faces(src.card, ExportOptions(n_calib=args.n_calib, show_progress=False))
     ref = source_embedder(src).embed(verify.crops)
     rows = {}
     with tempfile.TemporaryDirectory() as d:
@@ -117,9 +118,11 @@ def main() -> None:
             out = d / f"{method}.tflite"
             if method == "fp32":
                 out = fp32
-            elif method.startswith("pt2e"):  # pt2e[-minmax][-int8first][-int8head][-nofold]; plain pt2e = what export uses
-                pt2e(src, out, calib.crops, activation_observer="minmax" if "minmax" in method else "histogram", keep_float_head="int8head" not in method,
-                     keep_float_first="int8first" not in method, fold_bn="nofold" not in method)
+            elif method.startswith("pt2e"):  # pt2e[-minmax][-int8first][-int8head][-nofold][-flip][-tailN]; pt2e-flip-tail3 = what export uses
+                faces = np.concatenate([calib.crops, calib.crops[:, :, ::-1]]) if "flip" in method else calib.crops  # mirrored copies
+                pt2e(src, out, faces, activation_observer="minmax" if "minmax" in method else "histogram", keep_float_head="int8head" not in method,
+                     keep_float_first="int8first" not in method, fold_bn="nofold" not in method,
+                     float_tail=int(method.split("tail")[1].split("-")[0]) if "tail" in method else 1, mirror_calibration=False)
             elif method.startswith("aeq"):
                 aeq(fp32, out, calib.crops, {"aeq": "int8", "aeq-prelu-float": "prelu-float", "aeq-a16": "a16"}[method])
             else:

@@ -57,7 +57,7 @@ TARGETS: tuple[Target, ...] = (
     Target("tflite", "fp16", ".tflite", "tflite_fp16", "litert", "NHWC", False, ("torch", "litert_torch", "ai_edge_quantizer"), _TFLITE_RUN,
            notes="fp16 weights (ai-edge-quantizer float casting), fp32 compute on CPU, fp16 on GPU delegates"),
     Target("tflite", "int8", ".tflite", "tflite_int8", "litert", "NHWC", False, ("torch", "litert_torch", "torchao"), _TFLITE_RUN, True,
-           notes="int8 weights and conv/add activations by PT2E (torchao + litert-torch's quantizer) calibrated on aligned faces, PReLU in float; uint8 input, float32 output"),
+           notes="int8 weights and conv/add activations by PT2E (torchao + litert-torch's quantizer) calibrated on aligned faces and their mirror images; PReLU, the first conv and the last three layers in float; uint8 input, float32 output"),
     Target("tensorrt", "fp16", ".engine", "tensorrt_fp16", "tensorrt", "NHWC", True, _ONNX_EXPORT, ("tensorrt",),
            notes="engine built from the ONNX with TensorRT's Python API where TensorRT + an NVIDIA GPU exist; otherwise the TensorRT-ready ONNX and build settings"),
     Target("tensorrt", "int8", ".engine", "tensorrt_int8", "tensorrt", "NHWC", True, _ONNX_EXPORT, ("tensorrt",), True,

@@ -110,9 +110,10 @@ def test_tflite_int8_is_integer_and_close(source, verify_faces, tmp_path):
     tensors = {t["index"]: t for t in Interpreter(model_path=str(tmp_path / "q" / "model.tflite")).get_tensor_details()}
     convs = [op for op in details if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     weight_types = [tensors[op["inputs"][1]]["dtype"] for op in convs]
-    # first conv and embedding projection float (export.pt2e says why), everything between int8
-    assert len(convs) > 3 and all(t == np.int8 for t in weight_types[1:-1]), weight_types
-    assert len(meta["export"]["details"]["kept_in_float"]) == 2
+    # first conv and the last three layers float (export.pt2e says why), everything between int8
+    assert len(convs) > 5 and all(t == np.int8 for t in weight_types[1:-3]), weight_types
+    assert weight_types[0] == np.float32 and weight_types[-1] == np.float32
+    assert len(meta["export"]["details"]["kept_in_float"]) == 4 and meta["export"]["details"]["calibration_mirrored"]
     assert (tmp_path / "q" / "model.tflite").stat().st_size < 0.45 * 4 * 1.0e6
 
 
