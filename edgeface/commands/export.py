@@ -37,7 +37,6 @@ def register(sub) -> None:
     p.add_argument("--n-verify", type=int, help="faces for the cosine-to-source check (default 200, disjoint from calibration)")
     p.add_argument("--n-impostor", type=int, help="AAF-8k photos whose pairs calibrate FAR 1e-4 thresholds (default 2000)")
     p.add_argument("--lfw", help="LFW-style pairs folder for accuracy and thresholds (default ../shared/datasets/lfw-dev)")
-    p.add_argument("--qat-steps", type=int, help="quantization-aware fine-tuning steps after int8 calibration (targets that support it; default 0)")
     p.add_argument("--lfw-folds", type=int, help="use only the first N folds (0 skips LFW: quick checks only)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--check", metavar="BUNDLE", help="instead of exporting: re-run BUNDLE's conformance set and hash checks")
@@ -53,7 +52,7 @@ def register(sub) -> None:
     v.set_defaults(handler=run_view)
 
 
-RECIPE_KEYS = {"format", "precision", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads", "qat_steps"}
+RECIPE_KEYS = {"format", "precision", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads"}
 
 
 def read_recipe(spec: str) -> dict:
@@ -82,7 +81,7 @@ def apply_recipe(args) -> None:
     recipe = read_recipe(args.recipe) if args.recipe else {}
     args.target = args.target or recipe.get("format")
     args.precision = args.precision or recipe.get("precision", "fp32")
-    for key, default in (("n_calib", 300), ("n_verify", 200), ("n_impostor", 2000), ("qat_steps", 0)):
+    for key, default in (("n_calib", 300), ("n_verify", 200), ("n_impostor", 2000)):
         if getattr(args, key) is None:
             setattr(args, key, recipe.get(key, default))
     if args.lfw_folds is None and "lfw_folds" in recipe:
@@ -98,15 +97,11 @@ def run(args) -> int:
         return run_check(args.check)
     if not args.model or not args.target or not args.out:
         raise ValueError("export needs MODEL, --target and --out (or --check BUNDLE / --list-targets)")
-    tgt = targets.target(args.target, args.precision)  # a clear error for a combination the table lacks
-    if args.qat_steps and not tgt.qat:
-        raise ValueError(f"--qat-steps: {tgt.key} has no quantization-aware training; targets with it: "
-                         f"{', '.join(t.key for t in targets.TARGETS if t.qat) or 'none'}")
+    targets.target(args.target, args.precision)  # a clear error for a combination the table lacks
     from ..export import ExportOptions, export_bundle
 
     opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,
-                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet,
-                         qat_steps=args.qat_steps)
+                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet)
     kw = {}
     if args.arch:
         kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)

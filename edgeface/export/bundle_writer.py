@@ -47,7 +47,6 @@ class ExportOptions:
     threads: int = 2
     show_progress: bool = True
     seed: int = 0
-    qat_steps: int = 0  # quantization-aware fine-tuning after calibration (targets whose table row has qat)
 
 
 def log(msg: str) -> None:
@@ -181,10 +180,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
         raise ValueError(f"only {len(verify)} verification faces could be aligned; need at least 8")
     stage = _staging(out)
     t0 = time.time()
-    if opts.qat_steps and not tgt.qat:
-        raise ValueError(f"{tgt.key}: no quantization-aware training for this target (qat_steps={opts.qat_steps})")
-    extra = {"qat_steps": opts.qat_steps} if opts.qat_steps else {}
-    conv = CONVERTERS[tgt.converter](src, stage, calib.crops if tgt.needs_calibration else None, **extra)
+    conv = CONVERTERS[tgt.converter](src, stage, calib.crops if tgt.needs_calibration else None)
     seconds = time.time() - t0
     log(f"converted in {seconds:.1f} s -> {conv.model_file}")
     files = {f: file_sha256(stage / f) for f in conv.files}

@@ -8,7 +8,6 @@ litert-torch (NHWC native); fp16 weights by ai-edge-quantizer, int8 by PT2E (exp
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
