@@ -120,9 +120,9 @@ def main() -> None:
                 out = fp32
             elif method.startswith("pt2e"):  # pt2e[-minmax][-int8first][-int8head][-nofold][-flip][-tailN]; pt2e-flip-tail3 = what export uses
                 faces = np.concatenate([calib.crops, calib.crops[:, :, ::-1]]) if "flip" in method else calib.crops  # mirrored copies
-                pt2e(src, out, faces, activation_observer="minmax" if "minmax" in method else "histogram", keep_float_head="int8head" not in method,
-                     keep_float_first="int8first" not in method, fold_bn="nofold" not in method,
-                     float_tail=int(method.split("tail")[1].split("-")[0]) if "tail" in method else 1, mirror_calibration=False)
+                tail = 0 if "int8head" in method else int(method.split("tail")[1].split("-")[0]) if "tail" in method else 1
+                pt2e(src, out, faces, float_tail=tail, keep_float_first="int8first" not in method, mirror_calibration=False,
+                     activation_observer="minmax" if "minmax" in method else "histogram", fold_bn="nofold" not in method)
             elif method.startswith("aeq"):
                 aeq(fp32, out, calib.crops, {"aeq": "int8", "aeq-prelu-float": "prelu-float", "aeq-a16": "a16"}[method])
             else:

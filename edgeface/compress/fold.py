@@ -2,8 +2,8 @@
 
 Quantizers then see one weight tensor per layer, the one that runs on the device (the
 TFLite int8 path folds before PT2E quantization; litert-torch's conv+BN QAT pattern matcher
-fails on the torchao we pin, so folding is also what QAT would need). Pairs are found by running the network once and matching each
-BatchNorm's input tensor to the output tensor of a Conv2d/Linear, so no architecture needs
+fails on the torchao we pin, so folding is also what QAT would need). Pairs are found by
+running the network once and matching each BatchNorm's input tensor to the output tensor of a Conv2d/Linear, so no architecture needs
 to name its layers in any particular way.
 """
 from __future__ import annotations
@@ -51,8 +51,8 @@ def fold_batchnorm(net: nn.Module, sample: torch.Tensor) -> tuple[nn.Module, int
     BatchNorms that follow anything else (an activation, an add) are left as they are."""
     net.eval()
     modules = dict(net.named_modules())
-    pairs = conv_bn_pairs(net, sample)
-    for layer_name, bn_name in pairs:
+    folded = 0
+    for layer_name, bn_name in conv_bn_pairs(net, sample):
         layer, bn = modules[layer_name], modules[bn_name]
         if bn.running_var is None or not bn.track_running_stats:
             continue
@@ -64,4 +64,5 @@ def fold_batchnorm(net: nn.Module, sample: torch.Tensor) -> tuple[nn.Module, int
             layer.bias = nn.Parameter(bias * scale + shift)
         parent, _, leaf = bn_name.rpartition(".")
         setattr(modules[parent] if parent else net, leaf, nn.Identity())
-    return net, len(pairs)
+        folded += 1
+    return net, folded

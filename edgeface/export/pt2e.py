@@ -19,9 +19,9 @@ import torch
 from ..card import ModelCard
 
 
-def _quantizer(keep_float: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = ()):
+def _quantizer(float_from: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = ()):
     """litert-torch's PT2EQuantizer (symmetric int8, per-channel weights), with everything from
-    the first node of a `keep_float` module to the output left in float (its
+    the first node of a `float_from` module to the output, and the `float_modules`, left in float (its
     set_module_name(name, None) is not implemented, so the annotations are dropped after
     annotating; the ops after the head share its output's quantization spec and go too)."""
     from litert_torch.quantize import pt2e_quantizer as pq
@@ -32,7 +32,7 @@ def _quantizer(keep_float: list[str], activation_observer: str = "histogram", fl
             floating = False
             for node in model.graph.nodes:
                 paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-                floating = floating or any(p in keep_float for p in paths)
+                floating = floating or any(p in float_from for p in paths)
                 if floating or any(p in float_modules for p in paths):
                     node.meta.pop("quantization_annotation", None)
             return model
@@ -48,13 +48,13 @@ def _quantizer(keep_float: list[str], activation_observer: str = "histogram", fl
     return FloatScopeQuantizer().set_global(config)
 
 
-def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, keep_float_head: bool = True, batch: int = 32,
-              activation_observer: str = "histogram", keep_float_first: bool = True, fold_bn: bool = True,
-              float_tail: int = 3, mirror_calibration: bool = True):
+def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_tail: int = 3, keep_float_first: bool = True,
+              mirror_calibration: bool = True, activation_observer: str = "histogram", fold_bn: bool = True, batch: int = 32):
     """A PT2E-quantized FaceEmbeddingGraph of `net` (uint8 NHWC faces in, unit embeddings out),
     ready for litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=quantizer)).
     BatchNorm is folded first, so each conv is quantized with the weights that run on the
-    device. Returns (quantized module, quantizer, info)."""
+    device. float_tail = how many of the last conv/linear layers stay float (0: none). Returns
+    (quantized module, quantizer, info)."""
     from torchao.quantization.pt2e import quantize_pt2e
 
     from ..compress.fold import execution_order, fold_batchnorm
@@ -72,12 +72,13 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, keep_flo
     # MobileFaceNet (tflite_int8_methods_068.json): only the head float, min cosine 0.955; + first
     # conv 0.969; + the last three layers (expand 1x1, GDC, projection) 0.972; + mirrored copies
     # of the calibration faces 0.980 / mean 0.992.
-    keep = [f"net.{layers[-min(float_tail, len(layers))]}"] if keep_float_head and layers else []
+    tail = [f"net.{name}" for name in layers[len(layers) - min(float_tail, len(layers)):]]
     first = (f"net.{layers[0]}",) if keep_float_first and layers else ()
-    quantizer = _quantizer(keep, activation_observer, first)
+    quantizer = _quantizer(tail[:1], activation_observer, first)  # from the tail's first layer on, all float
     batch_dim = torch.export.Dim("batch", min=1, max=4096)
     ex = torch.export.export(graph, (sample_faces(card, 2),), dynamic_shapes=({0: batch_dim},)).module()
     m = quantize_pt2e.prepare_pt2e(ex, quantizer)
+    n_faces = len(calib)
     if mirror_calibration:  # a mirrored face is a face: twice the data for the histograms
         calib = np.concatenate([calib, calib[:, :, ::-1]])
     with torch.no_grad():  # observers record the activation ranges
@@ -85,7 +86,6 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, keep_flo
             m(torch.from_numpy(np.ascontiguousarray(calib[k : k + batch])))
     m = quantize_pt2e.convert_pt2e(m, fold_quantize=False)
     info = {"quantizer": "PT2E (torchao) with litert-torch's PT2EQuantizer: int8 per-channel weights, int8 activations around conv/linear/add; PReLU in float",
-            "batchnorm_folded": folded, "calibration_faces": int(len(calib)) // (2 if mirror_calibration else 1),
-            "calibration_mirrored": mirror_calibration,
-            "kept_in_float": list(first) + ([f"net.{name}" for name in layers[-float_tail:]] if keep else [])}
+            "batchnorm_folded": folded, "calibration_faces": n_faces, "calibration_mirrored": mirror_calibration,
+            "kept_in_float": list(first) + tail}
     return m, quantizer, info
