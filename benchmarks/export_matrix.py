@@ -115,19 +115,19 @@ def row_from_meta(key: str, out: Path, meta: dict, total_seconds: float | None) 
 def collect(folder: Path, name: str) -> int:
     from edgeface import __version__
 
-    rows = []
+    rows, metas = [], []
     for d in sorted(p for p in folder.iterdir() if (p / "edgeface.json").is_file()):
         meta = json.loads((d / "edgeface.json").read_text())
         if "parity" not in meta or "verification" not in meta:
             print(f"{d}: not verified yet (export still running?), left out", file=sys.stderr)
             continue
         rows.append(row_from_meta(d.name, d, meta, None))
+        metas.append(meta)
     if not rows:
         print(f"{folder}: no bundles (sub-folders with edgeface.json)", file=sys.stderr)
         return 2
-    first = json.loads((folder / rows[0]["target"] / "edgeface.json").read_text())
-    cal = first["export"].get("calibration") or next((json.loads((folder / r["target"] / "edgeface.json").read_text())["export"].get("calibration")
-                                                      for r in rows if json.loads((folder / r["target"] / "edgeface.json").read_text())["export"].get("calibration")), None)
+    first = metas[0]
+    cal = next((m["export"]["calibration"] for m in metas if m["export"].get("calibration")), None)
     result = {"model": first["source"].get("name", name), "kit_version": __version__, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
               "threads": "see each bundle", "n_calib": (cal or {}).get("faces", "?"),
               "n_verify": rows[0]["num_faces"], "n_impostor": "LFW-dev cross-identity pairs", "lfw": "LFW-dev folds 1-5 (3,000 pairs), YuNet + 5-point alignment",

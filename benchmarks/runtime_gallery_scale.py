@@ -40,8 +40,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--expansion-search", type=int, nargs="+", default=[0],
-                    help="usearch search breadths (ef) to measure on the same built index; 0 = usearch's default (64)")
+    ap.add_argument("--expansion-search", type=int, nargs="+",
+                    help="usearch search breadths (ef) to measure on the same built index (default: the gallery's own setting)")
     ap.add_argument("--index-max", type=int, default=10**9, help="skip the index for larger galleries (build time on a slow machine)")
     ap.add_argument("--out", default="runtime_gallery_scale.json", help="result file name under benchmarks/results")
     ap.add_argument("--dir", default=None, help="where to put the gallery files (default: a temp dir)")
@@ -84,21 +84,22 @@ def main() -> None:
                 g.search(mated[0], top_k=1, use_index=True)  # builds the index
                 row["index_build_s"] = time.perf_counter() - t0
                 row["index_build_cpu_s"] = time.process_time() - c0
-                for ef in args.expansion_search:
-                    g._index.expansion_search = ef or 64
+                breadths = args.expansion_search or [g._index.expansion_search]
+                for ef in breadths:
+                    g._index.expansion_search = ef
                     t0, c0 = time.perf_counter(), time.process_time()
                     idx_m = [g.search(q, top_k=1, use_index=True)[0][0].name for q in mated]
                     ms, cpu_ms = 1000 * (time.perf_counter() - t0) / args.queries, 1000 * (time.process_time() - c0) / args.queries
                     idx_n = [r[0].name for r in g.search(nonmated, top_k=1, use_index=True)]
                     rec_m = float(np.mean([a == b for a, b in zip(idx_m, exact_m)]))
                     rec_n = float(np.mean([a == b for a, b in zip(idx_n, exact_n)]))
-                    row.setdefault("index_by_expansion_search", {})[ef or 64] = {"ms_per_query": ms, "cpu_ms_per_query": cpu_ms,
+                    row.setdefault("index_by_expansion_search", {})[ef] = {"ms_per_query": ms, "cpu_ms_per_query": cpu_ms,
                                                                                   "recall_at_1_mated": rec_m, "recall_at_1_nonmated": rec_n}
-                    if ef == args.expansion_search[0]:  # the headline columns: the first breadth asked for
+                    if ef == breadths[0]:  # the headline columns: the first breadth asked for
                         row.update(index_ms_per_query=ms, index_cpu_ms_per_query=cpu_ms, index_recall_at_1_mated=rec_m, index_recall_at_1_nonmated=rec_n,
-                                   index_expansion_search=ef or 64)
-                    if len(args.expansion_search) > 1:
-                        print(f"{n:>8} ef={ef or 64:<5} {ms:7.2f} ms/query  recall@1 mated {rec_m:.3f}  non-mated {rec_n:.3f}", flush=True)
+                                   index_expansion_search=ef)
+                    if len(breadths) > 1:
+                        print(f"{n:>8} ef={ef:<5} {ms:7.2f} ms/query  recall@1 mated {rec_m:.3f}  non-mated {rec_n:.3f}", flush=True)
             row["load_average_1min"] = os.getloadavg()[0]
             row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             g.close()
