@@ -24,12 +24,19 @@ class Target:
     runtime_modules: tuple[str, ...]  # python modules the backend needs
     needs_calibration: bool = False
     notes: str = ""
+    # How a model that arrives only as an ONNX file reaches this target ("" = it cannot), and
+    # the modules that path needs instead of export_modules.
+    from_onnx: str = ""
+    from_onnx_modules: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.format}-{self.precision}"
 
-    def can_export(self) -> bool:
+    def can_export(self, source: str = "torch") -> bool:
+        """source: 'torch' (a PyTorch model) or 'onnx' (an ONNX file only)."""
+        if source == "onnx":
+            return bool(self.from_onnx) and all(_importable(m) for m in self.from_onnx_modules)
         return all(_importable(m) for m in self.export_modules)
 
     def can_run(self) -> bool:
@@ -38,30 +45,44 @@ class Target:
 
 _ONNX_EXPORT = ("torch", "onnx", "onnxslim")
 _TFLITE_RUN = ("ai_edge_litert|tflite_runtime|tensorflow",)
+_ONNX_IN = ("onnx", "onnxslim")
+_ONNX2TF = _ONNX_IN + ("onnx2tf", "tensorflow")
+_ONNX2TF_NOTE = ("onnx2tf (optional extra 'onnx2tf': tensorflow + onnx2tf) from a float32 NCHW network ONNX, opset 17 from the "
+                 "TorchScript exporter best; input float32 NHWC normalised by the runtime, fixed batch 1")
 
 TARGETS: tuple[Target, ...] = (
     Target("onnx", "fp32", ".onnx", "onnx_fp32", "onnxruntime", "NHWC", True, _ONNX_EXPORT, ("onnxruntime",),
-           notes="opset 18, uint8 NHWC RGB input; normalisation and L2 norm in the graph; simplified with onnxslim"),
+           notes="opset 18, uint8 NHWC RGB input; normalisation and L2 norm in the graph; simplified with onnxslim",
+           from_onnx="the ONNX file simplified with onnxslim, its own input and output kept", from_onnx_modules=_ONNX_IN),
     Target("onnx", "fp16", ".onnx", "onnx_fp16", "onnxruntime", "NHWC", True, _ONNX_EXPORT, ("onnxruntime",),
            notes="float16 weights and compute (onnxconverter-style conversion in onnxscript/onnx); input stays uint8, output float32"),
     Target("onnx", "int8", ".onnx", "onnx_int8", "onnxruntime", "NHWC", True, _ONNX_EXPORT + ("nncf",), ("onnxruntime",), True,
-           notes="QDQ int8 by NNCF post-training quantization on aligned calibration faces"),
+           notes="QDQ int8 by NNCF post-training quantization on aligned calibration faces",
+           from_onnx="NNCF post-training quantization of the ONNX file", from_onnx_modules=_ONNX_IN + ("nncf",)),
     Target("openvino", "fp32", ".xml", "openvino_fp32", "openvino", "NHWC", True, _ONNX_EXPORT + ("openvino",), ("openvino",),
-           notes="OpenVINO IR (.xml + .bin) converted from the ONNX graph"),
+           notes="OpenVINO IR (.xml + .bin) converted from the ONNX graph",
+           from_onnx="OpenVINO IR converted from the ONNX file", from_onnx_modules=_ONNX_IN + ("openvino",)),
     Target("openvino", "fp16", ".xml", "openvino_fp16", "openvino", "NHWC", True, _ONNX_EXPORT + ("openvino",), ("openvino",),
-           notes="IR with weights compressed to fp16 (compute precision is the device's choice)"),
+           notes="IR with weights compressed to fp16 (compute precision is the device's choice)",
+           from_onnx="IR converted from the ONNX file, weights compressed to fp16", from_onnx_modules=_ONNX_IN + ("openvino",)),
     Target("openvino", "int8", ".xml", "openvino_int8", "openvino", "NHWC", True, _ONNX_EXPORT + ("openvino", "nncf"), ("openvino",), True,
-           notes="NNCF post-training quantization of the IR on aligned calibration faces"),
+           notes="NNCF post-training quantization of the IR on aligned calibration faces",
+           from_onnx="NNCF post-training quantization of the IR converted from the ONNX file", from_onnx_modules=_ONNX_IN + ("openvino", "nncf")),
     Target("tflite", "fp32", ".tflite", "tflite_fp32", "litert", "NHWC", False, ("torch", "litert_torch"), _TFLITE_RUN,
-           notes="litert-torch conversion, fixed batch 1 (mobile interpreters resize inputs)"),
+           notes="litert-torch conversion, fixed batch 1 (mobile interpreters resize inputs)",
+           from_onnx=_ONNX2TF_NOTE, from_onnx_modules=_ONNX2TF),
     Target("tflite", "fp16", ".tflite", "tflite_fp16", "litert", "NHWC", False, ("torch", "litert_torch", "ai_edge_quantizer"), _TFLITE_RUN,
-           notes="fp16 weights (ai-edge-quantizer float casting), fp32 compute on CPU, fp16 on GPU delegates"),
+           notes="fp16 weights (ai-edge-quantizer float casting), fp32 compute on CPU, fp16 on GPU delegates",
+           from_onnx=_ONNX2TF_NOTE + "; fp16 weights by the TFLite converter", from_onnx_modules=_ONNX2TF),
     Target("tflite", "int8", ".tflite", "tflite_int8", "litert", "NHWC", False, ("torch", "litert_torch", "torchao"), _TFLITE_RUN, True,
-           notes="int8 weights and conv/add activations by PT2E (torchao + litert-torch's quantizer) calibrated on aligned faces and their mirror images; PReLU, the first conv and the last three layers in float; uint8 input, float32 output"),
+           notes="int8 weights and conv/add activations by PT2E (torchao + litert-torch's quantizer) calibrated on aligned faces and their mirror images; PReLU, the first conv and the last three layers in float; uint8 input, float32 output",
+           from_onnx=_ONNX2TF_NOTE + "; full-integer int8 by the TFLite converter (every op int8: less accurate than the PyTorch path)", from_onnx_modules=_ONNX2TF),
     Target("tensorrt", "fp16", ".engine", "tensorrt_fp16", "tensorrt", "NHWC", True, _ONNX_EXPORT, ("tensorrt",),
-           notes="engine built from the ONNX with TensorRT's Python API where TensorRT + an NVIDIA GPU exist; otherwise the TensorRT-ready ONNX and build settings"),
+           notes="engine built from the ONNX with TensorRT's Python API where TensorRT + an NVIDIA GPU exist; otherwise the TensorRT-ready ONNX and build settings",
+           from_onnx="engine built from the ONNX file (as above)", from_onnx_modules=_ONNX_IN),
     Target("tensorrt", "int8", ".engine", "tensorrt_int8", "tensorrt", "NHWC", True, _ONNX_EXPORT, ("tensorrt",), True,
-           notes="as fp16, plus an int8 entropy calibrator fed aligned faces (calibration batch written beside the ONNX when no TensorRT)"),
+           notes="as fp16, plus an int8 entropy calibrator fed aligned faces (calibration batch written beside the ONNX when no TensorRT)",
+           from_onnx="engine built from the ONNX file (as above)", from_onnx_modules=_ONNX_IN),
 )
 
 FORMATS: tuple[str, ...] = tuple(dict.fromkeys(t.format for t in TARGETS))
@@ -109,8 +130,10 @@ def available_targets(purpose: str = "export") -> list[Target]:
 
 
 def format_table(targets: list[Target] | tuple[Target, ...] = TARGETS) -> str:
-    rows = [("target", "file", "backend", "layout", "batch", "export here", "run here")]
+    yes = lambda ok: "yes" if ok else "no"  # noqa: E731
+    rows = [("target", "file", "backend", "layout", "batch", "export here", "from ONNX here", "run here")]
     for t in targets:
-        rows.append((t.key, t.suffix, t.backend, t.layout, "dynamic" if t.dynamic_batch else "1", "yes" if t.can_export() else "no", "yes" if t.can_run() else "no"))
+        rows.append((t.key, t.suffix, t.backend, t.layout, "dynamic" if t.dynamic_batch else "1", yes(t.can_export()),
+                     yes(t.can_export("onnx")) if t.from_onnx else "-", yes(t.can_run())))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

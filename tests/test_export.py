@@ -92,6 +92,50 @@ def test_tflite_round_trip(source, verify_faces, tmp_path):
     _check_round_trip(tmp_path / "tfl", meta, source, verify_faces, "tflite")
 
 
+@pytest.fixture(scope="module")
+def bare_onnx(source, tmp_path_factory):
+    """The network alone as a float NCHW ONNX (TorchScript exporter, opset 17): what a user brings
+    when there is no PyTorch source, e.g. InsightFace's models. Card beside it as JSON."""
+    from edgeface.compress.evalfast import export_onnx
+
+    d = tmp_path_factory.mktemp("bare")
+    export_onnx(source.net, source.card, d / "net.onnx", opset=17)
+    (d / "card.json").write_text(source.card.to_json())
+    return d / "net.onnx", d / "card.json"
+
+
+def test_onnx_only_model_refused_where_no_path(bare_onnx, onnx_bundle, tmp_path):
+    """Targets with no ONNX route (onnx fp16) and onnx2tf on our uint8 graph fail with a reason."""
+    from edgeface.export import ExportOptions, export_bundle, load_source
+    from edgeface.export.onnx2tf_path import _check_float_nchw
+    from edgeface.export.converters import onnx_io
+
+    src = load_source(str(bare_onnx[0]), str(bare_onnx[1]))
+    with pytest.raises(ValueError, match="PyTorch model only.*tflite-fp32"):
+        export_bundle("", "onnx", "fp16", tmp_path / "x", ExportOptions(**SMALL), src=src)
+    assert not (tmp_path / "x").exists()
+    ours = onnx_bundle[0] / "model.onnx"
+    i, _ = onnx_io(ours, src.card)
+    with pytest.raises(ValueError, match="plain float32 NCHW network.*uint8 NHWC"):
+        _check_float_nchw(ours, i)
+    i, _ = onnx_io(bare_onnx[0], src.card)
+    _check_float_nchw(bare_onnx[0], i)  # the bare network is accepted
+
+
+def test_onnx_only_model_to_tflite_with_onnx2tf(bare_onnx, source, verify_faces, tmp_path):
+    """The optional onnx2tf path (extra 'onnx2tf'): fp32 from a bare ONNX verifies to >= 0.999,
+    fed normalised float NHWC by the runtime."""
+    pytest.importorskip("onnx2tf")
+    pytest.importorskip("tensorflow")
+    from edgeface.export import ExportOptions, export_bundle, load_source
+
+    src = load_source(str(bare_onnx[0]), str(bare_onnx[1]))
+    meta = export_bundle("", "tflite", "fp32", tmp_path / "o2t", ExportOptions(**SMALL), src=src)
+    assert meta["export"]["details"]["converter"].startswith("onnx2tf")
+    assert meta["input"]["dtype"] == "float32" and not meta["input"]["normalization_in_graph"] and meta["input"]["layout"] == "NHWC"
+    _check_round_trip(tmp_path / "o2t", meta, source, verify_faces, "tflite")
+
+
 def test_tflite_int8_is_integer_and_close(source, verify_faces, tmp_path):
     """PT2E int8 TFLite: inner convolutions run on int8 weights, PReLU stays float, the file is
     under half the fp32 size, and embeddings stay close to the source (48 calibration faces here; the

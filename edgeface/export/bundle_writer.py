@@ -21,6 +21,7 @@ from .. import __version__, paths
 from ..align import template_landmarks
 from ..card import ModelCard
 from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta
+from ..targets import TARGETS
 from ..targets import target as lookup_target
 from . import verify as V
 from .converters import CONVERTERS, ExportSource, onnx_io
@@ -174,7 +175,10 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
             pass
     src = src or load_source(spec, card_json, **model_kwargs)
     card = src.card
-    log(f"{card.name} -> {tgt.key} ({tgt.notes})")
+    if src.kind == "onnx" and not tgt.from_onnx:
+        raise ValueError(f"{src.path}: {tgt.key} is exported from a PyTorch model only; from an ONNX file the targets are "
+                         f"{', '.join(t.key for t in TARGETS if t.from_onnx)}")
+    log(f"{card.name} -> {tgt.key} ({tgt.from_onnx if src.kind == 'onnx' else tgt.notes})")
     calib, calib_desc, verify, impostors = _faces(card, opts)
     if len(verify) < 8:
         raise ValueError(f"only {len(verify)} verification faces could be aligned; need at least 8")

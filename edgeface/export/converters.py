@@ -8,7 +8,9 @@ litert-torch (NHWC native); fp16 weights by ai-edge-quantizer, int8 by PT2E (exp
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -40,9 +42,6 @@ class ExportSource:
     cache: dict = field(default_factory=dict, repr=False)
 
     def cached(self, key: str, dest: Path, make: Callable[[Path], Path]) -> Path:
-        import shutil
-        import tempfile
-
         hit = self.cache.get(key)
         if hit is None or not Path(hit).is_file():
             tmpdir = Path(tempfile.mkdtemp(prefix="edgeface-export-"))
@@ -289,11 +288,28 @@ def openvino_int8(src, out, calib):
 # --------------------------------------------------------------------------- TFLite
 
 
+def _tflite_from_onnx(src: ExportSource, out: Path, precision: str, calib) -> Converted:
+    """An ONNX-only model: onnx2tf (export.onnx2tf_path), one conversion per source reused for
+    fp32 and fp16 (int8 converts again, with calibration)."""
+    from . import onnx2tf_path
+
+    key = "onnx2tf-int8" if precision == "int8" else "onnx2tf"
+    folder = src.cache.get(key) or src.cache.get("onnx2tf-int8")
+    if folder is None or not Path(folder).is_dir():
+        work = Path(tempfile.mkdtemp(prefix="edgeface-onnx2tf-"))
+        folder = onnx2tf_path.convert(src.onnx_path, src.card, calib, work, precision == "int8", log=_log)
+        src.cache[key] = folder
+    shutil.copyfile(onnx2tf_path.output_file(Path(folder), precision), out / "model.tflite")
+    i, o = _tflite_io(src, out / "model.tflite")
+    info = {"converter": "onnx2tf (TensorFlow Lite converter)", "batch": 1, "source_format": "onnx"}
+    if precision == "fp16":
+        info.update(weights="float16", compute="float32 on CPU (XNNPACK), float16 on GPU delegates")
+    if precision == "int8":
+        info.update(quantizer="TFLite converter full-integer (per-channel weights, every op int8, float input/output)", calibration_faces=int(len(calib)))
+    return Converted("model.tflite", ["model.tflite"], i, o, info)
+
+
 def _tflite_fp32(src: ExportSource, path: Path) -> Path:
-    if src.kind != "torch":
-        raise ValueError(
-            f"{src.path}: TFLite is converted from a PyTorch model (litert-torch); an ONNX-only model needs onnx2tf, which is not part of this kit yet"
-        )
     import litert_torch
 
     from .graph import sample_faces
@@ -312,7 +328,10 @@ def _tflite_io(src: ExportSource, path: Path) -> tuple[dict, dict]:
     cls, _ = _tflite_interpreter_class()
     it = cls(model_path=str(path))
     d_in, d_out = it.get_input_details()[0], it.get_output_details()[0]
-    i, o = _io(src.card, 1, np.dtype(d_in["dtype"]).name, True, "NHWC")
+    # uint8 input: our graph with preprocessing inside; float input: a network converted from a
+    # bare ONNX (onnx2tf), fed normalised faces and L2-normalised by the runtime.
+    in_graph = np.dtype(d_in["dtype"]) == np.uint8
+    i, o = _io(src.card, 1, np.dtype(d_in["dtype"]).name, in_graph, "NHWC")
     i["name"], o["name"] = d_in["name"], d_out["name"]
     if np.dtype(d_out["dtype"]) != np.float32:
         scale, zero = d_out["quantization"]
@@ -323,12 +342,16 @@ def _tflite_io(src: ExportSource, path: Path) -> tuple[dict, dict]:
 
 
 def tflite_fp32(src, out, calib):
+    if src.kind == "onnx":
+        return _tflite_from_onnx(src, out, "fp32", calib)
     p = _tflite_fp32(src, out / "model.tflite")
     i, o = _tflite_io(src, p)
     return Converted("model.tflite", ["model.tflite"], i, o, {"converter": "litert-torch", "batch": 1})
 
 
 def tflite_fp16(src, out, calib):
+    if src.kind == "onnx":
+        return _tflite_from_onnx(src, out, "fp16", calib)
     from ai_edge_quantizer import quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
     from ai_edge_quantizer.qtyping import TFLOperationName
@@ -346,8 +369,8 @@ def tflite_fp16(src, out, calib):
 
 def tflite_int8(src, out, calib):
     """Full-integer TFLite through PT2E (export.pt2e: why not ai-edge-quantizer is measured there)."""
-    if src.kind != "torch":
-        raise ValueError(f"{src.path}: int8 TFLite is quantized from a PyTorch model (PT2E + litert-torch); an ONNX-only model needs onnx2tf")
+    if src.kind == "onnx":
+        return _tflite_from_onnx(src, out, "int8", calib)
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
