@@ -11,6 +11,7 @@
 * templates (DeepID2+'s binarised features): the fp32 model's embeddings stored as
   float32 / fp16 / int8 / binary (runtime codecs), pair scores from the decoded templates
   (binary: Hamming similarity 1 - 2h/D), accuracy of each;
+  plus other sign codes (centred, ITQ, SimHash) for comparison;
 * 1:N search: one query against N stored templates, float32 dot products vs binary Hamming
   (runtime codec's table popcount, and numpy's bitwise_count over 64-bit words), median time.
 """
@@ -38,7 +39,9 @@ def search_speed(dim: int, n: int, queries: int = 20, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     g = rng.standard_normal((n, dim)).astype(np.float32)
     g /= np.linalg.norm(g, axis=1, keepdims=True)
-    q = g[rng.choice(n, queries)] + 0.3 * rng.standard_normal((queries, dim)).astype(np.float32)
+    # A query is a stored template plus noise of norm ~0.6 (cosine ~0.85 to it, like a second photo
+    # of an enrolled person), so top-1 agreement between float and binary search means something.
+    q = g[rng.choice(n, queries)] + (0.6 / np.sqrt(dim)) * rng.standard_normal((queries, dim)).astype(np.float32)
     codec = get_codec("binary", dim)
     gb = codec.encode(g)
     qb = codec.encode(q)
@@ -65,11 +68,21 @@ def search_speed(dim: int, n: int, queries: int = 20, seed: int = 0) -> dict:
     return res
 
 
+def itq_rotation(x: np.ndarray, iters: int = 50, seed: int = 0) -> np.ndarray:
+    """Iterative quantization (Gong & Lazebnik 2011): the rotation R minimising ||sign(xR) - xR||."""
+    r, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((x.shape[1], x.shape[1])))
+    for _ in range(iters):
+        u, _, vt = np.linalg.svd(x.T @ np.sign(x @ r))
+        r = u @ vt
+    return r
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calib", type=int, default=128, help="calibration faces (CelebA-299 + AAF-8k)")
     ap.add_argument("--gallery", type=int, nargs="+", default=[10_000, 100_000])
-    ap.add_argument("--skip-models", action="store_true", help="templates and search only")
+    ap.add_argument("--skip-models", action="store_true", help="templates and search only (model rows of an earlier run are kept)")
+    ap.add_argument("--no-search", action="store_true", help="keep the 1:N search timings of an earlier run (e.g. while the CPU is busy)")
     ap.add_argument("--emb32", help="with --skip-models: fp32 embeddings of the pairs' crops (.npy) saved by an earlier run, instead of recomputing")
     add_setup_args(ap, folds=2)
     args = ap.parse_args()
@@ -77,7 +90,11 @@ def main() -> int:
     out, model, card, pairs = st.out, st.model, st.card, st.pairs
     res = st.load({})
     calib = faces.training_faces(card, 1000)[-args.calib :]  # the end of the pool: not the faces used for pruning statistics
-    res["setup"] = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "calibration_faces": int(len(calib)), "threads": args.threads}
+    setup_now = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "calibration_faces": int(len(calib)), "threads": args.threads}
+    if not args.skip_models:
+        res["setup"] = setup_now
+    # Templates may be re-measured on more folds (--skip-models --folds 5) than the model rows.
+    res["templates_setup"] = {k: setup_now[k] for k in ("model", "pairs", "folds")}
     tmp = Path(tempfile.mkdtemp(prefix="edgeface-quant-"))
     variants = {
         "fp32": lambda d: export_precision(model, card, "fp32", d),
@@ -114,7 +131,23 @@ def main() -> int:
         rep = pairs.evaluate_scores(scores)
         tpl[cname] = {"bytes": codec.bytes_per_template, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"]}
         print(f"template {cname:8s} {codec.bytes_per_template:4d} B  acc {100 * rep['accuracy_mean']:.2f} %", flush=True)
-    res["search"] = [search_speed(emb32.shape[1], n) for n in args.gallery]
+    # Other sign codes, measured to see whether any beats plain sign bits (none is a runtime codec):
+    # centred on the mean embedding of training faces; sign of random projections (SimHash); ITQ
+    # (Gong & Lazebnik's learned rotation) fitted on the training faces' embeddings.
+    train = embed_file(export_precision(model, card, "fp32", tmp / "fp32-train"), faces.training_faces(card, 1000), args.threads)
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    mean = train.mean(0)
+    rng = np.random.default_rng(0)
+    for name, bits, code in [("binary, centred on training mean", emb32.shape[1], lambda e: e - mean),
+                             ("binary, ITQ rotation (training faces)", emb32.shape[1], lambda e: e @ itq_rotation(train)),
+                             ("SimHash 256 bits", 256, lambda e, g=rng.standard_normal((emb32.shape[1], 256)): e @ g),
+                             ("SimHash 512 bits", 512, lambda e, g=rng.standard_normal((emb32.shape[1], 512)): e @ g)]:
+        b = np.where(code(emb32) >= 0, 1.0, -1.0)
+        rep = pairs.evaluate_scores(np.sum(b[pairs.ia] * b[pairs.ib], axis=1) / bits)
+        tpl[name] = {"bytes": bits // 8, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"]}
+        print(f"template {name}: {bits // 8} B  acc {100 * rep['accuracy_mean']:.2f} %", flush=True)
+    if not args.no_search or "search" not in res:
+        res["search"] = [search_speed(emb32.shape[1], n) for n in args.gallery]
     for s in res["search"]:
         print(f"1:N n={s['n']}: float32 {s['float32_ms']:.2f} ms, binary (codec) {s['binary_codec_ms']:.2f} ms, binary (bitwise_count) {s['binary_bitcount_ms']:.2f} ms", flush=True)
     st.save(res)
@@ -129,7 +162,8 @@ def main() -> int:
     md = out / f"{st.stem}.md"
     write_markdown_table(md, ["model", "MB", "smaller", "LFW-dev acc (%)", "Δ pt", "mean cos to fp32", "min cos"], mtable, preamble=f"Setup: {json.dumps(res['setup'])}\n\n### Model precision")
     text = md.read_text()
-    write_markdown_table(md, ["template", "bytes", "LFW-dev acc (%)", "Δ pt", "AUC", "EER (%)"], ttable, preamble=text + "\n### Templates (fp32 model)")
+    write_markdown_table(md, ["template", "bytes", "LFW-dev acc (%)", "Δ pt", "AUC", "EER (%)"], ttable, preamble=text + f"\n### Templates (fp32 model; {json.dumps(res.get('templates_setup', res['setup']))})\n\n"
+                        "Rows after `binary` are other sign codes measured for comparison; the runtime's binary codec is plain sign bits.")
     text = md.read_text()
     write_markdown_table(md, ["gallery N", "float32 ms", "binary (codec LUT) ms", "binary (bitwise_count) ms", "speed-up", "top-1 agreement", "MB float/binary"], stable, preamble=text + "\n### 1:N search, one query, 1 process")
     print(md.read_text())
