@@ -135,6 +135,33 @@ def test_usearch_index_recall_against_exact(tmp_path, rng):
         assert np.mean([a == b for a, b in zip(exact, indexed)]) >= 0.95
 
 
+def test_index_is_saved_loaded_by_the_next_process_and_replaced_when_content_changes(tmp_path, rng):
+    if not _has("usearch"):
+        pytest.skip("usearch not installed")
+    x = unit(rng, 2000)
+    q = x[:100] + 0.3 * unit(rng, 100)
+    path = tmp_path / "g.db"
+    with Gallery(path, card=CARD, index_threshold=1000) as g:
+        g.add_many([(f"p{i}", x[i], 1, 1.0) for i in range(2000)])
+        first = [r[0].name for r in g.search(q, top_k=1)]
+        assert g.index_source == "built"
+        saved = g.index_file()
+    assert saved.is_file() and stat.S_IMODE(saved.stat().st_mode) == 0o600
+    with Gallery(path, readonly=True, index_threshold=1000) as r:
+        assert [m[0].name for m in r.search(q, top_k=1)] == first
+        assert r.index_source == "loaded" and r.index_file() == saved
+    # A corrupt index file is rebuilt, never trusted.
+    saved.write_bytes(saved.read_bytes()[:1000])
+    with Gallery(path, readonly=True, index_threshold=1000) as r:
+        assert [m[0].name for m in r.search(q, top_k=1)] == first and r.index_source == "built"
+    # New content: a new index file; the stale one is removed, and a search finds the newcomer.
+    with Gallery(path, card=CARD, index_threshold=1000) as g:
+        g.add("newcomer", x[5] * -1.0)
+        res = g.search(-x[5], top_k=1)[0][0]
+        assert res.name == "newcomer" and g.index_source == "built"
+        assert g.index_file() != saved and g.index_file().is_file() and not saved.exists()
+
+
 def test_reader_sees_only_committed_data_while_writer_is_busy(tmp_path, rng):
     path = tmp_path / "g.db"
     x = unit(rng, 3)

@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--calib", help="folder of face images for int8 calibration (default: ../shared CelebA-299 + AAF-8k)")
     p.add_argument("--calib-count", type=int, default=300, help="calibration faces (default 300, NNCF's default subset size)")
     p.add_argument("--keep-float", choices=["ends", "none"], default="ends", help="keep the first conv and the embedding projection in float (default) or quantize everything")
+    p.add_argument("--plain-storage", action="store_true", help="int8: store what stays float as NNCF leaves it (float32, long names) instead of compacted "
+                   "(float head weight-only int8, other float params fp16, short names)")
     p.add_argument("--eval-folds", type=int, default=5, help="LFW-dev folds for accuracy before/after (0: skip)")
     p.add_argument("--out", help="output folder (default out/<name>_<precision>)")
     p.add_argument("--threads", type=int, default=2)
@@ -50,7 +52,7 @@ def run(args) -> int:
             calib = faces.align_folder(args.calib, card, args.calib_count)
         else:
             calib = faces.training_faces(card, max(1, (args.calib_count + 1) // 2))[: args.calib_count]
-    path = export_precision(model, card, args.precision, out, calib, keep_float_ends=args.keep_float == "ends")
+    path = export_precision(model, card, args.precision, out, calib, keep_float_ends=args.keep_float == "ends", compact=not args.plain_storage)
     qcard = card.replace(name=f"{card.name}_{args.precision}", description=f"{card.description or card.name}; {args.precision}" + (f" NNCF PTQ on {len(calib)} faces" if calib is not None else ""),
                          params=count_params(model), mflops=round(count_mflops(model, card.input_size), 1))
     (out / "card.json").write_text(qcard.to_json())

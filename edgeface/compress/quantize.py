@@ -19,7 +19,8 @@ from ..card import ModelCard
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def export_precision(model: nn.Module, card: ModelCard, precision: str, out_dir: str | os.PathLike, calib: np.ndarray | None = None, keep_float_ends: bool = True) -> Path:
+def export_precision(model: nn.Module, card: ModelCard, precision: str, out_dir: str | os.PathLike, calib: np.ndarray | None = None, keep_float_ends: bool = True,
+                     compact: bool = True) -> Path:
     """Write out_dir/model.onnx at `precision`; returns its path."""
     from ..export.converters import ExportSource, onnx_fp16, onnx_fp32, onnx_int8
 
@@ -31,7 +32,7 @@ def export_precision(model: nn.Module, card: ModelCard, precision: str, out_dir:
     if precision == "int8":
         if calib is None or len(calib) == 0:
             raise ValueError("int8 quantization needs calibration faces (--calib DIR with face images)")
-        conv = onnx_int8(src, out_dir, calib, keep_float_ends=keep_float_ends)
+        conv = onnx_int8(src, out_dir, calib, keep_float_ends=keep_float_ends, compact=compact)
     elif precision == "fp16":
         conv = onnx_fp16(src, out_dir, calib)
     else:

@@ -230,10 +230,14 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     bundle = load_bundle_for_verification(stage, meta_v, card, vbackend, opts.threads)
     src_emb = source_embedder(src)
     t1 = time.time()
-    par = V.parity(bundle.embed(verify.crops), src_emb.embed(verify.crops))
+    raw = bundle.raw_output(verify.crops)
+    par = V.parity(V.unit(raw), src_emb.embed(verify.crops))
     par.update(faces_from="CelebA-299 + AAF-8k photos not used for calibration", tolerance=V.TOLERANCES[precision],
                runtime=vbackend, measured_on=vfile)
     failures = V.tolerance_failures(par, precision)
+    if conv.output.get("l2_normalized_in_graph"):
+        par.update(V.output_norms(raw))
+        failures += V.norm_failures(par)
     log(f"parity on {par['num_faces']} faces: cosine min {par['cosine_min']:.5f} mean {par['cosine_mean']:.5f}")
     thresholds = {"metric": "cosine", "at_far": {}, "method": "not measured (LFW skipped)"}
     if opts.lfw_folds != 0:

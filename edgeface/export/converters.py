@@ -200,22 +200,38 @@ def _nncf_dataset(calib: np.ndarray, feed: Callable):
     return nncf.Dataset([calib[i : i + 1] for i in range(len(calib))], feed)
 
 
-def _ignored_scope(kind: str, model) -> tuple[object, list[str]]:
-    """Keep the first conv and the last (embedding) projection in float. The projection's int8
-    rounding lands straight in the embedding (reference MobileFaceNet, ONNX: min cosine 0.912
-    with it int8, 0.973 float); the first conv sees raw pixels (OpenVINO: min 0.967 with only the
-    head float, 0.971 with the first conv too). Both are small: 0.26 MB of float weights in all."""
+_LAYER_OPS = {"onnx": ("Conv", "Gemm", "MatMul"), "openvino": ("Convolution", "GroupConvolution", "MatMul")}
+
+
+def _ignored_scope(kind: str, model, keep_float_ends: bool = True) -> tuple[object, list[str]]:
+    """What NNCF must leave in float.
+
+    Always: every op after the last conv (the L2 normalisation: x*x, sum, sqrt, clip, div).
+    NNCF quantizes their inputs by default, which made the int8 ONNX / OpenVINO outputs
+    1.00-1.27 long instead of unit vectors (reference MobileFaceNet, LFW-dev crops) — invisible
+    to a cosine check, wrong for an app that compares raw outputs by dot product as the
+    contract says. keep_float_ends: also the first conv and the last (embedding) projection. The
+    projection's int8 rounding lands straight in the embedding (reference MobileFaceNet, ONNX:
+    min cosine 0.912 with it int8, 0.973 float); the first conv sees raw pixels (OpenVINO: min
+    0.967 with only the head float, 0.971 with the first conv too)."""
     import nncf
 
     if kind == "onnx":
-        convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+        ops = [(n.name, n.op_type) for n in model.graph.node]
     else:
-        convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
-    keep = list(dict.fromkeys(convs[:1] + convs[-1:]))
-    return nncf.IgnoredScope(names=keep, validate=False), keep
+        ops = [(op.get_friendly_name(), op.get_type_name()) for op in model.get_ordered_ops()
+               if op.get_type_name() not in ("Constant", "Parameter", "Result")]
+    layers = [i for i, (_, t) in enumerate(ops) if t in _LAYER_OPS[kind]]
+    keep = [ops[layers[0]][0], ops[layers[-1]][0]] if keep_float_ends and layers else []
+    tail = [name for name, _ in ops[layers[-1] + 1 :]] if layers else []
+    keep = list(dict.fromkeys(keep))
+    return nncf.IgnoredScope(names=keep + tail, validate=False), keep
 
 
-def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float_ends: bool = True) -> Converted:
+def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float_ends: bool = True, compact: bool = True) -> Converted:
+    """NNCF post-training int8 (QDQ) on the ONNX graph; `kept_in_float` layers compute in float.
+    compact: store what stays float smaller (onnx_compact: the float head's weights int8
+    weight-only, other float params fp16, short names): 1.41 -> 1.11 MB on the reference."""
     import nncf
     import onnx
 
@@ -231,15 +247,21 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float
         from ..preprocess import normalize
 
         feed = lambda x: {name: normalize(x, src.card, i["layout"])}  # noqa: E731
-    scope, kept = _ignored_scope("onnx", model) if keep_float_ends else (None, [])
+    scope, kept = _ignored_scope("onnx", model, keep_float_ends)
     _log(f"NNCF int8 on ONNX with {len(calib)} calibration faces (kept in float: {kept or 'nothing'})")
     qmodel = nncf.quantize(model, _nncf_dataset(calib, feed), subset_size=len(calib), ignored_scope=scope)
+    storage = {}
+    if compact:
+        from .onnx_compact import compact_int8
+
+        storage = compact_int8(qmodel)
+        _log(f"compacted: weight-only int8 {storage['weight_only_int8'] or 'none'}, {storage['float_params_stored_fp16']} float params stored fp16")
     del qmodel.metadata_props[:]
     onnx.helper.set_model_props(qmodel, {"edgeface_card": src.card.to_json()})
     onnx.save(qmodel, str(out / "model.onnx"))
     fp32.unlink()
     return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "quantizer": f"nncf {nncf.__version__} (QDQ, per-channel weights)",
-                                                          "calibration_faces": int(len(calib)), "kept_in_float": kept})
+                                                          "calibration_faces": int(len(calib)), "kept_in_float": kept, "storage": storage})
 
 
 # --------------------------------------------------------------------------- OpenVINO
@@ -263,7 +285,7 @@ def _openvino(src: ExportSource, out: Path, calib, precision: str, keep_float_en
             from ..preprocess import normalize
 
             feed = lambda x: normalize(x, src.card, i["layout"])  # noqa: E731
-        scope, kept = _ignored_scope("openvino", model) if keep_float_ends else (None, [])
+        scope, kept = _ignored_scope("openvino", model, keep_float_ends)
         _log(f"NNCF int8 on OpenVINO IR with {len(calib)} calibration faces (kept in float: {kept or 'nothing'})")
         model = nncf.quantize(model, _nncf_dataset(calib, feed), subset_size=len(calib), ignored_scope=scope)
         info.update(quantizer=f"nncf {nncf.__version__}", calibration_faces=int(len(calib)), kept_in_float=kept)

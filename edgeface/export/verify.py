@@ -35,6 +35,28 @@ def parity(exported: np.ndarray, source: np.ndarray) -> dict:
     return {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "cosine_p01": float(np.quantile(cos, 0.01)), "num_faces": int(len(cos))}
 
 
+# The contract says the output is L2-normalised in the graph, so apps compare raw outputs by
+# dot product: a norm off by 1 % moves every score by 1 %.
+OUTPUT_NORM_TOLERANCE = 1e-2
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def output_norms(raw: np.ndarray) -> dict:
+    n = np.linalg.norm(raw, axis=1)
+    return {"output_norm_min": float(n.min()), "output_norm_max": float(n.max())}
+
+
+def norm_failures(par: dict) -> list[str]:
+    worst = max(abs(par["output_norm_min"] - 1), abs(par["output_norm_max"] - 1))
+    if worst > OUTPUT_NORM_TOLERANCE:
+        return [f"output norm {par['output_norm_min']:.4f}..{par['output_norm_max']:.4f}: not unit-length although the bundle says the graph "
+                f"L2-normalises (more than {OUTPUT_NORM_TOLERANCE} off; was its normalisation quantized?)"]
+    return []
+
+
 def tolerance_failures(par: dict, precision: str) -> list[str]:
     tol = TOLERANCES[precision]
     fails = []

@@ -151,6 +151,12 @@ class Bundle:
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB aligned crops -> (N, D) float32 unit vectors."""
+        # Normalising again is harmless when the graph already did it (export verification
+        # checks that it did: output norms within 1e-2 of 1).
+        return l2_normalize(self.raw_output(faces))
+
+    def raw_output(self, faces: np.ndarray) -> np.ndarray:
+        """The model's output as float32 (N, D), exactly as an app reading it would get it."""
         if self.runner is None:
             raise BundleError(f"{self.path}: bundle was opened without a runtime")
         faces = check_faces(faces, self.card)
@@ -167,9 +173,7 @@ class Bundle:
         emb = np.concatenate(outs)
         if emb.shape[1] != self.card.embedding_size:
             raise BundleError(f"{self.model_file}: produced {emb.shape[1]}-d embeddings, {BUNDLE_JSON} says {self.card.embedding_size}")
-        # Normalising again is harmless when the graph already did it and repairs the tiny
-        # norm drift of int8/fp16 outputs.
-        return l2_normalize(emb)
+        return emb
 
     def same_person(self, a: np.ndarray, b: np.ndarray, far: str = "1e-3") -> np.ndarray:
         """Decisions for embedding pairs at the bundle's calibrated threshold."""

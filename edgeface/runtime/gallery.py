@@ -17,7 +17,9 @@ Guarantees:
   are not comparable and matching them would silently return wrong people.
 - Search is exact (numpy matmul over the decoded templates, cached until the gallery
   changes) below `index_threshold` templates, and a usearch HNSW index above it (when
-  usearch is installed), whose candidates are re-scored exactly.
+  usearch is installed), whose candidates are re-scored exactly. The index is saved beside
+  the gallery (GALLERY.index-HASH.usearch, HASH of exactly the content it indexes) so the
+  next process loads it instead of rebuilding.
 """
 from __future__ import annotations
 
@@ -117,6 +119,7 @@ class Gallery:
         index_threshold: int = 50_000,
         timeout: float = 30.0,
         index_expansion_search: int | None = 256,
+        persist_index: bool = True,
     ):
         self.path = Path(path)
         self.readonly = readonly
@@ -127,6 +130,11 @@ class Gallery:
         # at 512 (10 ms). A miss can only lower the best score, so a non-mated query is never
         # turned into a false accept; a mated one may be missed, hence 256 by default.
         self.index_expansion_search = index_expansion_search
+        # Building an HNSW index over a large gallery takes minutes (1M templates: see
+        # benchmarks/results/runtime_gallery_scale_1m.json), so the index is saved beside the
+        # gallery file, named by a hash of exactly what it indexes, and loaded by the next process.
+        self.persist_index = persist_index
+        self.index_source: str | None = None  # "built" / "loaded" once an index exists
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists:
             if readonly or not create:
@@ -329,15 +337,59 @@ class Gallery:
         self._index = None
         self._cache_key = key
 
+    def index_file(self) -> Path:
+        """Where the index of the gallery's current content is (or would be) saved: the gallery's
+        name + a hash of the ordered names, stored template bytes and index settings, so an index
+        is only ever loaded for exactly the content it was built from."""
+        self._refresh()
+        h = hashlib.sha256(f"usearch cos f32 {self.embedding_size} {len(self._names)}\n".encode())
+        h.update("\n".join(self._names).encode())
+        h.update(np.ascontiguousarray(self._codes).tobytes())
+        return self.path.with_name(f"{self.path.name}.index-{h.hexdigest()[:24]}.usearch")
+
+    def _load_index(self, path: Path):
+        Index = _import_usearch().Index
+        try:
+            index = Index.restore(str(path))
+        except (RuntimeError, ValueError, OSError):
+            return None  # unreadable or from another usearch layout: rebuilt below
+        if index is None or len(index) != len(self._names) or index.ndim != self.embedding_size:
+            return None
+        return index
+
     def _build_index(self):
         Index = _import_usearch().Index
 
-        index = Index(ndim=self.embedding_size, metric="cos", dtype="f32")
+        path = self.index_file() if self.persist_index and len(self._matrix) else None
+        index = self._load_index(path) if path is not None and path.is_file() else None
+        self.index_source = "loaded"
+        if index is None:
+            index = Index(ndim=self.embedding_size, metric="cos", dtype="f32")
+            if len(self._matrix):
+                index.add(np.arange(len(self._matrix), dtype=np.uint64), self._matrix)
+            self.index_source = "built"
+            if path is not None:
+                self._save_index(index, path)
         if self.index_expansion_search:
             index.expansion_search = int(self.index_expansion_search)
-        if len(self._matrix):
-            index.add(np.arange(len(self._matrix), dtype=np.uint64), self._matrix)
         return index
+
+    def _save_index(self, index, path: Path) -> None:
+        """Atomic (temp file + rename, owner-only), then remove indexes of older content. A
+        gallery in a read-only folder just rebuilds each time: saving is an optimisation."""
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+            os.close(fd)
+            index.save(str(tmp))
+            os.replace(tmp, path)
+        except (OSError, RuntimeError):
+            tmp.unlink(missing_ok=True)
+            return
+        prefix = f"{self.path.name}.index-"  # not glob(): a gallery name may hold [ ] * ?
+        for old in self.path.parent.iterdir():
+            if old.name.startswith(prefix) and old.name.endswith(".usearch") and old != path:
+                old.unlink(missing_ok=True)
 
     def index_available(self) -> bool:
         try:
