@@ -114,6 +114,7 @@ def lfw_pairs_study(emb, gate, flip: bool = True) -> tuple[dict, float]:
         "fnmr_at_far_1e-2_rejected": float(fnm[~acc_pair & labels].sum() / max(1, (~acc_pair & labels).sum())),
         "rejections_by_check": {k: {"pairs": why[k], "errors": why_err[k]} for k in why},
     }
+    res["edc"] = error_vs_discard(data, ia, ib, err, fnm, labels)
     print(f"LFW-dev pairs: threshold {t:.3f} (best accuracy); accepted {res['accepted_pairs']}, rejected {res['rejected_pairs']}")
     print(f"  error rate: all {pct(res['error_rate_all'])}, accepted {pct(res['error_rate_accepted'])}, rejected {pct(res['error_rate_rejected'])}; "
           f"{pct(res['share_of_errors_in_rejected'])} of errors are in the {pct(1 - acc_pair.mean())} rejected pairs")
@@ -121,6 +122,71 @@ def lfw_pairs_study(emb, gate, flip: bool = True) -> tuple[dict, float]:
     for k, v in sorted(why.items(), key=lambda kv: -kv[1]):
         print(f"  rejected by {k:18s}: {v:4d} pairs, {why_err[k]} errors ({pct(why_err[k] / v)})")
     return res, t
+
+
+# Each measure oriented so that higher = better quality (for the error-vs-discard curves).
+GOODNESS = {
+    "interocular": lambda v: v, "face_size": lambda v: v, "sharpness": lambda v: v, "contrast": lambda v: v,
+    "detector_score": lambda v: v, "flip_similarity": lambda v: v, "brightness": lambda v: -abs(v - 128.0),
+    "abs_yaw": lambda v: -v, "abs_pitch": lambda v: -v, "abs_roll": lambda v: -v,
+}
+DISCARD = (0.0, 0.02, 0.05, 0.10, 0.20)
+
+
+def error_vs_discard(data, ia, ib, err, fnm, labels) -> dict:
+    """Error-versus-discard characteristic (ISO/IEC 29794-1's EDC) per quality measure: rank
+    pairs by the worse of their two images, discard the lowest fraction, and report the error
+    rate (fixed best-accuracy threshold) and FNMR (fixed FAR 1e-2 threshold) of what is left.
+    A measure that predicts errors bends the curve down faster than random discarding
+    (which keeps the error rate flat)."""
+    out = {}
+    n = len(ia)
+    rng = np.random.default_rng(0)
+    measures = {k: f for k, f in GOODNESS.items()}
+    for name, good in list(measures.items()) + [("random", None)]:
+        if good is None:
+            q = rng.random(n)
+        else:
+            vals = []
+            for i in range(len(data["paths"])):
+                m = measurements(data, i) if data["detected"][i] else {}
+                vals.append(good(m[name]) if name in m else -np.inf)
+            vals = np.array(vals, np.float64)
+            if not np.isfinite(vals).any():
+                continue
+            q = np.minimum(vals[ia], vals[ib])
+        order = np.argsort(q, kind="stable")  # worst first
+        rows = []
+        for d in DISCARD:
+            keep = np.ones(n, bool)
+            keep[order[: int(round(d * n))]] = False
+            rows.append({"discard": d, "error_rate": float(err[keep].mean()), "fnmr_far_1e-2": float(fnm[keep & labels].sum() / max(1, (keep & labels).sum()))})
+        out[name] = rows
+    print("  error-vs-discard (error rate at 0 / 5 / 10 / 20 % of pairs discarded by each measure):")
+    for name, rows in out.items():
+        r = {x["discard"]: x["error_rate"] for x in rows}
+        print(f"    {name:16s} " + " / ".join(pct(r[d]) for d in (0.0, 0.05, 0.10, 0.20)))
+    return out
+
+
+def plot_edc(edc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, rows in edc.items():
+        ax.plot([100 * r["discard"] for r in rows], [100 * r["error_rate"] for r in rows], marker="o", ms=3,
+                ls="--" if name == "random" else "-", color="black" if name == "random" else None, label=name)
+    ax.set_xlabel("pairs discarded by the measure (%)")
+    ax.set_ylabel("verification error of the rest (%)")
+    ax.set_title("LFW-dev error vs discard per quality measure")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 LIGHT = re.compile(r"P00A([+-]\d+)E([+-]\d+)")
@@ -244,6 +310,8 @@ def main() -> None:
     if "yaleb" in args.parts:
         out["yaleb"] = yaleb_study(emb, gate, t if args.yale_threshold == "lfw" else None, args.yale_step)
     name = "runtime_quality.json" if len(args.parts) == 2 else f"runtime_quality_{'_'.join(args.parts)}.json"
+    if "lfw" in args.parts and out["lfw_pairs"].get("edc"):
+        plot_edc(out["lfw_pairs"]["edc"], Path(__file__).parent / "results" / "runtime_quality_lfw_edc.png")
     print(f"saved {save_result(name, out)}")
 
 

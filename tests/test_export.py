@@ -170,6 +170,8 @@ def test_onnx_int8_within_int8_tolerance(onnx_bundle, tmp_path):
     meta = export_bundle("", "onnx", "int8", tmp_path / "q", ExportOptions(**SMALL), src=load_source(str(onnx_bundle[0] / "model.onnx")))
     assert meta["status"] == "verified", meta["verification"]
     assert meta["parity"]["cosine_mean"] >= 0.99 and meta["parity"]["cosine_min"] >= 0.97
+    # The L2 normalisation stays float: raw outputs are unit vectors (NNCF once quantized it).
+    assert abs(meta["parity"]["output_norm_min"] - 1) < 1e-3 and abs(meta["parity"]["output_norm_max"] - 1) < 1e-3
     # Compacted storage (float head weight-only int8, float params fp16): the 3.5x.
     assert (tmp_path / "q" / "model.onnx").stat().st_size * 3.5 < (onnx_bundle[0] / "model.onnx").stat().st_size
     assert meta["export"]["details"]["storage"]["weight_only_int8"] and meta["export"]["details"]["storage"]["float_params_stored_fp16"] > 30

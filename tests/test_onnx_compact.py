@@ -75,3 +75,14 @@ def test_parts_can_be_applied_alone():
     assert float_params_fp16(model) == 4  # without the int8 step, the big weight is fp16 too
     assert all(t.data_type == TensorProto.FLOAT16 for t in model.graph.initializer)
     np.testing.assert_allclose(_run(model, x), ref, rtol=0, atol=2e-3 * np.abs(ref).max())
+
+
+def test_verification_fails_outputs_that_are_not_unit_length():
+    from edgeface.export import verify as V
+
+    unit = V.unit(np.random.default_rng(3).normal(size=(20, 8)))
+    assert V.norm_failures(V.output_norms(unit)) == []
+    off = unit.copy()
+    off[4] *= 1.05  # one face 5 % long: what a quantized normalisation produced
+    fails = V.norm_failures(V.output_norms(off))
+    assert len(fails) == 1 and "not unit-length" in fails[0] and "1.0500" in fails[0]
