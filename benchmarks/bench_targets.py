@@ -2,6 +2,7 @@
 """Regenerate the README's per-target benchmark table and plot from a real run.
 
     python benchmarks/bench_targets.py [MODEL ...] [--limit-folds N] [--update-readme]
+    python benchmarks/bench_targets.py --collect out/bench/main.json --command "make main" --update-readme
 
 MODEL defaults to the reference MobileFaceNet in ../shared plus every registry model that ships
 trained weights. Each is exported (`edgeface export`) to every target this machine can export
@@ -65,6 +66,24 @@ def update_readme(block: str) -> None:
     readme.write_text(text)
 
 
+def collect(result_file: Path, out: Path, command: str, readme: bool) -> int:
+    import shutil
+
+    result = json.loads(result_file.read_text())  # fails loudly on a missing or broken file
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in (".json", ".csv", ".md", ".png"):
+        src = result_file.with_suffix(ext)
+        if not src.is_file():
+            print(f"{src}: missing (an `edgeface bench` run writes .json, .csv, .md and .png together)", file=sys.stderr)
+            return 1
+        if src.resolve() != (out / src.name).resolve():
+            shutil.copyfile(src, out / src.name)
+    if readme:
+        update_readme(readme_block(result, (out / result_file.with_suffix(".md").name).read_text().strip(), out / result_file.with_suffix(".png").name, command))
+        print(f"README.md updated from {result_file}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", help="models to export and measure (default: reference MobileFaceNet + registry models with weights)")
@@ -74,7 +93,12 @@ def main() -> int:
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--export-args", default="", help="extra `edgeface export` arguments, one string (e.g. quicker verification)")
     ap.add_argument("--update-readme", action="store_true", help="rewrite the README block with this run")
+    ap.add_argument("--collect", metavar="BENCH_JSON", help="measure nothing: copy an earlier `edgeface bench` result (e.g. make main's out/bench/main.json "
+                    "with its .csv/.md/.png) into --out and, with --update-readme, show it in the README")
+    ap.add_argument("--command", help="with --collect: the command that produced it, as the README should name it (e.g. 'make main')")
     args = ap.parse_args()
+    if args.collect:
+        return collect(Path(args.collect), Path(args.out), args.command or "edgeface bench", args.update_readme)
     models = args.models or default_models()
     if not models:
         print("no models: pass MODEL paths, or put ../shared beside the checkout", file=sys.stderr)
