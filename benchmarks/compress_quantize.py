@@ -41,7 +41,7 @@ def search_speed(dim: int, n: int, queries: int = 20, seed: int = 0) -> dict:
     g /= np.linalg.norm(g, axis=1, keepdims=True)
     # A query is a stored template plus noise of norm ~0.6 (cosine ~0.85 to it, like a second photo
     # of an enrolled person), so top-1 agreement between float and binary search means something.
-    q = g[rng.choice(n, queries)] + (0.6 / np.sqrt(dim)) * rng.standard_normal((queries, dim)).astype(np.float32)
+    q = (g[rng.choice(n, queries)] + (0.6 / np.sqrt(dim)) * rng.standard_normal((queries, dim))).astype(np.float32)  # float64 here would make every product cast g
     codec = get_codec("binary", dim)
     gb = codec.encode(g)
     qb = codec.encode(q)
@@ -66,6 +66,19 @@ def search_speed(dim: int, n: int, queries: int = 20, seed: int = 0) -> dict:
     res["top1_agreement"] = float(np.mean(np.array(top_f) == np.array(top_b)))
     res["bytes_float32"], res["bytes_binary"] = int(g.nbytes), int(gb.nbytes)
     return res
+
+
+def search_in_clean_process(dim: int, n: int) -> dict:
+    """search_speed in a fresh process with one BLAS thread and no model run in it, as an app's
+    identify call runs: measured in this process (after torch and ONNX Runtime work) the
+    float32 product can be slowed by thread pools other libraries left behind."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    code = f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); from compress_quantize import search_speed; print(json.dumps(search_speed({dim}, {n})))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def itq_rotation(x: np.ndarray, iters: int = 50, seed: int = 0) -> np.ndarray:
@@ -147,7 +160,7 @@ def main() -> int:
         tpl[name] = {"bytes": bits // 8, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"]}
         print(f"template {name}: {bits // 8} B  acc {100 * rep['accuracy_mean']:.2f} %", flush=True)
     if not args.no_search or "search" not in res:
-        res["search"] = [search_speed(emb32.shape[1], n) for n in args.gallery]
+        res["search"] = [search_in_clean_process(emb32.shape[1], n) for n in args.gallery]
     for s in res["search"]:
         print(f"1:N n={s['n']}: float32 {s['float32_ms']:.2f} ms, binary (codec) {s['binary_codec_ms']:.2f} ms, binary (bitwise_count) {s['binary_bitcount_ms']:.2f} ms", flush=True)
     st.save(res)

@@ -113,17 +113,20 @@ def plot(result: dict, path: str | Path, latency_key: str = "latency_p50_ms_1t",
     rows = [r for r in result["rows"] if r.get("accuracy") is not None and r.get(latency_key) is not None]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
     models = sorted({r["model"] for r in rows})
     colours = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     max_mb = max(r["file_size_mb"] for r in rows)
     for r in rows:
         area = 40 + 600 * r["file_size_mb"] / max_mb
         ax.scatter(r[latency_key], 100 * r["accuracy"], s=area, color=colours[r["model"]], alpha=0.6, edgecolors="black", linewidths=0.6)
-        ax.annotate(f"{r['target']}\n{r['file_size_mb']:.1f} MB", (r[latency_key], 100 * r["accuracy"]), textcoords="offset points", xytext=(8, 4), fontsize=7)
+        # The colour names the model, so the label is only the target (after "model:").
+        label = r["target"].split(":", 1)[-1]
+        ax.annotate(f"{label} {r['file_size_mb']:.1f} MB", (r[latency_key], 100 * r["accuracy"]), textcoords="offset points", xytext=(6, 3), fontsize=6.5, alpha=0.85)
     for m in models:
         ax.scatter([], [], color=colours[m], label=m, s=60)
-    ax.legend(loc="lower right", fontsize=8, title="model (marker area ∝ file size)", title_fontsize=8)
+    # Below the axes: inside, it covered the points of whichever model sat in that corner.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(models)), fontsize=8, title="model (marker area ∝ file size)", title_fontsize=8)
     which = "1 thread" if latency_key.endswith("_1t") else "all threads"
     ax.set_xlabel(f"latency p50, batch 1, {which} (ms)")
     folds = rows[0].get("folds")
