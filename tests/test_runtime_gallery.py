@@ -150,10 +150,14 @@ def test_index_is_saved_loaded_by_the_next_process_and_replaced_when_content_cha
     with Gallery(path, readonly=True, index_threshold=1000) as r:
         assert [m[0].name for m in r.search(q, top_k=1)] == first
         assert r.index_source == "loaded" and r.index_file() == saved
-    # A corrupt index file is rebuilt, never trusted.
+    # A corrupt index file is rebuilt, never trusted. (A rebuilt HNSW graph is not bit-identical:
+    # usearch inserts on several threads, so compare with exact search, not with the first index.)
     saved.write_bytes(saved.read_bytes()[:1000])
     with Gallery(path, readonly=True, index_threshold=1000) as r:
-        assert [m[0].name for m in r.search(q, top_k=1)] == first and r.index_source == "built"
+        rebuilt = [m[0].name for m in r.search(q, top_k=1)]
+        assert r.index_source == "built"
+        exact = [m[0].name for m in r.search(q, top_k=1, use_index=False)]
+        assert np.mean([a == b for a, b in zip(rebuilt, exact)]) >= 0.95
     # New content: a new index file; the stale one is removed, and a search finds the newcomer.
     with Gallery(path, card=CARD, index_threshold=1000) as g:
         g.add("newcomer", x[5] * -1.0)
