@@ -55,6 +55,7 @@ def main() -> int:
     ap.add_argument("--lam", type=float, default=0.75)
     ap.add_argument("--folds", type=int, default=5, help="LFW-dev folds to evaluate on")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", help="registry name or checkpoint (default: the reference MobileFaceNet in ../shared); give it its own --out folder")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--skip-dense", action="store_true", help="do not evaluate the dense model (another run of the same sweep does)")
     ap.add_argument("--dense-from", help="with --collect: a JSON with a 'dense' entry on the same pairs (e.g. results/compress_channel.json) if no collected run has one")
@@ -69,7 +70,7 @@ def main() -> int:
     results = json.loads(res_file.read_text()) if res_file.is_file() else {"rows": []}
     done = {(r["method"], r["keep"]) for r in results["rows"]}
 
-    dense, card = zoo.load_torch_model(str(paths.reference_mobilefacenet()))
+    dense, card = zoo.load_torch_model(args.model or str(paths.reference_mobilefacenet()))
     pairs = faces.lfw_pairs(card)
     if args.folds < 5:
         pairs = pairs.subset(args.folds)
