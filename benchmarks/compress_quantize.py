@@ -147,7 +147,10 @@ def main() -> int:
     # Other sign codes, measured to see whether any beats plain sign bits (none is a runtime codec):
     # centred on the mean embedding of training faces; sign of random projections (SimHash); ITQ
     # (Gong & Lazebnik's learned rotation) fitted on the training faces' embeddings.
-    train = embed_file(export_precision(model, card, "fp32", tmp / "fp32-train"), faces.training_faces(card, 1000), args.threads)
+    fp32_file = tmp / "fp32" / "model.onnx"  # exported above unless --emb32 gave the embeddings
+    if not fp32_file.is_file():
+        fp32_file = export_precision(model, card, "fp32", tmp / "fp32")
+    train = embed_file(fp32_file, faces.training_faces(card, 1000), args.threads)
     train /= np.linalg.norm(train, axis=1, keepdims=True)
     mean = train.mean(0)
     rng = np.random.default_rng(0)

@@ -142,16 +142,12 @@ def error_vs_discard(data, ia, ib, err, fnm, labels) -> dict:
     out = {}
     n = len(ia)
     rng = np.random.default_rng(0)
-    measures = {k: f for k, f in GOODNESS.items()}
-    for name, good in list(measures.items()) + [("random", None)]:
+    per_image = [measurements(data, i) if data["detected"][i] else {} for i in range(len(data["paths"]))]
+    for name, good in list(GOODNESS.items()) + [("random", None)]:
         if good is None:
             q = rng.random(n)
         else:
-            vals = []
-            for i in range(len(data["paths"])):
-                m = measurements(data, i) if data["detected"][i] else {}
-                vals.append(good(m[name]) if name in m else -np.inf)
-            vals = np.array(vals, np.float64)
+            vals = np.array([good(m[name]) if name in m else -np.inf for m in per_image], np.float64)
             if not np.isfinite(vals).any():
                 continue
             q = np.minimum(vals[ia], vals[ib])

@@ -20,6 +20,7 @@ import numpy as np
 from .. import __version__, paths
 from ..align import template_landmarks
 from ..card import ModelCard
+from ..preprocess import l2_normalize
 from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta
 from ..targets import TARGETS
 from ..targets import target as lookup_target
@@ -231,7 +232,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     src_emb = source_embedder(src)
     t1 = time.time()
     raw = bundle.raw_output(verify.crops)
-    par = V.parity(V.unit(raw), src_emb.embed(verify.crops))
+    par = V.parity(l2_normalize(raw), src_emb.embed(verify.crops))  # what Bundle.embed returns
     par.update(faces_from="CelebA-299 + AAF-8k photos not used for calibration", tolerance=V.TOLERANCES[precision],
                runtime=vbackend, measured_on=vfile)
     failures = V.tolerance_failures(par, precision)

@@ -40,10 +40,6 @@ def parity(exported: np.ndarray, source: np.ndarray) -> dict:
 OUTPUT_NORM_TOLERANCE = 1e-2
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def output_norms(raw: np.ndarray) -> dict:
     n = np.linalg.norm(raw, axis=1)
     return {"output_norm_min": float(n.min()), "output_norm_max": float(n.max())}
