@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime_common import lfw_faces, measurements, onnx_reference, save_result
+from runtime_common import folder_faces, lfw_faces, measurements, onnx_reference, save_result
 
 from edgeface import paths
 from edgeface.align import align_face
@@ -63,10 +63,16 @@ def calibration_percentiles(emb, n: int = 400) -> dict:
     return {"images": len(ms), "percentiles": out}
 
 
-def best_threshold(scores, labels):
-    cand = np.unique(scores)
-    acc = [np.mean((scores >= t) == labels) for t in cand]
-    return float(cand[int(np.argmax(acc))])
+def best_threshold(scores, labels) -> float:
+    """The score threshold (accept >= t) with the highest accuracy, in O(n log n): tens of
+    thousands of CelebA pairs make the one-candidate-at-a-time loop too slow."""
+    order = np.argsort(scores, kind="stable")
+    s, lab = np.asarray(scores)[order], np.asarray(labels, bool)[order]
+    cand, first = np.unique(s, return_index=True)
+    genuine_at_or_above = np.concatenate([np.cumsum(lab[::-1])[::-1], [0]])
+    impostor_below = np.concatenate([[0], np.cumsum(~lab)])
+    correct = genuine_at_or_above[first] + impostor_below[first]
+    return float(cand[int(np.argmax(correct))])
 
 
 def lfw_pairs_study(emb, gate, flip: bool = True) -> tuple[dict, float]:
@@ -76,6 +82,65 @@ def lfw_pairs_study(emb, gate, flip: bool = True) -> tuple[dict, float]:
     ia = np.array([index[str(p.a)] for p in pairs])
     ib = np.array([index[str(p.b)] for p in pairs])
     labels = np.array([p.same for p in pairs])
+    return pairs_study(data, ia, ib, labels, gate, "LFW-dev")
+
+
+def celeba_pairs(data: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every same-person pair of detected CelebA-299 photos, and as many random pairs of
+    different people."""
+    ids = np.asarray(data["ids"])
+    ok = np.flatnonzero(data["detected"])
+    ga, gb = [], []
+    for ident in np.unique(ids[ok]):
+        m = ok[ids[ok] == ident]
+        a, b = np.triu_indices(len(m), 1)
+        ga.append(m[a])
+        gb.append(m[b])
+    ga, gb = np.concatenate(ga), np.concatenate(gb)
+    rng = np.random.default_rng(seed)
+    ia, ib = rng.choice(ok, 3 * len(ga)), rng.choice(ok, 3 * len(ga))
+    keep = np.flatnonzero(ids[ia] != ids[ib])[: len(ga)]
+    ia = np.concatenate([ga, ia[keep]])
+    ib = np.concatenate([gb, ib[keep]])
+    labels = np.concatenate([np.ones(len(ga), bool), np.zeros(len(keep), bool)])
+    return ia, ib, labels
+
+
+def celeba_pairs_study(emb, gate) -> tuple[dict, dict]:
+    """The same study on CelebA-299 (training/calibration data, never LFW): where the gate's
+    thresholds may be tuned. Also returns the per-image data for threshold calibration."""
+    data = folder_faces(emb, paths.shared_dir() / "datasets" / "celeba-299")
+    ia, ib, labels = celeba_pairs(data)
+    res, _ = pairs_study(data, ia, ib, labels, gate, "CelebA-299")
+    flips = data["flip"][data["detected"]]
+    err_pairs = _pair_errors(data, ia, ib, labels)
+    res["flip_percentile_gate"] = flip_percentile_study(data, ia, ib, err_pairs, flips, "CelebA-299")
+    return res, data
+
+
+def _pair_errors(data, ia, ib, labels) -> np.ndarray:
+    scores = np.sum(data["emb"][ia] * data["emb"][ib], 1)
+    return (scores >= best_threshold(scores, labels)) != labels
+
+
+def flip_percentile_study(data, ia, ib, err, calib_flips, name: str) -> list[dict]:
+    """Reject a pair when either photo's flip similarity is below the p-th percentile of the
+    calibration photos' flip similarities: how many pairs go, and how many errors go with them."""
+    rows = []
+    pf = np.minimum(data["flip"][ia], data["flip"][ib])
+    print(f"  {name}: flip-similarity gate at percentile p of the calibration photos (share of pairs rejected; error rate accepted / rejected; share of errors rejected)")
+    for p in (1, 2, 5, 10, 15, 20):
+        t = float(np.percentile(calib_flips, p))
+        rej = ~(pf >= t)  # NaN (no flip measured) counts as rejected
+        row = {"percentile": p, "threshold": t, "rejected_pairs": float(rej.mean()), "error_rate_accepted": float(err[~rej].mean()),
+               "error_rate_rejected": float(err[rej].mean()) if rej.any() else float("nan"),
+               "share_of_errors_in_rejected": float(err[rej].sum() / max(1, err.sum()))}
+        rows.append(row)
+        print(f"    p{p:<3d} t={t:.3f}: {pct(row['rejected_pairs'])} rejected; {pct(row['error_rate_accepted'])} / {pct(row['error_rate_rejected'])}; {pct(row['share_of_errors_in_rejected'])}")
+    return rows
+
+
+def pairs_study(data, ia, ib, labels, gate, name: str) -> tuple[dict, float]:
     scores = np.sum(data["emb"][ia] * data["emb"][ib], 1)
     reports = {}
     for i in set(ia) | set(ib):
@@ -101,7 +166,7 @@ def lfw_pairs_study(emb, gate, flip: bool = True) -> tuple[dict, float]:
             why[r] += 1
             why_err[r] += int(err[k])
     res = {
-        "pairs": len(pairs),
+        "pairs": len(ia),
         "threshold_best_accuracy": t,
         "accepted_pairs": int(acc_pair.sum()),
         "rejected_pairs": int((~acc_pair).sum()),
@@ -115,7 +180,7 @@ def lfw_pairs_study(emb, gate, flip: bool = True) -> tuple[dict, float]:
         "rejections_by_check": {k: {"pairs": why[k], "errors": why_err[k]} for k in why},
     }
     res["edc"] = error_vs_discard(data, ia, ib, err, fnm, labels)
-    print(f"LFW-dev pairs: threshold {t:.3f} (best accuracy); accepted {res['accepted_pairs']}, rejected {res['rejected_pairs']}")
+    print(f"{name} pairs: threshold {t:.3f} (best accuracy); accepted {res['accepted_pairs']}, rejected {res['rejected_pairs']}")
     print(f"  error rate: all {pct(res['error_rate_all'])}, accepted {pct(res['error_rate_accepted'])}, rejected {pct(res['error_rate_rejected'])}; "
           f"{pct(res['share_of_errors_in_rejected'])} of errors are in the {pct(1 - acc_pair.mean())} rejected pairs")
     print(f"  FNMR at FAR 1e-2 (t={t_far:.3f}): accepted {pct(res['fnmr_at_far_1e-2_accepted'])}, rejected {pct(res['fnmr_at_far_1e-2_rejected'])}")
@@ -165,7 +230,7 @@ def error_vs_discard(data, ia, ib, err, fnm, labels) -> dict:
     return out
 
 
-def plot_edc(edc: dict, path: Path) -> None:
+def plot_edc(edc: dict, path: Path, title: str = "LFW-dev") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,7 +242,7 @@ def plot_edc(edc: dict, path: Path) -> None:
                 ls="--" if name == "random" else "-", color="black" if name == "random" else None, label=name)
     ax.set_xlabel("pairs discarded by the measure (%)")
     ax.set_ylabel("verification error of the rest (%)")
-    ax.set_title("LFW-dev error vs discard per quality measure")
+    ax.set_title(f"{title} error vs discard per quality measure")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -287,19 +352,37 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-flip", action="store_true", help="skip mirrored-crop embeddings on LFW (half the time; the gate then has no flip-consistency check)")
     ap.add_argument("--skip-calibration", action="store_true")
-    ap.add_argument("--parts", nargs="+", default=["lfw", "yaleb"], choices=["lfw", "yaleb"])
+    ap.add_argument("--parts", nargs="+", default=["lfw", "yaleb"], choices=["celeba", "lfw", "yaleb"])
     ap.add_argument("--yale-step", type=int, default=1, help="use every Nth Yale B probe (time)")
     ap.add_argument("--yale-threshold", choices=["lfw", "own-far"], default="lfw", help="decision threshold on Yale B: LFW's best-accuracy one, or Yale B's own FAR 1e-3")
+    ap.add_argument("--gate", choices=["bundle", "defaults"], default="bundle",
+                    help="thresholds: as an exported bundle carries them (flip similarity calibrated for the model), or the kit's defaults")
     args = ap.parse_args()
     # the reference MobileFaceNet exported to ONNX and run by onnxruntime: the runtime's own
     # backend, and several times faster than torch on this CPU
     emb = onnx_reference(args.threads)
-    gate = QualityGate()
-    out = {"model": emb.card.name, "gate": "verify", "thresholds": gate.thresholds}
+    out = {"model": emb.card.name, "gate": "verify"}
+    if args.gate == "bundle":
+        # what `edgeface export` writes into the bundle: min_flip_similarity calibrated on the
+        # export's own calibration faces (CelebA-299 + AAF-8k, never LFW) for this model
+        from edgeface.export import ExportOptions
+        from edgeface.export.bundle_writer import _faces, calibrated_quality
+
+        calib = _faces(emb.card, ExportOptions(show_progress=False))[0]
+        out["quality_section"] = calibrated_quality(emb, calib.crops, "the export's default calibration set")
+        gate = QualityGate(out["quality_section"])
+    else:
+        gate = QualityGate()
+    out["thresholds"] = gate.thresholds
+    print(f"gate thresholds ({args.gate}): min_flip_similarity verify {gate.thresholds['verify']['min_flip_similarity']:.3f}, "
+          f"enroll {gate.thresholds['enroll']['min_flip_similarity']:.3f}")
     if not args.skip_calibration:
         print("CelebA-299 calibration sample, quality measure percentiles:")
         out["calibration_celeba"] = calibration_percentiles(emb)
     t = None
+    if "celeba" in args.parts:
+        out["celeba_pairs"], _ = celeba_pairs_study(emb, gate)
+        plot_edc(out["celeba_pairs"]["edc"], Path(__file__).parent / "results" / "runtime_quality_celeba_edc.png", "CelebA-299")
     if "lfw" in args.parts:
         out["lfw_pairs"], t = lfw_pairs_study(emb, gate, flip=not args.no_flip)
         out["lfw_pairs"]["flip_consistency_check"] = not args.no_flip

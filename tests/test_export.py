@@ -11,7 +11,7 @@ from edgeface import paths
 from edgeface.runtime.bundle import BUNDLE_JSON, BundleError, load_bundle, read_meta
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
-SMALL = dict(n_calib=48, n_verify=40, n_impostor=120, lfw_folds=0, n_conformance=8, show_progress=False)
+SMALL = dict(n_calib=64, n_verify=40, n_impostor=120, lfw_folds=0, n_conformance=8, show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,28 @@ def test_onnx_round_trip(onnx_bundle, source, verify_faces):
     assert m.opset_import[0].version >= 17
     assert any(p.key == "edgeface_card" for p in m.metadata_props)
     assert b.embed(verify_faces[:3]).shape == (3, 128)
+
+
+def test_quality_gate_calibrated_on_the_exported_models_own_flip_similarity(onnx_bundle, source):
+    from edgeface.export import ExportOptions
+    from edgeface.export.bundle_writer import _faces
+    from edgeface.runtime.face import FaceRecognizer
+    from edgeface.runtime.quality import DEFAULT_THRESHOLDS, FLIP_PERCENTILES, flip_similarity
+
+    out, meta = onnx_bundle
+    b = load_bundle(out)
+    calib = _faces(source.card, ExportOptions(**SMALL))[0]  # the export's own calibration faces
+    assert len(calib) >= 50
+    fs, _ = flip_similarity(b, calib.crops)
+    for mode, p in FLIP_PERCENTILES.items():
+        t = b.quality[mode]["min_flip_similarity"]
+        assert t == pytest.approx(np.percentile(fs, p), abs=2e-4)
+        assert t != DEFAULT_THRESHOLDS[mode]["min_flip_similarity"]
+    assert b.quality["enroll"]["min_flip_similarity"] > b.quality["verify"]["min_flip_similarity"]
+    assert "calibration faces" in b.quality["notes"]
+    # the runtime applies exactly what the bundle says
+    gate = FaceRecognizer(b).gate
+    assert gate.thresholds["verify"]["min_flip_similarity"] == b.quality["verify"]["min_flip_similarity"]
 
 
 def test_onnx_file_as_model_to_openvino(onnx_bundle, source, verify_faces, tmp_path):

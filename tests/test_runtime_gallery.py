@@ -135,6 +135,33 @@ def test_usearch_index_recall_against_exact(tmp_path, rng):
         assert np.mean([a == b for a, b in zip(exact, indexed)]) >= 0.95
 
 
+def test_search_breadth_grows_with_the_gallery_as_measured():
+    from edgeface.runtime.gallery import auto_expansion_search
+
+    # the two measured points (99.5 % mated recall): ef 256 at 100k, 2048 at 1M
+    assert auto_expansion_search(100_000) == 256 and auto_expansion_search(1_000_000) == 2048
+    assert auto_expansion_search(0) == auto_expansion_search(50_000) == 256
+    sizes = [10**k for k in range(3, 8)] + [150_000, 500_000, 3_000_000]
+    ef = [auto_expansion_search(n) for n in sorted(sizes)]
+    assert ef == sorted(ef) and all(e % 256 == 0 for e in ef) and ef[-1] > 2048
+
+
+def test_gallery_index_uses_the_breadth_for_its_size_and_refuses_a_bad_setting(tmp_path, rng):
+    if not _has("usearch"):
+        pytest.skip("usearch not installed")
+    from edgeface.runtime.gallery import auto_expansion_search
+
+    with pytest.raises(ValueError, match="index_expansion_search"):
+        Gallery(tmp_path / "bad.db", card=CARD, index_expansion_search=0)
+    assert not (tmp_path / "bad.db").exists()
+    x = unit(rng, 1200)
+    with Gallery(tmp_path / "g.db", card=CARD, index_threshold=1000) as g:
+        g.add_many([(f"p{i}", x[i], 1, 1.0) for i in range(1200)])
+        assert g.search(x[0], top_k=1)[0][0].name == "p0"
+        assert g._index is not None and g._index.expansion_search == auto_expansion_search(1200) == 256
+        assert g.expansion_search_for(1_000_000) == 2048
+
+
 def test_index_is_saved_loaded_by_the_next_process_and_replaced_when_content_changes(tmp_path, rng):
     if not _has("usearch"):
         pytest.skip("usearch not installed")

@@ -50,6 +50,21 @@ def test_laplacian_variance_drops_with_blur(rng):
     assert values == sorted(values, reverse=True)
 
 
+def test_flip_thresholds_are_the_calibration_percentiles(rng):
+    from edgeface.runtime.quality import FLIP_PERCENTILES, calibrate_flip_thresholds
+
+    v = rng.uniform(0.8, 1.0, 300)
+    with_nan = np.concatenate([v, [np.nan, np.nan]])
+    t = calibrate_flip_thresholds(with_nan)
+    assert t == {m: pytest.approx(np.percentile(v, p), abs=1e-4) for m, p in FLIP_PERCENTILES.items()}
+    assert t["enroll"] > t["verify"]  # enrolment stricter
+    assert np.mean(v < t["verify"]) == pytest.approx(FLIP_PERCENTILES["verify"] / 100, abs=0.01)
+    with pytest.raises(ValueError, match="at least 50 faces"):
+        calibrate_flip_thresholds(np.concatenate([v[:49], [np.nan] * 10]))
+    with pytest.raises(ValueError, match="unknown modes"):
+        calibrate_flip_thresholds(v, {"verfiy": 5})
+
+
 def test_bundle_quality_section_uses_the_runtime_names_and_values():
     """One naming: what the exporter writes is exactly what the runtime applies, per mode."""
     from edgeface.export.bundle_writer import quality_defaults

@@ -37,6 +37,24 @@ def quality_defaults() -> dict:
             **{mode: dict(th) for mode, th in DEFAULT_THRESHOLDS.items()}}
 
 
+def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str) -> dict:
+    """quality_defaults with min_flip_similarity set from the exported model's own flip
+    similarity over calibration faces (the measure is model-dependent; the others are not)."""
+    from ..runtime.quality import FLIP_PERCENTILES, MIN_FACES_TO_CALIBRATE, calibrate_flip_thresholds, flip_similarity
+
+    q = quality_defaults()
+    if len(crops) < MIN_FACES_TO_CALIBRATE:
+        q["notes"] = f"min_flip_similarity not calibrated: {len(crops)} calibration faces, need {MIN_FACES_TO_CALIBRATE}"
+        return q
+    fs = np.concatenate([flip_similarity(bundle, crops[i : i + 64])[0] for i in range(0, len(crops), 64)])
+    for mode, t in calibrate_flip_thresholds(fs).items():
+        q[mode]["min_flip_similarity"] = t
+    q["source"] = "kit defaults, with min_flip_similarity calibrated for this model"
+    q["notes"] = (f"min_flip_similarity = the {FLIP_PERCENTILES['verify']:g}th (verify) / {FLIP_PERCENTILES['enroll']:g}th (enroll) "
+                  f"percentile of this exported model's flip similarity over {len(fs)} calibration faces ({faces_desc})")
+    return q
+
+
 @dataclass
 class ExportOptions:
     calib_dir: str | None = None
@@ -276,6 +294,8 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     meta["parity"] = par
     meta["thresholds"] = thresholds
     bundle.meta["thresholds"] = thresholds
+    meta["quality"] = calibrated_quality(bundle, calib.crops, calib_desc["source"])
+    log(f"quality gate: min_flip_similarity verify {meta['quality']['verify']['min_flip_similarity']:.3f}, enroll {meta['quality']['enroll']['min_flip_similarity']:.3f}")
     if len(calib) and opts.n_conformance:
         pick = _conformance_pick(calib, opts.n_conformance)
         meta["conformance"] = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])

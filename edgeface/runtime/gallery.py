@@ -86,6 +86,19 @@ class ModelMismatchError(GalleryError):
     """The gallery's templates come from another model than the embedder in use."""
 
 
+def auto_expansion_search(n: int) -> int:
+    """HNSW search breadth (ef) for a gallery of n templates: 256 up to 100k, then growing as
+    n^0.9, rounded up to a multiple of 256 (2048 at 1M).
+
+    Measured with usearch's default graph (connectivity 16) on random unit 128-d templates,
+    the hardest case (benchmarks/results/runtime_gallery_scale_ef.json, _1m_ef.json): a mated
+    query's own template came first 99.5 % of the time at ef 256 for 100k templates, but at
+    1M ef 256 found it only 61.5 % of the time, ef 512 84.5 %, 1024 94 %, 2048 99.5 %. Both
+    measured points lie on ef = 256 * (n / 100k)^0.9; beyond 1M it is an extrapolation."""
+    need = 256.0 * (max(int(n), 1) / 100_000) ** 0.9
+    return max(256, 256 * int(np.ceil(need / 256.0 - 1e-9)))
+
+
 def model_fingerprint(card: ModelCard) -> str:
     """Identity of the embedding space: a hash of the model card (name, arch, input, template,
     normalisation, embedding size). Bundles of the same card on different backends share it."""
@@ -118,17 +131,18 @@ class Gallery:
         create: bool = True,
         index_threshold: int = 50_000,
         timeout: float = 30.0,
-        index_expansion_search: int | None = 256,
+        index_expansion_search: int | str | None = "auto",
         persist_index: bool = True,
     ):
         self.path = Path(path)
         self.readonly = readonly
         self.index_threshold = index_threshold
-        # usearch's search breadth (ef); None keeps usearch's default (64). Measured on 100k
-        # random 128-d templates (benchmarks/results/runtime_gallery_scale_ef.json): recall@1 of
-        # mated queries 0.87 at ef 64, 0.945 at 128, 0.995 at 256 (6.4 ms vs exact 9 ms), 1.0
-        # at 512 (10 ms). A miss can only lower the best score, so a non-mated query is never
-        # turned into a false accept; a mated one may be missed, hence 256 by default.
+        # usearch's search breadth (ef): "auto" grows it with the gallery (auto_expansion_search),
+        # an int fixes it, None keeps usearch's default (64). A miss can only lower the best
+        # score, so a non-mated query is never turned into a false accept; a mated one may be
+        # missed, which is what the breadth buys back.
+        if not (index_expansion_search in (None, "auto") or (isinstance(index_expansion_search, int) and index_expansion_search > 0)):
+            raise ValueError(f"index_expansion_search must be 'auto', a positive int or None, got {index_expansion_search!r}")
         self.index_expansion_search = index_expansion_search
         # Building an HNSW index over a large gallery takes minutes (1M templates: see
         # benchmarks/results/runtime_gallery_scale_1m.json), so the index is saved beside the
@@ -370,9 +384,16 @@ class Gallery:
             self.index_source = "built"
             if path is not None:
                 self._save_index(index, path)
-        if self.index_expansion_search:
-            index.expansion_search = int(self.index_expansion_search)
+        ef = self.expansion_search_for(len(self._names))
+        if ef:
+            index.expansion_search = ef
         return index
+
+    def expansion_search_for(self, n: int) -> int | None:
+        """The search breadth (ef) used for a gallery of n templates."""
+        if self.index_expansion_search == "auto":
+            return auto_expansion_search(n)
+        return self.index_expansion_search
 
     def _save_index(self, index, path: Path) -> None:
         """Atomic (temp file + rename, owner-only), then remove indexes of older content. A

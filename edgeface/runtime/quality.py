@@ -79,6 +79,31 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     },
 }
 
+# Flip similarity depends on the model (its scale differs between embedders), so an export
+# replaces the two min_flip_similarity defaults above by percentiles of the exported model's
+# own flip similarity over the calibration faces (calibrate_flip_thresholds). Which percentiles
+# was decided on CelebA-299 pairs, training data (benchmarks/runtime_quality.py --parts celeba,
+# reference MobileFaceNet, 72k genuine + 72k impostor pairs, best-accuracy threshold): refusing
+# photos below the 5th percentile rejected 9.5 % of pairs holding 30.7 % of the errors (error
+# rate 14.1 % rejected vs 3.4 % accepted); the 10th percentile 18.3 % of pairs, 42.4 % of errors.
+FLIP_PERCENTILES: dict[str, float] = {"verify": 5.0, "enroll": 10.0}
+MIN_FACES_TO_CALIBRATE = 50
+
+
+def calibrate_flip_thresholds(flip_values, percentiles: dict[str, float] | None = None) -> dict[str, float]:
+    """{mode: min_flip_similarity}: the given percentiles (default FLIP_PERCENTILES) of a
+    model's flip similarity over calibration faces (NaNs ignored)."""
+    v = np.asarray(flip_values, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if len(v) < MIN_FACES_TO_CALIBRATE:
+        raise ValueError(f"calibrating the flip-similarity threshold needs at least {MIN_FACES_TO_CALIBRATE} faces, got {len(v)}")
+    pct = percentiles or FLIP_PERCENTILES
+    unknown = set(pct) - set(MODES)
+    if unknown:
+        raise ValueError(f"flip percentiles for unknown modes {sorted(unknown)}; modes: {MODES}")
+    return {mode: round(float(np.percentile(v, p)), 4) for mode, p in pct.items()}
+
+
 # measurement name -> (threshold key, kind, message when it fails)
 _CHECKS: list[tuple[str, str, str, str]] = [
     ("interocular", "min_interocular", "min", "face too small (eyes {v:.0f} px apart, need {t:.0f}): move closer or use a larger image"),
