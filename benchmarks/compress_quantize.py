@@ -9,9 +9,9 @@
   everything int8, and first conv + embedding projection kept float (what export does);
   file size, LFW-dev accuracy, mean cosine to the fp32 embeddings;
 * templates (DeepID2+'s binarised features): the fp32 model's embeddings stored as
-  float32 / fp16 / int8 / binary (runtime codecs), pair scores from the decoded templates
-  (binary: Hamming similarity 1 - 2h/D), accuracy of each;
-  plus other sign codes (centred, ITQ, SimHash) for comparison;
+  float32 / fp16 / int8 / binary / binary256 / binary512 (runtime codecs), pair scores from
+  the codes (codec.code_similarity; binary codecs: Hamming similarity 1 - 2h/bits), accuracy
+  of each; plus other sign codes (centred, ITQ, Gaussian SimHash) for comparison;
 * 1:N search: one query against N stored templates, float32 dot products vs binary Hamming
   (runtime codec's table popcount, and numpy's bitwise_count over 64-bit words), median time.
 """
@@ -65,6 +65,13 @@ def search_speed(dim: int, n: int, queries: int = 20, seed: int = 0) -> dict:
     top_b = [int(np.argmin(np.bitwise_count(g64 ^ q64[i]).sum(1))) for i in range(queries)]
     res["top1_agreement"] = float(np.mean(np.array(top_f) == np.array(top_b)))
     res["bytes_float32"], res["bytes_binary"] = int(g.nbytes), int(gb.nbytes)
+    c512 = get_codec("binary512", dim)  # SimHash codes: 4x the bytes of plain sign bits
+    g512 = np.ascontiguousarray(c512.encode(g)).view(np.uint64)
+    q512 = np.ascontiguousarray(c512.encode(q)).view(np.uint64)
+    res["binary512_bitcount_ms"] = timeit(lambda i: int(np.argmin(np.bitwise_count(g512 ^ q512[i]).sum(1, dtype=np.uint16))))
+    top_512 = [int(np.argmin(np.bitwise_count(g512 ^ q512[i]).sum(1))) for i in range(queries)]
+    res["binary512_top1_agreement"] = float(np.mean(np.array(top_f) == np.array(top_512)))
+    res["bytes_binary512"] = int(g512.nbytes)
     return res
 
 
@@ -137,16 +144,17 @@ def main() -> int:
         print(f"{name:32s} {path.stat().st_size / 1e6:6.2f} MB  acc {100 * rep['accuracy_mean']:.2f} %  cos {rows[name]['mean_cosine']:.4f}", flush=True)
     # Templates from the fp32 embeddings.
     tpl = res.setdefault("templates", {})
-    for cname in ("float32", "fp16", "int8", "binary"):
+    for cname in ("float32", "fp16", "int8", "binary", "binary256", "binary512"):
         codec = get_codec(cname, emb32.shape[1])
-        dec = codec.decode(codec.encode(emb32))
-        scores = np.sum(dec[pairs.ia] * dec[pairs.ib], axis=1)
+        codes = codec.encode(emb32)
+        scores = codec.code_similarity(codes[pairs.ia], codes[pairs.ib])
         rep = pairs.evaluate_scores(scores)
         tpl[cname] = {"bytes": codec.bytes_per_template, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"]}
         print(f"template {cname:8s} {codec.bytes_per_template:4d} B  acc {100 * rep['accuracy_mean']:.2f} %", flush=True)
-    # Other sign codes, measured to see whether any beats plain sign bits (none is a runtime codec):
-    # centred on the mean embedding of training faces; sign of random projections (SimHash); ITQ
-    # (Gong & Lazebnik's learned rotation) fitted on the training faces' embeddings.
+    # Other sign codes, measured for comparison (none is a runtime codec): centred on the mean
+    # embedding of training faces; sign of Gaussian random projections (the textbook SimHash,
+    # which binary256/512 replace by orthogonal Hadamard blocks); ITQ (Gong & Lazebnik's learned
+    # rotation) fitted on the training faces' embeddings.
     fp32_file = tmp / "fp32" / "model.onnx"  # exported above unless --emb32 gave the embeddings
     if not fp32_file.is_file():
         fp32_file = export_precision(model, card, "fp32", tmp / "fp32")
@@ -156,8 +164,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
     for name, bits, code in [("binary, centred on training mean", emb32.shape[1], lambda e: e - mean),
                              ("binary, ITQ rotation (training faces)", emb32.shape[1], lambda e: e @ itq_rotation(train)),
-                             ("SimHash 256 bits", 256, lambda e, g=rng.standard_normal((emb32.shape[1], 256)): e @ g),
-                             ("SimHash 512 bits", 512, lambda e, g=rng.standard_normal((emb32.shape[1], 512)): e @ g)]:
+                             ("SimHash 256 bits (Gaussian)", 256, lambda e, g=rng.standard_normal((emb32.shape[1], 256)): e @ g),
+                             ("SimHash 512 bits (Gaussian)", 512, lambda e, g=rng.standard_normal((emb32.shape[1], 512)): e @ g)]:
         b = np.where(code(emb32) >= 0, 1.0, -1.0)
         rep = pairs.evaluate_scores(np.sum(b[pairs.ia] * b[pairs.ib], axis=1) / bits)
         tpl[name] = {"bytes": bits // 8, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"]}
@@ -165,7 +173,8 @@ def main() -> int:
     if not args.no_search or "search" not in res:
         res["search"] = [search_in_clean_process(emb32.shape[1], n) for n in args.gallery]
     for s in res["search"]:
-        print(f"1:N n={s['n']}: float32 {s['float32_ms']:.2f} ms, binary (codec) {s['binary_codec_ms']:.2f} ms, binary (bitwise_count) {s['binary_bitcount_ms']:.2f} ms", flush=True)
+        print(f"1:N n={s['n']}: float32 {s['float32_ms']:.2f} ms, binary (codec) {s['binary_codec_ms']:.2f} ms, binary (bitwise_count) {s['binary_bitcount_ms']:.2f} ms, "
+              f"binary512 (bitwise_count) {s.get('binary512_bitcount_ms', float('nan')):.2f} ms", flush=True)
     st.save(res)
     ref = rows.get("fp32")
     if not ref:
@@ -174,14 +183,17 @@ def main() -> int:
     mtable = [[k, f"{v['file_bytes'] / 1e6:.2f}", f"{ref['file_bytes'] / v['file_bytes']:.2f}x", f"{100 * v['accuracy']:.2f} ± {100 * v['accuracy_std']:.2f}",
                f"{100 * (v['accuracy'] - ref['accuracy']):+.2f}", f"{v['mean_cosine']:.4f}", f"{v['min_cosine']:.4f}"] for k, v in rows.items()]
     ttable = [[k, v["bytes"], f"{100 * v['accuracy']:.2f} ± {100 * v['accuracy_std']:.2f}", f"{100 * (v['accuracy'] - tpl['float32']['accuracy']):+.2f}", f"{v['auc']:.4f}", f"{100 * v['eer']:.2f}"] for k, v in tpl.items()]
-    stable = [[s["n"], f"{s['float32_ms']:.2f}", f"{s['binary_codec_ms']:.2f}", f"{s['binary_bitcount_ms']:.2f}", f"{s['float32_ms'] / s['binary_bitcount_ms']:.1f}x", f"{s['top1_agreement']:.2f}", f"{s['bytes_float32'] / 1e6:.1f} / {s['bytes_binary'] / 1e6:.2f}"] for s in res["search"]]
+    stable = [[s["n"], f"{s['float32_ms']:.2f}", f"{s['binary_codec_ms']:.2f}", f"{s['binary_bitcount_ms']:.2f}", f"{s['float32_ms'] / s['binary_bitcount_ms']:.1f}x", f"{s['top1_agreement']:.2f}",
+               f"{s.get('binary512_bitcount_ms', float('nan')):.2f}", f"{s.get('binary512_top1_agreement', float('nan')):.2f}",
+               f"{s['bytes_float32'] / 1e6:.1f} / {s['bytes_binary'] / 1e6:.2f} / {s.get('bytes_binary512', 0) / 1e6:.2f}"] for s in res["search"]]
     md = out / f"{st.stem}.md"
     write_markdown_table(md, ["model", "MB", "smaller", "LFW-dev acc (%)", "Δ pt", "mean cos to fp32", "min cos"], mtable, preamble=f"Setup: {json.dumps(res['setup'])}\n\n### Model precision")
     text = md.read_text()
     write_markdown_table(md, ["template", "bytes", "LFW-dev acc (%)", "Δ pt", "AUC", "EER (%)"], ttable, preamble=text + f"\n### Templates (fp32 model; {json.dumps(res.get('templates_setup', res['setup']))})\n\n"
-                        "Rows after `binary` are other sign codes measured for comparison; the runtime's binary codec is plain sign bits.")
+                        "`binary` is plain sign bits; `binary256` / `binary512` sign bits after a fixed rotation of orthogonal Hadamard blocks (runtime codecs); "
+                        "the rows after them are other sign codes measured for comparison only.")
     text = md.read_text()
-    write_markdown_table(md, ["gallery N", "float32 ms", "binary (codec LUT) ms", "binary (bitwise_count) ms", "speed-up", "top-1 agreement", "MB float/binary"], stable, preamble=text + "\n### 1:N search, one query, 1 process")
+    write_markdown_table(md, ["gallery N", "float32 ms", "binary (codec LUT) ms", "binary (bitwise_count) ms", "speed-up", "top-1 agreement", "binary512 (bitwise_count) ms", "binary512 top-1 agreement", "MB float/binary/binary512"], stable, preamble=text + "\n### 1:N search, one query, 1 process")
     print(md.read_text())
     return 0
 

@@ -60,3 +60,44 @@ def test_quantize_int8_cli(shared, tmp_path):
     faces = np.random.default_rng(0).integers(0, 256, (2, *card.input_size, 3), dtype=np.uint8)
     e = embed_file(out / "model.onnx", faces)
     assert e.shape == (2, 128) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_quantize_qat_cli_trains_and_stores_int8_weights(shared, tmp_path):
+    pytest.importorskip("nncf")
+    out = tmp_path / "qat"
+    assert main(["quantize", str(paths.reference_mobilefacenet()), "--precision", "int8", "--qat", "4", "--calib-count", "64",
+                 "--eval-folds", "0", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    qat = rep["qat"]
+    assert qat["steps"] == 4 and qat["batchnorms_folded"] > 0 and qat["kept_in_float"] == ["stem.conv", "embedding.conv"]
+    # weights stored int8 (folded out of QuantizeLinear), not float behind Q/DQ (4.1 MB)
+    assert qat["storage"]["weights_folded_int8"] >= 40 and rep["size_ratio"] >= 3.5, rep
+    import onnx
+
+    m = onnx.load(str(out / "model.onnx"))
+    consts = {t.name for t in m.graph.initializer}
+    assert not [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in consts]
+    from edgeface.card import ModelCard
+    from edgeface.compress import faces
+    from edgeface.compress.quantize import embed_file, export_precision
+    from edgeface.zoo import load_torch_model
+
+    card = ModelCard.from_json((out / "card.json").read_text())
+    assert card.name.endswith("_int8_qat")
+    crops = faces.lfw_pairs(card).crops[:200]  # real aligned faces that neither calibrated nor trained it
+    model, _ = load_torch_model(str(paths.reference_mobilefacenet()))
+    ref = embed_file(export_precision(model, card, "fp32", tmp_path / "fp32"), crops)
+    e = embed_file(out / "model.onnx", crops)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    raw = sess.run(None, {m.graph.input[0].name: crops[:4]})[0]
+    assert np.allclose(np.linalg.norm(raw, axis=1), 1, atol=1e-3)  # unit vectors straight out of the graph
+    cos = np.sum(e * ref, 1)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.97, (cos.mean(), cos.min())  # the export int8 tolerance
+
+
+def test_quantize_qat_needs_int8(shared, capsys):
+    assert main(["quantize", str(paths.reference_mobilefacenet()), "--precision", "fp16", "--qat", "5"]) == 1
+    assert "use it with --precision int8" in capsys.readouterr().err

@@ -87,3 +87,36 @@ def test_verification_fails_outputs_that_are_not_unit_length():
     off[4] *= 1.05  # one face 5 % long: what a quantized normalisation produced
     fails = V.norm_failures(V.output_norms(off))
     assert len(fails) == 1 and "not unit-length" in fails[0] and "1.0500" in fails[0]
+
+
+def test_fold_weight_quantize_stores_exactly_what_quantizelinear_computes():
+    """A QAT export's weights: float initializer -> QuantizeLinear (per output channel, zero point
+    shared through an Identity as the TorchScript exporter writes it) -> DequantizeLinear -> Conv."""
+    from edgeface.export.onnx_compact import fold_weight_quantize
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(0, 0.05, (16, 8, 3, 3)).astype(np.float32)
+    scale = (np.abs(w).reshape(16, -1).max(1) / 127).astype(np.float32)
+    w[1, 0, 0, 0] = 2.5 * scale[1]  # a tie: QuantizeLinear rounds half to even (2), not away from zero (3)
+    zp = np.zeros(16, np.int8)
+    nodes = [helper.make_node("Identity", ["zp"], ["zp_shared"]),
+             helper.make_node("QuantizeLinear", ["w", "scale", "zp_shared"], ["w_q"], axis=0),
+             helper.make_node("DequantizeLinear", ["w_q", "scale", "zp_shared"], ["w_dq"], axis=0),
+             helper.make_node("Conv", ["x", "w_dq"], ["y"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 5, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16, 5, 5])],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(zp, "zp")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.normal(size=(2, 8, 5, 5)).astype(np.float32)
+    ref = _run(model, x)
+    before = len(model.SerializeToString())
+    assert fold_weight_quantize(model) == ["w"]
+    onnx.checker.check_model(model)
+    assert "QuantizeLinear" not in [n.op_type for n in model.graph.node]
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert "w" not in inits and inits["w_q"].dtype == np.int8
+    expected = np.clip(np.round(w / scale[:, None, None, None]), -128, 127).astype(np.int8)  # numpy rounds half to even, as ONNX does
+    assert np.array_equal(inits["w_q"], expected)
+    assert inits["w_q"][1, 0, 0, 0] == 2
+    assert np.array_equal(_run(model, x), ref)  # the graph computes exactly the same
+    assert len(model.SerializeToString()) < 0.35 * before

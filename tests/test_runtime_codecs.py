@@ -1,3 +1,4 @@
+import hashlib
 import numpy as np
 import pytest
 
@@ -43,6 +44,56 @@ def test_binary_hamming_similarity_matches_direct_computation(rng, dim):
     assert np.allclose(sim, 1 - 2 * direct_hamming / dim, atol=1e-6)
     # decode gives ±1/sqrt(D) vectors whose dot products are that same similarity
     assert np.allclose(c.decode(c.encode(x)) @ c.decode(c.encode(y)).T, sim, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,bits", [("binary256", 256), ("binary512", 512)])
+@pytest.mark.parametrize("dim", [128, 100, 512])
+def test_projected_binary_is_simhash_of_a_fixed_orthogonal_rotation(rng, name, bits, dim):
+    c = codecs.get_codec(name, dim)
+    assert c.bytes_per_template == bits // 8 and c.hamming_scores
+    # the projection, rebuilt directly from its definition: blocks H·diag(s_k)/sqrt(n), n = D
+    # rounded up to a power of two, signs from SHA-256 of fixed strings, first D rows, first bits columns
+    n = 1 << (dim - 1).bit_length()
+    h = np.array([[1.0]])
+    while len(h) < n:
+        h = np.block([[h, h], [h, -h]])
+    blocks = []
+    for k in range(-(-bits // n)):
+        stream = b"".join(hashlib.sha256(f"edgeface-simhash/n{n}/block{k}/{j}".encode()).digest() for j in range((n + 255) // 256))
+        s = np.where(np.unpackbits(np.frombuffer(stream, np.uint8))[:n] > 0, 1.0, -1.0)
+        blocks.append(s[:, None] * h / np.sqrt(n))
+    p = np.concatenate(blocks, 1)[:dim, :bits]
+    assert np.allclose(c.projection, p, atol=1e-6)
+    for k in range(-(-bits // n)):  # each full block is orthogonal
+        blk = np.concatenate(blocks, 1)[:, k * n : (k + 1) * n]
+        assert np.allclose(blk.T @ blk, np.eye(n), atol=1e-5)
+    x, y = unit(rng, 9, dim), unit(rng, 11, dim)
+    sx, sy = np.where(x @ p >= 0, 1.0, -1.0), np.where(y @ p >= 0, 1.0, -1.0)
+    direct = sx @ sy.T / bits
+    assert np.allclose(c.similarity(x, c.encode(y)), direct, atol=1e-6)
+    assert np.allclose(c.code_similarity(c.encode(x[:9]), c.encode(y[:9])), np.diag(direct[:, :9]), atol=1e-6)
+    # same rotation in a fresh instance (nothing random, nothing stored)
+    assert np.array_equal(codecs.get_codec(name, dim).encode(x), c.encode(x))
+    # decode: a unit vector close to the original (back-projected signs; sign quantisation keeps
+    # cosine ~sqrt(2/pi) = 0.8 of it, times sqrt(bits/D) when there are fewer bits than dimensions)
+    d = c.decode(c.encode(x))
+    assert d.shape == x.shape and np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5)
+    assert np.min(np.sum(d * x, 1)) > 0.7 * np.sqrt(min(1.0, bits / dim))
+
+
+def test_more_projected_bits_track_cosine_more_closely(rng):
+    x = unit(rng, 400, 128)
+    noise = unit(rng, 400, 128)
+    mix = np.linspace(0, 1, 400, dtype=np.float32)[:, None]
+    y = mix * x + (1 - mix) * noise
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    # SimHash estimates the angle: E[similarity] = 1 - 2·angle/pi
+    expected = 1 - 2 * np.arccos(np.clip(np.sum(x * y, 1), -1, 1)) / np.pi
+    err = {}
+    for name in ("binary", "binary256", "binary512"):
+        c = codecs.get_codec(name, 128)
+        err[name] = np.sqrt(np.mean((c.code_similarity(c.encode(x), c.encode(y)) - expected) ** 2))
+    assert err["binary512"] < err["binary256"] < err["binary"]
 
 
 def test_binary_similarity_tracks_cosine(rng):

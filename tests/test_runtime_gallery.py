@@ -54,6 +54,25 @@ def test_templates_round_trip_each_codec(tmp_path, rng):
             assert g.search(x[2], top_k=1)[0][0].name == "p2"
 
 
+@pytest.mark.parametrize("codec", ["binary", "binary256", "binary512"])
+def test_binary_galleries_store_codes_and_score_by_hamming(tmp_path, rng, codec):
+    from edgeface.runtime.codecs import get_codec
+
+    x = unit(rng, 40)
+    c = get_codec(codec, 32)
+    with Gallery(tmp_path / "g.db", card=CARD, codec=codec) as g:
+        g.add_many([(f"p{i}", x[i], 1, 1.0) for i in range(40)])
+    with Gallery(tmp_path / "g.db", card=CARD) as g:
+        assert g.codec.name == codec and g.codec.hamming_scores
+        assert np.array_equal(g.template_code("p7"), c.encode(x[7:8]))  # exactly the codec's bytes on disk
+        probe = x[7] + 0.2 * unit(rng, 1)[0]
+        top = g.search(probe, top_k=3, use_index=False)[0]
+        assert top[0].name == "p7"
+        expected = c.similarity(probe / np.linalg.norm(probe), c.encode(x))[0]
+        assert top[0].score == pytest.approx(float(expected[7]), abs=1e-6)
+        assert [m.score for m in top] == sorted(np.sort(expected)[::-1][:3].tolist(), reverse=True)
+
+
 def test_refuses_other_model_newer_schema_and_foreign_files(tmp_path, rng):
     path = tmp_path / "g.db"
     Gallery(path, card=CARD).close()

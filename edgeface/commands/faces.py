@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from ..runtime.codecs import CODECS
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_REJECTED = 0, 3, 4
 
@@ -39,7 +40,7 @@ def register(sub) -> None:
     p = sub.add_parser("enroll", help="enrol a person from one or more face images into a gallery", description="Quality-gate each image (strict enrolment thresholds), embed, and store one quality-weighted template.")
     p.add_argument("name", help="identity name")
     p.add_argument("images", nargs="+", help="image files of that person")
-    p.add_argument("--codec", choices=["float32", "fp16", "int8", "binary"], default="float32", help="template codec of a NEW gallery (default float32)")
+    p.add_argument("--codec", choices=sorted(CODECS), default="float32", help="template codec of a NEW gallery (default float32)")
     p.add_argument("--no-replace", action="store_true", help="fail if the name is already enrolled")
     _add_common(p)
     p.set_defaults(handler=run_enroll)

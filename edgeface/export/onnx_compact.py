@@ -108,6 +108,67 @@ def short_names(model) -> int:
     return len(renamed)
 
 
+def _constants(graph) -> dict:
+    """name -> numpy array of every initializer and Constant node output, and of Identity nodes
+    of those (the TorchScript exporter shares zero points through Identity chains)."""
+    from onnx import numpy_helper
+
+    out = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for n in graph.node:  # topological order: an Identity's source comes first
+        if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value":
+            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+        elif n.op_type == "Identity" and n.input[0] in out:
+            out[n.output[0]] = out[n.input[0]]
+    return out
+
+
+def fold_weight_quantize(model) -> list[str]:
+    """QuantizeLinear of a constant float weight -> the quantized int8/uint8 tensor itself.
+
+    A quantization-aware-trained torch model exports its weights as float initializers behind
+    QuantizeLinear -> DequantizeLinear (4.1 MB for the reference MobileFaceNet, no smaller than
+    fp32); PTQ on the ONNX graph (NNCF) already stores them quantized. Computed with
+    QuantizeLinear's own definition (saturate(round_half_even(w / scale) + zero_point), per
+    axis when the scale is a vector), so the graph computes exactly the same values.
+    Returns the names of the folded weights."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    consts = _constants(g)
+    uses = _uses(g)
+    folded = []
+    for node in list(g.node):
+        if node.op_type != "QuantizeLinear" or node.input[0] not in consts or len(uses.get(node.input[0], [])) != 1:
+            continue
+        w = consts[node.input[0]]
+        if w.dtype.kind != "f" or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        w = w.astype(np.float32)
+        scale = consts[node.input[1]].astype(np.float32)
+        zp = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros((), np.uint8)
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if scale.ndim == 1 and scale.size > 1:
+            shape = [1] * w.ndim
+            shape[axis % w.ndim] = -1
+            scale, zpb = scale.reshape(shape), zp.reshape(shape).astype(np.int32)
+        else:
+            zpb = zp.astype(np.int32)
+        info = np.iinfo(zp.dtype)
+        q = np.clip(np.round(w / scale) + zpb, info.min, info.max).astype(zp.dtype)
+        g.node.remove(node)
+        g.initializer.append(numpy_helper.from_array(q, node.output[0]))
+        folded.append(node.input[0])
+    # drop the float weights (initializers or Constant nodes) nothing reads any more
+    still_used = {i for n in g.node for i in n.input}
+    for t in list(g.initializer):
+        if t.name in folded and t.name not in still_used:
+            g.initializer.remove(t)
+    for n in list(g.node):
+        if n.op_type == "Constant" and n.output[0] in folded and n.output[0] not in still_used:
+            g.node.remove(n)
+    return folded
+
+
 def compact_int8(model, weight_only: bool = True, fp16_params: bool = True, names: bool = True) -> dict:
     """All three steps in place; returns what was done (for the bundle's export details)."""
     import onnx

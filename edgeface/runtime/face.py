@@ -207,11 +207,11 @@ class FaceRecognizer:
         elif gallery is not None:
             gallery.check_model(self.card)
         self.gallery = gallery
-        if gallery is not None and gallery.codec.name == "binary" and not explicit_thresholds:
+        if gallery is not None and gallery.codec.hamming_scores and not explicit_thresholds:
             # Hamming similarities are not cosines: the bundle's calibrated cosine thresholds
             # would give a wrong FAR. Refuse rather than silently mis-decide.
             raise ValueError(
-                f"{gallery.path}: binary-codec gallery scores are Hamming similarities; pass thresholds= calibrated for the binary codec"
+                f"{gallery.path}: {gallery.codec.name}-codec gallery scores are Hamming similarities; pass thresholds= calibrated for that codec"
             )
 
     @classmethod
@@ -398,16 +398,16 @@ class FaceRecognizer:
         """Is this the enrolled `name`? Uses the calibrated threshold for `far`."""
         gallery = self._need_gallery()
         thr = self.threshold(far)
-        template = gallery.template(name)
+        template = gallery.template_code(name)
         if template is None:
             raise KeyError(f"{name!r} is not enrolled in {gallery.path}")
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
         if isinstance(face, Rejection):
             return CompareResult(None, None, thr, far, [face], name=name)
-        if gallery.codec.name == "binary":
-            sim = float(gallery.codec.similarity(face.embedding, gallery.codec.encode(template))[0, 0])
+        if gallery.codec.hamming_scores:
+            sim = float(gallery.codec.similarity(face.embedding, template)[0, 0])
         else:
-            sim = float(np.dot(face.embedding, template))
+            sim = float(np.dot(face.embedding, gallery.codec.decode(template)[0]))
         return CompareResult(sim >= thr, sim, thr, far, name=name)
 
     def identify(self, image, top_k: int = 5, far: str = "1e-3", landmarks=None, use_index: bool | None = None) -> IdentifyResult:

@@ -11,7 +11,7 @@ Guarantees:
 - The file is created owner-only (0600) before SQLite opens it; SQLite gives its -wal and
   -shm files the same mode.
 - Templates are stored as plain bytes in the gallery's codec (float32 / fp16 / int8 /
-  binary, see codecs.py); no pickle anywhere.
+  binary / binary256 / binary512, see codecs.py); no pickle anywhere.
 - The model identity (card fingerprint) and embedding size are recorded at creation, and
   opening the gallery with another model's embedder is refused: templates of two models
   are not comparable and matching them would silently return wrong people.
@@ -336,8 +336,14 @@ class Gallery:
         return None if r is None else {"name": name, "n_images": r[0], "quality": r[1], "created_at": r[2], "updated_at": r[3]}
 
     def template(self, name: str) -> np.ndarray | None:
+        """The decoded template (for binary codecs an approximation; score with template_code)."""
+        code = self.template_code(name)
+        return None if code is None else self.codec.decode(code)[0]
+
+    def template_code(self, name: str) -> np.ndarray | None:
+        """The stored template as the codec's (1, bytes_per_template) uint8 code."""
         r = self.conn.execute("SELECT template FROM identities WHERE name = ?", (name,)).fetchone()
-        return None if r is None else self.codec.decode(self.codec.from_bytes([r[0]]))[0]
+        return None if r is None else self.codec.from_bytes([r[0]])
 
     def _refresh(self) -> None:
         """Reload templates when this or another connection has committed since the last load."""
@@ -465,7 +471,7 @@ class Gallery:
         return out
 
     def _scores(self, q: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        if self.codec.name == "binary":
+        if self.codec.hamming_scores:
             codes = self._codes if rows is None else self._codes[rows]
             return self.codec.similarity(q, codes)
         m = self._matrix if rows is None else self._matrix[rows]

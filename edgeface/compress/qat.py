@@ -1,0 +1,104 @@
+"""Quantization-aware training (NNCF, torch) for when post-training int8 loses too much.
+
+The model's BatchNorms are folded into its convs (what the deployed graph computes), NNCF
+inserts int8 fake-quantizers calibrated on aligned faces (the same PTQ starting point as
+export), then every weight and quantizer range is retrained for `steps` steps to reproduce
+the fp32 model's own embeddings of training faces (1 - cosine: distillation from the float
+model, no labels needed). The result is exported to ONNX with the weights stored int8
+(fold_weight_quantize) and the remaining float parameters compacted, so the file is as small
+as PTQ's.
+
+Measured on the reference MobileFaceNet (every layer int8, 150 steps, Adam 1e-5, 1,671
+CelebA/AAF faces; README, Compress -> Quantization): held-out min cosine to fp32 0.941 -> 0.959,
+mean 0.9941 -> 0.9957, LFW-dev 98.57 -> 98.43 %: QAT narrows the worst faces' gap, it did not
+raise LFW accuracy. PTQ with the float ends already meets the int8 line there; QAT is for
+models where it does not.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..card import ModelCard
+
+
+def _layers(net: nn.Module) -> list[str]:
+    return [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def quantization_aware_training(
+    model: nn.Module,
+    card: ModelCard,
+    calib: np.ndarray,
+    train_faces: np.ndarray,
+    steps: int = 150,
+    lr: float = 1e-5,
+    batch_size: int = 32,
+    keep_float_ends: bool = True,
+    show_progress: bool = True,
+) -> tuple[nn.Module, dict]:
+    """NNCF int8 fake-quantized copy of `model`, retrained to its fp32 embeddings. Returns the
+    quantized torch model and what was done (steps, loss at the start and end)."""
+    import nncf
+
+    from .finetune import distill, embed, to_tensor
+    from .fold import fold_batchnorm
+
+    if calib is None or len(calib) == 0:
+        raise ValueError("QAT needs calibration faces for the initial quantizer ranges")
+    if steps > 0 and (train_faces is None or len(train_faces) < batch_size):
+        raise ValueError(f"QAT needs at least {batch_size} training faces, got {0 if train_faces is None else len(train_faces)}")
+    h, w = card.input_size
+    net, folded = fold_batchnorm(copy.deepcopy(model).eval(), torch.zeros(1, 3, h, w))
+    layers = _layers(net)
+    keep = [layers[0], layers[-1]] if keep_float_ends and layers else []
+    dataset = nncf.Dataset([to_tensor(calib[i : i + 1], card) for i in range(len(calib))])
+    # NNCF's torch graph names a conv call by its module path with "/" for ".", then the op:
+    # "embedding/conv/conv2d/0" for module "embedding.conv"
+    scope = nncf.IgnoredScope(patterns=[f"^{re.escape(name.replace('.', '/'))}/" for name in keep]) if keep else None
+    qnet = nncf.quantize(net, dataset, subset_size=len(calib), ignored_scope=scope)
+    info = {"steps": int(steps), "lr": lr, "batch_size": batch_size, "batchnorms_folded": int(folded), "kept_in_float": keep,
+            "calibration_faces": int(len(calib)), "training_faces": 0 if train_faces is None else int(len(train_faces))}
+    if steps > 0:
+        teacher = embed(net, train_faces, card)  # the float model's own embeddings
+        losses = distill(qnet, card, train_faces, teacher, epochs=steps * batch_size / len(train_faces), batch_size=batch_size,
+                         lr=lr, flip=False, show_progress=show_progress)
+        k = max(1, min(20, len(losses) // 5))
+        info.update(loss_first=float(np.mean(losses[:k])), loss_last=float(np.mean(losses[-k:])), steps=len(losses))
+    return qnet.eval(), info
+
+
+def export_qat_onnx(qnet: nn.Module, card: ModelCard, path: str | Path, compact: bool = True) -> dict:
+    """The QAT model as an edgeface ONNX graph (uint8 NHWC faces in, unit embeddings out) with
+    int8 weights. TorchScript exporter (it maps NNCF's stripped fake-quantizers to
+    QuantizeLinear/DequantizeLinear), opset 17. Returns storage details."""
+    import nncf
+    import onnx
+
+    from ..export.converters import INPUT_NAME, OUTPUT_NAME
+    from ..export.graph import FaceEmbeddingGraph, sample_faces
+    from ..export.onnx_compact import compact_int8, fold_weight_quantize
+
+    h, w = card.input_size
+    stripped = nncf.strip(copy.deepcopy(qnet), example_input=torch.zeros(1, 3, h, w))
+    graph = FaceEmbeddingGraph(stripped, card).eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # opset 17, TorchScript exporter: the dynamo exporter does not lower the stripped
+    # fake-quantize ops to Q/DQ
+    torch.onnx.export(graph, (sample_faces(card, 2),), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=17,
+                      dynamo=False, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    model = onnx.load(str(path))
+    info = {"weights_folded_int8": len(fold_weight_quantize(model))}
+    if compact:
+        info.update(compact_int8(model))
+    onnx.checker.check_model(model)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {"edgeface_card": card.to_json()})
+    onnx.save(model, str(path))
+    return info
