@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,6 +41,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--remeasure-latency", action="store_true",
+                    help="only re-time the dense net and every stored row's architecture (its recorded widths) on a quiet machine; accuracies are kept")
     ap.add_argument("--skip-no-retrain", action="store_true", help="do not evaluate the pruned networks before retraining")
     add_setup_args(ap, folds=1)
     args = ap.parse_args()
@@ -62,9 +66,24 @@ def main() -> int:
         res["dense"] = {**measure(dense), "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"]}
         st.save(res)
         print(f"dense: {100 * r['accuracy_mean']:.2f} %, {res['dense']['mflops']} MMACs, {res['dense']['ort_latency']['median_ms']:.2f} ms", flush=True)
-    res["setup"] = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "stats_faces": args.stats_faces, "pool_faces": len(pool),
-                    "retrain_iters": args.retrain_iters, "batch": args.batch, "lr": args.lr,
-                    "retraining": "distillation from the dense model (1 - cosine), BN statistics frozen, Adam, cosine LR, once after pruning all bottlenecks"}
+    if args.remeasure_latency:
+        # latency depends on the architecture (the widths), not on which channels were kept
+        names = channel.bottlenecks(dense)
+        res["dense"].update(measure(dense))
+        for r in res["rows"]:
+            net = channel.shrink_bottlenecks(copy.deepcopy(dense), {b: np.arange(int(c)) for b, c in zip(names, r["mid_channels"])})
+            m = measure(net)
+            if m["params"] != r["params"]:
+                raise ValueError(f"{r['method']} S={r['keep']}: rebuilt net has {m['params']} params, the stored row {r['params']}")
+            r.update(ort_latency=m["ort_latency"], torch_latency=m["torch_latency"])
+            print(f"{r['method']:12s} S={r['keep']}: {r['ort_latency']['median_ms']:.2f} ms (ORT), {r['torch_latency']['median_ms']:.2f} ms (torch)", flush=True)
+        res["latency_measured"] = {"date": time.strftime("%Y-%m-%d"), "load_average_1min": round(os.getloadavg()[0], 2),
+                                   "how": "re-timed alone with --remeasure-latency (nets rebuilt from the recorded widths)"}
+        st.save(res)
+    if todo or "setup" not in res:
+        res["setup"] = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "stats_faces": args.stats_faces, "pool_faces": len(pool),
+                        "retrain_iters": args.retrain_iters, "batch": args.batch, "lr": args.lr,
+                        "retraining": "distillation from the dense model (1 - cosine), BN statistics frozen, Adam, cosine LR, once after pruning all bottlenecks"}
     acts = channel.expansion_activations(dense, finetune.batches(stats, card)) if todo else None
     for method in args.methods:
         for keep in args.levels:
@@ -90,7 +109,7 @@ def main() -> int:
     table += [[r["method"], r["keep"], r["params"], r["mflops"], f"{r['ort_latency']['median_ms']:.2f}", f"{r['torch_latency']['median_ms']:.2f}", f"{100 * r['accuracy_no_retrain']:.2f}" if r["accuracy_no_retrain"] is not None else "-",
                f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}"] for r in rows]
     write_markdown_table(out / f"{st.stem}.md", ["selection", "kept channels", "params", "MMACs", "ORT ms (1 thr, b1, median)", "torch ms (1 thr)", "acc no retrain (%)", "acc retrained (%)"], table,
-                         preamble=f"Setup: {json.dumps(res['setup'])}")
+                         preamble=f"Setup: {json.dumps(res['setup'])}" + (f"\n\nLatency: {json.dumps(res['latency_measured'])}" if "latency_measured" in res else ""))
     print((out / f"{st.stem}.md").read_text())
     return 0
 

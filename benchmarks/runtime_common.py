@@ -59,6 +59,17 @@ def onnx_reference(threads: int = 2):
     return OrtEmbedder()
 
 
+def bundle_quality(embedder) -> dict:
+    """The quality section `edgeface export` writes into a bundle of this model: kit defaults
+    with min_flip_similarity calibrated on the export's default calibration faces (CelebA-299
+    + AAF-8k, never LFW)."""
+    from edgeface.export import ExportOptions
+    from edgeface.export.bundle_writer import _faces, calibrated_quality
+
+    calib = _faces(embedder.card, ExportOptions(show_progress=False))[0]
+    return calibrated_quality(embedder, calib.crops, "the export's default calibration set")
+
+
 def save_result(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     p = RESULTS / name

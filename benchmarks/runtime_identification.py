@@ -8,7 +8,7 @@ probes. Reported:
 - DIR at FAR 1e-2: the threshold t is set so that 1 % of non-mated probes have a best score
   >= t (false alarms); DIR = fraction of mated probes that are rank-1 correct AND score >= t.
 Search runs through edgeface.runtime.gallery.Gallery for each codec (float32, fp16, int8,
-binary), so the numbers are the runtime's. Without the quality gate (all probes) and with
+binary, binary256, binary512), so the numbers are the runtime's. Without the quality gate (all probes) and with
 it (probes the verify gate rejects are removed; enrolment images are always kept so every
 identity stays enrolled — the counts say how many probes were refused).
 
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from runtime_common import lfw_faces, measurements, onnx_reference, save_result
+from runtime_common import bundle_quality, lfw_faces, measurements, onnx_reference, save_result
 
 from edgeface.runtime.gallery import Gallery
 from edgeface.runtime.quality import QualityGate
@@ -81,12 +81,12 @@ def main() -> None:
     # backend, and several times faster than torch on this CPU
     emb = onnx_reference(args.threads)
     data = lfw_faces(emb, flip=not args.no_flip)
-    gate = QualityGate()
+    gate = QualityGate(bundle_quality(emb))  # as the model's exported bundle carries it
     passed = np.array([data["usable"][i] and gate.assess(measurements(data, i), "verify").passed for i in range(len(data["ids"]))])
     rows = []
     for gated in (False, True):
         mask = passed if gated else np.ones(len(passed), bool)
-        for codec in ("float32", "fp16", "int8", "binary"):
+        for codec in ("float32", "fp16", "int8", "binary", "binary256", "binary512"):
             r = run_protocol(data, emb.card, codec, mask)
             r["quality_gate"] = "verify" if gated else "off"
             rows.append(r)

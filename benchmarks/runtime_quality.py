@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime_common import folder_faces, lfw_faces, measurements, onnx_reference, save_result
+from runtime_common import bundle_quality, folder_faces, lfw_faces, measurements, onnx_reference, save_result
 
 from edgeface import paths
 from edgeface.align import align_face
@@ -363,13 +363,7 @@ def main() -> None:
     emb = onnx_reference(args.threads)
     out = {"model": emb.card.name, "gate": "verify"}
     if args.gate == "bundle":
-        # what `edgeface export` writes into the bundle: min_flip_similarity calibrated on the
-        # export's own calibration faces (CelebA-299 + AAF-8k, never LFW) for this model
-        from edgeface.export import ExportOptions
-        from edgeface.export.bundle_writer import _faces, calibrated_quality
-
-        calib = _faces(emb.card, ExportOptions(show_progress=False))[0]
-        out["quality_section"] = calibrated_quality(emb, calib.crops, "the export's default calibration set")
+        out["quality_section"] = bundle_quality(emb)
         gate = QualityGate(out["quality_section"])
     else:
         gate = QualityGate()

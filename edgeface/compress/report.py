@@ -49,7 +49,7 @@ def write_report(stem: str | os.PathLike, report: dict, title: str) -> tuple[Pat
     for k, v in report.items():
         if isinstance(v, (str, int, float)) or v is None:
             lines.append(f"- **{k}**: {v}")
-    for section in ("before", "after"):
+    for section in ("before", "after", "qat"):
         if isinstance(report.get(section), dict):
             lines.append(f"- **{section}**: " + ", ".join(f"{k} {v}" for k, v in report[section].items() if isinstance(v, (int, float, str))))
     if report.get("layers"):
