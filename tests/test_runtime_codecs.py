@@ -81,12 +81,16 @@ def test_projected_binary_is_simhash_of_a_fixed_orthogonal_rotation(rng, name, b
     assert np.min(np.sum(d * x, 1)) > 0.7 * np.sqrt(min(1.0, bits / dim))
 
 
-def test_more_projected_bits_track_cosine_more_closely(rng):
-    x = unit(rng, 400, 128)
-    noise = unit(rng, 400, 128)
-    mix = np.linspace(0, 1, 400, dtype=np.float32)[:, None]
+def pairs_spanning_cosines(rng, n: int, dim: int = 128):
+    """n unit pairs whose cosines run from ~0 to 1."""
+    x, noise = unit(rng, n, dim), unit(rng, n, dim)
+    mix = np.linspace(0, 1, n, dtype=np.float32)[:, None]
     y = mix * x + (1 - mix) * noise
-    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    return x, y / np.linalg.norm(y, axis=1, keepdims=True)
+
+
+def test_more_projected_bits_track_cosine_more_closely(rng):
+    x, y = pairs_spanning_cosines(rng, 400)
     # SimHash estimates the angle: E[similarity] = 1 - 2·angle/pi
     expected = 1 - 2 * np.arccos(np.clip(np.sum(x * y, 1), -1, 1)) / np.pi
     err = {}
@@ -98,11 +102,7 @@ def test_more_projected_bits_track_cosine_more_closely(rng):
 
 def test_binary_similarity_tracks_cosine(rng):
     # pairs spanning cosines from ~0 to ~1: the sign-bit similarity must follow them
-    x = unit(rng, 300, 128)
-    noise = unit(rng, 300, 128)
-    mix = np.linspace(0, 1, 300, dtype=np.float32)[:, None]
-    y = mix * x + (1 - mix) * noise
-    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    x, y = pairs_spanning_cosines(rng, 300)
     c = codecs.get_codec("binary", 128)
     cos = np.sum(x * y, 1)
     ham = np.diag(c.similarity(x, c.encode(y)))

@@ -16,8 +16,10 @@ decode → (N, D) float32, and similarity(query, codes) → cosine-like scores:
   structured random rotation, 32 / 64 bytes, Hamming similarity 1 - 2h/bits. The rotation is
   stacked randomized Hadamard blocks H·diag(s_k)/sqrt(n) (each block orthogonal, so the bits of
   one block are not redundant, which plain Gaussian projections are): on the reference
-  MobileFaceNet, LFW-dev 5 folds, plain sign bits lose 1.63 pt, Gaussian 512-bit SimHash
-  0.80 pt, these 512 bits 0.35 pt (mean of 5 sign patterns; benchmarks/compress_quantize.py).
+  MobileFaceNet, LFW-dev 5 folds (benchmarks/compress_quantize.py), plain sign bits lose
+  1.63 pt, Gaussian SimHash 0.93 pt at 512 bits, these 0.97 pt at 256 bits and 0.60 pt at 512
+  (other sign patterns of the same construction gave 0.27-0.53 pt at 512: the pattern is fixed,
+  not tuned).
   The signs s_k come from SHA-256 of fixed strings, so every process and device derives the
   same rotation from the codec name and dimension alone: nothing to store or ship.
 
