@@ -93,6 +93,32 @@ def test_quality_gate_calibrated_on_the_exported_models_own_flip_similarity(onnx
     assert gate.thresholds["verify"]["min_flip_similarity"] == b.quality["verify"]["min_flip_similarity"]
 
 
+def test_bundle_carries_thresholds_for_each_hamming_codec(onnx_bundle, source, tmp_path):
+    from edgeface.export import ExportOptions
+    from edgeface.export import verify as V
+    from edgeface.export.bundle_writer import _faces
+    from edgeface.runtime.codecs import HAMMING_CODECS, get_codec
+    from edgeface.runtime.face import FaceRecognizer
+
+    out, meta = onnx_bundle
+    b = load_bundle(out)
+    assert set(meta["thresholds"]["codecs"]) == set(HAMMING_CODECS)
+    impostors = _faces(source.card, ExportOptions(**SMALL))[3]  # LFW skipped: AAF-8k impostor pairs
+    emb = b.embed(impostors.crops)
+    for name in HAMMING_CODECS:
+        t = b.codec_thresholds(name)
+        assert t["1e-4"] > t["1e-3"]
+        # recomputed from the definition: all AAF pairs scored by the codec's Hamming similarity
+        c = get_codec(name, emb.shape[1])
+        codes = c.encode(emb)
+        ia, ib = np.triu_indices(len(codes), 1)
+        expected = V.calibrate_thresholds(np.zeros(0), c.code_similarity(codes[ia], codes[ib]))
+        assert t == pytest.approx({k: v["threshold"] for k, v in expected.items()}, abs=2e-6)
+    assert b.codec_thresholds("int8") == b.thresholds  # cosine-scored codecs share the cosine thresholds
+    rec = FaceRecognizer(b, gallery=tmp_path / "g.db", codec="binary512")  # no thresholds= needed
+    assert rec.threshold("1e-3") == b.codec_thresholds("binary512")["1e-3"] != b.thresholds["1e-3"]
+
+
 def test_onnx_file_as_model_to_openvino(onnx_bundle, source, verify_faces, tmp_path):
     """A model that arrives as ONNX (card read from its metadata) exports to OpenVINO IR."""
     pytest.importorskip("openvino")

@@ -121,3 +121,17 @@ def test_bad_inputs_raise_clear_errors(rng):
         c.from_bytes([b"\x00" * 3])
     with pytest.raises(ValueError, match="unknown template codec"):
         codecs.get_codec("pq", 16)
+
+
+@pytest.mark.parametrize("name", sorted(codecs.CODECS))
+def test_score_vectors_reproduce_each_codecs_similarity(rng, name):
+    """Dot products of score_vectors are what a gallery of that codec scores (threshold calibration
+    uses them over millions of pairs)."""
+    c = codecs.get_codec(name, 128)
+    x, y = pairs_spanning_cosines(rng, 50)
+    direct = c.code_similarity(c.encode(x), c.encode(y))
+    via_vectors = np.sum(c.score_vectors(x) * c.score_vectors(y), axis=1)
+    assert np.allclose(via_vectors, direct, atol=1e-5)
+    if c.hamming_scores:
+        assert name in codecs.HAMMING_CODECS
+        assert np.allclose(via_vectors, np.diag(c.similarity(x, c.encode(y))), atol=1e-5)

@@ -198,3 +198,35 @@ def test_thresholds_and_gallery_identity_are_enforced(embedder, tmp_path):
         FaceRecognizer(embedder, gallery=tmp_path / "bin.db", codec="binary")
     with pytest.raises(ValueError, match="no gallery"):
         FaceRecognizer(embedder, thresholds=THRESHOLDS).identify(np.zeros((50, 50, 3), np.uint8))
+
+
+class _ExportedBundleLike:
+    """What a bundle exported by this kit offers: cosine thresholds and per-codec ones."""
+
+    thresholds = {"1e-3": 0.40}
+
+    def __init__(self, inner):
+        self.card, self.backend, self.embed = inner.card, inner.backend, inner.embed
+
+    def codec_thresholds(self, codec):
+        return {"1e-3": 0.25} if codec == "binary512" else {}
+
+
+def test_hamming_gallery_decides_with_the_bundles_codec_thresholds(embedder, yunet, lfw, tmp_path):
+    from edgeface.runtime.codecs import get_codec
+
+    model = _ExportedBundleLike(embedder)
+    rec = FaceRecognizer(model, gallery=tmp_path / "b512.db", detector=yunet, codec="binary512")
+    assert rec.threshold("1e-3") == 0.25 and rec.threshold("1e-3", cosine=True) == 0.40
+    enrol, probe = lfw["Laura_Bush"][:2]
+    assert rec.enroll("Laura_Bush", [enrol]).enrolled
+    v = rec.verify(probe, "Laura_Bush")
+    assert v.threshold == 0.25
+    # the score is the Hamming similarity of the probe's code to the stored code, not a cosine
+    (face,) = rec.analyze([probe], mode="verify")
+    c = get_codec("binary512", face.embedding.shape[0])
+    assert v.similarity == pytest.approx(float(c.similarity(face.embedding, rec.gallery.template_code("Laura_Bush"))[0, 0]), abs=1e-6)
+    assert v.similarity != pytest.approx(float(np.dot(face.embedding, rec.gallery.template("Laura_Bush"))), abs=1e-3)
+    assert rec.compare(enrol, probe).threshold == 0.40  # two images: cosine, cosine threshold
+    with pytest.raises(ValueError, match="no thresholds calibrated for that codec"):
+        FaceRecognizer(model, gallery=tmp_path / "b.db", codec="binary")

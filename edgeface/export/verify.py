@@ -93,10 +93,12 @@ def _lfw_crops(pairs, store, card, show_progress: bool):
     return _CROPS[key]
 
 
-def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostors: bool = False):
+def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostors: bool = False, codecs: tuple[str, ...] = ()):
     """(report, pair scores, labels) through any embedder (bundle or torch), with
     edgeface.evaluate's protocol and failure rule. With `with_impostors`, a 4th value: the
-    scores of all pairs of detected pair images whose identities (LFW folder names) differ."""
+    scores of all pairs of detected pair images whose identities (LFW folder names) differ,
+    and a 5th: {codec: (genuine scores, impostor scores)} for each template codec in `codecs`
+    (the same pairs scored as a gallery of that codec would score them)."""
     from ..evaluate import PairEmbeddings, embed_crops, verification_report
 
     paths, faces, crops, ok = _lfw_crops(pairs, store, embedder.card, show_progress)
@@ -114,7 +116,15 @@ def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostor
     out = {k: rep[k] for k in keep if k in rep}
     if not with_impostors:
         return out, scores, labels
-    return out, scores, labels, cross_identity_scores(pe.embeddings[pe.usable], [Path(p).parent.name for p, u in zip(paths, pe.usable) if u])
+    identities = [Path(p).parent.name for p, u in zip(paths, pe.usable) if u]
+    by_codec = {}
+    for name in codecs:
+        from ..runtime.codecs import get_codec
+
+        v = np.zeros_like(pe.embeddings)
+        v[pe.usable] = get_codec(name, v.shape[1]).score_vectors(pe.embeddings[pe.usable])
+        by_codec[name] = (np.sum(v[ia] * v[ib], axis=1)[usable], cross_identity_scores(v[pe.usable], identities))
+    return out, scores, labels, cross_identity_scores(pe.embeddings[pe.usable], identities), by_codec
 
 
 def cross_identity_scores(embeddings: np.ndarray, identities: list[str]) -> np.ndarray:

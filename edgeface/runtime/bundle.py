@@ -145,6 +145,17 @@ class Bundle:
         t = self.meta.get("thresholds") or {}
         return {k: float(v["threshold"]) for k, v in t.get("at_far", {}).items()}
 
+    def codec_thresholds(self, codec: str) -> dict[str, float]:
+        """Thresholds for a gallery storing templates in `codec`: the cosine ones for float32 /
+        fp16 / int8 (their scores are cosines), the codec's own for Hamming codecs ({} when the
+        bundle predates them)."""
+        from .codecs import CODECS
+
+        if codec not in CODECS or not CODECS[codec].hamming_scores:
+            return self.thresholds
+        own = ((self.meta.get("thresholds") or {}).get("codecs") or {}).get(codec) or {}
+        return {k: float(v["threshold"]) for k, v in own.get("at_far", {}).items()}
+
     @property
     def quality(self) -> dict:
         return dict(self.meta.get("quality") or {})

@@ -97,6 +97,11 @@ class Codec:
         q = _as_matrix(query, self.dim, "query")
         return q @ self.decode(codes).T
 
+    def score_vectors(self, x: np.ndarray) -> np.ndarray:
+        """Vectors whose dot products are this codec's similarities between stored embeddings
+        (for calibrating a codec's thresholds with matrix products over many pairs)."""
+        return self.decode(self.encode(x))
+
     def code_similarity(self, a_codes: np.ndarray, b_codes: np.ndarray) -> np.ndarray:
         """Row-by-row similarity of two equally long lists of codes (pairs: a[i] with b[i])."""
         a, b = self.decode(a_codes), self.decode(b_codes)
@@ -199,6 +204,10 @@ class BinaryCodec(Codec):
         """±1/sqrt(D) vectors: their dot product is exactly the Hamming similarity 1 - 2h/D."""
         return self._signs(codes) / np.sqrt(self.dim)
 
+    def score_vectors(self, x):
+        """±1/sqrt(bits) sign vectors: their dot product is exactly 1 - 2h/bits."""
+        return self._signs(self.encode(x)) / np.sqrt(self.code_bits)
+
     def _signs(self, codes) -> np.ndarray:
         codes = _as_codes(codes, self.bytes_per_template)
         return 2.0 * np.unpackbits(codes, axis=1, count=self.code_bits).astype(np.float32) - 1.0
@@ -279,6 +288,7 @@ class Binary512Codec(ProjectedBinaryCodec):
 
 
 CODECS: dict[str, type[Codec]] = {c.name: c for c in (Float32Codec, Float16Codec, Int8Codec, BinaryCodec, Binary256Codec, Binary512Codec)}
+HAMMING_CODECS = tuple(name for name, c in CODECS.items() if c.hamming_scores)
 
 
 def get_codec(name: str, dim: int) -> Codec:

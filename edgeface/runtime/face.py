@@ -161,7 +161,8 @@ class FaceRecognizer:
     """Detect/align → quality gate → embed → match, over any embedder (a loaded bundle or
     anything with .card, .backend and .embed).
 
-    thresholds: {FAR: cosine threshold}; default the bundle's calibrated `thresholds`.
+    thresholds: {FAR: threshold}; default the bundle's calibrated `thresholds` (for a gallery of
+        a Hamming codec, the bundle's thresholds calibrated for that codec).
     quality: quality-gate threshold overrides; default the bundle's `quality` section.
     multiple_faces: with a detector, "primary" uses the largest, most central face (and
     notes it), "reject" refuses images with more than one face.
@@ -197,6 +198,8 @@ class FaceRecognizer:
         self.gate = QualityGate(quality if quality is not None else getattr(embedder, "quality", None))
         explicit_thresholds = thresholds is not None
         self.thresholds = {str(k): float(v) for k, v in (thresholds if explicit_thresholds else (getattr(embedder, "thresholds", None) or {})).items()}
+        # compare(a, b) scores cosines whatever the gallery stores
+        self.cosine_thresholds = {str(k): float(v) for k, v in (getattr(embedder, "thresholds", None) or {}).items()} if not explicit_thresholds else dict(self.thresholds)
         if isinstance(detector, (str, os.PathLike)):
             from ..detect import YuNetDetector
 
@@ -208,11 +211,16 @@ class FaceRecognizer:
             gallery.check_model(self.card)
         self.gallery = gallery
         if gallery is not None and gallery.codec.hamming_scores and not explicit_thresholds:
-            # Hamming similarities are not cosines: the bundle's calibrated cosine thresholds
-            # would give a wrong FAR. Refuse rather than silently mis-decide.
-            raise ValueError(
-                f"{gallery.path}: {gallery.codec.name}-codec gallery scores are Hamming similarities; pass thresholds= calibrated for that codec"
-            )
+            # Hamming similarities are not cosines: the cosine thresholds would give a wrong FAR.
+            # Use the bundle's thresholds calibrated for this codec, or refuse rather than
+            # silently mis-decide.
+            own = embedder.codec_thresholds(gallery.codec.name) if hasattr(embedder, "codec_thresholds") else {}
+            if not own:
+                raise ValueError(
+                    f"{gallery.path}: {gallery.codec.name}-codec gallery scores are Hamming similarities and the model has no thresholds "
+                    "calibrated for that codec: export the bundle with this kit version, or pass thresholds= calibrated for it"
+                )
+            self.thresholds = own
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike, gallery=None, detector=None, backend: str | None = None, threads: int = 0, verify_hash: bool = True, **kwargs) -> "FaceRecognizer":
@@ -223,16 +231,19 @@ class FaceRecognizer:
         return cls(bundle, gallery=gallery, detector=detector, **kwargs)
 
     # -- thresholds -----------------------------------------------------------------
-    def threshold(self, far: str | float) -> float:
+    def threshold(self, far: str | float, cosine: bool = False) -> float:
+        """The decision threshold at `far` for gallery scores (in the gallery's codec), or for
+        plain cosines with cosine=True (compare)."""
         key = far if isinstance(far, str) else f"{far:.0e}".replace("e-0", "e-")
-        if not self.thresholds:
+        table = self.cosine_thresholds if cosine else self.thresholds
+        if not table:
             raise ValueError(
                 f"model {self.card.name!r} has no calibrated thresholds: load an exported bundle (its edgeface.json holds them) "
                 "or pass thresholds={'1e-3': ...}"
             )
-        if key not in self.thresholds:
-            raise ValueError(f"no threshold calibrated for FAR {key}; available: {sorted(self.thresholds)}")
-        return self.thresholds[key]
+        if key not in table:
+            raise ValueError(f"no threshold calibrated for FAR {key}; available: {sorted(table)}")
+        return table[key]
 
     # -- one image → aligned crop --------------------------------------------------------
     def _load(self, image) -> np.ndarray | Rejection:
@@ -383,7 +394,7 @@ class FaceRecognizer:
         return EnrollResult(name, True, used, rejected, float(weights.mean()))
 
     def compare(self, a, b, far: str = "1e-3", landmarks_a=None, landmarks_b=None) -> CompareResult:
-        thr = self.threshold(far)
+        thr = self.threshold(far, cosine=True)
         lms = None if landmarks_a is None and landmarks_b is None else [landmarks_a, landmarks_b]
         if lms is not None and (landmarks_a is None) != (landmarks_b is None):
             raise ValueError("give landmarks for both images or for neither")
