@@ -119,6 +119,34 @@ def test_bundle_carries_thresholds_for_each_hamming_codec(onnx_bundle, source, t
     assert rec.threshold("1e-3") == b.codec_thresholds("binary512")["1e-3"] != b.thresholds["1e-3"]
 
 
+def test_lfw_calibration_scores_each_hamming_codec_on_the_same_pairs(onnx_bundle):
+    """The LFW-dev path of threshold calibration (skipped by the small exports above), on fold 1:
+    each codec's genuine and impostor scores are its Hamming similarities of the same pairs."""
+    from edgeface.evaluate import aligned_crops, detect_all
+    from edgeface.export import verify as V
+    from edgeface.export.faces import _store
+    from edgeface.runtime.codecs import HAMMING_CODECS, get_codec
+
+    out, _ = onnx_bundle
+    b = load_bundle(out)
+    pairs = V.lfw_pairs(paths.lfw_dev(), 1)
+    store = _store()
+    rep, scores, labels, cross, by_codec = V.lfw_report(b, pairs, store, False, with_impostors=True, codecs=HAMMING_CODECS)
+    assert set(by_codec) == set(HAMMING_CODECS) and rep["num_pairs"] == len(pairs)
+    files = sorted({str(p.a) for p in pairs} | {str(p.b) for p in pairs})
+    crops, ok = aligned_crops(files, detect_all(files, store, False), b.card, "fallback", False)
+    emb = dict(zip(files, b.embed(crops)))
+    usable = [p for p in pairs if ok[files.index(str(p.a))] and ok[files.index(str(p.b))]]
+    assert len(usable) == len(labels)
+    for name in HAMMING_CODECS:
+        genuine, impostor = by_codec[name]
+        c = get_codec(name, b.card.embedding_size)
+        direct = [float(c.similarity(emb[str(p.a)], c.encode(emb[str(p.b)][None]))[0, 0]) for p in usable]
+        assert np.allclose(genuine, direct, atol=1e-5)
+        assert len(impostor) == len(cross) and -1 <= impostor.min() and impostor.max() <= 1
+        assert np.mean(genuine[labels]) > np.mean(impostor) + 0.2  # the codec still separates people
+
+
 def test_onnx_file_as_model_to_openvino(onnx_bundle, source, verify_faces, tmp_path):
     """A model that arrives as ONNX (card read from its metadata) exports to OpenVINO IR."""
     pytest.importorskip("openvino")

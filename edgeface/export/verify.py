@@ -121,8 +121,9 @@ def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostor
     for name in codecs:
         from ..runtime.codecs import get_codec
 
-        v = np.zeros_like(pe.embeddings)
-        v[pe.usable] = get_codec(name, v.shape[1]).score_vectors(pe.embeddings[pe.usable])
+        sv = get_codec(name, pe.embeddings.shape[1]).score_vectors(pe.embeddings[pe.usable])  # (n, bits): not D wide
+        v = np.zeros((len(pe.embeddings), sv.shape[1]), np.float32)
+        v[pe.usable] = sv
         by_codec[name] = (np.sum(v[ia] * v[ib], axis=1)[usable], cross_identity_scores(v[pe.usable], identities))
     return out, scores, labels, cross_identity_scores(pe.embeddings[pe.usable], identities), by_codec
 
