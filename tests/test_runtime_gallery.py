@@ -71,6 +71,8 @@ def test_binary_galleries_store_codes_and_score_by_hamming(tmp_path, rng, codec)
         expected = c.similarity(probe / np.linalg.norm(probe), c.encode(x))[0]
         assert top[0].score == pytest.approx(float(expected[7]), abs=1e-6)
         assert [m.score for m in top] == sorted(np.sort(expected)[::-1][:3].tolist(), reverse=True)
+        g.index_threshold = 10  # far below the gallery's size: a cosine codec would use the index now
+        assert g.search(probe, top_k=1)[0][0].name == "p7" and g._index is None  # Hamming codes: scanned exactly
 
 
 def test_refuses_other_model_newer_schema_and_foreign_files(tmp_path, rng):

@@ -428,8 +428,9 @@ class Gallery:
     def search(self, query: np.ndarray, top_k: int = 5, use_index: bool | None = None, exact_candidates: int = 0) -> list[list[Match]]:
         """Best `top_k` identities for each query (M, D) or (D,), highest score first.
 
-        use_index: None = automatic (index when len >= index_threshold and usearch is
-        installed), True = index (error if usearch is missing), False = exact.
+        use_index: None = automatic (index when len >= index_threshold, usearch is
+        installed and the codec's scores are cosines; Hamming codes are always scanned
+        exactly), True = index (error if usearch is missing), False = exact.
         Index results are re-scored exactly over the returned candidates
         (max(top_k, exact_candidates) of them).
         """
@@ -447,7 +448,9 @@ class Gallery:
             return [[] for _ in range(len(q))]
         k = min(top_k, n)
         if use_index is None:
-            use_index = n >= self.index_threshold and self.index_available()
+            # Hamming codes are searched exactly: a bitwise_count scan of 1M 64-byte codes takes
+            # about as long as the HNSW walk at the breadth 1M needs, and is exact
+            use_index = n >= self.index_threshold and self.index_available() and not self.codec.hamming_scores
         if use_index:
             if self._index is None:
                 self._index = self._build_index()
