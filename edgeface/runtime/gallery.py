@@ -448,8 +448,9 @@ class Gallery:
             return [[] for _ in range(len(q))]
         k = min(top_k, n)
         if use_index is None:
-            # Hamming codes are searched exactly: a bitwise_count scan of 1M 64-byte codes takes
-            # about as long as the HNSW walk at the breadth 1M needs, and is exact
+            # Hamming codes are scanned exactly: an index over their back-projections would be
+            # approximate twice (recall never measured); the scan costs 31 ms (binary) / 57 ms
+            # (binary512) per query at 1M, docs/runtime.md
             use_index = n >= self.index_threshold and self.index_available() and not self.codec.hamming_scores
         if use_index:
             if self._index is None:
