@@ -106,21 +106,15 @@ def celeba_pairs(data: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.
     return ia, ib, labels
 
 
-def celeba_pairs_study(emb, gate) -> tuple[dict, dict]:
+def celeba_pairs_study(emb, gate) -> dict:
     """The same study on CelebA-299 (training/calibration data, never LFW): where the gate's
-    thresholds may be tuned. Also returns the per-image data for threshold calibration."""
+    thresholds may be tuned."""
     data = folder_faces(emb, paths.shared_dir() / "datasets" / "celeba-299")
     ia, ib, labels = celeba_pairs(data)
-    res, _ = pairs_study(data, ia, ib, labels, gate, "CelebA-299")
-    flips = data["flip"][data["detected"]]
-    err_pairs = _pair_errors(data, ia, ib, labels)
-    res["flip_percentile_gate"] = flip_percentile_study(data, ia, ib, err_pairs, flips, "CelebA-299")
-    return res, data
-
-
-def _pair_errors(data, ia, ib, labels) -> np.ndarray:
-    scores = np.sum(data["emb"][ia] * data["emb"][ib], 1)
-    return (scores >= best_threshold(scores, labels)) != labels
+    res, t = pairs_study(data, ia, ib, labels, gate, "CelebA-299")
+    err = (np.sum(data["emb"][ia] * data["emb"][ib], 1) >= t) != labels  # at pairs_study's best-accuracy threshold
+    res["flip_percentile_gate"] = flip_percentile_study(data, ia, ib, err, data["flip"][data["detected"]], "CelebA-299")
+    return res
 
 
 def flip_percentile_study(data, ia, ib, err, calib_flips, name: str) -> list[dict]:
@@ -375,7 +369,7 @@ def main() -> None:
         out["calibration_celeba"] = calibration_percentiles(emb)
     t = None
     if "celeba" in args.parts:
-        out["celeba_pairs"], _ = celeba_pairs_study(emb, gate)
+        out["celeba_pairs"] = celeba_pairs_study(emb, gate)
         plot_edc(out["celeba_pairs"]["edc"], Path(__file__).parent / "results" / "runtime_quality_celeba_edc.png", "CelebA-299")
     if "lfw" in args.parts:
         out["lfw_pairs"], t = lfw_pairs_study(emb, gate, flip=not args.no_flip)

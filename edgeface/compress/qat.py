@@ -28,10 +28,6 @@ from torch import nn
 from ..card import ModelCard
 
 
-def _layers(net: nn.Module) -> list[str]:
-    return [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 def quantization_aware_training(
     model: nn.Module,
     card: ModelCard,
@@ -48,7 +44,7 @@ def quantization_aware_training(
     import nncf
 
     from .finetune import distill, embed, to_tensor
-    from .fold import fold_batchnorm
+    from .fold import execution_order, fold_batchnorm
 
     if calib is None or len(calib) == 0:
         raise ValueError("QAT needs calibration faces for the initial quantizer ranges")
@@ -56,7 +52,7 @@ def quantization_aware_training(
         raise ValueError(f"QAT needs at least {batch_size} training faces, got {0 if train_faces is None else len(train_faces)}")
     h, w = card.input_size
     net, folded = fold_batchnorm(copy.deepcopy(model).eval(), torch.zeros(1, 3, h, w))
-    layers = _layers(net)
+    layers = execution_order(net, torch.zeros(1, 3, h, w))  # first and last as the forward pass runs them
     keep = [layers[0], layers[-1]] if keep_float_ends and layers else []
     dataset = nncf.Dataset([to_tensor(calib[i : i + 1], card) for i in range(len(calib))])
     # NNCF's torch graph names a conv call by its module path with "/" for ".", then the op:

@@ -21,6 +21,7 @@ from .. import __version__, paths
 from ..align import template_landmarks
 from ..card import ModelCard
 from ..preprocess import l2_normalize
+from ..runtime.codecs import HAMMING_CODECS, get_codec
 from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta
 from ..targets import TARGETS
 from ..targets import target as lookup_target
@@ -264,8 +265,6 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
 
         store = _store()
         pairs = V.lfw_pairs(opts.lfw_dir or paths.lfw_dev(), opts.lfw_folds)
-        from ..runtime.codecs import HAMMING_CODECS
-
         rep, scores, labels, lfw_cross, by_codec = V.lfw_report(bundle, pairs, store, opts.show_progress, with_impostors=True, codecs=HAMMING_CODECS)
         par["lfw_dev"] = rep
         par["source_lfw_dev"] = V.cached_source_lfw(src.sha256, pairs, lambda: V.lfw_report(src_emb, pairs, store, opts.show_progress)[0])
@@ -283,23 +282,19 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
             "num_impostor": int(len(lfw_cross)),
             # galleries storing Hamming-compared templates score in another space: their own
             # thresholds, calibrated the same way on the same pairs
-            "codecs": {name: {"similarity": "Hamming: 1 - 2h/bits", "at_far": V.calibrate_thresholds(g[labels], imp)}
-                       for name, (g, imp) in by_codec.items()},
+            "codecs": V.codec_thresholds({name: (g[labels], imp) for name, (g, imp) in by_codec.items()}),
         }
         if impostors is not None and len(impostors) > 1:
             # Another population (AAF-8k, mostly East-Asian): reported, not used, so a user can see the shift.
             thresholds["aaf_8k_check"] = {"num_impostor": len(impostors) * (len(impostors) - 1) // 2,
                                           "at_far": V.calibrate_thresholds(genuine, V.impostor_scores(bundle.embed(impostors.crops)))}
     elif impostors is not None and len(impostors) > 1:
-        from ..runtime.codecs import HAMMING_CODECS, get_codec
-
         emb = bundle.embed(impostors.crops)
         imp = V.impostor_scores(emb)
         thresholds = {"metric": "cosine", "at_far": V.calibrate_thresholds(np.zeros(0), imp), "num_genuine": 0, "num_impostor": int(len(imp)),
                       "method": f"impostor scores: all pairs among {len(impostors)} AAF-8k photos (LFW-dev skipped, no TAR)",
-                      "codecs": {name: {"similarity": "Hamming: 1 - 2h/bits",
-                                        "at_far": V.calibrate_thresholds(np.zeros(0), V.impostor_scores(get_codec(name, emb.shape[1]).score_vectors(emb)))}
-                                 for name in HAMMING_CODECS}}
+                      "codecs": V.codec_thresholds({name: (np.zeros(0), V.impostor_scores(get_codec(name, emb.shape[1]).score_vectors(emb)))
+                                                    for name in HAMMING_CODECS})}
     if not thresholds["at_far"]:
         thresholds["at_far"] = {k: {"threshold": 1.0, "note": "not calibrated"} for k in V.FARS}
     par["seconds"] = round(time.time() - t1, 1)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import cache_dir
+from ..runtime.codecs import get_codec
 
 # fp32/fp16: the issue's tolerance; int8 tightened where measured (see README): mean >= 0.99, min >= 0.97.
 TOLERANCES = {
@@ -119,8 +120,6 @@ def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostor
     identities = [Path(p).parent.name for p, u in zip(paths, pe.usable) if u]
     by_codec = {}
     for name in codecs:
-        from ..runtime.codecs import get_codec
-
         sv = get_codec(name, pe.embeddings.shape[1]).score_vectors(pe.embeddings[pe.usable])  # (n, bits): not D wide
         v = np.zeros((len(pe.embeddings), sv.shape[1]), np.float32)
         v[pe.usable] = sv
@@ -148,6 +147,12 @@ def cached_source_lfw(source_sha: str, pairs, compute) -> dict:
     rep = compute()
     f.write_text(json.dumps(rep))
     return rep
+
+
+def codec_thresholds(by_codec: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """The `thresholds.codecs` section: per Hamming template codec, thresholds calibrated on its
+    own (genuine, impostor) scores of the same pairs as the cosine ones."""
+    return {name: {"similarity": "Hamming: 1 - 2h/bits", "at_far": calibrate_thresholds(g, imp)} for name, (g, imp) in by_codec.items()}
 
 
 def impostor_scores(embeddings: np.ndarray) -> np.ndarray:

@@ -199,7 +199,7 @@ class FaceRecognizer:
         explicit_thresholds = thresholds is not None
         self.thresholds = {str(k): float(v) for k, v in (thresholds if explicit_thresholds else (getattr(embedder, "thresholds", None) or {})).items()}
         # compare(a, b) scores cosines whatever the gallery stores
-        self.cosine_thresholds = {str(k): float(v) for k, v in (getattr(embedder, "thresholds", None) or {}).items()} if not explicit_thresholds else dict(self.thresholds)
+        self.cosine_thresholds = dict(self.thresholds)
         if isinstance(detector, (str, os.PathLike)):
             from ..detect import YuNetDetector
 
@@ -415,10 +415,7 @@ class FaceRecognizer:
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
         if isinstance(face, Rejection):
             return CompareResult(None, None, thr, far, [face], name=name)
-        if gallery.codec.hamming_scores:
-            sim = float(gallery.codec.similarity(face.embedding, template)[0, 0])
-        else:
-            sim = float(np.dot(face.embedding, gallery.codec.decode(template)[0]))
+        sim = float(gallery.codec.similarity(face.embedding, template)[0, 0])  # Hamming or cosine, as the codec scores
         return CompareResult(sim >= thr, sim, thr, far, name=name)
 
     def identify(self, image, top_k: int = 5, far: str = "1e-3", landmarks=None, use_index: bool | None = None) -> IdentifyResult:
