@@ -23,10 +23,19 @@ SPHEREFACE_112x96 = np.array(
     dtype=np.float64,
 )
 
+# dlib's 150x150 face chip (get_face_chip_details, padding 0.25) expressed in YuNet's 5 points:
+# the mean position of YuNet's landmarks inside dlib's own chips of 1,500 CelebA-299 / AAF-8k
+# faces (benchmarks/dlib_template.py -> benchmarks/results/dlib/template.json).
+DLIB_150 = np.array(
+    [[48.433, 45.8269], [101.2684, 45.5386], [75.6365, 77.6155], [52.5396, 101.6837], [98.0997, 101.3311]],
+    dtype=np.float64,
+)
+
 # name -> (landmarks, (height, width) of the crop the landmarks refer to)
 TEMPLATES: dict[str, tuple[np.ndarray, tuple[int, int]]] = {
     "arcface_112x112": (ARCFACE_112, (112, 112)),
     "sphereface_112x96": (SPHEREFACE_112x96, (112, 96)),
+    "dlib_150x150": (DLIB_150, (150, 150)),
 }
 
 

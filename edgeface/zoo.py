@@ -41,7 +41,7 @@ def load_torch_model(spec: str, arch: str | None = None, input_size: tuple[int, 
         raise ValueError(f"{spec}: unsupported model file type {path.suffix!r} (expected .safetensors, .ckpt/.pt/.pth, or a registry name)")
     entry = models.get(spec)
     if entry.weights:
-        wpath = Path(entry.weights)
+        wpath = Path(entry.weights_path())
         if not wpath.is_absolute():
             wpath = Path(models.__file__).parent / wpath
         return load_checkpoint(wpath)

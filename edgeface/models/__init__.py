@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..card import ModelCard
+from .dlib_resnet import CARD as DLIB_RESNET_CARD
+from .dlib_resnet import build_dlib_resnet, dlib_resnet_weights
 from .lightcnn import LightCNN
 from .mobilefacenet import MobileFaceNet
 from .mobilenet import MobileNetV1
@@ -72,6 +74,11 @@ for _depth in (9, 29):
                 arch_kwargs={"depth": _depth, "mfm": _mfm, "input_size": [112, 112], "embedding_size": 256},
             )
         )
+
+# dlib's CC0 ResNet: weights converted on first use from the installed face-recognition-models
+# package (nothing downloaded, nothing committed).
+register_arch("dlib_resnet", build_dlib_resnet)
+register(DLIB_RESNET_CARD, weights=dlib_resnet_weights)
 
 # `default`: the MobileFaceNet edgeface trained (edgeface/recipes/default.toml; its card, read
 # from the committed safetensors, carries the recipe, data, licence and measured accuracy).

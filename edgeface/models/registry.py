@@ -16,7 +16,12 @@ from ..card import ModelCard
 class RegistryEntry:
     card: ModelCard
     build: Callable[..., nn.Module]  # build(**card.arch_kwargs) -> nn.Module producing (N, D) embeddings
-    weights: str | None = None  # path of default weights (package-relative or absolute), if any
+    # Default weights: a path (package-relative or absolute), or a function that produces the
+    # file on first use and returns its path (weights converted from an installed package).
+    weights: str | Callable[[], str] | None = None
+
+    def weights_path(self) -> str | None:
+        return self.weights() if callable(self.weights) else self.weights
 
 
 _REGISTRY: dict[str, RegistryEntry] = {}
@@ -28,7 +33,7 @@ def register_arch(arch: str, build: Callable[..., nn.Module]) -> None:
     _ARCHS[arch] = build
 
 
-def register(card: ModelCard, build: Callable[..., nn.Module] | None = None, weights: str | None = None, overwrite: bool = False) -> None:
+def register(card: ModelCard, build: Callable[..., nn.Module] | None = None, weights: str | Callable[[], str] | None = None, overwrite: bool = False) -> None:
     """Register a named model. `build(**card.arch_kwargs)` must return an nn.Module that maps
     a normalised (N, 3, H, W) float batch to (N, card.embedding_size) embeddings."""
     if card.name in _REGISTRY and not overwrite:

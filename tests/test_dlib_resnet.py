@@ -1,0 +1,142 @@
+"""dlib's CC0 face ResNet: the file reader, parity with dlib itself, and the registry entry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+dlib = pytest.importorskip("dlib")
+
+from edgeface.models.dlib_resnet import (  # noqa: E402
+    CARD,
+    DLIB_MEAN_RGB,
+    DlibFormatError,
+    build_dlib_resnet,
+    dlib_model_files,
+    read_dlib_layers,
+    read_dlib_resnet,
+)
+
+
+@pytest.fixture(scope="module")
+def dat():
+    try:
+        return dlib_model_files()[1]
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def port(dat):
+    state, mean = read_dlib_resnet(dat)
+    model = build_dlib_resnet().eval()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    return model, state, mean
+
+
+@pytest.fixture(scope="module")
+def dlib_net(dat):
+    return dlib.face_recognition_model_v1(str(dat))
+
+
+def _port_embed(model, chips: np.ndarray, mean) -> np.ndarray:
+    x = torch.from_numpy(np.ascontiguousarray(chips)).permute(0, 3, 1, 2).float()
+    x = (x - torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)) / 256.0
+    with torch.no_grad():
+        return model(x).double().numpy()
+
+
+def test_reader_shapes_match_the_architecture(port, dat):
+    model, state, mean = port
+    assert np.allclose(mean, DLIB_MEAN_RGB, atol=1e-3)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert {k: tuple(v.shape) for k, v in state.items()} == ours
+    assert state["stem.conv.weight"].shape == (32, 3, 7, 7)
+    assert state["fc.weight"].shape == (128, 256)
+    _, layers = read_dlib_layers(dat)
+    convs = [layer for layer in layers if layer.kind == "con"]
+    assert len(convs) == 29  # dlib's "29 conv layers"
+    # the first stored conv's filters are the port's stem weights, element for element
+    first = convs[0].params["params"].reshape(-1)[: 32 * 3 * 7 * 7].reshape(32, 3, 7, 7)
+    assert np.array_equal(first, state["stem.conv.weight"])
+    assert all(np.isfinite(v).all() for v in state.values())
+
+
+@pytest.mark.parametrize("pattern", ["grey", "gradient", "checker", "noise"])
+def test_port_matches_dlib_on_crafted_chips(port, dlib_net, pattern):
+    model, _, mean = port
+    yy, xx = np.mgrid[0:150, 0:150]
+    if pattern == "grey":
+        chip = np.full((150, 150, 3), 128, np.uint8)
+    elif pattern == "gradient":  # exercises the zero-padded residual adds at the borders
+        chip = np.stack([xx * 255 // 149, yy * 255 // 149, (xx + yy) * 255 // 298], axis=2).astype(np.uint8)
+    elif pattern == "checker":
+        chip = np.repeat((((xx // 7 + yy // 7) % 2) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    else:
+        chip = np.random.default_rng(1).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    ref = np.array(dlib_net.compute_face_descriptor(chip), np.float64)
+    out = _port_embed(model, chip[None], mean)[0]
+    assert np.abs(out - ref).max() < 1e-4, np.abs(out - ref).max()
+
+
+def test_port_matches_dlib_on_real_faces(port, dlib_net, shared, yunet):
+    from edgeface import paths
+    from edgeface.data import load_pairs
+    from edgeface.detect import pick_primary
+    from edgeface.imageio import read_image
+
+    model, _, mean = port
+    predictor = dlib.shape_predictor(str(dlib_model_files()[0]))
+    files = sorted({p.a for p in load_pairs(paths.lfw_dev())})[:: 97][:6]
+    chips = []
+    for f in files:
+        img = read_image(f).pixels
+        det = pick_primary(yunet.detect(img), img.shape)
+        assert det is not None, f
+        x1, y1, x2, y2 = (int(round(v)) for v in det.box)
+        chips.append(dlib.get_face_chip(img, predictor(img, dlib.rectangle(x1, y1, x2, y2)), size=150, padding=0.25))
+    chips = np.stack(chips)
+    ref = np.array([np.array(dlib_net.compute_face_descriptor(c)) for c in chips])
+    out = _port_embed(model, chips, mean)
+    cos = np.sum(out * ref, axis=1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.99999, cos
+    # and they are faces of different people, not one vector: parity is not trivial
+    assert (out @ out.T / np.outer(np.linalg.norm(out, axis=1), np.linalg.norm(out, axis=1)))[~np.eye(len(out), dtype=bool)].min() < 0.9
+
+
+def test_registry_card_round_trip(tmp_path, dat):
+    from edgeface import models
+    from edgeface.models.checkpoints import load_checkpoint, read_checkpoint_card, save_checkpoint
+    from edgeface.zoo import load_torch_model
+
+    entry = models.get("dlib_resnet")
+    assert entry.card == CARD and entry.card.template == "dlib_150x150"
+    model, card = load_torch_model("dlib_resnet")  # converts the .dat once into the (test) cache
+    assert card == CARD and read_checkpoint_card(entry.weights_path()) == CARD
+    path = save_checkpoint(model, card, tmp_path / "copy.safetensors")
+    again, card2 = load_checkpoint(path)
+    assert card2 == card
+    x = torch.randn(2, 3, 150, 150)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
+def test_damaged_files_are_refused(tmp_path, dat):
+    raw = dat.read_bytes()
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DlibFormatError, match="runs past the end|ends early"):
+        read_dlib_resnet(cut)
+    other = tmp_path / "other.dat"
+    other.write_bytes(raw.replace(b"input_rgb_image_sized", b"input_rgb_image_sizeX", 1))
+    with pytest.raises(DlibFormatError, match="input layer"):
+        read_dlib_resnet(other)
+    extra = tmp_path / "extra.dat"
+    extra.write_bytes(raw + b"\x00")
+    with pytest.raises(DlibFormatError, match="unread bytes"):
+        read_dlib_resnet(extra)
+
+
+def test_wrong_input_size_is_refused():
+    with pytest.raises(ValueError, match="150x150"):
+        build_dlib_resnet(input_size=(112, 112))
