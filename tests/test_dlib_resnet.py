@@ -140,3 +140,37 @@ def test_damaged_files_are_refused(tmp_path, dat):
 def test_wrong_input_size_is_refused():
     with pytest.raises(ValueError, match="150x150"):
         build_dlib_resnet(input_size=(112, 112))
+
+
+@pytest.mark.parametrize("method", ["correlation", "magnitude"])
+def test_channel_pruning_of_residual_blocks_equals_masking(method):
+    """Removing a block's inner channels computes exactly what zeroing conv2's input columns does,
+    and the pruned card rebuilds the same architecture."""
+    import copy
+
+    from edgeface.compress import channel
+    from edgeface.compress.masks import apply_masks
+    from edgeface.models import build_from_card
+
+    torch.manual_seed(0)
+    net = build_dlib_resnet().eval()
+    for m in net.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    assert len(channel.units(net)) == 14
+    x = torch.randn(4, 3, 150, 150)
+    acts = channel.expansion_activations(net, [x]) if method == "correlation" else None
+    keep = channel.select_channels(net, 0.5, method, acts)
+    assert [len(v) for v in keep.values()] == [max(8, round(0.5 * c)) for c in channel.mid_channels(net)]
+    masked = copy.deepcopy(net)
+    apply_masks(masked, channel.channel_masks(masked, keep))
+    small = channel.shrink_bottlenecks(copy.deepcopy(net), keep)
+    with torch.no_grad():
+        assert torch.allclose(small(x), masked(x), atol=1e-4)
+        assert not torch.allclose(small(x), net(x), atol=1e-3)
+    card = channel.pruned_card(small, CARD, "dlib_resnet_half", "test")
+    assert card.arch == "dlib_resnet" and card.arch_kwargs["widths"] == channel.mid_channels(small)
+    rebuilt = build_from_card(card)
+    rebuilt.load_state_dict(small.state_dict())
+    assert card.params < 0.6 * sum(p.numel() for p in net.parameters())

@@ -67,7 +67,7 @@ def run(args) -> int:
     t0 = time.time()
     dense, card = load_torch_model(args.model, arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)
     if args.level == "channel" and not channel.bottlenecks(dense):
-        raise ValueError(f"{args.model}: channel pruning needs MobileFaceNet-style bottlenecks (expand/depthwise/project); arch {card.arch!r} has none")
+        raise ValueError(f"{args.model}: channel pruning needs MobileFaceNet bottlenecks or residual basic blocks (conv1/bn1/conv2); arch {card.arch!r} has none")
     tag = f"{args.method}_{args.level}_s{args.keep:g}"
     out = Path(args.out or Path("out") / f"{card.name}_{tag}.safetensors")
     if out.suffix != ".safetensors":

@@ -1,5 +1,10 @@
-"""Channel (filter-level) pruning of MobileFaceNet's bottleneck expansion channels, rebuilt as
-a smaller dense network.
+"""Channel (filter-level) pruning of a block's inner channels, rebuilt as a smaller dense network.
+
+Two kinds of block have inner channels that can go without changing the block's interface:
+MobileFaceNet's bottlenecks (the expansion channels, below) and the basic residual blocks of
+dlib's ResNet (conv1's output channels = conv2's input channels; the residual stream keeps its
+width). Each block is described by a :class:`Unit`: the conv that produces the channels and the
+conv that consumes them; selection, masks and rebuilding all go through it.
 
 In a bottleneck expand(1x1) -> depthwise(3x3) -> project(1x1), expansion channel c is the
 c-th filter of `expand`, the c-th depthwise filter and the c-th input column of `project`.
@@ -19,6 +24,8 @@ efficient ConvNets", 2017).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -26,12 +33,34 @@ from torch import nn
 from ..card import ModelCard
 
 
+@dataclass(frozen=True)
+class Unit:
+    """A prunable block: `producer` makes the inner channels, `consumer` reads them (paths
+    relative to the block)."""
+
+    block: str
+    producer: str
+    consumer: str
+
+
+def units(model: nn.Module) -> list[Unit]:
+    """The model's prunable blocks, input side first."""
+    out = []
+    for n, m in model.named_modules():
+        if all(hasattr(m, a) for a in ("expand", "depthwise", "project")):
+            out.append(Unit(n, "expand.conv", "project.conv"))
+        elif all(isinstance(getattr(m, a, None), nn.Conv2d) for a in ("conv1", "conv2")) and isinstance(getattr(m, "bn1", None), nn.BatchNorm2d):
+            out.append(Unit(n, "conv1", "conv2"))
+    return out
+
+
 def bottlenecks(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if all(hasattr(m, a) for a in ("expand", "depthwise", "project"))]
+    """Names of the blocks whose inner channels can be pruned (see :func:`units`)."""
+    return [u.block for u in units(model)]
 
 
 def mid_channels(model: nn.Module) -> list[int]:
-    return [model.get_submodule(b).depthwise.conv.out_channels for b in bottlenecks(model)]
+    return [model.get_submodule(f"{u.block}.{u.producer}").out_channels for u in units(model)]
 
 
 @torch.no_grad()
@@ -39,7 +68,8 @@ def expansion_activations(model: nn.Module, batches, positions_per_face: int = 1
     """(samples, C) activations at each bottleneck's project input, `positions_per_face`
     random positions per face, from one pass over `batches`."""
     gen = torch.Generator().manual_seed(seed)
-    chunks: dict[str, list[torch.Tensor]] = {b: [] for b in bottlenecks(model)}
+    consumer = {u.block: u.consumer for u in units(model)}
+    chunks: dict[str, list[torch.Tensor]] = {b: [] for b in consumer}
     hooks = []
     for b in chunks:
         def hook(m, args, out, b=b):
@@ -49,7 +79,7 @@ def expansion_activations(model: nn.Module, batches, positions_per_face: int = 1
             idx = torch.randint(0, h * w, (n, min(positions_per_face, h * w)), generator=gen)
             chunks[b].append(torch.gather(flat, 1, idx[:, :, None].expand(-1, -1, c)).reshape(-1, c).float())
 
-        hooks.append(model.get_submodule(b).project.register_forward_hook(hook))
+        hooks.append(model.get_submodule(f"{b}.{consumer[b]}").register_forward_hook(hook))
     was = model.training
     model.eval()
     try:
@@ -81,21 +111,22 @@ def greedy_select(informative: np.ndarray, corr: np.ndarray, n_keep: int) -> np.
 
 
 def select_channels(model: nn.Module, keep: float, method: str = "correlation", activations: dict[str, torch.Tensor] | None = None, min_channels: int = 8) -> dict[str, np.ndarray]:
-    """Expansion channels to keep per bottleneck (same fraction `keep` in each)."""
+    """Inner channels to keep per block (same fraction `keep` in each)."""
     out = {}
-    for b in bottlenecks(model):
-        blk = model.get_submodule(b)
-        c = blk.depthwise.conv.out_channels
+    for u in units(model):
+        b = u.block
+        producer, consumer = model.get_submodule(f"{b}.{u.producer}"), model.get_submodule(f"{b}.{u.consumer}")
+        c = producer.out_channels
         n_keep = min(c, max(min_channels, int(round(keep * c))))
         if method == "magnitude":
-            l1 = blk.expand.conv.weight.detach().abs().flatten(1).sum(1).numpy()
+            l1 = producer.weight.detach().abs().flatten(1).sum(1).numpy()
             out[b] = np.sort(np.argsort(-l1, kind="stable")[:n_keep])
         elif method == "correlation":
             if activations is None:
                 raise ValueError("correlation channel selection needs activations (expansion_activations)")
             a = activations[b].double().numpy()
             std = a.std(0)
-            col = blk.project.conv.weight.detach().flatten(1).norm(dim=0).double().numpy()
+            col = consumer.weight.detach().transpose(0, 1).flatten(1).norm(dim=1).double().numpy()
             with np.errstate(invalid="ignore", divide="ignore"):
                 corr = np.corrcoef(a.T) if a.shape[0] > 1 else np.zeros((c, c))
             corr[~np.isfinite(corr)] = 0.0
@@ -109,11 +140,12 @@ def channel_masks(model: nn.Module, keep_idx: dict[str, np.ndarray]) -> dict[str
     """Masks on each `project` weight that zero the removed channels' columns: the masked
     network computes exactly what the shrunk one does."""
     masks = {}
+    consumer = {u.block: u.consumer for u in units(model)}
     for b, idx in keep_idx.items():
-        w = model.get_submodule(b).project.conv.weight
+        w = model.get_submodule(f"{b}.{consumer[b]}").weight
         m = torch.zeros_like(w, dtype=torch.bool)
         m[:, torch.as_tensor(idx, dtype=torch.long)] = True
-        masks[f"{b}.project.conv"] = m
+        masks[f"{b}.{consumer[b]}"] = m
     return masks
 
 
@@ -145,11 +177,24 @@ def _conv_like(conv: nn.Conv2d, cin: int, cout: int, groups: int) -> nn.Conv2d:
 
 @torch.no_grad()
 def shrink_bottlenecks(model: nn.Module, keep_idx: dict[str, np.ndarray]) -> nn.Module:
-    """Physically remove the expansion channels not in keep_idx (in place; returns model)."""
+    """Physically remove the inner channels not in keep_idx (in place; returns model)."""
+    kinds = {u.block: u.producer for u in units(model)}
     for b, idx in keep_idx.items():
         blk = model.get_submodule(b)
         idx = torch.as_tensor(np.sort(np.asarray(idx)), dtype=torch.long)
         k = len(idx)
+        if kinds[b] == "conv1":  # residual basic block: conv1 -> bn1 -> relu -> conv2
+            conv = _conv_like(blk.conv1, blk.conv1.in_channels, k, 1)
+            conv.weight.copy_(blk.conv1.weight[idx])
+            if blk.conv1.bias is not None:
+                conv.bias.copy_(blk.conv1.bias[idx])
+            blk.conv1, blk.bn1 = conv, _slice_bn(blk.bn1, idx)
+            conv = _conv_like(blk.conv2, k, blk.conv2.out_channels, 1)
+            conv.weight.copy_(blk.conv2.weight[:, idx])
+            if blk.conv2.bias is not None:
+                conv.bias.copy_(blk.conv2.bias)
+            blk.conv2 = conv
+            continue
         ex, dw, pj = blk.expand, blk.depthwise, blk.project
         conv = _conv_like(ex.conv, ex.conv.in_channels, k, 1)
         conv.weight.copy_(ex.conv.weight[idx])
@@ -186,10 +231,13 @@ def pruned_card(model: nn.Module, card: ModelCard, name: str, note: str) -> Mode
     from ..models.complexity import count_mflops, count_params
 
     kwargs = dict(card.arch_kwargs)
-    kwargs["mid_channels"] = mid_channels(model)
+    if card.arch == "dlib_resnet":  # the ResNet builder takes inner widths itself
+        kwargs["widths"], arch = mid_channels(model), "dlib_resnet"
+    else:
+        kwargs["mid_channels"], arch = mid_channels(model), "mobilefacenet_pruned"
     return card.replace(
         name=name,
-        arch="mobilefacenet_pruned",
+        arch=arch,
         arch_kwargs=kwargs,
         params=count_params(model),
         mflops=round(count_mflops(model, card.input_size), 1),
