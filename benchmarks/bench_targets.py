@@ -29,7 +29,13 @@ def default_models() -> list[str]:
     from edgeface import models, paths
 
     out = [str(paths.reference_mobilefacenet())] if paths.reference_mobilefacenet().is_file() else []
-    out += [name for name in models.names() if models.get(name).weights]
+    # one row set per weights: `default` is an alias of a registry model
+    seen = set()
+    for name in models.names():
+        weights = models.get(name).weights
+        if weights and weights not in seen:
+            seen.add(weights)
+            out.append(name)
     return out
 
 

@@ -28,6 +28,7 @@ from compress_common import add_setup_args, setup  # noqa: E402
 from edgeface.compress import channel, faces, finetune  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx, export_onnx, latency_ms, torch_latency_ms  # noqa: E402
 from edgeface.compress.report import plot_curves, write_markdown_table  # noqa: E402
+from edgeface.models.checkpoints import save_checkpoint  # noqa: E402
 from edgeface.models.complexity import count_mflops, count_params  # noqa: E402
 
 
@@ -44,6 +45,9 @@ def main() -> int:
     ap.add_argument("--remeasure-latency", action="store_true",
                     help="only re-time the dense net and every stored row's architecture (its recorded widths) on a quiet machine; accuracies are kept")
     ap.add_argument("--skip-no-retrain", action="store_true", help="do not evaluate the pruned networks before retraining")
+    ap.add_argument("--feature-distill", type=float, default=0.0, metavar="W",
+                    help="residual networks (dlib_resnet): also match the dense model's stage outputs during retraining, weight W")
+    ap.add_argument("--save-dir", help="also save each retrained network as <save-dir>/<model>_<method>_s<keep>.safetensors (with its card)")
     add_setup_args(ap, folds=1)
     args = ap.parse_args()
     st = setup(args, "compress_channel")
@@ -83,7 +87,7 @@ def main() -> int:
     if todo or "setup" not in res:
         res["setup"] = {"model": card.name, "pairs": int(len(pairs.ia)), "folds": args.folds, "stats_faces": args.stats_faces, "pool_faces": len(pool),
                         "retrain_iters": args.retrain_iters, "batch": args.batch, "lr": args.lr,
-                        "retraining": "distillation from the dense model (1 - cosine), BN statistics frozen, Adam, cosine LR, once after pruning all bottlenecks"}
+                        "retraining": "distillation from the dense model (1 - cosine" + (f" + {args.feature_distill:g} x relative stage-output error" if args.feature_distill else "") + "), BN statistics frozen, Adam, cosine LR, once after pruning all blocks"}
     acts = channel.expansion_activations(dense, finetune.batches(stats, card)) if todo else None
     for method in args.methods:
         for keep in args.levels:
@@ -93,10 +97,14 @@ def main() -> int:
             idx = channel.select_channels(dense, keep, method, acts if method == "correlation" else None)
             net = channel.shrink_bottlenecks(copy.deepcopy(dense), idx)
             acc0 = None if args.skip_no_retrain else pairs.evaluate(embed_with_onnx(net, card, pairs.crops, args.threads))["accuracy_mean"]
-            losses = finetune.distill(net, card, pool, teacher, None, epochs=args.retrain_iters * args.batch / len(pool), batch_size=args.batch, lr=args.lr, show_progress=False) if args.retrain_iters else []
+            losses = finetune.distill(net, card, pool, teacher, None, epochs=args.retrain_iters * args.batch / len(pool), batch_size=args.batch, lr=args.lr, show_progress=True,
+                                      teacher_model=dense if args.feature_distill > 0 else None, feature_weight=args.feature_distill) if args.retrain_iters else []
             r = pairs.evaluate(embed_with_onnx(net, card, pairs.crops, args.threads))
             row = {"method": method, "keep": keep, **measure(net), "accuracy_no_retrain": acc0, "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"],
                    "mid_channels": channel.mid_channels(net), "retrain_loss": [losses[0], losses[-1]] if losses else None, "seconds": round(time.time() - t)}
+            if args.save_dir:
+                name = f"{card.name}_{method}_s{keep:g}"
+                row["checkpoint"] = str(save_checkpoint(net, channel.pruned_card(net, card, name, f"{method} channel pruning, S={keep}, retrained by distillation"), Path(args.save_dir) / f"{name}.safetensors"))
             res["rows"].append(row)
             st.save(res)
             print(f"{method:12s} S={keep}: {row['mflops']} MMACs, {row['ort_latency']['median_ms']:.2f} ms, acc {acc0} -> {100 * row['accuracy']:.2f} % ({row['seconds']} s)", flush=True)

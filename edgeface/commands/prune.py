@@ -34,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--layers-per-step", type=int, default=1, help="layers sparsified per iteration before retraining (default 1, the paper's schedule)")
     p.add_argument("--retrain-iters", type=int, default=50, help="Adam steps of retraining after each iteration (0: no retraining)")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--feature-distill", type=float, default=0.0, metavar="W",
+                   help="channel level, residual networks (dlib_resnet): also match the dense model's stage outputs, weight W (default 0: embeddings only)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--faces", type=int, default=1000, help="aligned training faces per source (CelebA-299, AAF-8k), cached")
     p.add_argument("--stats-faces", type=int, default=256, help="faces for the correlation statistics")
@@ -80,7 +82,7 @@ def run(args) -> int:
     model = copy.deepcopy(dense)
     losses: list[float] = []
     report: dict = {"model": card.name, "method": args.method, "level": args.level, "keep": args.keep, "lambda": args.lam if args.method == "correlation" else None,
-                    "retraining": f"distillation from the dense model (1 - cos) on {len(pool)} aligned CelebA-299 + AAF-8k faces, {args.retrain_iters} Adam steps x {args.batch} per iteration, lr {args.lr}"}
+                    "retraining": f"distillation from the dense model (1 - cos{f' + {args.feature_distill:g} x stage-output error' if args.feature_distill else ''}) on {len(pool)} aligned CelebA-299 + AAF-8k faces, {args.retrain_iters} Adam steps x {args.batch} per iteration, lr {args.lr}"}
     if args.level == "connection":
         def retrain_logged(m, mk):
             ls = retrain(m, mk) if retrain else []
@@ -102,7 +104,8 @@ def run(args) -> int:
         model = channel.shrink_bottlenecks(model, keep_idx)
         if retrain:
             n_iter = args.retrain_iters * max(1, len(channel.bottlenecks(dense)) // max(1, args.layers_per_step * 4))
-            losses = finetune.distill(model, card, pool, teacher, None, epochs=n_iter * args.batch / len(pool), batch_size=args.batch, lr=args.lr, seed=args.seed)
+            losses = finetune.distill(model, card, pool, teacher, None, epochs=n_iter * args.batch / len(pool), batch_size=args.batch, lr=args.lr, seed=args.seed,
+                                      teacher_model=dense if args.feature_distill > 0 else None, feature_weight=args.feature_distill)
         new_card = channel.pruned_card(model, card, f"{card.name}_{tag}", f"{args.method} channel pruning, S={args.keep}")
         save_checkpoint(model, new_card, out, extra={"pruning": {"method": args.method, "level": "channel", "keep": args.keep}})
         report["channels"] = {b: {"before": int(c0), "after": int(len(keep_idx[b]))} for b, c0 in zip(channel.bottlenecks(dense), channel.mid_channels(dense))}

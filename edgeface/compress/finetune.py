@@ -56,15 +56,27 @@ def distill(
     seed: int = 0,
     flip: bool = True,
     show_progress: bool = True,
+    teacher_model: nn.Module | None = None,
+    feature_weight: float = 0.0,
 ) -> list[float]:
     """Retrain all weights of `model` (masked ones stay zero) towards `teacher` embeddings of
     `faces`. Returns the loss per step. Horizontal flips reuse the teacher embedding of the
     unflipped face (a face-recognition teacher is near flip-invariant), which doubles the
-    variety of a small face set at no teacher cost."""
+    variety of a small face set at no teacher cost.
+
+    With `teacher_model` and `feature_weight` > 0 (models with ``forward_with_features``, whose
+    stage outputs have the same shapes: a channel-pruned ResNet keeps its residual widths), the
+    loss adds feature_weight x the mean over stages of the relative squared error between the
+    student's and the teacher's stage outputs, computed on the same (flipped) batch."""
     if len(faces) != len(teacher):
         raise ValueError(f"{len(faces)} faces but {len(teacher)} teacher embeddings")
     if masks:
         apply_masks(model, masks)
+    use_features = teacher_model is not None and feature_weight > 0
+    if use_features:
+        if not (hasattr(model, "forward_with_features") and hasattr(teacher_model, "forward_with_features")):
+            raise ValueError("feature distillation needs models with forward_with_features (dlib_resnet)")
+        teacher_model.eval()
     rng = np.random.default_rng(seed)
     steps = max(1, int(round(epochs * len(faces) / batch_size)))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -85,8 +97,17 @@ def distill(
         if flip:
             flips = rng.random(len(idx)) < 0.5
             x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
-        y = model(to_tensor(np.ascontiguousarray(x), card))
+        xt = to_tensor(np.ascontiguousarray(x), card)
+        if use_features:
+            y, feats = model.forward_with_features(xt)
+            with torch.no_grad():
+                _, tfeats = teacher_model.forward_with_features(xt)
+            feat_loss = torch.stack([((a - b) ** 2).mean() / (b**2).mean().clamp_min(1e-8) for a, b in zip(feats, tfeats)]).mean()
+        else:
+            y = model(xt)
         loss = (1 - (F.normalize(y, dim=1) * target[idx]).sum(1)).mean()
+        if use_features:
+            loss = loss + feature_weight * feat_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

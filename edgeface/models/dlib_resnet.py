@@ -413,17 +413,17 @@ def _torch_module():
             self.blocks = nn.Sequential(*blocks)
             self.fc = nn.Linear(cin, embedding_size, bias=False)
 
-        def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-            """The output of the stem and of each stage (for feature distillation)."""
-            out = [self.stem(x)]
-            y = out[0]
+        def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            """(embedding, [stem output, each stage's output]) in one pass, for feature distillation."""
+            y = self.stem(x)
+            feats = [y]
             index = 0
             for _, count, _ in STAGES:
                 for _ in range(count):
                     y = self.blocks[index](y)
                     index += 1
-                out.append(y)
-            return out
+                feats.append(y)
+            return self.fc(y.mean(dim=(2, 3))), feats
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.blocks(self.stem(x))
