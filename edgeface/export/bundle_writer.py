@@ -22,7 +22,7 @@ from ..align import template_landmarks
 from ..card import ModelCard
 from ..preprocess import l2_normalize
 from ..runtime.codecs import HAMMING_CODECS, get_codec
-from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta
+from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta, write_manifest_digest
 from ..targets import TARGETS
 from ..targets import target as lookup_target
 from . import verify as V
@@ -339,3 +339,4 @@ def _write_meta(stage: Path, meta: dict) -> None:
     tmp = stage / (BUNDLE_JSON + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=False))
     os.replace(tmp, stage / BUNDLE_JSON)
+    write_manifest_digest(stage)  # edgeface.json.sha256: load_bundle refuses a manifest changed after this
