@@ -129,7 +129,7 @@ def run_identify(args) -> int:
 
 
 def run_gallery(args) -> int:
-    from ..runtime.gallery import Gallery
+    from ..runtime.gallery import Gallery, display_name
 
     if args.action in ("info", "list"):
         if args.names:
@@ -140,19 +140,19 @@ def run_gallery(args) -> int:
                 _emit(args, s, "\n".join(f"{k}: {v}" for k, v in s.items()))
             else:
                 rows = [g.info(n) for n in g.names()]
-                _emit(args, {"identities": rows}, "\n".join(f"{r['name']}  ({r['n_images']} image(s), quality {r['quality']:.3f})" for r in rows) or "(empty)")
+                _emit(args, {"identities": rows}, "\n".join(f"{display_name(r['name'])}  ({r['n_images']} image(s), quality {r['quality']:.3f})" for r in rows) or "(empty)")
         return EXIT_OK
     with Gallery(args.gallery, create=False) as g:
         if args.action == "remove":
             if not args.names:
                 raise ValueError("gallery remove needs at least one NAME")
             done = {n: g.remove(n) for n in args.names}
-            _emit(args, {"removed": done}, "\n".join(f"{n}: {'removed' if ok else 'not enrolled'}" for n, ok in done.items()))
+            _emit(args, {"removed": done}, "\n".join(f"{display_name(n)}: {'removed' if ok else 'not enrolled'}" for n, ok in done.items()))
             return EXIT_OK if all(done.values()) else EXIT_NO_MATCH
         if len(args.names) != 2:
             raise ValueError("gallery rename needs OLD NEW")
         ok = g.rename(*args.names)
-        _emit(args, {"renamed": ok}, f"{args.names[0]} -> {args.names[1]}: {'done' if ok else 'not enrolled'}")
+        _emit(args, {"renamed": ok}, f"{display_name(args.names[0])} -> {display_name(args.names[1])}: {'done' if ok else 'not enrolled'}")
         return EXIT_OK if ok else EXIT_NO_MATCH
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..align import align_face, check_landmarks
 from ..imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
-from .gallery import Gallery, Match
+from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name
 from .quality import QualityGate, QualityReport, flip_similarity, measure
 
 MULTIPLE_FACE_POLICIES = ("primary", "reject")
@@ -136,7 +136,10 @@ class IdentifyResult:
 
     @property
     def decision(self) -> str:
-        return "rejected" if self.name is None else ("unknown" if self.name == UNKNOWN else "identified")
+        if self.name is None:
+            return "rejected"
+        # by the score, not the name: a legacy gallery may hold someone enrolled as "unknown"
+        return "identified" if self.score is not None and self.score >= self.threshold else "unknown"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,8 +152,6 @@ class IdentifyResult:
             "rejected": [r.to_dict() for r in self.rejected],
         }
 
-
-UNKNOWN = "unknown"
 
 
 def _source_name(image) -> str:
@@ -205,19 +206,33 @@ class FaceRecognizer:
 
             detector = YuNetDetector(detector)
         self.detector = detector
+        # A gallery path is opened if the file exists and created by the first enroll() only: a
+        # mistyped path for verify/identify is an error, not a silently created empty gallery.
+        self._gallery_to_create: tuple[str | os.PathLike, str] | None = None
         if isinstance(gallery, (str, os.PathLike)):
-            gallery = Gallery(gallery, card=self.card, codec=codec)
+            if os.path.isfile(gallery) and os.path.getsize(gallery) > 0:
+                gallery = Gallery(gallery, card=self.card, codec=codec)
+            else:
+                from .codecs import get_codec
+
+                get_codec(codec, self.card.embedding_size)  # a bad codec name fails now, not at the first enrol
+                self._gallery_to_create = (gallery, codec)
+                gallery = None
         elif gallery is not None:
             gallery.check_model(self.card)
         self.gallery = gallery
-        if gallery is not None and gallery.codec.hamming_scores and not explicit_thresholds:
+        from .codecs import get_codec
+
+        codec_in_use = gallery.codec if gallery is not None else (get_codec(codec, self.card.embedding_size) if self._gallery_to_create else None)
+        if codec_in_use is not None and codec_in_use.hamming_scores and not explicit_thresholds:
             # Hamming similarities are not cosines: the cosine thresholds would give a wrong FAR.
             # Use the bundle's thresholds calibrated for this codec, or refuse rather than
             # silently mis-decide.
-            own = embedder.codec_thresholds(gallery.codec.name) if hasattr(embedder, "codec_thresholds") else {}
+            own = embedder.codec_thresholds(codec_in_use.name) if hasattr(embedder, "codec_thresholds") else {}
             if not own:
+                where = gallery.path if gallery is not None else self._gallery_to_create[0]
                 raise ValueError(
-                    f"{gallery.path}: {gallery.codec.name}-codec gallery scores are Hamming similarities and the model has no thresholds "
+                    f"{where}: {codec_in_use.name}-codec gallery scores are Hamming similarities and the model has no thresholds "
                     "calibrated for that codec: export the bundle with this kit version, or pass thresholds= calibrated for it"
                 )
             self.thresholds = own
@@ -363,7 +378,13 @@ class FaceRecognizer:
         return emb, results
 
     # -- enrol / compare / verify / identify -------------------------------------------
-    def _need_gallery(self) -> Gallery:
+    def _need_gallery(self, create: bool = False) -> Gallery:
+        if self.gallery is None and self._gallery_to_create is not None:
+            path, codec = self._gallery_to_create
+            if not create:
+                raise GalleryError(f"{path}: no such gallery: enrol someone first (that creates it), or check the path")
+            self.gallery = Gallery(path, card=self.card, codec=codec)
+            self._gallery_to_create = None
         if self.gallery is None:
             raise ValueError("this FaceRecognizer has no gallery: pass gallery= (a path or Gallery)")
         return self.gallery
@@ -375,9 +396,9 @@ class FaceRecognizer:
         each weighted by its flip-consistency (QualityReport.weight). Nothing is stored
         when no image is accepted.
         """
-        gallery = self._need_gallery()
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"identity name must be a non-empty string, got {name!r}")
+        name = normalize_name(name)  # before any work: a bad name is refused whatever the images
+        if self.gallery is None and self._gallery_to_create is None:
+            self._need_gallery()
         if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
             images = [images]
         if len(images) == 0:
@@ -387,6 +408,7 @@ class FaceRecognizer:
         rejected = [r for r in results if isinstance(r, Rejection)]
         if not used:
             return EnrollResult(name, False, [], rejected)
+        gallery = self._need_gallery(create=True)
         weights = np.array([f.weight for f in used], np.float64)
         template = (weights[:, None] * np.stack([f.embedding for f in used])).sum(0)
         template /= max(float(np.linalg.norm(template)), 1e-10)
@@ -420,6 +442,8 @@ class FaceRecognizer:
 
     def identify(self, image, top_k: int = 5, far: str = "1e-3", landmarks=None, use_index: bool | None = None) -> IdentifyResult:
         """Who is this? Open set: the best match below the threshold for `far` is "unknown"."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number >= 1, got {top_k!r}")
         gallery = self._need_gallery()
         thr = self.threshold(far)
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
