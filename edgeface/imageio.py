@@ -17,11 +17,11 @@ import numpy as np
 
 MIN_SIDE = 24  # below this no detector finds a face, so the file is rejected
 MAX_SIDE = 4096  # larger images are downscaled (detection runs at 640 px anyway)
-# Pixel budget of one decoded image, checked on the header BEFORE any pixel is decoded: 40 MP
-# (120 MB as RGB; a 48 MP phone photo is a JPEG and is decoded reduced, see below). The old
+# Pixel budget of one decoded image, checked on the header BEFORE any pixel is decoded: 25 MP
+# (75 MB as RGB, 200 MB as 16-bit RGBA; a 48 MP phone photo is a JPEG and is decoded at half size). The old
 # limit (200 MP, checked after decoding) let an 11000x11000 PNG of 143 KB cost 3.75 GB and
 # 3 minutes before being refused (issue 20).
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = 25_000_000
 MAX_FILE_BYTES = 64 << 20  # no face photo is larger; a bigger file is refused unread
 # EXIF orientation -> numpy transform of an (H, W, ...) array giving the upright image
 # (the same 8 cases as Pillow's ImageOps.exif_transpose; tests/test_imageio_hostile.py checks it).

@@ -50,6 +50,10 @@ def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str) -> dict:
     fs = np.concatenate([flip_similarity(bundle, crops[i : i + 64])[0] for i in range(0, len(crops), 64)])
     for mode, t in calibrate_flip_thresholds(fs).items():
         q[mode]["min_flip_similarity"] = t
+    from ..runtime.quality import calibrate_nonface
+
+    # non-face prototypes: with app landmarks nothing else stops noise passing as a face (issue 20)
+    q["nonface"] = calibrate_nonface(bundle.embed, crops)
     q["source"] = "kit defaults, with min_flip_similarity calibrated for this model"
     q["notes"] = (f"min_flip_similarity = the {FLIP_PERCENTILES['verify']:g}th (verify) / {FLIP_PERCENTILES['enroll']:g}th (enroll) "
                   f"percentile of this exported model's flip similarity over {len(fs)} calibration faces ({faces_desc})")

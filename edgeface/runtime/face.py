@@ -28,12 +28,17 @@ import numpy as np
 from ..align import align_face, check_landmarks
 from ..imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
 from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name
-from .quality import QualityGate, QualityReport, flip_similarity, measure
+from .quality import QualityGate, QualityReport, check_nonface_section, flip_similarity, measure, nonface_margins
 
 # Several faces in one image: "primary" the largest face nearest the centre (InsightFace's rule,
 # the evaluation's), "largest" the largest box, "center" the box nearest the image centre,
 # "reject" refuses the image. Whichever is used, the result says how many faces were found.
 MULTIPLE_FACE_POLICIES = ("primary", "largest", "center", "reject")
+
+
+# Every reason a Rejection can carry (stable codes; docs/runtime.md "Bad input").
+REJECTION_REASONS = ("missing", "unreadable", "empty", "tiny", "huge", "invalid", "no_face", "several_faces", "no_landmarks",
+                     "bad_landmarks", "quality")
 
 
 @dataclass
@@ -219,7 +224,14 @@ class FaceRecognizer:
         self.embedding_quality = embedding_quality
         self.gate_enabled = gate
         self.color_order = color_order
-        self.gate = QualityGate(quality if quality is not None else getattr(embedder, "quality", None))
+        quality_section = quality if quality is not None else getattr(embedder, "quality", None)
+        self.gate = QualityGate(quality_section)
+        # non-face prototypes calibrated at export (quality.nonface); absent in older bundles
+        self.nonface = (quality_section or {}).get("nonface") if isinstance(quality_section, dict) else None
+        if self.nonface is not None:
+            errs = check_nonface_section(self.nonface, self.card.embedding_size)
+            if errs:
+                raise ValueError("; ".join(errs))
         explicit_thresholds = thresholds is not None
         self.thresholds = {str(k): float(v) for k, v in (thresholds if explicit_thresholds else (getattr(embedder, "thresholds", None) or {})).items()}
         # compare(a, b) scores cosines whatever the gallery stores
@@ -394,10 +406,11 @@ class FaceRecognizer:
         embs = np.asarray(embs, np.float32)
         if embs.shape != (len(good), self.card.embedding_size) or not np.all(np.isfinite(embs)):
             raise RuntimeError(f"embedder {self.card.name!r} returned {embs.shape} (finite: {bool(np.all(np.isfinite(embs)))}); expected ({len(good)}, {self.card.embedding_size}) finite values")
+        margins = nonface_margins(embs, self.nonface) if self.nonface is not None else [None] * len(good)
         for j, i in enumerate(good):
             crop, lm, score, box, notes = located[i]
             src = _source_name(images[i])
-            report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j]), mode)
+            report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j], margins[j]), mode)
             if self.gate_enabled and not report.passed:
                 out[i] = Rejection("quality", "; ".join(report.reasons), src, report)
             else:

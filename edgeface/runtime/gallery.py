@@ -87,6 +87,21 @@ def _explain(exc: sqlite3.Error) -> str:
     return f"SQLite error: {msg}"
 
 
+def _mapped_errors(fn):
+    """A Gallery method whose SQLite errors become GalleryError sentences (a damaged file read
+    mid-way, a lock held past the timeout) instead of raw sqlite3 exceptions."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise GalleryError(f"{self.path}: {_explain(exc)}") from None
+
+    return wrapper
+
+
 def _import_usearch():
     """usearch.index, imported after onnxruntime's native library.
 
@@ -262,11 +277,17 @@ class Gallery:
             except GalleryError:
                 self._close_quietly()
                 raise
-        meta = self.meta()
-        self.embedding_size = int(meta["embedding_size"])
-        self.codec = get_codec(meta["codec"], self.embedding_size)
-        self.model_name = meta["model_name"]
-        self.model_fingerprint = meta["model_fingerprint"]
+        try:
+            meta = self.meta()
+            self.embedding_size = int(meta["embedding_size"])
+            self.codec = get_codec(meta["codec"], self.embedding_size)
+            self.model_name = meta["model_name"]
+            self.model_fingerprint = meta["model_fingerprint"]
+        except (KeyError, ValueError, TypeError) as exc:
+            self._close_quietly()
+            if isinstance(exc, GalleryError):
+                raise
+            raise GalleryError(f"{self.path}: the gallery's metadata is damaged ({type(exc).__name__}: {exc}); restore it from a backup") from None
         if card is not None:
             self.check_model(card)
         self._local_writes = 0
@@ -364,6 +385,7 @@ class Gallery:
             self._rollback()
             raise
 
+    @_mapped_errors
     def meta(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
 
@@ -450,15 +472,19 @@ class Gallery:
         return bool(self._write(write))
 
     # -- reads ----------------------------------------------------------------------
+    @_mapped_errors
     def __len__(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM identities").fetchone()[0])
 
+    @_mapped_errors
     def __contains__(self, name: str) -> bool:
         return self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (_lookup(name),)).fetchone() is not None
 
+    @_mapped_errors
     def names(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT name FROM identities ORDER BY name")]
 
+    @_mapped_errors
     def info(self, name: str) -> dict | None:
         r = self.conn.execute("SELECT n_images, quality, created_at, updated_at FROM identities WHERE name IS ?", (_lookup(name) if isinstance(name, str) else name,)).fetchone()
         return None if r is None else {"name": name, "n_images": r[0], "quality": r[1], "created_at": r[2], "updated_at": r[3]}
@@ -468,11 +494,13 @@ class Gallery:
         code = self.template_code(name)
         return None if code is None else self.codec.decode(code)[0]
 
+    @_mapped_errors
     def template_code(self, name: str) -> np.ndarray | None:
         """The stored template as the codec's (1, bytes_per_template) uint8 code."""
         r = self.conn.execute("SELECT template FROM identities WHERE name = ?", (_lookup(name),)).fetchone()
         return None if r is None else self.codec.from_bytes([r[0]])
 
+    @_mapped_errors
     def _refresh(self) -> None:
         """Reload templates when this or another connection has committed since the last load."""
         key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._local_writes)
@@ -627,6 +655,7 @@ class Gallery:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @_mapped_errors
     def summary(self) -> dict:
         meta = self.meta()
         return {

@@ -172,12 +172,12 @@ QUALITY_RANGES = {
     "min_interocular": (0.0, 10_000.0), "min_face_size": (0.0, 100_000.0), "min_sharpness": (0.0, 1e9),
     "min_brightness": (0.0, 255.0), "max_brightness": (0.0, 255.0), "min_contrast": (0.0, 255.0),
     "max_abs_yaw": (0.0, 180.0), "max_abs_pitch": (0.0, 180.0), "max_abs_roll": (0.0, 180.0),
-    "min_detector_score": (0.0, 1.0), "min_flip_similarity": (-1.0, 1.0), "max_nonface_similarity": (-1.0, 1.0),
+    "min_detector_score": (0.0, 1.0), "min_flip_similarity": (-1.0, 1.0), "max_nonface_margin": (-1.0, 1.0),
 }
 
 
-def _quality_errors(quality: dict) -> list[str]:
-    from .quality import ALIASES, MODES
+def _quality_errors(quality: dict, dims: int) -> list[str]:
+    from .quality import ALIASES, MODES, check_nonface_section
 
     errs = []
     sections = [("quality", {k: v for k, v in quality.items() if k not in MODES})]
@@ -189,8 +189,9 @@ def _quality_errors(quality: dict) -> list[str]:
         for k, v in section.items():
             if k in ("source", "notes", "description"):
                 continue
-            if k == "nonface":
-                continue  # the non-face prototype: checked by quality.NonFaceCheck
+            if k == "nonface" and where == "quality":
+                errs += check_nonface_section(v, dims)
+                continue
             key = ALIASES.get(k, k)
             if key not in QUALITY_RANGES:
                 errs.append(f"{where}: unknown quality threshold {k!r}")
@@ -257,5 +258,5 @@ def semantic_errors(meta: dict) -> list[tuple[str, str]]:
             continue
         bits = getattr(get_codec(codec, emb), "code_bits", emb)
         out += [(THRESHOLDS, e) for e in _threshold_errors(sec["at_far"], bits, f"thresholds.codecs.{codec}.at_far")]
-    out += [(QUALITY, e) for e in _quality_errors(meta["quality"])]
+    out += [(QUALITY, e) for e in _quality_errors(meta["quality"], emb)]
     return out
