@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 from . import __version__
@@ -37,8 +38,39 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Expected user errors: one clear line, no traceback.
+    except Exception as exc:  # noqa: BLE001 - sorted below: expected errors get one line, bugs a traceback
+        kind = user_error_kind(exc)
+        if kind is None:
+            raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if getattr(args, "json", False):
+            # --json promises JSON on stdout: errors too (exit code 1 as always)
+            print(json.dumps({"error": str(msg), "kind": kind, "exit_code": 1}, indent=2))
         print(f"edgeface {args.command}: error: {msg}", file=sys.stderr)
         return 1
+
+
+def user_error_kind(exc: BaseException) -> str | None:
+    """The kind of an expected user error (bad input, missing file, a refused bundle or gallery,
+    a runtime missing on this machine), or None for a bug, which keeps its traceback."""
+    import sqlite3
+
+    if isinstance(exc, ImportError):
+        return "missing_dependency"
+    kind = getattr(exc, "kind", None) or getattr(exc, "reason", None)
+    if isinstance(kind, str):
+        return kind  # BundleError.kind, ImageError.reason
+    names = {c.__name__ for c in type(exc).__mro__}
+    if "GalleryError" in names:
+        return "gallery"
+    if "BackendError" in names:
+        return "backend"
+    if isinstance(exc, sqlite3.Error):
+        return "gallery"
+    if isinstance(exc, KeyError):
+        return "not_found"
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return "file"
+    if isinstance(exc, ValueError):
+        return "invalid"
+    return None

@@ -2,23 +2,43 @@
 
 Every problem a real dataset has (missing file, not an image, grayscale, tiny, huge) is
 either handled with a note or raised as ImageError naming the file and the reason, so an
-evaluation can count it instead of crashing halfway. Uses OpenCV when present, Pillow
-otherwise: the runtime may have either.
+evaluation can count it instead of crashing halfway, and a hostile file (decompression bomb,
+corrupt header, odd pixel format) costs neither a traceback nor gigabytes. The header is read
+with Pillow first (size, format, EXIF orientation: no pixels), the pixel budget is enforced
+then; OpenCV decodes when present (the evaluation's decoder), Pillow otherwise.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 MIN_SIDE = 24  # below this no detector finds a face, so the file is rejected
 MAX_SIDE = 4096  # larger images are downscaled (detection runs at 640 px anyway)
-MAX_PIXELS = 200_000_000  # refuse decompression bombs before decoding
+# Pixel budget of one decoded image, checked on the header BEFORE any pixel is decoded: 25 MP
+# (75 MB as RGB, 200 MB as 16-bit RGBA; a 48 MP phone photo is a JPEG and is decoded at half size). The old
+# limit (200 MP, checked after decoding) let an 11000x11000 PNG of 143 KB cost 3.75 GB and
+# 3 minutes before being refused (issue 20).
+MAX_PIXELS = 25_000_000
+MAX_FILE_BYTES = 64 << 20  # no face photo is larger; a bigger file is refused unread
+# EXIF orientation -> numpy transform of an (H, W, ...) array giving the upright image
+# (the same 8 cases as Pillow's ImageOps.exif_transpose; tests/test_imageio_hostile.py checks it).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 class ImageError(ValueError):
-    """An image that cannot be used, with the path and a short reason code."""
+    """An image that cannot be used, with the path and a short reason code
+    (missing | unreadable | empty | tiny | huge | invalid)."""
 
     def __init__(self, path: str, reason: str, detail: str):
         self.path, self.reason, self.detail = str(path), reason, detail
@@ -29,35 +49,154 @@ class ImageError(ValueError):
 class LoadedImage:
     pixels: np.ndarray  # HxWx3 uint8 in the requested colour order
     path: str
-    notes: list[str] = field(default_factory=list)  # e.g. "grayscale", "downscaled"
+    notes: list[str] = field(default_factory=list)  # e.g. "grayscale", "downscaled", "exif-rotated"
 
 
-def _decode(path: str) -> np.ndarray:
+@dataclass
+class _Header:
+    width: int
+    height: int
+    format: str | None
+    orientation: int
+    reduce: int = 1  # JPEG decoding reduction chosen by _check_budget
+
+
+def _orientation(im) -> int:
+    """EXIF orientation without decoding pixels. (Pillow's PNG getexif() decodes the whole image
+    to look for a trailing eXIf chunk: for PNG only the chunks before the pixel data count.)"""
+    from PIL import Image
+
+    try:
+        if im.format == "PNG":
+            raw = im.info.get("exif")
+            if not raw:
+                return 1
+            ex = Image.Exif()
+            ex.load(raw)
+        else:
+            ex = im.getexif()
+        value = int(ex.get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is no reason to refuse the photo
+        return 1
+    return value if value in _ORIENT else 1
+
+
+def _header(path: str) -> _Header | None:
+    """Size, format and EXIF orientation from the file header (Pillow reads no pixels here), the
+    pixel budget checked before the EXIF block is even parsed; None when Pillow is not
+    installed or does not know the format."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own budget decides, below
+            im = Image.open(path)
+        with im:
+            w, h = im.size
+            hdr = _Header(int(w), int(h), im.format, 1)
+            hdr.reduce = _check_budget(path, hdr)
+            hdr.orientation = _orientation(im)
+            return hdr
+    except (UnidentifiedImageError, ImageError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        return None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(path, "huge", f"over the pixel budget, refused before decoding ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any parser error in a header = not a usable image
+        raise ImageError(path, "unreadable", f"not a decodable image ({exc.__class__.__name__})") from None
+
+
+def _check_budget(path: str, hdr: _Header) -> int:
+    """The JPEG reduction (1, 2, 4 or 8) that brings the image within MAX_PIXELS and, where that
+    costs nothing, near MAX_SIDE; ImageError "huge" when no reduction can."""
+    w, h = hdr.width, hdr.height
+    if w <= 0 or h <= 0:
+        raise ImageError(path, "invalid", f"header says {w}x{h} pixels")
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(path, "tiny", f"{w}x{h} is smaller than {MIN_SIDE} px on a side: too small to hold a usable face")
+    reduce = 1
+    if hdr.format == "JPEG":
+        # decode at 1/2, 1/4 or 1/8 (libjpeg scales in the DCT: memory and time shrink with it)
+        while reduce < 8 and (w // (2 * reduce)) * (h // (2 * reduce)) and (
+            (w // reduce) * (h // reduce) > MAX_PIXELS or max(w, h) // (2 * reduce) >= MAX_SIDE
+        ):
+            reduce *= 2
+    if (w // reduce) * (h // reduce) > MAX_PIXELS:
+        raise ImageError(path, "huge", f"{w}x{h} pixels is over the {MAX_PIXELS:,} pixel budget (refused before decoding)")
+    return reduce
+
+
+def _decode_pillow(path: str, hdr: _Header | None, reduce: int) -> np.ndarray:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(path)
+    with im:
+        if reduce > 1:
+            im.draft("RGB", (hdr.width // reduce, hdr.height // reduce))
+        im.load()
+        mode = im.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            a = np.asarray(im)
+            if a.dtype.kind in "iu" and (a.min() < 0 or a.max() > 65535):
+                raise ImageError(path, "invalid", f"{mode} image with values outside 0-65535")
+            return a.astype(np.uint16)  # 16-bit grey: to_uint8_rgb keeps the top 8 bits
+        if mode == "F":
+            return np.asarray(im, np.float32)
+        if mode in ("1", "L"):
+            return np.asarray(im.convert("L"))
+        return np.asarray(im.convert("RGB"))  # P, PA, LA, RGBA, CMYK, YCbCr, LAB, HSV...
+
+
+def _decode_opencv(path: str) -> np.ndarray | None:
     try:
         import cv2
     except ImportError:
-        cv2 = None
-    if cv2 is not None:
-        buf = np.fromfile(path, dtype=np.uint8)
-        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-        if img is None:
-            raise ImageError(path, "unreadable", "not a decodable image (corrupt, truncated or another file type)")
-        if img.ndim == 3 and img.shape[2] == 4:
-            img = img[:, :, :3]
-        if img.ndim == 3:
-            img = img[:, :, ::-1]  # OpenCV decodes BGR; edgeface works in RGB internally
-        return img
-    from PIL import Image, UnidentifiedImageError
+        return None
+    buf = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None  # UNCHANGED: no EXIF rotation (applied below, once)
+    if img is None:
+        raise ImageError(path, "unreadable", "not a decodable image (corrupt, truncated or another file type)")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = img[:, :, ::-1]  # OpenCV decodes BGR; edgeface works in RGB internally
+    return img
 
+
+def _decode(path: str) -> tuple[np.ndarray, list[str]]:
+    """Decoded pixels (upright) and notes. The header is read first (Pillow) and the pixel budget
+    enforced before decoding; OpenCV decodes where installed (what the evaluation always used),
+    Pillow otherwise and for reduced JPEG decoding. Every decoder failure is an ImageError."""
+    notes: list[str] = []
+    hdr = _header(path)
+    reduce = hdr.reduce if hdr is not None else 1
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(path, "huge", f"{w}x{h} pixels is over the {MAX_PIXELS:,} pixel limit")
-            im = im.convert("L") if im.mode in ("L", "I;16", "I", "F", "1") else im.convert("RGB")
-            return np.asarray(im)
-    except (UnidentifiedImageError, OSError) as exc:
+        img = _decode_opencv(path) if reduce == 1 else None
+        if img is None:
+            if hdr is None:
+                try:
+                    import PIL  # noqa: F401
+                except ImportError:
+                    raise ImportError("reading image files needs opencv-python-headless or Pillow") from None
+                raise ImageError(path, "unreadable", "not a decodable image (unknown or corrupt format)")
+            img = _decode_pillow(path, hdr, reduce)
+            if reduce > 1:
+                notes.append(f"decoded at 1/{reduce} size")
+    except (ImageError, ImportError):
+        raise
+    except MemoryError:
+        raise ImageError(path, "huge", "not enough memory to decode this image") from None
+    except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, struct.error...
         raise ImageError(path, "unreadable", f"not a decodable image ({exc.__class__.__name__})") from None
+    if hdr is not None and hdr.orientation != 1:
+        img = np.ascontiguousarray(_ORIENT[hdr.orientation](img))
+        notes.append(f"exif-rotated (orientation {hdr.orientation})")
+    return img, notes
 
 
 def to_uint8_rgb(img: np.ndarray, path: str = "<array>") -> tuple[np.ndarray, list[str]]:
@@ -90,15 +229,23 @@ def read_image(path: str | os.PathLike, color_order: str = "RGB") -> LoadedImage
     """Read an image file as HxWx3 uint8 in `color_order` ("RGB" or "BGR").
 
     Raises ImageError with reason one of: missing, unreadable, empty, tiny, huge, invalid.
-    Grayscale images are expanded to 3 channels and huge ones downscaled, with a note each.
+    Grayscale images are expanded to 3 channels, EXIF orientation applied, 16-bit and palette
+    images converted, and huge ones downscaled (JPEGs decoded reduced), with a note each.
+    Images over MAX_PIXELS (after the JPEG reduction) are refused before decoding.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageError(path, "missing", "no such file")
-    if os.path.getsize(path) == 0:
+    size = os.path.getsize(path)
+    if size == 0:
         raise ImageError(path, "empty", "the file is empty (0 bytes)")
-    raw = _decode(path)
+    if size > MAX_FILE_BYTES:
+        raise ImageError(path, "huge", f"the file is {size / 2**20:.0f} MB, over the {MAX_FILE_BYTES >> 20} MB limit for one photo")
+    if not os.access(path, os.R_OK):
+        raise ImageError(path, "unreadable", "permission denied")
+    raw, decode_notes = _decode(path)
     img, notes = to_uint8_rgb(raw, path)
+    notes = decode_notes + notes
     h, w = img.shape[:2]
     if h * w > MAX_PIXELS:
         raise ImageError(path, "huge", f"{w}x{h} pixels is over the {MAX_PIXELS:,} pixel limit")

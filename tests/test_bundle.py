@@ -13,57 +13,14 @@ from edgeface.card import ModelCard
 from edgeface.runtime.bundle import BUNDLE_JSON, Bundle, BundleError, file_sha256, load_bundle, validate_meta
 from edgeface.runtime.conformance import check_conformance, write_conformance
 
-H, W, D = 8, 6, 16
-CARD = ModelCard(name="tiny", arch="tiny", input_size=(H, W), embedding_size=D, template="sphereface_112x96", licence="test")
-
-
-def _tiny_onnx(path: Path, rng) -> None:
-    """uint8 (N,H,W,3) -> cast -> (x-127.5)/128 -> flatten -> MatMul -> L2 normalise."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = rng.standard_normal((H * W * 3, D)).astype(np.float32)
-    nodes = [
-        helper.make_node("Cast", ["faces"], ["xf"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["xf", "mean"], ["xc"]),
-        helper.make_node("Div", ["xc", "std"], ["xn"]),
-        helper.make_node("Reshape", ["xn", "shape"], ["flat"]),
-        helper.make_node("MatMul", ["flat", "w"], ["e"]),
-        helper.make_node("ReduceL2", ["e", "axes"], ["n"], keepdims=1),
-        helper.make_node("Div", ["e", "n"], ["embedding"]),
-    ]
-    inits = [numpy_helper.from_array(np.array(127.5, np.float32), "mean"), numpy_helper.from_array(np.array(128.0, np.float32), "std"),
-             numpy_helper.from_array(np.array([-1, H * W * 3], np.int64), "shape"), numpy_helper.from_array(w, "w"),
-             numpy_helper.from_array(np.array([1], np.int64), "axes")]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("faces", TensorProto.UINT8, ["batch", H, W, 3])],
-                          [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", D])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
-    m.ir_version = 9
-    onnx.save(m, str(path))
-
-
-def _meta(model: Path) -> dict:
-    from edgeface.export.converters import _io
-
-    i, o = _io(CARD, None)
-    return {
-        "schema_version": 1, "kit_version": __version__, "status": "verified", "format": "onnx", "precision": "fp32",
-        "backend": "onnxruntime", "model_file": model.name, "files": {model.name: file_sha256(model)}, "input": i, "output": o,
-        "alignment": {"template": CARD.template, "crop_size": [H, W], "landmarks": [[0, 0]] * 5, "landmark_order": "re le n rm lm"},
-        "embedding_size": D, "thresholds": {"metric": "cosine", "at_far": {"1e-3": {"threshold": 0.5}, "1e-4": {"threshold": 0.6}}},
-        "quality": {}, "source": {"name": "tiny", "sha256": "0" * 64}, "parity": {"cosine_min": 1.0, "cosine_mean": 1.0, "num_faces": 1},
-        "licence": "test", "card": CARD.to_dict(), "export": {"converter": "hand-made", "created": "2026-01-01T00:00:00+00:00"},
-    }
+from tiny_bundle import CARD, D, H, W, make_tiny_bundle, reseal
 
 
 @pytest.fixture
-def tiny_bundle(tmp_path, rng):
+def tiny_bundle(tmp_path):
     pytest.importorskip("onnxruntime")
-    d = tmp_path / "bundle"
-    d.mkdir()
-    _tiny_onnx(d / "model.onnx", rng)
-    (d / BUNDLE_JSON).write_text(json.dumps(_meta(d / "model.onnx")))
-    return d
+    pytest.importorskip("onnx")
+    return make_tiny_bundle(tmp_path / "bundle")
 
 
 def test_targets_table_is_consistent():
@@ -127,7 +84,7 @@ def test_schema_invalid_json_is_refused(tiny_bundle):
     meta = json.loads((tiny_bundle / BUNDLE_JSON).read_text())
     del meta["thresholds"]
     meta["input"]["layout"] = "HWC"
-    (tiny_bundle / BUNDLE_JSON).write_text(json.dumps(meta))
+    reseal(tiny_bundle, meta)
     with pytest.raises(BundleError, match="schema") as exc:
         load_bundle(tiny_bundle)
     assert "thresholds" in str(exc.value) and "HWC" in str(exc.value)
@@ -137,10 +94,10 @@ def test_other_major_version_and_failed_bundles_are_refused(tiny_bundle):
     path = tiny_bundle / BUNDLE_JSON
     meta = json.loads(path.read_text())
     major = int(__version__.split(".")[0])
-    path.write_text(json.dumps(dict(meta, kit_version=f"{major + 1}.0.0")))
+    reseal(tiny_bundle, dict(meta, kit_version=f"{major + 1}.0.0"))
     with pytest.raises(BundleError, match="major version"):
         load_bundle(tiny_bundle)
-    path.write_text(json.dumps(dict(meta, status="failed", verification={"failures": ["cosine min 0.5 < 0.999"]})))
+    reseal(tiny_bundle, dict(meta, status="failed", verification={"failures": ["cosine min 0.5 < 0.999"]}))
     with pytest.raises(BundleError, match="failed verification"):
         load_bundle(tiny_bundle)
 

@@ -1,16 +1,23 @@
 """`edgeface enroll | verify | identify | gallery`: the on-device runtime on image files.
 
 Torch-free: these commands load an exported bundle through edgeface.runtime and store
-templates in an SQLite gallery. Exit codes: 0 match / identified / done, 1 error,
-3 no match / unknown person, 4 the face was rejected (unreadable, no face, quality).
+templates in an SQLite gallery. Exit codes (EXIT_CODES, also in `--help` and docs/runtime.md):
+0 match / identified / done, 1 error (message on stderr, or a JSON object with --json),
+2 bad command line, 3 no match / unknown person, 4 the face was rejected (unreadable, no face,
+quality), 130 interrupted.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+
 from ..runtime.codecs import CODECS
+from ..runtime.face import MULTIPLE_FACE_POLICIES
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_REJECTED = 0, 3, 4
+EXIT_CODES = """exit codes: 0 match / identified / done, 1 error, 2 bad command line,
+3 no match / unknown person / not enrolled name to remove, 4 face rejected (see its reason), 130 interrupted"""
 
 
 def _landmarks(text: str):
@@ -24,20 +31,35 @@ def _landmarks(text: str):
     return arr  # the count and NaNs are checked (and reported as a rejection) by the runtime
 
 
-def _add_common(p, need_bundle: bool = True) -> None:
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {v}")
+    return v
+
+
+def _add_common(p, need_bundle: bool = True, landmarks: bool = False) -> None:
     if need_bundle:
-        p.add_argument("--bundle", required=True, help="exported model bundle (folder or archive made by `edgeface export`)")
+        p.add_argument("--bundle", required=True, help="exported model bundle folder (made by `edgeface export`)")
         p.add_argument("--backend", help="inference backend from the bundle (default: the best available)")
         p.add_argument("--threads", type=int, default=0, help="inference threads (default: backend's choice)")
-        p.add_argument("--detector", help="YuNet ONNX model for detection (default: ../shared/models/yunet/...); not needed with --landmarks")
-        p.add_argument("--multiple-faces", choices=["primary", "reject"], default="primary", help="several faces in an image: use the primary one (default) or reject the image")
+        p.add_argument("--detector", help="YuNet face detector ONNX file (face_detection_yunet_2023mar.onnx from the OpenCV model zoo; "
+                                          "default: ../shared/models/yunet/, found only in a checkout)" + ("; not needed with --landmarks" if landmarks else ""))
+        p.add_argument("--multiple-faces", choices=list(MULTIPLE_FACE_POLICIES), default="primary",
+                       help="several faces in an image: primary = largest nearest the centre (default), largest, center (nearest the "
+                            "centre), or reject the image; the result reports how many faces were found")
         p.add_argument("--no-embedding-quality", action="store_true", help="skip the flip-consistency quality score (halves embedding time)")
-    p.add_argument("--gallery", required=True, help="SQLite gallery file (created by enroll if missing)")
+    p.add_argument("--gallery", required=True, help="SQLite gallery file (enroll creates it; other commands need it to exist)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("enroll", help="enrol a person from one or more face images into a gallery", description="Quality-gate each image (strict enrolment thresholds), embed, and store one quality-weighted template.")
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("enroll", help="enrol a person from one or more face images into a gallery", formatter_class=fmt, epilog=EXIT_CODES,
+                       description="Quality-gate each image (strict enrolment thresholds), embed, and store one quality-weighted template.")
     p.add_argument("name", help="identity name")
     p.add_argument("images", nargs="+", help="image files of that person")
     p.add_argument("--codec", choices=sorted(CODECS), default="float32", help="template codec of a NEW gallery (default float32)")
@@ -45,23 +67,24 @@ def register(sub) -> None:
     _add_common(p)
     p.set_defaults(handler=run_enroll)
 
-    p = sub.add_parser("verify", help="is the face in IMAGE the enrolled NAME? (calibrated threshold)")
+    p = sub.add_parser("verify", help="is the face in IMAGE the enrolled NAME? (calibrated threshold)", formatter_class=fmt, epilog=EXIT_CODES)
     p.add_argument("image")
     p.add_argument("name")
-    p.add_argument("--far", default="1e-3", help="false-accept rate whose calibrated threshold decides (default 1e-3)")
+    p.add_argument("--far", default="1e-3", help="false-accept rate whose calibrated threshold decides: 1e-3 (default) or 1e-4, also as 0.001")
     p.add_argument("--landmarks", type=_landmarks, help="5 landmarks from your own detector: x1,y1,...,x5,y5 (right eye, left eye, nose, right mouth, left mouth)")
-    _add_common(p)
+    _add_common(p, landmarks=True)
     p.set_defaults(handler=run_verify)
 
-    p = sub.add_parser("identify", help="who is the face in IMAGE? (open set: 'unknown' below the threshold)")
+    p = sub.add_parser("identify", help="who is the face in IMAGE? (open set: 'unknown' below the threshold)", formatter_class=fmt, epilog=EXIT_CODES)
     p.add_argument("image")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--far", default="1e-3", help="false-accept rate whose calibrated threshold decides (default 1e-3)")
+    p.add_argument("--top-k", type=_positive_int, default=5, help="candidates to list (default 5)")
+    p.add_argument("--far", default="1e-3", help="the ONE-TO-ONE false-accept rate whose threshold decides (1e-3 default, 1e-4): against N "
+                                                 "enrolled people an impostor is falsely identified up to N times as often")
     p.add_argument("--landmarks", type=_landmarks, help="5 landmarks from your own detector: x1,y1,...,x5,y5")
-    _add_common(p)
+    _add_common(p, landmarks=True)
     p.set_defaults(handler=run_identify)
 
-    p = sub.add_parser("gallery", help="inspect or edit a gallery: info, list, remove, rename")
+    p = sub.add_parser("gallery", help="inspect or edit a gallery: info, list, remove, rename", formatter_class=fmt, epilog=EXIT_CODES)
     p.add_argument("action", choices=["info", "list", "remove", "rename"])
     p.add_argument("names", nargs="*", help="remove: NAME...; rename: OLD NEW")
     _add_common(p, need_bundle=False)
@@ -69,12 +92,17 @@ def register(sub) -> None:
 
 
 def _recognizer(args, codec: str = "float32"):
+    import os
+
     from .. import paths
     from ..runtime.face import FaceRecognizer
 
     detector = None
     if getattr(args, "landmarks", None) is None:
         detector = args.detector or str(paths.yunet_model())
+        if not os.path.isfile(detector):
+            raise ValueError(f"no face detector at {detector}: pass --detector PATH to YuNet's ONNX file "
+                             "(face_detection_yunet_2023mar.onnx, OpenCV model zoo)" + (" or --landmarks" if hasattr(args, "landmarks") else ""))
     return FaceRecognizer.from_bundle(
         args.bundle,
         gallery=args.gallery,
@@ -96,6 +124,9 @@ def _rejections_text(rejected) -> str:
 
 
 def run_enroll(args) -> int:
+    from ..runtime.gallery import normalize_name
+
+    args.name = normalize_name(args.name)  # a bad name fails before the model and detector load
     rec = _recognizer(args, codec=args.codec)
     res = rec.enroll(args.name, args.images, replace=not args.no_replace)
     lines = [f"{args.name}: " + (f"enrolled from {len(res.used)} of {len(args.images)} image(s), template quality {res.quality:.3f}" if res.enrolled else "NOT enrolled: no image passed")]
@@ -129,7 +160,7 @@ def run_identify(args) -> int:
 
 
 def run_gallery(args) -> int:
-    from ..runtime.gallery import Gallery
+    from ..runtime.gallery import Gallery, display_name
 
     if args.action in ("info", "list"):
         if args.names:
@@ -140,19 +171,19 @@ def run_gallery(args) -> int:
                 _emit(args, s, "\n".join(f"{k}: {v}" for k, v in s.items()))
             else:
                 rows = [g.info(n) for n in g.names()]
-                _emit(args, {"identities": rows}, "\n".join(f"{r['name']}  ({r['n_images']} image(s), quality {r['quality']:.3f})" for r in rows) or "(empty)")
+                _emit(args, {"identities": rows}, "\n".join(f"{display_name(r['name'])}  ({r['n_images']} image(s), quality {r['quality']:.3f})" for r in rows) or "(empty)")
         return EXIT_OK
     with Gallery(args.gallery, create=False) as g:
         if args.action == "remove":
             if not args.names:
                 raise ValueError("gallery remove needs at least one NAME")
             done = {n: g.remove(n) for n in args.names}
-            _emit(args, {"removed": done}, "\n".join(f"{n}: {'removed' if ok else 'not enrolled'}" for n, ok in done.items()))
+            _emit(args, {"removed": done}, "\n".join(f"{display_name(n)}: {'removed' if ok else 'not enrolled'}" for n, ok in done.items()))
             return EXIT_OK if all(done.values()) else EXIT_NO_MATCH
         if len(args.names) != 2:
             raise ValueError("gallery rename needs OLD NEW")
         ok = g.rename(*args.names)
-        _emit(args, {"renamed": ok}, f"{args.names[0]} -> {args.names[1]}: {'done' if ok else 'not enrolled'}")
+        _emit(args, {"renamed": ok}, f"{display_name(args.names[0])} -> {display_name(args.names[1])}: {'done' if ok else 'not enrolled'}")
         return EXIT_OK if ok else EXIT_NO_MATCH
 
 

@@ -11,8 +11,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import models
-    from ..models.complexity import count_mflops, count_params
+    try:
+        from .. import models
+        from ..models.complexity import count_mflops, count_params
+    except ImportError as exc:
+        raise ImportError(f"`edgeface models` builds each network with PyTorch, which is not installed here ({exc.name or exc}): "
+                          "pip install 'edgeface[train]' (the runtime commands enroll / verify / identify / gallery do not need it)") from None
 
     rows = []
     for name in models.names():

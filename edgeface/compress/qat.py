@@ -28,6 +28,33 @@ from torch import nn
 from ..card import ModelCard
 
 
+EXTENSION_ENV = "EDGEFACE_NNCF_EXTENSION"
+
+
+def select_quantize_kernels() -> str:
+    """Which kernels NNCF's torch fake-quantizers run on the CPU, decided before NNCF is used.
+
+    NNCF compiles a C++ extension (torch.utils.cpp_extension: g++ + ninja) the first time a
+    fake-quantizer runs, under a 60 s timeout; on a fresh, busy machine the compile can lose
+    that race and the QAT run dies with multiprocessing.TimeoutError (issue 20: `make test`
+    failed once this way). By default edgeface therefore installs NNCF's own pure-torch
+    reference kernels (ReferenceQuantizedFunctions, the ones NNCF falls back to when the
+    compile fails: same formulas, no compiler, no cache, no timeout). EDGEFACE_NNCF_EXTENSION=1
+    lets NNCF compile and use its extension instead, with the timeout off unless
+    NNCF_EXTENSION_LOAD_TIMEOUT is set. Returns "reference" or "extension"."""
+    import os
+
+    if os.environ.get(EXTENSION_ENV) == "1":
+        os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+        return "extension"
+    from nncf.torch.quantization import extensions
+    from nncf.torch.quantization.reference import ReferenceQuantizedFunctions
+
+    if extensions.QuantizedFunctionsCPU._loaded_namespace is None:
+        extensions.QuantizedFunctionsCPU._loaded_namespace = ReferenceQuantizedFunctions
+    return "reference" if extensions.QuantizedFunctionsCPU._loaded_namespace is ReferenceQuantizedFunctions else "extension"
+
+
 def quantization_aware_training(
     model: nn.Module,
     card: ModelCard,
@@ -43,6 +70,7 @@ def quantization_aware_training(
     quantized torch model and what was done (steps, loss at the start and end)."""
     import nncf
 
+    kernels = select_quantize_kernels()
     from .finetune import distill, embed, to_tensor
     from .fold import execution_order, fold_batchnorm
 
@@ -60,7 +88,8 @@ def quantization_aware_training(
     scope = nncf.IgnoredScope(patterns=[f"^{re.escape(name.replace('.', '/'))}/" for name in keep]) if keep else None
     qnet = nncf.quantize(net, dataset, subset_size=len(calib), ignored_scope=scope)
     info = {"steps": int(steps), "lr": lr, "batch_size": batch_size, "batchnorms_folded": int(folded), "kept_in_float": keep,
-            "calibration_faces": int(len(calib)), "training_faces": 0 if train_faces is None else int(len(train_faces))}
+            "calibration_faces": int(len(calib)), "training_faces": 0 if train_faces is None else int(len(train_faces)),
+            "nncf_kernels": kernels}
     if steps > 0:
         teacher = embed(net, train_faces, card)  # the float model's own embeddings
         losses = distill(qnet, card, train_faces, teacher, epochs=steps * batch_size / len(train_faces), batch_size=batch_size,
@@ -75,6 +104,8 @@ def export_qat_onnx(qnet: nn.Module, card: ModelCard, path: str | Path, compact:
     int8 weights. TorchScript exporter (it maps NNCF's stripped fake-quantizers to
     QuantizeLinear/DequantizeLinear), opset 17. Returns storage details."""
     import nncf
+
+    select_quantize_kernels()  # stripping runs the fake-quantizers once more
     import onnx
 
     from ..export.converters import INPUT_NAME, OUTPUT_NAME

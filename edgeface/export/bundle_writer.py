@@ -22,7 +22,7 @@ from ..align import template_landmarks
 from ..card import ModelCard
 from ..preprocess import l2_normalize
 from ..runtime.codecs import HAMMING_CODECS, get_codec
-from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta
+from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta, write_manifest_digest
 from ..targets import TARGETS
 from ..targets import target as lookup_target
 from . import verify as V
@@ -50,6 +50,10 @@ def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str) -> dict:
     fs = np.concatenate([flip_similarity(bundle, crops[i : i + 64])[0] for i in range(0, len(crops), 64)])
     for mode, t in calibrate_flip_thresholds(fs).items():
         q[mode]["min_flip_similarity"] = t
+    from ..runtime.quality import calibrate_nonface
+
+    # non-face prototypes: with app landmarks nothing else stops noise passing as a face (issue 20)
+    q["nonface"] = calibrate_nonface(bundle.embed, crops)
     q["source"] = "kit defaults, with min_flip_similarity calibrated for this model"
     q["notes"] = (f"min_flip_similarity = the {FLIP_PERCENTILES['verify']:g}th (verify) / {FLIP_PERCENTILES['enroll']:g}th (enroll) "
                   f"percentile of this exported model's flip similarity over {len(fs)} calibration faces ({faces_desc})")
@@ -339,3 +343,4 @@ def _write_meta(stage: Path, meta: dict) -> None:
     tmp = stage / (BUNDLE_JSON + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=False))
     os.replace(tmp, stage / BUNDLE_JSON)
+    write_manifest_digest(stage)  # edgeface.json.sha256: load_bundle refuses a manifest changed after this

@@ -5,12 +5,17 @@ colour order, whether normalisation is in the graph, alignment template and crop
 what the output is, the similarity thresholds calibrated at FAR 1e-3 / 1e-4, quality-gate
 thresholds, the sha256 of every model file, the source model and its hash, the parity
 figures measured at export time, the source weights' licence, the kit version and the full
-model card. It is validated against edgeface/schemas/bundle.schema.json.
+model card, and the sha256 of every conformance file. It is validated against
+edgeface/schemas/bundle.schema.json plus the rules in edgeface.runtime.manifest.
 
-load_bundle refuses (BundleError, a ValueError): a schema-invalid edgeface.json, a model
-file whose sha256 differs from the recorded one, a bundle written by another major kit
-version, and bundles whose export failed verification or whose engine was not built.
-Torch-free.
+Integrity: `edgeface.json.sha256` (sha256sum format) holds the digest of edgeface.json's bytes;
+since edgeface.json holds the hash of every other file (model_file must be one of `files`),
+that one digest covers the whole bundle. It is a checksum, not a signature: it stops a
+corrupted, half-copied or hand-edited bundle, not someone who can rewrite both files; the
+semantic rules and the load-time self-test (run_self_test) are the second line.
+
+load_bundle refuses with BundleError (a ValueError) whose `.kind` names the rule broken;
+docs/runtime.md "Bundle refusal rules" lists them. Torch-free.
 """
 from __future__ import annotations
 
@@ -27,16 +32,29 @@ from .. import __version__
 from ..card import ModelCard
 from ..preprocess import check_faces, l2_normalize, normalize
 from ..targets import target as lookup_target
-from .backends import InferenceBackend, make_backend
+from . import manifest as M
+from .backends import BackendError, InferenceBackend, make_backend
 
 BUNDLE_JSON = "edgeface.json"
+MANIFEST_DIGEST_FILE = "edgeface.json.sha256"
 SCHEMA_VERSION = 1
 CONFORMANCE_DIR = "conformance"
 RUNNABLE_STATUS = ("verified",)
 
 
 class BundleError(ValueError):
-    """A bundle that cannot be used, with the reason."""
+    """A bundle that cannot be used, with the reason; `kind` is one of manifest.KINDS."""
+
+    def __init__(self, message: str, kind: str = M.SCHEMA):
+        super().__init__(message)
+        self.kind = kind
+
+
+class BundleNotFoundError(BundleError, FileNotFoundError):
+    """No bundle directory, or no edgeface.json in it (kind "not_found")."""
+
+    def __init__(self, message: str):
+        BundleError.__init__(self, message, M.NOT_FOUND)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -53,69 +71,121 @@ def load_schema() -> dict:
     return json.loads(resources.files("edgeface").joinpath("schemas/bundle.schema.json").read_text())
 
 
-def _minimal_check(meta: dict, schema: dict) -> list[str]:
-    """Used only where jsonschema is not installed (small boards): required keys and top-level types."""
-    errs = []
-    types = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool}
-    for key in schema.get("required", []):
-        if key not in meta:
-            errs.append(f"missing required field {key!r}")
-    for key, sub in schema.get("properties", {}).items():
-        if key in meta and isinstance(sub.get("type"), str) and not isinstance(meta[key], types[sub["type"]]):
-            errs.append(f"field {key!r} should be of type {sub['type']}")
-        if key in meta and "enum" in sub and meta[key] not in sub["enum"]:
-            errs.append(f"field {key!r} must be one of {sub['enum']}, got {meta[key]!r}")
-    return errs
-
-
 def validate_meta(meta: Any, where: str = BUNDLE_JSON) -> None:
-    """Raise BundleError listing what is wrong with an edgeface.json document."""
-    schema = load_schema()
+    """Raise BundleError listing what is wrong with an edgeface.json document: the schema
+    (edgeface.runtime.manifest's validator, no optional dependency), then the rules a schema
+    cannot express (manifest.semantic_errors). The error's kind is the first problem's."""
     if not isinstance(meta, dict):
-        raise BundleError(f"{where}: expected a JSON object, got {type(meta).__name__}")
-    try:
-        import jsonschema
-    except ImportError:
-        errs = _minimal_check(meta, schema)
-    else:
-        validator = jsonschema.Draft202012Validator(schema)
-        errs = [f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}" for e in sorted(validator.iter_errors(meta), key=lambda e: list(e.absolute_path))]
+        raise BundleError(f"{where}: expected a JSON object, got {type(meta).__name__}", M.SCHEMA)
+    errs = M.validate_schema(meta, load_schema())
     if errs:
-        shown = "; ".join(errs[:5]) + (f"; … {len(errs) - 5} more" if len(errs) > 5 else "")
-        raise BundleError(f"{where} does not follow the bundle schema: {shown}")
+        raise BundleError(f"{where} does not follow the bundle schema: {_shown(errs)}", M.SCHEMA)
+    sem = M.semantic_errors(meta)
+    if sem:
+        raise BundleError(f"{where}: refused: {_shown([m for _, m in sem])}", sem[0][0])
+
+
+def _shown(errs: list[str]) -> str:
+    return "; ".join(errs[:5]) + (f"; … {len(errs) - 5} more" if len(errs) > 5 else "")
+
+
+def _manifest_path(bundle_dir: Path) -> Path:
+    meta_path = bundle_dir / BUNDLE_JSON if bundle_dir.is_dir() else bundle_dir
+    if not meta_path.is_file():
+        raise BundleNotFoundError(f"{bundle_dir}: not a bundle (no {BUNDLE_JSON}); make one with `edgeface export`")
+    return meta_path
+
+
+def _read_manifest_bytes(meta_path: Path) -> bytes:
+    try:
+        with open(meta_path, "rb") as fh:
+            raw = fh.read(M.MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise BundleError(f"{meta_path}: cannot read it ({exc.strerror or exc})", M.MANIFEST_UNREADABLE) from None
+    if len(raw) > M.MAX_MANIFEST_BYTES:
+        raise BundleError(f"{meta_path}: larger than {M.MAX_MANIFEST_BYTES >> 20} MB, not a bundle manifest", M.MANIFEST_UNREADABLE)
+    return raw
+
+
+def _parse_manifest(raw: bytes, meta_path: Path) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"{meta_path}: not UTF-8 text", M.MANIFEST_UNREADABLE) from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{meta_path}: not valid JSON ({exc})", M.MANIFEST_UNREADABLE) from None
+    except RecursionError:
+        raise BundleError(f"{meta_path}: JSON nested too deeply", M.MANIFEST_UNREADABLE) from None
 
 
 def read_meta(bundle_dir: str | os.PathLike, validate: bool = True) -> dict:
-    bundle_dir = Path(bundle_dir)
-    meta_path = bundle_dir / BUNDLE_JSON if bundle_dir.is_dir() else bundle_dir
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{bundle_dir}: not a bundle (no {BUNDLE_JSON}); make one with `edgeface export`")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{meta_path}: not valid JSON ({exc})") from None
+    meta_path = _manifest_path(Path(bundle_dir))
+    meta = _parse_manifest(_read_manifest_bytes(meta_path), meta_path)
     if validate:
         validate_meta(meta, str(meta_path))
     return meta
+
+
+def manifest_digest_line(manifest_bytes: bytes) -> str:
+    """The content of edgeface.json.sha256: `sha256sum` format, so `sha256sum -c` checks it too."""
+    return f"{hashlib.sha256(manifest_bytes).hexdigest()}  {BUNDLE_JSON}\n"
+
+
+def write_manifest_digest(bundle_dir: str | os.PathLike) -> str:
+    """Seal a bundle: write edgeface.json.sha256 over the bytes of edgeface.json as they are now.
+    edgeface.json names the sha256 of every model and conformance file, so this one digest
+    covers the whole bundle. The exporter calls it after every write of edgeface.json."""
+    bundle_dir = Path(bundle_dir)
+    line = manifest_digest_line((bundle_dir / BUNDLE_JSON).read_bytes())
+    tmp = bundle_dir / (MANIFEST_DIGEST_FILE + ".tmp")
+    tmp.write_text(line)
+    os.replace(tmp, bundle_dir / MANIFEST_DIGEST_FILE)
+    return line.split()[0]
+
+
+def check_manifest_digest(bundle_dir: Path, manifest_bytes: bytes) -> None:
+    f = bundle_dir / MANIFEST_DIGEST_FILE
+    if not f.is_file():
+        raise BundleError(f"{bundle_dir}: no {MANIFEST_DIGEST_FILE}: the manifest is not sealed (a bundle from before digests, or "
+                          "edited by hand); re-export it", M.MANIFEST_DIGEST)
+    try:
+        recorded = f.read_bytes()[:256].decode("ascii").split()[0].lower()
+    except (UnicodeDecodeError, IndexError, OSError):
+        recorded = ""
+    actual = hashlib.sha256(manifest_bytes).hexdigest()
+    if recorded != actual:
+        raise BundleError(f"{bundle_dir}: {BUNDLE_JSON} does not match its digest in {MANIFEST_DIGEST_FILE} (sha256 {actual[:16]}…): the "
+                          "manifest was changed after export; re-export the bundle", M.MANIFEST_DIGEST)
 
 
 def _major(version: str) -> str:
     return str(version).split(".")[0]
 
 
-def check_files(bundle_dir: Path, meta: dict) -> None:
-    for name, digest in meta["files"].items():
+def _check_hashed(bundle_dir: Path, entries: dict, what: str) -> None:
+    root = bundle_dir.resolve()
+    for name, digest in entries.items():
+        if not M.safe_relative(name):
+            raise BundleError(f"{bundle_dir}: {what} entry {name!r} points outside the bundle", M.MODEL_FILE)
         p = bundle_dir / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise BundleError(f"{bundle_dir}: file entry {name!r} points outside the bundle")
+        try:
+            p.resolve().relative_to(root)
+        except ValueError:
+            raise BundleError(f"{bundle_dir}: {what} {name} is a link to outside the bundle", M.MODEL_FILE) from None
         if not p.is_file():
-            raise BundleError(f"{bundle_dir}: model file {name} listed in {BUNDLE_JSON} is missing")
+            raise BundleError(f"{bundle_dir}: {what} {name} listed in {BUNDLE_JSON} is missing", M.FILE_HASH)
         actual = file_sha256(p)
         if actual != digest:
             raise BundleError(
-                f"{p}: sha256 {actual[:16]}… does not match {digest[:16]}… recorded in {BUNDLE_JSON}: the model file was altered "
-                "or replaced after export; re-export it (or pass verify_hash=False only if you know why)"
+                f"{p}: sha256 {actual[:16]}… does not match {digest[:16]}… recorded in {BUNDLE_JSON}: the {what} was altered "
+                "or replaced after export; re-export it (or pass verify_hash=False only if you know why)", M.FILE_HASH
             )
+
+
+def check_files(bundle_dir: Path, meta: dict) -> None:
+    """Every model file and conformance file has the sha256 recorded in edgeface.json."""
+    _check_hashed(bundle_dir, meta["files"], "model file")
+    _check_hashed(bundle_dir, ((meta.get("conformance") or {}).get("files") or {}), "conformance file")
 
 
 @dataclass
@@ -191,29 +261,111 @@ class Bundle:
         return np.sum(a * b, axis=-1) >= self.thresholds[far]
 
 
-def load_bundle(path: str | os.PathLike, backend: str | None = None, threads: int = 0, verify_hash: bool = True, require_verified: bool = True) -> Bundle:
-    """Open a bundle directory and its runtime. backend=None picks the table's backend for the format."""
+def load_bundle(path: str | os.PathLike, backend: str | None = None, threads: int = 0, verify_hash: bool = True, require_verified: bool = True,
+                self_test: bool = True) -> Bundle:
+    """Open a bundle directory and its runtime. backend=None picks the table's backend for the format.
+
+    Refuses (BundleError with .kind, see docs/runtime.md "Bundle refusal rules"): a missing or
+    unreadable manifest, a manifest not matching its digest, schema or semantic violations,
+    another major kit version, an unverified/failed bundle, a file not matching its hash, a
+    model the backend cannot load, and (self_test) a model whose outputs on the bundle's own
+    conformance faces are non-finite, not unit-length, constant, or not the recorded ones.
+    verify_hash=False skips the digest and file hashes (development only)."""
     bundle_dir = Path(path)
     if not bundle_dir.is_dir():
-        raise FileNotFoundError(f"{bundle_dir}: bundle directory not found")
-    meta = read_meta(bundle_dir)
+        raise BundleNotFoundError(f"{bundle_dir}: bundle directory not found")
+    meta_path = _manifest_path(bundle_dir)
+    raw = _read_manifest_bytes(meta_path)
+    if verify_hash:
+        check_manifest_digest(bundle_dir, raw)
+    meta = _parse_manifest(raw, meta_path)
+    validate_meta(meta, str(meta_path))
     if _major(meta["kit_version"]) != _major(__version__):
         raise BundleError(
             f"{bundle_dir}: written by edgeface {meta['kit_version']}, this is edgeface {__version__}; bundles are only read by the same "
-            "major version — re-export the model with this version"
+            "major version — re-export the model with this version", M.VERSION
         )
     status = meta["status"]
     if require_verified and status not in RUNNABLE_STATUS:
         why = {
-            "failed": f"its export failed verification ({meta.get('verification', {}).get('failures')})",
+            "failed": f"its export failed verification ({(meta.get('verification') or {}).get('failures')})",
             "not-built": "its engine was not built on the export machine (see build settings in the bundle)",
             "unverified": "it has not been verified yet",
         }.get(status, f"its status is {status!r}")
-        raise BundleError(f"{bundle_dir}: refusing to load this bundle: {why}")
+        raise BundleError(f"{bundle_dir}: refusing to load this bundle: {why}", M.STATUS)
     if verify_hash:
         check_files(bundle_dir, meta)
-    card = ModelCard.from_dict(meta["card"])
-    tgt = lookup_target(meta["format"], meta["precision"])
+    try:
+        card = ModelCard.from_dict(meta["card"])
+        tgt = lookup_target(meta["format"], meta["precision"])
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"{meta_path}: {exc}", M.SCHEMA) from None
     name = backend or tgt.backend
-    runner = make_backend(name, bundle_dir / meta["model_file"], threads)
-    return Bundle(bundle_dir, meta, card, name, runner)
+    try:
+        runner = make_backend(name, bundle_dir / meta["model_file"], threads)
+    except BackendError:
+        raise  # a runtime missing on this machine: the message says what to install
+    except Exception as exc:  # noqa: BLE001 - any backend's own parse error means the same thing
+        raise BundleError(f"{bundle_dir / meta['model_file']}: {name} cannot load this model ({type(exc).__name__}: {str(exc)[:200]})",
+                          M.MODEL_LOAD) from None
+    if (np.dtype(runner.input_dtype) == np.uint8) != (meta["input"]["dtype"] == "uint8"):
+        raise BundleError(f"{bundle_dir}: the model takes {np.dtype(runner.input_dtype).name} input but {BUNDLE_JSON} says "
+                          f"{meta['input']['dtype']} (normalization_in_graph {meta['input']['normalization_in_graph']})", M.INPUT_CONTRACT)
+    bundle = Bundle(bundle_dir, meta, card, name, runner)
+    if self_test and (status in RUNNABLE_STATUS or meta.get("conformance")):
+        run_self_test(bundle)
+    return bundle
+
+
+# Below this mean cosine between the conformance faces (different photos, mostly different
+# people) a model is answering; above it, it returns one vector whatever the face.
+CONSTANT_OUTPUT_COSINE = 0.98
+OUTPUT_NORM_TOLERANCE = 0.02  # export verification allows 0.01; int8 kernels on other CPUs drift a little
+
+
+def run_self_test(bundle: Bundle) -> dict:
+    """At load: run the bundle's conformance faces and refuse a model whose outputs are
+    non-finite, not unit-length (when the graph says it L2-normalises), constant across
+    faces, or not the embeddings recorded at export (within the set's tolerance); and a
+    conformance record whose thresholds differ from the manifest's."""
+    from .conformance import load_conformance_set
+
+    try:
+        crops, exp = load_conformance_set(bundle.path)
+    except (FileNotFoundError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise BundleError(f"{bundle.path}: its conformance set cannot be used ({exc}); a verified bundle carries one — re-export it",
+                          M.CONFORMANCE) from None
+    try:
+        raw = bundle.raw_output(crops)
+    except BundleError as exc:
+        raise BundleError(str(exc), M.MODEL_OUTPUT) from None
+    except Exception as exc:  # noqa: BLE001 - a model that loads but cannot run
+        raise BundleError(f"{bundle.model_file}: running the model failed ({type(exc).__name__}: {str(exc)[:200]})", M.MODEL_OUTPUT) from None
+    if not np.all(np.isfinite(raw)):
+        raise BundleError(f"{bundle.model_file}: the model returns NaN or infinite embeddings", M.MODEL_OUTPUT)
+    norms = np.linalg.norm(raw, axis=1)
+    if norms.min() < 1e-6:
+        raise BundleError(f"{bundle.model_file}: the model returns all-zero embeddings", M.MODEL_OUTPUT)
+    if bundle.meta["output"]["l2_normalized_in_graph"] and np.abs(norms - 1).max() > OUTPUT_NORM_TOLERANCE:
+        raise BundleError(f"{bundle.model_file}: output norms {norms.min():.3f}..{norms.max():.3f}, but {BUNDLE_JSON} says the graph "
+                          "L2-normalises", M.MODEL_OUTPUT)
+    emb = l2_normalize(raw)
+    if len(emb) > 1:
+        sims = emb @ emb.T
+        mean_off = float((sims.sum() - np.trace(sims)) / (len(emb) * (len(emb) - 1)))
+        if mean_off > CONSTANT_OUTPUT_COSINE:
+            raise BundleError(f"{bundle.model_file}: the model returns (nearly) the same embedding for every face (mean cosine {mean_off:.4f} "
+                              f"between {len(emb)} different conformance photos)", M.MODEL_OUTPUT)
+    ref = np.asarray(exp["embeddings"], np.float32)
+    if ref.shape != emb.shape:
+        raise BundleError(f"{bundle.path}: conformance embeddings have shape {ref.shape}, the model gives {emb.shape}", M.CONFORMANCE)
+    cos = np.sum(emb * l2_normalize(ref), axis=1)
+    need = float(exp["tolerance"]["min_cosine_to_expected"])
+    if cos.min() < need:
+        raise BundleError(f"{bundle.path}: the model does not reproduce its conformance embeddings (min cosine {cos.min():.4f} < {need}); "
+                          "the model file, the input contract or the runtime differ from what was exported", M.CONFORMANCE)
+    live = bundle.thresholds
+    recorded = {str(k): float(v) for k, v in (exp.get("thresholds") or {}).items()}
+    if recorded and any(k not in live or abs(live[k] - v) > 1e-6 for k, v in recorded.items()):
+        raise BundleError(f"{bundle.path}: thresholds {live} differ from those recorded with the conformance set {recorded}", M.THRESHOLDS)
+    return {"faces": len(emb), "cosine_min": float(cos.min()), "output_norm_min": float(norms.min()), "output_norm_max": float(norms.max())}

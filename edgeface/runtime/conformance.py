@@ -77,19 +77,29 @@ def write_conformance(bundle, crops: np.ndarray, identities: list[str]) -> dict:
         "tolerance": {"min_cosine_to_expected": EMBEDDING_TOLERANCE[bundle.precision], "decision_margin": DECISION_MARGIN},
     }
     (d / "expected.json").write_text(json.dumps(expected, indent=1))
+    from .bundle import file_sha256
+
+    # hashed in edgeface.json like the model files, so the manifest digest covers them too
+    stored = names + ["expected.json", "expected_embeddings.npy"]
     return {"dir": CONFORMANCE_DIR, "faces": len(names), "pairs": len(pairs), "expected": f"{CONFORMANCE_DIR}/expected.json",
-            "tolerance": expected["tolerance"]}
+            "tolerance": expected["tolerance"], "files": {f"{CONFORMANCE_DIR}/{n}": file_sha256(d / n) for n in stored}}
+
+
+def load_conformance_set(bundle_dir) -> tuple[np.ndarray, dict]:
+    """(the stored crops (N, H, W, 3) uint8, expected.json) of a bundle's conformance set."""
+    d = Path(bundle_dir) / CONFORMANCE_DIR
+    f = d / "expected.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{bundle_dir}: bundle has no conformance set ({f} missing)")
+    exp = json.loads(f.read_text())
+    crops = np.stack([_read_png(d / n) for n in exp["faces"]])
+    return crops, exp
 
 
 def check_conformance(bundle) -> dict:
     """Re-run the stored crops; pass when every embedding is within tolerance of the expected
     one and every decision not within the margin of its threshold matches."""
-    d = Path(bundle.path) / CONFORMANCE_DIR
-    f = d / "expected.json"
-    if not f.is_file():
-        raise FileNotFoundError(f"{bundle.path}: bundle has no conformance set ({f} missing)")
-    exp = json.loads(f.read_text())
-    crops = np.stack([_read_png(d / n) for n in exp["faces"]])
+    crops, exp = load_conformance_set(bundle.path)
     emb = bundle.embed(crops)
     ref = np.asarray(exp["embeddings"], np.float32)
     cos = np.sum(emb * ref, axis=1)
@@ -103,5 +113,10 @@ def check_conformance(bundle) -> dict:
             if (s >= t) != want and abs(s - t) > tol["decision_margin"]:
                 mismatched.append(f"{p['a']}~{p['b']} at FAR {key}: cosine {s:.4f} vs expected {p['cosine']:.4f}")
     ok_emb = bool(cos.min() >= tol["min_cosine_to_expected"])
-    return {"passed": ok_emb and not mismatched, "faces": len(cos), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
+    # the live thresholds must be the ones the set was recorded with (an edited threshold would
+    # otherwise pass: the stored decisions are re-derived from the stored thresholds)
+    live, recorded = bundle.thresholds, {str(k): float(v) for k, v in exp["thresholds"].items()}
+    threshold_diffs = [f"FAR {k}: live {live.get(k)} vs recorded {v}" for k, v in recorded.items() if k not in live or abs(live[k] - v) > 1e-6]
+    threshold_diffs += [f"FAR {k}: live {v}, not in the conformance record" for k, v in live.items() if k not in recorded]
+    return {"passed": ok_emb and not mismatched and not threshold_diffs, "threshold_mismatches": threshold_diffs, "faces": len(cos), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
             "required_min_cosine": tol["min_cosine_to_expected"], "decision_mismatches": mismatched, "pairs": len(exp["pairs"])}

@@ -27,10 +27,18 @@ import numpy as np
 
 from ..align import align_face, check_landmarks
 from ..imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
-from .gallery import Gallery, Match
-from .quality import QualityGate, QualityReport, flip_similarity, measure
+from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name
+from .quality import QualityGate, QualityReport, check_nonface_section, flip_similarity, measure, nonface_margins
 
-MULTIPLE_FACE_POLICIES = ("primary", "reject")
+# Several faces in one image: "primary" the largest face nearest the centre (InsightFace's rule,
+# the evaluation's), "largest" the largest box, "center" the box nearest the image centre,
+# "reject" refuses the image. Whichever is used, the result says how many faces were found.
+MULTIPLE_FACE_POLICIES = ("primary", "largest", "center", "reject")
+
+
+# Every reason a Rejection can carry (stable codes; docs/runtime.md "Bad input").
+REJECTION_REASONS = ("missing", "unreadable", "empty", "tiny", "huge", "invalid", "no_face", "several_faces", "no_landmarks",
+                     "bad_landmarks", "quality")
 
 
 @dataclass
@@ -63,6 +71,7 @@ class Face:
     detector_score: float | None = None
     box: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    faces_detected: int | None = None  # faces the detector found in the image (None: the app gave landmarks)
 
     ok = True
 
@@ -71,7 +80,8 @@ class Face:
         return self.quality.weight if self.quality is not None else 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"ok": True, "source": self.source, "landmarks": np.round(self.landmarks, 2).tolist(), "notes": self.notes}
+        d = {"ok": True, "source": self.source, "landmarks": np.round(self.landmarks, 2).tolist(), "notes": self.notes,
+             "faces_detected": self.faces_detected}
         if self.detector_score is not None:
             d["detector_score"] = round(float(self.detector_score), 4)
         if self.quality is not None:
@@ -106,6 +116,7 @@ class CompareResult:
     far: str
     rejected: list[Rejection] = field(default_factory=list)
     name: str | None = None  # set by verify()
+    faces_detected: list[int | None] = field(default_factory=list)  # per image: faces found (several: see notes / policy)
 
     @property
     def decision(self) -> str:
@@ -119,6 +130,7 @@ class CompareResult:
             "threshold": round(float(self.threshold), 6),
             "far": self.far,
             "rejected": [r.to_dict() for r in self.rejected],
+            "faces_detected": self.faces_detected,
         }
         if self.name is not None:
             d["name"] = self.name
@@ -133,10 +145,14 @@ class IdentifyResult:
     far: str
     candidates: list[Match]
     rejected: list[Rejection] = field(default_factory=list)
+    faces_detected: int | None = None
 
     @property
     def decision(self) -> str:
-        return "rejected" if self.name is None else ("unknown" if self.name == UNKNOWN else "identified")
+        if self.name is None:
+            return "rejected"
+        # by the score, not the name: a legacy gallery may hold someone enrolled as "unknown"
+        return "identified" if self.score is not None and self.score >= self.threshold else "unknown"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,10 +163,23 @@ class IdentifyResult:
             "far": self.far,
             "candidates": [c.to_dict() for c in self.candidates],
             "rejected": [r.to_dict() for r in self.rejected],
+            "faces_detected": self.faces_detected,
         }
 
 
-UNKNOWN = "unknown"
+
+def pick_face(detections: list, image_shape: tuple[int, ...], policy: str = "primary"):
+    """The face `policy` (MULTIPLE_FACE_POLICIES) selects among several detections."""
+    from ..detect import pick_primary
+
+    if policy in ("primary", "reject"):
+        return pick_primary(detections, image_shape)
+    if policy == "largest":
+        return max(detections, key=lambda d: float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+    if policy == "center":
+        h, w = image_shape[:2]
+        return min(detections, key=lambda d: float(((d.box[0] + d.box[2]) / 2 - w / 2) ** 2 + ((d.box[1] + d.box[3]) / 2 - h / 2) ** 2))
+    raise ValueError(f"multiple_faces must be one of {MULTIPLE_FACE_POLICIES}, got {policy!r}")
 
 
 def _source_name(image) -> str:
@@ -195,7 +224,14 @@ class FaceRecognizer:
         self.embedding_quality = embedding_quality
         self.gate_enabled = gate
         self.color_order = color_order
-        self.gate = QualityGate(quality if quality is not None else getattr(embedder, "quality", None))
+        quality_section = quality if quality is not None else getattr(embedder, "quality", None)
+        self.gate = QualityGate(quality_section)
+        # non-face prototypes calibrated at export (quality.nonface); absent in older bundles
+        self.nonface = (quality_section or {}).get("nonface") if isinstance(quality_section, dict) else None
+        if self.nonface is not None:
+            errs = check_nonface_section(self.nonface, self.card.embedding_size)
+            if errs:
+                raise ValueError("; ".join(errs))
         explicit_thresholds = thresholds is not None
         self.thresholds = {str(k): float(v) for k, v in (thresholds if explicit_thresholds else (getattr(embedder, "thresholds", None) or {})).items()}
         # compare(a, b) scores cosines whatever the gallery stores
@@ -205,19 +241,33 @@ class FaceRecognizer:
 
             detector = YuNetDetector(detector)
         self.detector = detector
+        # A gallery path is opened if the file exists and created by the first enroll() only: a
+        # mistyped path for verify/identify is an error, not a silently created empty gallery.
+        self._gallery_to_create: tuple[str | os.PathLike, str] | None = None
         if isinstance(gallery, (str, os.PathLike)):
-            gallery = Gallery(gallery, card=self.card, codec=codec)
+            if os.path.isfile(gallery) and os.path.getsize(gallery) > 0:
+                gallery = Gallery(gallery, card=self.card, codec=codec)
+            else:
+                from .codecs import get_codec
+
+                get_codec(codec, self.card.embedding_size)  # a bad codec name fails now, not at the first enrol
+                self._gallery_to_create = (gallery, codec)
+                gallery = None
         elif gallery is not None:
             gallery.check_model(self.card)
         self.gallery = gallery
-        if gallery is not None and gallery.codec.hamming_scores and not explicit_thresholds:
+        from .codecs import get_codec
+
+        codec_in_use = gallery.codec if gallery is not None else (get_codec(codec, self.card.embedding_size) if self._gallery_to_create else None)
+        if codec_in_use is not None and codec_in_use.hamming_scores and not explicit_thresholds:
             # Hamming similarities are not cosines: the cosine thresholds would give a wrong FAR.
             # Use the bundle's thresholds calibrated for this codec, or refuse rather than
             # silently mis-decide.
-            own = embedder.codec_thresholds(gallery.codec.name) if hasattr(embedder, "codec_thresholds") else {}
+            own = embedder.codec_thresholds(codec_in_use.name) if hasattr(embedder, "codec_thresholds") else {}
             if not own:
+                where = gallery.path if gallery is not None else self._gallery_to_create[0]
                 raise ValueError(
-                    f"{gallery.path}: {gallery.codec.name}-codec gallery scores are Hamming similarities and the model has no thresholds "
+                    f"{where}: {codec_in_use.name}-codec gallery scores are Hamming similarities and the model has no thresholds "
                     "calibrated for that codec: export the bundle with this kit version, or pass thresholds= calibrated for it"
                 )
             self.thresholds = own
@@ -231,10 +281,24 @@ class FaceRecognizer:
         return cls(bundle, gallery=gallery, detector=detector, **kwargs)
 
     # -- thresholds -----------------------------------------------------------------
+    @staticmethod
+    def far_key(far: str | float) -> str:
+        """The table key of a false-accept rate: "1e-3" for "1e-3", "0.001", 0.001 or 1e-3."""
+        if isinstance(far, bool) or not isinstance(far, (str, int, float)):
+            raise ValueError(f"FAR must be a number such as 1e-3, got {far!r}")
+        try:
+            value = float(far)
+        except ValueError:
+            raise ValueError(f"FAR must be a number such as 1e-3 or 0.001, got {far!r}") from None
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"FAR must be between 0 and 1 (e.g. 1e-3), got {far!r}")
+        mant, exp = f"{value:.0e}".split("e")
+        return f"{mant}e{int(exp)}" if abs(float(f"{mant}e{exp}") - value) <= 1e-9 * value else repr(value)
+
     def threshold(self, far: str | float, cosine: bool = False) -> float:
         """The decision threshold at `far` for gallery scores (in the gallery's codec), or for
         plain cosines with cosine=True (compare)."""
-        key = far if isinstance(far, str) else f"{far:.0e}".replace("e-0", "e-")
+        key = self.far_key(far)
         table = self.cosine_thresholds if cosine else self.thresholds
         if not table:
             raise ValueError(
@@ -291,17 +355,16 @@ class FaceRecognizer:
         else:
             if self.detector is None:
                 return Rejection("no_landmarks", "no landmarks given and no detector configured (pass landmarks= or detector=)", src)
-            from ..detect import pick_primary
-
             dets = self.detector.detect(pixels)
             if not dets:
                 return Rejection("no_face", "the detector found no face", src)
             if len(dets) > 1:
                 if self.multiple_faces == "reject":
-                    return Rejection("several_faces", f"the detector found {len(dets)} faces; expected one", src)
-                notes.append(f"{len(dets)} faces found; used the primary (largest, most central) one")
-            det = pick_primary(dets, pixels.shape)
+                    return Rejection("several_faces", f"the detector found {len(dets)} faces; expected one (multiple_faces='reject')", src)
+                notes.append(f"{len(dets)} faces found; used the {self.multiple_faces} one (multiple_faces={self.multiple_faces!r})")
+            det = pick_face(dets, pixels.shape, self.multiple_faces)
             lm, detector_score, box = det.landmarks.astype(np.float64), det.score, det.box
+            notes.append(f"faces_detected={len(dets)}")
         return pixels, lm, detector_score, box, notes
 
     # -- many images → faces ---------------------------------------------------------
@@ -343,14 +406,17 @@ class FaceRecognizer:
         embs = np.asarray(embs, np.float32)
         if embs.shape != (len(good), self.card.embedding_size) or not np.all(np.isfinite(embs)):
             raise RuntimeError(f"embedder {self.card.name!r} returned {embs.shape} (finite: {bool(np.all(np.isfinite(embs)))}); expected ({len(good)}, {self.card.embedding_size}) finite values")
+        margins = nonface_margins(embs, self.nonface) if self.nonface is not None else [None] * len(good)
         for j, i in enumerate(good):
             crop, lm, score, box, notes = located[i]
             src = _source_name(images[i])
-            report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j]), mode)
+            report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j], margins[j]), mode)
             if self.gate_enabled and not report.passed:
                 out[i] = Rejection("quality", "; ".join(report.reasons), src, report)
             else:
-                out[i] = Face(src, crop, lm, embs[j], report, score, box, notes)
+                count = [int(n.split("=")[1]) for n in notes if n.startswith("faces_detected=")]
+                out[i] = Face(src, crop, lm, embs[j], report, score, box, [n for n in notes if not n.startswith("faces_detected=")],
+                              count[0] if count else None)
         return out
 
     def embed_batch(self, images: Sequence, landmarks: Sequence | None = None, mode: str = "verify") -> tuple[np.ndarray, list[Face | Rejection]]:
@@ -363,7 +429,13 @@ class FaceRecognizer:
         return emb, results
 
     # -- enrol / compare / verify / identify -------------------------------------------
-    def _need_gallery(self) -> Gallery:
+    def _need_gallery(self, create: bool = False) -> Gallery:
+        if self.gallery is None and self._gallery_to_create is not None:
+            path, codec = self._gallery_to_create
+            if not create:
+                raise GalleryError(f"{path}: no such gallery: enrol someone first (that creates it), or check the path")
+            self.gallery = Gallery(path, card=self.card, codec=codec)
+            self._gallery_to_create = None
         if self.gallery is None:
             raise ValueError("this FaceRecognizer has no gallery: pass gallery= (a path or Gallery)")
         return self.gallery
@@ -375,9 +447,9 @@ class FaceRecognizer:
         each weighted by its flip-consistency (QualityReport.weight). Nothing is stored
         when no image is accepted.
         """
-        gallery = self._need_gallery()
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"identity name must be a non-empty string, got {name!r}")
+        name = normalize_name(name)  # before any work: a bad name is refused whatever the images
+        if self.gallery is None and self._gallery_to_create is None:
+            self._need_gallery()
         if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
             images = [images]
         if len(images) == 0:
@@ -387,6 +459,7 @@ class FaceRecognizer:
         rejected = [r for r in results if isinstance(r, Rejection)]
         if not used:
             return EnrollResult(name, False, [], rejected)
+        gallery = self._need_gallery(create=True)
         weights = np.array([f.weight for f in used], np.float64)
         template = (weights[:, None] * np.stack([f.embedding for f in used])).sum(0)
         template /= max(float(np.linalg.norm(template)), 1e-10)
@@ -395,6 +468,7 @@ class FaceRecognizer:
 
     def compare(self, a, b, far: str = "1e-3", landmarks_a=None, landmarks_b=None) -> CompareResult:
         thr = self.threshold(far, cosine=True)
+        far = self.far_key(far)
         lms = None if landmarks_a is None and landmarks_b is None else [landmarks_a, landmarks_b]
         if lms is not None and (landmarks_a is None) != (landmarks_b is None):
             raise ValueError("give landmarks for both images or for neither")
@@ -403,12 +477,13 @@ class FaceRecognizer:
         if rejected:
             return CompareResult(None, None, thr, far, rejected)
         sim = float(np.dot(fa.embedding, fb.embedding))
-        return CompareResult(sim >= thr, sim, thr, far)
+        return CompareResult(sim >= thr, sim, thr, self.far_key(far), faces_detected=[fa.faces_detected, fb.faces_detected])
 
     def verify(self, image, name: str, far: str = "1e-3", landmarks=None) -> CompareResult:
         """Is this the enrolled `name`? Uses the calibrated threshold for `far`."""
         gallery = self._need_gallery()
         thr = self.threshold(far)
+        far = self.far_key(far)
         template = gallery.template_code(name)
         if template is None:
             raise KeyError(f"{name!r} is not enrolled in {gallery.path}")
@@ -416,17 +491,21 @@ class FaceRecognizer:
         if isinstance(face, Rejection):
             return CompareResult(None, None, thr, far, [face], name=name)
         sim = float(gallery.codec.similarity(face.embedding, template)[0, 0])  # Hamming or cosine, as the codec scores
-        return CompareResult(sim >= thr, sim, thr, far, name=name)
+        return CompareResult(sim >= thr, sim, thr, self.far_key(far), name=name, faces_detected=[face.faces_detected])
 
     def identify(self, image, top_k: int = 5, far: str = "1e-3", landmarks=None, use_index: bool | None = None) -> IdentifyResult:
         """Who is this? Open set: the best match below the threshold for `far` is "unknown"."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number >= 1, got {top_k!r}")
         gallery = self._need_gallery()
         thr = self.threshold(far)
+        far = self.far_key(far)
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
         if isinstance(face, Rejection):
             return IdentifyResult(None, None, thr, far, [], [face])
         cands = gallery.search(face.embedding, top_k=top_k, use_index=use_index)[0]
+        far = self.far_key(far)
         if not cands:
-            return IdentifyResult(UNKNOWN, None, thr, far, [])
+            return IdentifyResult(UNKNOWN, None, thr, far, [], faces_detected=face.faces_detected)
         best = cands[0]
-        return IdentifyResult(best.name if best.score >= thr else UNKNOWN, best.score, thr, far, cands)
+        return IdentifyResult(best.name if best.score >= thr else UNKNOWN, best.score, thr, far, cands, faces_detected=face.faces_detected)

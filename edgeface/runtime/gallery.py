@@ -27,6 +27,7 @@ import hashlib
 import os
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,45 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(stmt)
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    msg = str(exc).lower()
+    return "locked" in msg or "busy" in msg
+
+
+def _explain(exc: sqlite3.Error) -> str:
+    """One sentence for an SQLite error, naming what to do."""
+    msg = str(exc)
+    low = msg.lower()
+    if "readonly" in low or "read-only" in low:
+        return "the gallery file (or its folder) is read-only: check its permissions, or open it with readonly=True to search only"
+    if _busy(exc):
+        return f"the gallery stayed locked by another process past the timeout ({msg}); try again"
+    if "unable to open" in low or "disk i/o" in low:
+        return f"cannot open or write the gallery file ({msg}): check the path, its folder's permissions and the free space"
+    if "full" in low:
+        return "the disk is full"
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return f"the gallery file is damaged ({msg}); restore it from a backup"
+    if "unique" in low:
+        return f"that name is already enrolled ({msg})"
+    return f"SQLite error: {msg}"
+
+
+def _mapped_errors(fn):
+    """A Gallery method whose SQLite errors become GalleryError sentences (a damaged file read
+    mid-way, a lock held past the timeout) instead of raw sqlite3 exceptions."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise GalleryError(f"{self.path}: {_explain(exc)}") from None
+
+    return wrapper
+
+
 def _import_usearch():
     """usearch.index, imported after onnxruntime's native library.
 
@@ -80,6 +120,51 @@ def _import_usearch():
 
 class GalleryError(ValueError):
     """A gallery that cannot be opened or used, with the file and the reason."""
+
+
+# The decision word identify() answers below the threshold: never a legal identity name (a
+# person enrolled as "unknown" was reported as not recognised, issue 20).
+UNKNOWN = "unknown"
+MAX_NAME_CHARS = 256
+# Unicode bidirectional overrides/isolates: they make a name display as another one.
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def normalize_name(name) -> str:
+    """An identity name as stored: NFC-normalised (so a composed and a decomposed "é" are one
+    person). Raises ValueError naming the problem for a name that is not a non-empty string
+    without surrounding spaces, control characters (newlines, escape sequences), line/paragraph
+    separators or bidi overrides, at most MAX_NAME_CHARS long, and not the sentinel "unknown"."""
+    if not isinstance(name, str):
+        raise ValueError(f"identity name must be a string, got {type(name).__name__} {name!r}")
+    n = unicodedata.normalize("NFC", name)
+    if not n.strip():
+        raise ValueError("identity name must be a non-empty string")
+    if n != n.strip():
+        raise ValueError(f"identity name {n!r} has leading or trailing spaces")
+    bad = [c for c in n if unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs", "Co", "Cn") or c in _BIDI_CONTROLS]
+    if bad:
+        raise ValueError(f"identity name {n!r} contains control or invisible characters {sorted({f'U+{ord(c):04X}' for c in bad})}")
+    if len(n) > MAX_NAME_CHARS:
+        raise ValueError(f"identity name is {len(n)} characters long; at most {MAX_NAME_CHARS}")
+    if n.casefold() == UNKNOWN:
+        raise ValueError(f"{n!r} is reserved: identify answers {UNKNOWN!r} for a face that matches nobody")
+    return n
+
+
+def display_name(name) -> str:
+    """A stored name made safe for one line of terminal output (galleries written before names
+    were validated may hold newlines or escape sequences)."""
+    if not isinstance(name, str):
+        return repr(name)
+    if all(unicodedata.category(c)[0] != "C" and c not in _BIDI_CONTROLS and unicodedata.category(c) not in ("Zl", "Zp") for c in name):
+        return name
+    return ascii(name)
+
+
+def _lookup(name) -> str | None:
+    """A name to look up: NFC if it is a string (legacy rows are still found), else None."""
+    return unicodedata.normalize("NFC", name) if isinstance(name, str) else None
 
 
 class ModelMismatchError(GalleryError):
@@ -149,41 +234,60 @@ class Gallery:
         # gallery file, named by a hash of exactly what it indexes, and loaded by the next process.
         self.persist_index = persist_index
         self.index_source: str | None = None  # "built" / "loaded" once an index exists
+        if self.path.is_symlink() and not self.path.exists():
+            raise GalleryError(f"{self.path}: a symbolic link to {os.readlink(self.path)!r}, which does not exist")
+        if self.path.exists() and not self.path.is_file():
+            raise GalleryError(f"{self.path}: not a file (a directory or device); give the gallery's file path")
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists:
             if readonly or not create:
-                raise GalleryError(f"{self.path}: no such gallery")
+                raise GalleryError(f"{self.path}: no such gallery (enrol someone first to create it, or check the path)")
             if card is None:
                 raise GalleryError(f"{self.path}: creating a gallery needs the model card of the embedder that fills it")
             get_codec(codec, card.embedding_size)  # validate the codec name before touching the disk
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-                os.close(fd)
-            os.chmod(self.path, 0o600)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                    os.close(fd)
+                except FileExistsError:
+                    pass  # another process created it first: both go on to the schema transaction
+                os.chmod(self.path, 0o600)
+            except OSError as exc:
+                raise GalleryError(f"{self.path}: cannot create the gallery file ({exc.strerror or exc})") from None
+        # Opening races with other processes creating or migrating the same file (issue 20: 4
+        # processes creating one gallery, up to 3 died): every step below waits busy_timeout on
+        # a lock, and the whole open is retried with back-off while SQLite still says busy.
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            try:
+                self._open(card, codec, timeout)
+                break
+            except sqlite3.OperationalError as exc:
+                self._close_quietly()
+                if _busy(exc) and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                    continue
+                raise GalleryError(f"{self.path}: {_explain(exc)}") from None
+            except sqlite3.DatabaseError as exc:
+                self._close_quietly()
+                raise GalleryError(f"{self.path}: not a usable gallery ({exc})") from None
+            except GalleryError:
+                self._close_quietly()
+                raise
         try:
-            if readonly:
-                self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
-            else:
-                self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if not readonly:
-                mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise GalleryError(f"{self.path}: could not switch to WAL journal mode (got {mode})")
-                self.conn.execute("PRAGMA synchronous = FULL")  # a commit is on disk when it returns
-            self._check_or_create(card, codec)
-        except sqlite3.DatabaseError as exc:
+            meta = self.meta()
+            self.embedding_size = int(meta["embedding_size"])
+            self.codec = get_codec(meta["codec"], self.embedding_size)
+            self.model_name = meta["model_name"]
+            self.model_fingerprint = meta["model_fingerprint"]
+        except (KeyError, ValueError, TypeError) as exc:
             self._close_quietly()
-            raise GalleryError(f"{self.path}: not a usable gallery ({exc})") from None
-        except GalleryError:
-            self._close_quietly()
-            raise
-        meta = self.meta()
-        self.embedding_size = int(meta["embedding_size"])
-        self.codec = get_codec(meta["codec"], self.embedding_size)
-        self.model_name = meta["model_name"]
-        self.model_fingerprint = meta["model_fingerprint"]
+            if isinstance(exc, GalleryError):
+                raise
+            raise GalleryError(f"{self.path}: the gallery's metadata is damaged ({type(exc).__name__}: {exc}); restore it from a backup") from None
         if card is not None:
             self.check_model(card)
         self._local_writes = 0
@@ -194,10 +298,27 @@ class Gallery:
         self._index = None
 
     # -- schema ---------------------------------------------------------------------
-    def _check_or_create(self, card: ModelCard | None, codec: str) -> None:
+    def _open(self, card: ModelCard | None, codec: str, timeout: float) -> None:
+        if self.readonly:
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+        else:
+            self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        if not self.readonly:
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise GalleryError(f"{self.path}: could not switch to WAL journal mode (got {mode})")
+            self.conn.execute("PRAGMA synchronous = FULL")  # a commit is on disk when it returns
+        self._check_or_create(card, codec)
+
+    def _state(self) -> tuple[int, int, set]:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return version, app_id, tables
+
+    def _check_or_create(self, card: ModelCard | None, codec: str) -> None:
+        version, app_id, tables = self._state()
         if version == 0 and not tables:
             if self.readonly:
                 raise GalleryError(f"{self.path}: empty file, not a gallery")
@@ -215,15 +336,24 @@ class Gallery:
             }
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                _run_script(self.conn, _SCHEMA_V1)
-                self.conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                # Look again under the write lock: another process may have created the schema
+                # between our first look and this transaction.
+                version, app_id, tables = self._state()
+                if version == 0 and not tables:
+                    _run_script(self.conn, _SCHEMA_V1)
+                    self.conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                    self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
                 raise
+            if tables:
+                self._check_existing(version, app_id)
             return
+        self._check_existing(version, app_id)
+
+    def _check_existing(self, version: int, app_id: int) -> None:
         if app_id != APPLICATION_ID:
             raise GalleryError(f"{self.path}: an SQLite file but not an edgeface gallery (application_id {app_id:#x})")
         if version > SCHEMA_VERSION:
@@ -234,6 +364,12 @@ class Gallery:
             if self.readonly:
                 raise GalleryError(f"{self.path}: gallery schema {version} needs migrating to {SCHEMA_VERSION}; open it once read-write")
             self._migrate(version)
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to undo (SQLite already rolled back)
 
     def _migrate(self, version: int) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -246,9 +382,10 @@ class Gallery:
                 self.conn.execute(f"PRAGMA user_version = {version}")
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
 
+    @_mapped_errors
     def meta(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
 
@@ -265,13 +402,16 @@ class Gallery:
     def _write(self, fn):
         if self.readonly:
             raise GalleryError(f"{self.path}: opened read-only")
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            out = fn()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn()
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise GalleryError(f"{self.path}: {_explain(exc)}") from None
         self._local_writes += 1
         return out
 
@@ -295,8 +435,7 @@ class Gallery:
         rows = []
         now = time.time()
         for name, template, n_images, quality in items:
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"identity name must be a non-empty string, got {name!r}")
+            name = normalize_name(name)
             t = self._check_template(template)
             rows.append((name, self.codec.to_bytes(t), int(n_images), float(quality), now, now))
 
@@ -316,23 +455,38 @@ class Gallery:
         return self._write(write)
 
     def remove(self, name: str) -> bool:
-        return bool(self._write(lambda: self.conn.execute("DELETE FROM identities WHERE name = ?", (name,)).rowcount))
+        return bool(self._write(lambda: self.conn.execute("DELETE FROM identities WHERE name = ?", (_lookup(name),)).rowcount))
 
     def rename(self, old: str, new: str) -> bool:
-        return bool(self._write(lambda: self.conn.execute("UPDATE identities SET name = ? WHERE name = ?", (new, old)).rowcount))
+        """Give `old`'s template the name `new` (validated like an enrolment name); refused
+        when `new` is already enrolled. False when `old` is not enrolled."""
+        new = normalize_name(new)
+        old = _lookup(old)
+
+        def write():
+            if old != new and self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():
+                raise GalleryError(f"{self.path}: cannot rename {display_name(old)} to {display_name(new)}: {display_name(new)} is already enrolled "
+                                   "(remove it first)")
+            return self.conn.execute("UPDATE identities SET name = ? WHERE name = ?", (new, old)).rowcount
+
+        return bool(self._write(write))
 
     # -- reads ----------------------------------------------------------------------
+    @_mapped_errors
     def __len__(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM identities").fetchone()[0])
 
+    @_mapped_errors
     def __contains__(self, name: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (name,)).fetchone() is not None
+        return self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (_lookup(name),)).fetchone() is not None
 
+    @_mapped_errors
     def names(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT name FROM identities ORDER BY name")]
 
+    @_mapped_errors
     def info(self, name: str) -> dict | None:
-        r = self.conn.execute("SELECT n_images, quality, created_at, updated_at FROM identities WHERE name = ?", (name,)).fetchone()
+        r = self.conn.execute("SELECT n_images, quality, created_at, updated_at FROM identities WHERE name IS ?", (_lookup(name) if isinstance(name, str) else name,)).fetchone()
         return None if r is None else {"name": name, "n_images": r[0], "quality": r[1], "created_at": r[2], "updated_at": r[3]}
 
     def template(self, name: str) -> np.ndarray | None:
@@ -340,11 +494,13 @@ class Gallery:
         code = self.template_code(name)
         return None if code is None else self.codec.decode(code)[0]
 
+    @_mapped_errors
     def template_code(self, name: str) -> np.ndarray | None:
         """The stored template as the codec's (1, bytes_per_template) uint8 code."""
-        r = self.conn.execute("SELECT template FROM identities WHERE name = ?", (name,)).fetchone()
+        r = self.conn.execute("SELECT template FROM identities WHERE name = ?", (_lookup(name),)).fetchone()
         return None if r is None else self.codec.from_bytes([r[0]])
 
+    @_mapped_errors
     def _refresh(self) -> None:
         """Reload templates when this or another connection has committed since the last load."""
         key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._local_writes)
@@ -499,6 +655,7 @@ class Gallery:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @_mapped_errors
     def summary(self) -> dict:
         meta = self.meta()
         return {

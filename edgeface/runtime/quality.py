@@ -63,6 +63,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
         "max_abs_roll": 40.0,
         "min_detector_score": 0.6,
         "min_flip_similarity": 0.80,
+        "max_nonface_margin": 0.0,
     },
     "enroll": {
         "min_interocular": 24.0,
@@ -76,6 +77,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
         "max_abs_roll": 30.0,
         "min_detector_score": 0.8,
         "min_flip_similarity": 0.88,
+        "max_nonface_margin": 0.0,
     },
 }
 
@@ -117,6 +119,8 @@ _CHECKS: list[tuple[str, str, str, str]] = [
     ("abs_roll", "max_abs_roll", "max", "head rotated too far (roll {v:.0f}° > {t:.0f}°)"),
     ("detector_score", "min_detector_score", "min", "detector unsure this is a face (score {v:.2f} < {t:.2f})"),
     ("flip_similarity", "min_flip_similarity", "min", "unstable embedding: face and its mirror image disagree (cosine {v:.2f} < {t:.2f}; occlusion, pose or lighting)"),
+    ("nonface_margin", "max_nonface_margin", "max", "not a face: the embedding lies with those of noise / blank / texture crops "
+                                                    "(margin {v:+.3f} over the calibrated limit)"),
 ]
 
 
@@ -173,7 +177,7 @@ ALIASES = {
     "max_abs_pitch_deg": "max_abs_pitch",
     "max_abs_roll_deg": "max_abs_roll",
 }
-_INFO_KEYS = {"source", "notes", "description"}  # free-text provenance, not thresholds
+_INFO_KEYS = {"source", "notes", "description", "nonface"}  # provenance and the non-face prototypes, not thresholds
 
 
 def _stricter(key: str, a: float, b: float) -> float:
@@ -244,6 +248,7 @@ def measure(
     detector_score: float | None = None,
     box: np.ndarray | None = None,
     flip_similarity: float | None = None,
+    nonface_margin: float | None = None,
 ) -> dict[str, float]:
     """All measurements for one face. crop: aligned uint8 (H, W, 3); landmarks: (5, 2) in
     the original image."""
@@ -269,7 +274,101 @@ def measure(
         m["detector_score"] = float(detector_score)
     if flip_similarity is not None:
         m["flip_similarity"] = float(flip_similarity)
+    if nonface_margin is not None:
+        m["nonface_margin"] = float(nonface_margin)
     return m
+
+
+# -- non-face evidence ----------------------------------------------------------------
+# With the app's own landmarks no detector vouches for a face: issue 20 enrolled random noise
+# and matched other noise to it at 0.983 (flip similarity scores noise 0.975-0.992, higher than
+# faces; the embedder maps all noise to nearly one vector). The export therefore embeds
+# synthetic non-face crops of a few families, keeps one prototype (mean direction) per family
+# and, per prototype, a limit just above the highest similarity any calibration FACE reaches;
+# the runtime rejects a crop whose embedding exceeds a limit ("nonface_margin" > 0).
+NONFACE_FAMILIES = ("uniform_noise", "smooth_noise", "flat", "gratings")
+NONFACE_MARGIN = 0.02  # above the most non-face-like calibration face
+
+
+def nonface_crops(size: tuple[int, int], per_family: int = 24, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """(N, H, W, 3) uint8 synthetic non-faces and their families (NONFACE_FAMILIES): uniform
+    noise, blurred noise at several scales, flat colours and gradients, gratings/checkerboards."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    crops, fams = [], []
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for k in range(per_family):
+        crops.append(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        fams.append("uniform_noise")
+        # blurred noise: box-filtered in a cumulative sum, stretched back to a full range
+        r = 1 + k % 6
+        x = rng.normal(size=(h + 2 * r, w + 2 * r, 3)).astype(np.float32)
+        c = np.cumsum(np.cumsum(np.pad(x, ((1, 0), (1, 0), (0, 0))), 0), 1)
+        s = c[2 * r + 1 :, 2 * r + 1 :] - c[: -2 * r - 1, 2 * r + 1 :] - c[2 * r + 1 :, : -2 * r - 1] + c[: -2 * r - 1, : -2 * r - 1]
+        s = (s - s.min()) / max(float(s.max() - s.min()), 1e-6)
+        crops.append(np.clip(s * 255, 0, 255).astype(np.uint8))
+        fams.append("smooth_noise")
+        a, b = rng.uniform(0, 255, 3), rng.uniform(-1.5, 1.5, 2)
+        flat = a[None, None, :] + (b[0] * xx + b[1] * yy)[..., None] + rng.normal(0, 2, (h, w, 3))
+        crops.append(np.clip(flat, 0, 255).astype(np.uint8))
+        fams.append("flat")
+        f, th, ph = rng.uniform(0.05, 0.6), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+        g = np.sin(f * (np.cos(th) * xx + np.sin(th) * yy) + ph)
+        if k % 2:
+            g = np.sign(g * np.sin(f * (-np.sin(th) * xx + np.cos(th) * yy)))  # checkerboard
+        col = rng.uniform(0, 255, (2, 3))
+        crops.append(np.clip(col[0] + (col[1] - col[0]) * ((g[..., None] + 1) / 2), 0, 255).astype(np.uint8))
+        fams.append("gratings")
+    return np.stack(crops), fams
+
+
+def calibrate_nonface(embed, face_crops: np.ndarray, seed: int = 0) -> dict:
+    """The bundle's quality.nonface section: per family a prototype (unit mean embedding of its
+    synthetic crops) and a limit (highest similarity of any calibration face + NONFACE_MARGIN),
+    plus what share of held-out synthetic non-faces (another seed) the limits catch."""
+    h, w = face_crops.shape[1:3]
+    faces = np.asarray(embed(face_crops), np.float32)
+    crops, fams = nonface_crops((h, w), seed=seed)
+    emb = np.asarray(embed(crops), np.float32)
+    held, held_fams = nonface_crops((h, w), seed=seed + 1)
+    held_emb = np.asarray(embed(held), np.float32)
+    protos, limits = [], []
+    for fam in NONFACE_FAMILIES:
+        m = emb[[i for i, f in enumerate(fams) if f == fam]].mean(0)
+        p = m / max(float(np.linalg.norm(m)), 1e-10)
+        protos.append(p)
+        limits.append(float(min(1.0, (faces @ p).max() + NONFACE_MARGIN)))
+    section = {"families": list(NONFACE_FAMILIES), "prototypes": [[round(float(v), 6) for v in p] for p in protos],
+               "limits": [round(v, 6) for v in limits]}
+    margins = nonface_margins(held_emb, section)
+    section["held_out_caught"] = {fam: round(float(np.mean([margins[i] > 0 for i, f in enumerate(held_fams) if f == fam])), 4) for fam in NONFACE_FAMILIES}
+    section["calibration_faces"] = int(len(faces))
+    return section
+
+
+def nonface_margins(embeddings: np.ndarray, section: dict) -> np.ndarray:
+    """Per embedding: max over prototypes of (similarity - limit); > 0 means "not a face"."""
+    protos = np.asarray(section["prototypes"], np.float32)
+    limits = np.asarray(section["limits"], np.float32)
+    e = np.asarray(embeddings, np.float32).reshape(-1, protos.shape[1])
+    return (e @ protos.T - limits[None, :]).max(axis=1)
+
+
+def check_nonface_section(section, dims: int) -> list[str]:
+    """What is wrong with a bundle's quality.nonface section (empty list: usable)."""
+    if not isinstance(section, dict):
+        return ["quality.nonface: expected an object"]
+    protos, limits = section.get("prototypes"), section.get("limits")
+    if not isinstance(protos, list) or not isinstance(limits, list) or not protos or len(protos) != len(limits):
+        return ["quality.nonface: needs 'prototypes' and 'limits' lists of the same non-zero length"]
+    errs = []
+    for i, (p, lim) in enumerate(zip(protos, limits)):
+        ok_p = isinstance(p, list) and len(p) == dims and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in p)
+        if not ok_p or abs(float(np.linalg.norm(np.asarray(p, np.float64))) - 1) > 1e-3:
+            errs.append(f"quality.nonface.prototypes[{i}]: not a unit vector of {dims} finite numbers")
+        if isinstance(lim, bool) or not isinstance(lim, (int, float)) or not -1.0 <= lim <= 1.0:
+            errs.append(f"quality.nonface.limits[{i}]: {lim!r} is not a similarity in [-1, 1]")
+    return errs
 
 
 def flip_similarity(embedder, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

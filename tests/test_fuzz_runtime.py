@@ -1,0 +1,218 @@
+"""Issue 20: a bounded fuzz run (fixed seed, a few hundred cases, seconds) over the runtime's
+inputs: image files (random and structured byte mutations of real PNG/JPEG/GIF/BMP files),
+arrays and app landmarks through verify, bundle manifests, and gallery files. Properties:
+  * no crash: every outcome is a result or one of the documented errors (ImageError reasons,
+    Rejection reasons, BundleError kinds, GalleryError / ValueError / KeyError for API misuse);
+  * no silent false accept: verify's "match" always means a similarity >= the threshold,
+    recomputed independently from the embedding; a mutated manifest that still loads never
+    has thresholds other than the calibrated ones.
+Tiny sealed bundle, no torch, no ../shared."""
+import io
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from edgeface.imageio import ImageError, read_image
+from edgeface.runtime import manifest as M
+from edgeface.runtime.bundle import BundleError, load_bundle, write_manifest_digest
+from edgeface.runtime.face import REJECTION_REASONS, FaceRecognizer
+from edgeface.runtime.gallery import Gallery, GalleryError
+from tiny_bundle import make_tiny_bundle, read, reseal
+
+Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+IMAGE_REASONS = {"missing", "unreadable", "empty", "tiny", "huge", "invalid"}
+SEED = 20
+N_IMAGES, N_VERIFY, N_MANIFESTS, N_GALLERIES = 120, 150, 120, 60  # 450 cases
+
+
+def _seeds(rng):
+    out = {}
+    arr = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    for fmt, mode in (("PNG", "RGB"), ("JPEG", "RGB"), ("GIF", "P"), ("BMP", "RGB"), ("PNG", "I;16"), ("TIFF", "RGB")):
+        buf = io.BytesIO()
+        im = Image.fromarray(arr) if mode == "RGB" else (Image.fromarray(arr).quantize(8) if mode == "P" else Image.fromarray((arr[..., 0].astype(np.uint16) * 257)))
+        im.save(buf, fmt)
+        out[f"{fmt}-{mode}"] = buf.getvalue()
+    return out
+
+
+def _mutate(data: bytes, rng) -> bytes:
+    b = bytearray(data)
+    op = rng.integers(6)
+    if op == 0:  # flip random bits
+        for _ in range(rng.integers(1, 20)):
+            i = rng.integers(len(b))
+            b[i] ^= 1 << rng.integers(8)
+    elif op == 1:  # truncate
+        b = b[: rng.integers(1, len(b))]
+    elif op == 2:  # overwrite a header field with extreme values
+        i = rng.integers(8, min(40, len(b) - 4))
+        b[i : i + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x00\x01\x00\x00"])
+    elif op == 3:  # duplicate a slice
+        i, j = sorted(rng.integers(0, len(b), 2))
+        b = b[:j] + b[i:j] + b[j:]
+    elif op == 4:  # random tail
+        b = b[: len(b) // 2] + bytearray(rng.bytes(int(rng.integers(1, 2000))))
+    else:  # random bytes behind a real magic number
+        b = b[:8] + bytearray(rng.bytes(int(rng.integers(1, 4000))))
+    return bytes(b)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_bundle(tmp_path_factory.mktemp("fuzz") / "bundle")
+
+
+def test_fuzz_image_files(tmp_path):
+    rng = np.random.default_rng(SEED)
+    seeds = _seeds(rng)
+    outcomes = Counter()
+    for k in range(N_IMAGES):
+        name = list(seeds)[k % len(seeds)]
+        path = tmp_path / f"f{k}.img"
+        path.write_bytes(_mutate(seeds[name], rng))
+        try:
+            img = read_image(path)
+        except ImageError as exc:
+            assert exc.reason in IMAGE_REASONS, exc
+            outcomes[exc.reason] += 1
+        else:
+            assert img.pixels.dtype == np.uint8 and img.pixels.ndim == 3 and img.pixels.shape[2] == 3
+            outcomes["decoded"] += 1
+    print("fuzz images", dict(outcomes))
+    assert sum(outcomes.values()) == N_IMAGES and outcomes["decoded"] > 0 and outcomes["unreadable"] > 0, outcomes
+
+
+def _random_image(rng):
+    kind = rng.integers(7)
+    shape = [(int(rng.integers(1, 200)), int(rng.integers(1, 200)), 3), (50, 50), (40, 40, 4), (30, 30, 2), (0, 10, 3), (60, 60, 3), (3,)][kind]
+    dtype = rng.choice([np.uint8, np.uint16, np.float32, np.float64, np.int32, bool])
+    a = (rng.random(shape) * 300).astype(dtype) if shape[0] else np.zeros(shape, dtype)
+    if dtype in (np.float32, np.float64) and a.size and rng.random() < 0.3:
+        a.flat[0] = np.nan
+    return a
+
+
+def _random_landmarks(rng, base):
+    kind = rng.integers(9)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return base + rng.normal(0, 3, base.shape)
+    if kind == 2:
+        return np.full((5, 2), np.nan)
+    if kind == 3:
+        return base * 1e300
+    if kind == 4:
+        return np.zeros((5, 2))
+    if kind == 5:
+        return rng.normal(0, 1e4, (5, 2))
+    if kind == 6:
+        return base[:3]
+    if kind == 7:
+        return [["a", "b"]] * 5
+    return rng.uniform(0, 100, (5, 2))
+
+
+def test_fuzz_arrays_and_landmarks_through_verify(tiny, tmp_path):
+    rng = np.random.default_rng(SEED + 1)
+    rec = FaceRecognizer.from_bundle(tiny, gallery=str(tmp_path / "g.db"), gate=False)  # no gate: the decision path itself is under test
+    base = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], np.float64)
+    enrolled = rng.integers(0, 256, (120, 100, 3), dtype=np.uint8)
+    assert rec.enroll("alice", [enrolled], landmarks=[base]).enrolled
+    thr = rec.threshold("1e-3")
+    template = rec.gallery.template("alice")
+    outcomes = Counter()
+    for k in range(N_VERIFY):
+        img = _random_image(rng) if k % 3 else rng.integers(0, 256, (120, 100, 3), dtype=np.uint8)
+        lm = _random_landmarks(rng, base)
+        try:
+            res = rec.verify(img, "alice", landmarks=lm)
+        except ValueError as exc:  # API misuse (e.g. landmarks that are not numbers) — a message, not a crash
+            outcomes["ValueError"] += 1
+            assert str(exc)
+            continue
+        outcomes[res.decision] += 1
+        for r in res.rejected:
+            assert r.reason in REJECTION_REASONS, r
+        if res.match is not None:
+            (face,) = rec.analyze([img], None if lm is None else [lm])
+            sim = float(face.embedding @ template)
+            assert abs(sim - res.similarity) < 1e-5 and res.match == (sim >= thr), (sim, res.to_dict())
+    print("fuzz verify", dict(outcomes))
+    assert sum(outcomes.values()) == N_VERIFY and outcomes["rejected"] > 0 and outcomes["no_match"] + outcomes["match"] > 0, outcomes
+
+
+def test_fuzz_manifests(tiny, tmp_path):
+    rng = np.random.default_rng(SEED + 2)
+    original = read(tiny)
+    values = [None, True, False, 0, -0.5, 0.0, 1.0, 2, 1e9, -1e9, "", "x", "../model.onnx", "/etc/passwd", [], {}, [1, 2, 3], float("nan")]
+    outcomes = Counter()
+    for k in range(N_MANIFESTS):
+        d = tmp_path / f"b{k}"
+        shutil.copytree(tiny, d)
+        m = json.loads(json.dumps(original))
+        node = m
+        for _ in range(int(rng.integers(1, 4))):  # walk down a random path, then replace or delete
+            if isinstance(node, dict) and node:
+                key = list(node)[rng.integers(len(node))]
+                if isinstance(node[key], (dict, list)) and node[key] and rng.random() < 0.6:
+                    node = node[key]
+                    continue
+                if rng.random() < 0.2:
+                    del node[key]
+                else:
+                    node[key] = values[rng.integers(len(values))]
+                break
+            if isinstance(node, list) and node:
+                node[rng.integers(len(node))] = values[rng.integers(len(values))]
+                break
+        (d / "edgeface.json").write_text(json.dumps(m, allow_nan=True))
+        if k % 4:  # three in four resealed: the rules behind the digest are under test
+            write_manifest_digest(d)
+        try:
+            b = load_bundle(d)
+        except BundleError as exc:
+            assert exc.kind in M.KINDS, exc
+            outcomes[exc.kind] += 1
+        else:
+            outcomes["loaded"] += 1
+            assert b.thresholds == {"1e-3": 0.5, "1e-4": 0.6}, b.thresholds  # never a silently changed threshold
+            assert b.meta["model_file"] == "model.onnx" and b.meta["input"] == original["input"]
+    print("fuzz manifests", dict(outcomes))
+    assert sum(outcomes.values()) == N_MANIFESTS and outcomes[M.MANIFEST_DIGEST] >= 25, outcomes
+
+
+def test_fuzz_gallery_files(tiny, tmp_path):
+    rng = np.random.default_rng(SEED + 3)
+    from tiny_bundle import CARD
+
+    good = tmp_path / "good.db"
+    with Gallery(good, card=CARD) as g:
+        for i in range(20):
+            v = rng.normal(size=CARD.embedding_size)
+            g.add(f"person{i}", v / np.linalg.norm(v))
+    g = Gallery(good, card=CARD)
+    g.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    g.close()
+    data = good.read_bytes()
+    outcomes = Counter()
+    for k in range(N_GALLERIES):
+        path = tmp_path / f"g{k}.db"
+        path.write_bytes(_mutate(data, rng))
+        try:
+            with Gallery(path, readonly=True) as h:
+                names = h.names()
+                h.search(np.ones(CARD.embedding_size, np.float32), top_k=3)
+                outcomes["opened"] += 1
+                assert all(isinstance(n, (str, type(None))) for n in names)
+        except (GalleryError, ValueError) as exc:
+            assert str(exc)
+            outcomes["refused"] += 1
+    print("fuzz galleries", dict(outcomes))
+    assert sum(outcomes.values()) == N_GALLERIES and outcomes["refused"] > 0, outcomes
