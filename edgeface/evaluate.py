@@ -133,13 +133,17 @@ def embed_pairs(embedder: Embedder, pairs: list[Pair], store: LandmarkStore, fli
     return PairEmbeddings(paths, {p: i for i, p in enumerate(paths)}, emb, ok, faces)
 
 
-def verification_report(pe: PairEmbeddings, pairs: list[Pair], roc_png: str | None = None, title: str = "") -> dict:
+def pair_scores(pe: PairEmbeddings, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cosine scores, same labels, folds, usable mask) of every pair, in the pairs' order."""
     ia = np.array([pe.index[p.a] for p in pairs])
     ib = np.array([pe.index[p.b] for p in pairs])
     usable = pe.usable[ia] & pe.usable[ib]
     scores = np.sum(pe.embeddings[ia] * pe.embeddings[ib], axis=1)
-    labels = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    return scores, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]), usable
+
+
+def verification_report(pe: PairEmbeddings, pairs: list[Pair], roc_png: str | None = None, title: str = "") -> dict:
+    scores, labels, folds, usable = pair_scores(pe, pairs)
     report, (far, tar, _) = evaluate_scores(scores[usable], labels[usable], folds[usable])
     failed_imgs = {p for p, r in pe.faces.records.items() if r.status == "no_face"}
     num_failed = sum(1 for p in pairs if p.a in failed_imgs or p.b in failed_imgs)

@@ -175,6 +175,35 @@ def evaluate_scores(
     return report, (far, tar, thr)
 
 
+def operating_points(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict[str, float]) -> dict:
+    """What fixed thresholds (e.g. a bundle's, calibrated elsewhere) achieve on these scores:
+    per name, the threshold, the FAR reached (impostor scores >= threshold) and the TAR, with
+    the counts behind them (a FAR of 1e-3 on 1,500 impostors is 0, 1 or 2 pairs: say so)."""
+    gen = np.asarray(genuine, np.float64)
+    imp = np.asarray(impostor, np.float64)
+    out = {}
+    for name, t in thresholds.items():
+        n_acc = int(np.sum(imp >= t))
+        out[name] = {
+            "threshold": float(t),
+            "far": float(n_acc / len(imp)) if len(imp) else None,
+            "impostors_accepted": n_acc,
+            "num_impostor": int(len(imp)),
+            "tar": float(np.mean(gen >= t)) if len(gen) else None,
+            "num_genuine": int(len(gen)),
+            "far_over_target": float(n_acc / len(imp) / float(name)) if len(imp) and _is_number(name) else None,
+        }
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = "ROC") -> None:
     """Save a ROC plot (log FAR axis) of one or more named (far, tar) curves as PNG."""
     import matplotlib

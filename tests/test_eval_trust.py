@@ -1,0 +1,174 @@
+"""Evaluation that can be trusted: a stored accuracy is reused only for provably the same data,
+`edgeface eval` measures bundles through their own runtime, benchmarks and folds are named
+the same way everywhere."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeface.data import Pair, dataset_identity, first_folds, load_pairs
+from tiny_models import TINY_CARD, write_tiny_onnx
+
+
+def _pairs(tmp_path, n=6):
+    imgs = []
+    for k in range(n):
+        p = tmp_path / f"id{k // 2}" / f"img{k}.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(bytes([k]) * 100)
+        imgs.append(str(p))
+    return imgs, [Pair(imgs[0], imgs[1], True, 0), Pair(imgs[2], imgs[4], False, 0), Pair(imgs[2], imgs[3], True, 1), Pair(imgs[1], imgs[5], False, 1)]
+
+
+def test_dataset_identity_tells_same_data_from_other_data_of_the_same_size(tmp_path):
+    imgs, pairs = _pairs(tmp_path / "a")
+    base = dataset_identity(pairs)
+    assert base["num_pairs"] == 4 and base["num_images"] == 6
+    # The same dataset copied elsewhere is the same data.
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    moved = [Pair(p.a.replace("/a/", "/b/"), p.b.replace("/a/", "/b/"), p.same, p.fold) for p in pairs]
+    assert dataset_identity(moved) == base
+    # Same count, other data: re-folded, re-drawn, relabelled, or one image's bytes changed.
+    refolded = [Pair(p.a, p.b, p.same, 1 - p.fold) for p in pairs]
+    redrawn = pairs[:1] + [Pair(imgs[3], imgs[4], False, 0)] + pairs[2:]
+    relabelled = [Pair(p.a, p.b, not p.same, p.fold) for p in pairs]
+    for other in (refolded, redrawn, relabelled):
+        assert len(other) == len(pairs) and dataset_identity(other)["pairs_sha256"] != base["pairs_sha256"]
+    Path(moved[0].a).write_bytes(b"another photo")
+    changed = dataset_identity(moved)
+    assert changed["pairs_sha256"] == base["pairs_sha256"] and changed["images_sha256"] != base["images_sha256"]
+
+
+def test_first_folds_counts_folds_not_fold_numbers(tmp_path):
+    _, pairs = _pairs(tmp_path)
+    cfp_numbered = [Pair(p.a, p.b, p.same, p.fold + 1) for p in pairs]  # CFP's folds are 1..5
+    assert len(first_folds(cfp_numbered, 1)) == 2 and {p.fold for p in first_folds(cfp_numbered, 1)} == {1}
+    assert first_folds(pairs, None) == pairs
+
+
+def _tiny_bundle_dir(d: Path) -> Path:
+    """A folder holding a tiny real ONNX model and an edgeface.json carrying its card and hash,
+    as an export writes it (the verification record is added by the test)."""
+    model = write_tiny_onnx(d / "tiny.onnx", write_card=False)
+    meta = {"model_file": "tiny.onnx", "files": {"tiny.onnx": hashlib.sha256(model.read_bytes()).hexdigest()}, "card": TINY_CARD.to_dict(), "parity": {}}
+    (d / "edgeface.json").write_text(json.dumps(meta))
+    return model
+
+
+def _redrawn_lfw(lfw: Path, out: Path) -> Path:
+    """LFW-dev's 3,000 pairs with each fold's mismatched pairs re-drawn from the same images
+    (second images rotated by one within the fold) and the folds' order reversed: the same
+    size and the same images as LFW-dev, but other pairs."""
+    lines = (lfw / "pairs.txt").read_text().splitlines()
+    head, body = lines[0], [ln.split() for ln in lines[1:] if ln.strip()]
+    n_folds, per = (int(v) for v in head.split())
+    folds = [body[k * 2 * per : (k + 1) * 2 * per] for k in range(n_folds)]
+    new = []
+    for fold in reversed(folds):
+        match, mismatch = fold[:per], fold[per:]
+        seconds = [m[2:] for m in mismatch]
+        seconds = seconds[1:] + seconds[:1]
+        new += match + [m[:2] + s for m, s in zip(mismatch, seconds)]
+    out.write_text(head + "\n" + "\n".join("\t".join(ln) for ln in new) + "\n")
+    return out
+
+
+@pytest.mark.slow
+def test_bench_measures_other_pairs_of_lfw_dev_size_and_reuses_only_the_same(shared, tmp_path):
+    """The silent wrong number: bench --data OTHER (3,000 pairs, as LFW-dev) used to print the
+    bundle's stored LFW-dev accuracy. Now only provably the same pairs and images are reused."""
+    from edgeface.bench.harness import MEASURED, REUSED, BenchSettings, Target, run_bench
+
+    lfw = shared / "datasets" / "lfw-dev"
+    model = _tiny_bundle_dir(tmp_path / "bundle")
+    fast = dict(threads=(1,), throughput_batch=0, min_time=0.02, max_time=1.0, min_reps=3, warmup=1, show_progress=False)
+    first = run_bench([Target("tiny", model)], BenchSettings(**fast), tmp_path / "w1", log=lambda *a: None)
+    lfw_cell = first["rows"][0]["benchmarks"]["lfw-dev"]
+    assert lfw_cell["accuracy_source"] == MEASURED and lfw_cell["pairs"] == 3000
+    # Record it as an export verification does: the report with the dataset identity of its pairs.
+    meta = json.loads((model.parent / "edgeface.json").read_text())
+    meta["parity"]["lfw_dev"] = {"accuracy_mean": lfw_cell["accuracy"], "accuracy_std": lfw_cell["accuracy_std"], "auc": lfw_cell["auc"], "eer": lfw_cell["eer"],
+                                 "num_pairs": 3000, "num_folds": 5, "num_failed": lfw_cell["num_failed"], "dataset": dataset_identity(load_pairs(lfw))}
+    (model.parent / "edgeface.json").write_text(json.dumps(meta))
+
+    again = run_bench([Target("tiny", model)], BenchSettings(**fast), tmp_path / "w2", log=lambda *a: None)["rows"][0]["benchmarks"]["lfw-dev"]
+    assert again["accuracy_source"] == REUSED and again["accuracy"] == lfw_cell["accuracy"]
+
+    other = _redrawn_lfw(lfw, tmp_path / "pairs_redrawn.txt")
+    assert len(load_pairs(lfw, other)) == 3000
+    res = run_bench([Target("tiny", model)], BenchSettings(**fast, data=str(lfw), pairs=str(other)), tmp_path / "w3", log=lambda *a: None)
+    cell = res["rows"][0]["benchmarks"]["data"]
+    assert cell["accuracy_source"] == MEASURED and cell["pairs"] == 3000
+    assert cell["accuracy"] != lfw_cell["accuracy"]
+    from edgeface.bench import report
+
+    assert "(reused)" not in report.table(res) and "(reused)" in report.table({**res, "rows": [{**res["rows"][0], "benchmarks": {"lfw-dev": again}}]})
+
+
+def _small_lfw_csv(lfw: Path, out: Path, per_class: int = 12) -> Path:
+    """A small pairs CSV (a,b,same,fold) over LFW-dev images, paths relative to lfw-dev/."""
+    pairs = load_pairs(lfw)
+    pick = [p for p in pairs if p.same][:per_class] + [p for p in pairs if not p.same][:per_class]
+    rows = ["a,b,same,fold"] + [f"{Path(p.a).relative_to(lfw)},{Path(p.b).relative_to(lfw)},{int(p.same)},{k % 2}" for k, p in enumerate(pick)]
+    out.write_text("\n".join(rows) + "\n")
+    return out
+
+
+def _local_targets():
+    from edgeface.targets import available_targets
+
+    return [t.key for t in available_targets("export") if t.can_run()]
+
+
+@pytest.fixture(scope="module")
+def reference_source(shared):
+    from edgeface import paths
+    from edgeface.export import load_source
+
+    return load_source(str(paths.reference_mobilefacenet()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", _local_targets())
+def test_eval_takes_a_bundle_and_a_pairs_file_without_torch(target, reference_source, shared, tmp_path):
+    """`edgeface eval BUNDLE --data DIR --pairs FILE`, torch made impossible to import: the report
+    is the source model's report (same protocol), measured through the bundle's own runtime."""
+    from edgeface.export import ExportOptions, export_bundle
+    from edgeface.targets import target as lookup
+    from test_runtime_notorch import run_blocked
+
+    fmt, precision = target.rsplit("-", 1)
+    bundle = tmp_path / "bundle"
+    meta = export_bundle("", fmt, precision, bundle, ExportOptions(n_calib=64, n_verify=40, n_impostor=120, lfw_folds=0, n_conformance=8, show_progress=False), src=reference_source)
+    assert meta["status"] == "verified"
+    lfw = shared / "datasets" / "lfw-dev"
+    pairs_csv = _small_lfw_csv(lfw, tmp_path / "small.csv")
+    out = tmp_path / "report.json"
+    p = run_blocked(
+        """
+        import sys
+        from edgeface.cli import main
+        rc = main(["eval", sys.argv[1], "--data", sys.argv[2], "--pairs", sys.argv[3], "--json", sys.argv[4], "--quiet", "--threads", "1"])
+        bad = [m for m in sys.modules if m == "torch" or m.startswith(("torch.", "edgeface.models", "edgeface.zoo"))]
+        assert rc == 0 and not bad, (rc, bad)
+        """, str(bundle), str(lfw), str(pairs_csv), str(out))
+    assert p.returncode == 0, p.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    assert rep["backend"] == lookup(fmt, precision).backend and rep["num_pairs"] == 24 and rep["num_folds"] == 2
+    assert rep["model_path"] == str(bundle) and "bundle thresholds on these pairs" in p.stdout
+    # The bundle's thresholds, evaluated on these pairs' genuine and impostor scores.
+    ops = rep["bundle_thresholds"]
+    assert set(ops) == set(meta["thresholds"]["at_far"]) and ops["1e-3"]["num_genuine"] == 12 and ops["1e-3"]["num_impostor"] == 12
+    # Same pairs through the torch source: the same protocol gives (nearly) the same report.
+    from edgeface.data import load_pairs as lp
+    from edgeface.evaluate import embed_pairs, verification_report
+    from edgeface.export.faces import _store
+    from edgeface.models.embedder import TorchEmbedder
+
+    pairs = lp(lfw, pairs_csv)
+    src = verification_report(embed_pairs(TorchEmbedder(reference_source.net, reference_source.card, device="cpu"), pairs, _store(), show_progress=False), pairs)
+    assert rep["num_scored"] == src["num_scored"] and rep["num_failed"] == src["num_failed"]
+    assert abs(rep["auc"] - src["auc"]) <= (0.002 if precision != "int8" else 0.02)
