@@ -20,6 +20,8 @@ class Benchmark:
     folder: str  # under ../shared/datasets
     pairs_file: str | None  # None: the folder's pairs.txt
     about: str
+    identity_depth: int = 1  # a file's person is its folder (LFW: Name/Name_0001.jpg) or the folder above (CFP: 001/frontal/01.jpg)
+    impostors: str = "all"  # impostor scores for thresholds: "all" cross-identity pairs of its images, or "a_vs_b" (frontal vs profile)
 
     @property
     def key(self) -> str:
@@ -32,6 +34,10 @@ class Benchmark:
     def pairs_path(self) -> Path:
         return self.data_dir() / (self.pairs_file or "pairs.txt")
 
+    def identity(self, path: str) -> str:
+        """The person an image shows, from its path (the folder layout of this benchmark)."""
+        return Path(path).parents[self.identity_depth - 1].name
+
     def pairs(self, limit_folds: int | None = None) -> list[Pair]:
         return first_folds(load_pairs(self.data_dir(), self.pairs_path()), limit_folds)
 
@@ -40,8 +46,8 @@ BENCHMARKS = {
     b.name: b
     for b in (
         Benchmark("lfw-dev", "LFW-dev", "lfw-dev", None, "LFW View-2 folds 1-5: 3,000 pairs, mostly frontal news photos"),
-        Benchmark("cfp-ff", "CFP-FF", "cfp-dev", "pairs_ff.csv", "CFP folds 1-5, frontal vs frontal: 3,500 pairs"),
-        Benchmark("cfp-fp", "CFP-FP", "cfp-dev", "pairs_fp.csv", "CFP folds 1-5, frontal vs profile: 3,500 pairs (pose)"),
+        Benchmark("cfp-ff", "CFP-FF", "cfp-dev", "pairs_ff.csv", "CFP folds 1-5, frontal vs frontal: 3,500 pairs", 2),
+        Benchmark("cfp-fp", "CFP-FP", "cfp-dev", "pairs_fp.csv", "CFP folds 1-5, frontal vs profile: 3,500 pairs (pose)", 2, "a_vs_b"),
     )
 }
 DEFAULT = ("lfw-dev",)

@@ -172,3 +172,65 @@ def test_eval_takes_a_bundle_and_a_pairs_file_without_torch(target, reference_so
     src = verification_report(embed_pairs(TorchEmbedder(reference_source.net, reference_source.card, device="cpu"), pairs, _store(), show_progress=False), pairs)
     assert rep["num_scored"] == src["num_scored"] and rep["num_failed"] == src["num_failed"]
     assert abs(rep["auc"] - src["auc"]) <= (0.002 if precision != "int8" else 0.02)
+
+
+def test_threshold_calibration_shares_no_identity_with_the_reported_sets(shared):
+    """What this test can prove, and what it cannot (see docs/evaluation.md):
+    - no calibration photo is a photo of LFW-dev's pairs or of CFP (paths, and image bytes);
+    - no LFW person in the calibration set appears in an LFW-dev pair (LFW names are people's names);
+    - CelebA-299 folders are CelebA identity numbers and CFP folders are CFP's own numbers: no name
+      joins them to each other or to LFW, so their disjointness rests on the sources' statements
+      (CelebFaces+ is disjoint from LFW by its authors' account; for CFP vs CelebA / LFW's extra
+      identities there is no such statement, and CFP shares about a third of its people with LFW)."""
+    import hashlib as h
+
+    from edgeface import benchmarks
+    from edgeface.data import lfw_pair_identities
+    from edgeface.export.faces import threshold_calibration_population
+
+    pop = threshold_calibration_population()
+    assert len(pop.files) == len(pop.identities) >= 3900 and len(set(pop.files)) == len(pop.files)
+    sources = {i.split(":", 1)[0] for i in pop.identities}
+    assert sources == {"celeba", "lfw", "aaf"}
+    reported = {p for b in benchmarks.BENCHMARKS.values() for pr in b.pairs() for p in (pr.a, pr.b)}
+    assert len(reported) > 7000
+    assert not {str(Path(f).resolve()) for f in pop.files} & {str(Path(f).resolve()) for f in reported}
+    lfw_reported = lfw_pair_identities(benchmarks.get("lfw-dev").pairs())
+    lfw_cal = {i.split(":", 1)[1] for i in pop.identities if i.startswith("lfw:")}
+    assert len(lfw_cal) > 500 and len(lfw_reported) > 1000 and not lfw_cal & lfw_reported
+    assert all(Path(f).parent.name == i.split(":", 1)[1] for f, i in zip(pop.files, pop.identities) if i.startswith(("lfw:", "celeba:")))
+    # No calibration image is byte-identical to a reported one (a copy under another name).
+    digest = lambda f: h.sha256(Path(f).read_bytes()).hexdigest()  # noqa: E731
+    assert not {digest(f) for f in pop.files} & {digest(f) for f in reported}
+    # Genuine pairs exist (CelebA people with several photos) and the calibration is reproducible.
+    celeba = [i for i in pop.identities if i.startswith("celeba:")]
+    assert len(set(celeba)) == 100 and len(celeba) > 500
+    assert threshold_calibration_population().files == pop.files
+
+
+@pytest.mark.slow
+def test_export_records_benchmarks_and_thresholds_calibrated_elsewhere(reference_source, shared, tmp_path):
+    """The verification record: LFW-dev, CFP-FF, CFP-FP each with its dataset identity; thresholds
+    calibrated on the calibration population, with what they achieve on each reported set."""
+    from edgeface import benchmarks
+    from edgeface.export import ExportOptions, export_bundle
+    from edgeface.runtime.bundle import read_meta
+
+    opts = ExportOptions(n_calib=64, n_verify=40, n_impostor=120, lfw_folds=1, n_conformance=8, show_progress=False, n_threshold_faces=400)
+    meta = export_bundle("", "onnx", "fp32", tmp_path / "b", opts, src=reference_source)
+    assert meta["status"] == "verified"
+    on_disk = read_meta(tmp_path / "b")  # schema-valid
+    for name in ("lfw-dev", "cfp-ff", "cfp-fp"):
+        rec = on_disk["parity"][name.replace("-", "_")]
+        assert rec["dataset"] == dataset_identity(benchmarks.get(name).pairs(1)) and rec["num_folds"] == 1
+        assert 0.5 < rec["accuracy_mean"] <= 1
+    assert on_disk["parity"]["cfp_fp"]["accuracy_mean"] < on_disk["parity"]["cfp_ff"]["accuracy_mean"]  # pose costs accuracy
+    th = on_disk["thresholds"]
+    assert th["calibration_set"]["sources"] == ["aaf", "celeba", "lfw"] and "CelebA-299" in th["method"]
+    for far in ("1e-3", "1e-4"):
+        e = th["at_far"][far]
+        assert e["far_measured"] <= float(far) and 0 < e["tar_calibration"] <= 1
+        assert set(e["achieved"]) == {"lfw_dev", "cfp_ff", "cfp_fp"} and e["tar_lfw_dev"] == e["achieved"]["lfw_dev"]["tar"]
+        assert e["achieved"]["cfp_fp"]["num_impostor"] > 100_000  # all frontal x profile pairs of different people
+    assert isinstance(th["notes"], list)
+    assert set(th["codecs"]) and all(set(c["at_far"]["1e-3"]["achieved"]) == {"lfw_dev", "cfp_ff", "cfp_fp"} for c in th["codecs"].values())
