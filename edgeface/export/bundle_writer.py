@@ -351,7 +351,8 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, par: dict, 
     codecs = {}
     for codec in HAMMING_CODECS:
         sv = get_codec(codec, emb.shape[1]).score_vectors(emb)
-        codecs[codec] = {"similarity": "Hamming: 1 - 2h/bits", "at_far": V.calibrate_thresholds(*V.population_scores(sv, faces.identities))}
+        codec_gen, codec_imp = V.population_scores(sv, faces.identities)
+        codecs[codec] = {"similarity": "Hamming: 1 - 2h/bits", "at_far": V.calibrate_thresholds(codec_gen, codec_imp), "far_curve": V.far_curve(codec_imp)}
         for key, entry in codecs[codec]["at_far"].items():
             entry["tar_calibration"] = entry.pop("tar_lfw_dev")
             entry["achieved"] = V.achieved_at_thresholds({key: entry}, {p: c[codec] for p, c in by_codec_pop.items()})[0][key]
@@ -367,6 +368,7 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, par: dict, 
                             "sources": sorted({i.split(":", 1)[0] for i in faces.identities})},
         "num_genuine": int(len(genuine)),
         "num_impostor": int(len(impostor)),
+        "far_curve": V.far_curve(impostor),  # for a threshold at a target FPIR (runtime.openset)
         "notes": notes,
         # galleries storing Hamming-compared templates score in another space: their own thresholds, calibrated the same way
         "codecs": codecs,

@@ -259,6 +259,19 @@ def population_scores(embeddings: np.ndarray, identities: list[str]) -> tuple[np
     return cat(gen), cat(imp)
 
 
+FAR_CURVE = ("1e-1", "3e-2", "1e-2", "3e-3", "1e-3", "3e-4", "1e-4", "3e-5", "1e-5")
+
+
+def far_curve(impostor: np.ndarray, fars=FAR_CURVE, min_accepted: int = 10) -> list[dict]:
+    """thresholds.far_curve: the threshold at each FAR of the grid the calibration's impostor
+    pairs resolve (at least min_accepted impostors above it), for runtime.openset (a threshold
+    for a target FPIR at any gallery size)."""
+    n = len(impostor)
+    usable = tuple(f for f in fars if float(f) * n >= min_accepted)
+    cal = calibrate_thresholds(np.zeros(0), impostor, usable)
+    return [{"far": float(f), "threshold": cal[f]["threshold"], "far_measured": cal[f]["far_measured"]} for f in usable]
+
+
 FAR_MISMATCH = 2.0  # achieved / calibrated FAR beyond this factor (either way) is flagged in the bundle's notes
 
 
