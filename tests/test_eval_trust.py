@@ -234,3 +234,35 @@ def test_export_records_benchmarks_and_thresholds_calibrated_elsewhere(reference
         assert e["achieved"]["cfp_fp"]["num_impostor"] > 100_000  # all frontal x profile pairs of different people
     assert isinstance(th["notes"], list)
     assert set(th["codecs"]) and all(set(c["at_far"]["1e-3"]["achieved"]) == {"lfw_dev", "cfp_ff", "cfp_fp"} for c in th["codecs"].values())
+
+
+def test_bench_report_has_a_column_and_a_panel_per_benchmark(tmp_path):
+    import csv
+
+    from edgeface.bench import report
+    from edgeface.bench.harness import MEASURED, REUSED
+
+    def cell(title, acc, src):
+        return {"title": title, "accuracy": acc, "accuracy_std": 0.01, "auc": 0.99, "eer": 0.02, "tar_at_far_1e-3": 0.9, "pairs": 3000, "folds": 5,
+                "num_failed": 0, "accuracy_source": src}
+
+    rows = []
+    for k, (model, target) in enumerate([("ref", "onnx-fp32"), ("ref", "tflite-int8"), ("small", "onnx-fp32")]):
+        b = {"lfw-dev": cell("LFW-dev", 0.98 - k / 100, REUSED if k == 0 else MEASURED), "cfp-fp": cell("CFP-FP", 0.89 - k / 100, MEASURED)}
+        rows.append({"target": f"{model}:{target}", "model": model, "backend": "onnxruntime", "file_size_mb": 2.0 + k, "cold_start_s": 0.1, "peak_rss_mb": 100.0,
+                     "latency_p50_ms_1t": 3.0 + k, "threads_all": 2, "benchmarks": b, **{key: b["lfw-dev"][key] for key in ("accuracy", "accuracy_std", "folds")}})
+    from edgeface.bench.machine import describe
+
+    result = {"rows": rows, "errors": [], "machine": describe(), "settings": {"throughput_batch": 32}}
+    text = report.table(result)
+    assert "LFW-dev acc" in text and "CFP-FP acc" in text
+    assert "98.00 ± 1.00 % (reused)" in text and "97.00 ± 1.00 %  " in text + "  " and "(reused): taken from the bundle's export verification" in text
+    files = report.write_all(result, tmp_path)
+    got = list(csv.DictReader(open(files["csv"])))
+    assert got[0]["accuracy_source_lfw-dev"] == REUSED and got[1]["accuracy_source_lfw-dev"] == MEASURED and float(got[2]["accuracy_cfp-fp"]) == pytest.approx(0.87)
+    assert "| LFW-dev acc | CFP-FP acc |" in Path(files["md"]).read_text()
+    assert Path(files["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    w, h = Image.open(files["png"]).size
+    assert w > h  # two panels side by side

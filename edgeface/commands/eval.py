@@ -131,7 +131,9 @@ def run(args) -> int:
     detector = YuNetDetector(args.detector)
     store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
     pe = embed_pairs(embedder, pairs, store, flip=args.flip, on_fail=args.on_fail, show_progress=not args.quiet)
-    report = verification_report(pe, pairs, roc_png=args.roc, title=f"{embedder.card.name} on {title}")
+    ops = bundle_operating_points(embedder, pe, pairs)
+    points = {f"bundle FAR {k} (t={o['threshold']:.3f})": (o["far"], o["tar"]) for k, o in (ops or {}).items() if o["far"]}
+    report = verification_report(pe, pairs, roc_png=args.roc, title=f"{embedder.card.name} on {title}", roc_points=points)
     report.update(
         model=embedder.card.name,
         model_path=str(args.model),
@@ -145,7 +147,6 @@ def run(args) -> int:
         if args.on_fail == "fallback"
         else "no face or unreadable: pair excluded (num_excluded)",
     )
-    ops = bundle_operating_points(embedder, pe, pairs)
     if ops:
         report["bundle_thresholds"] = ops
     print(format_table([report]))
