@@ -130,7 +130,7 @@ _FACES: dict = {}
 
 def _faces(card: ModelCard, opts: ExportOptions):
     """Calibration / verification / impostor faces, aligned once per process for a card."""
-    key = (card.template, tuple(card.input_size), opts.calib_dir, opts.n_calib, opts.n_verify, opts.n_impostor, opts.seed)
+    key = (card.template, tuple(card.input_size), opts.calib_dir, opts.n_calib, opts.n_verify, opts.n_impostor, opts.lfw_folds == 0, opts.seed)
     if key not in _FACES:
         _FACES.clear()
         _FACES[key] = _make_faces(card, opts)
@@ -153,7 +153,7 @@ def _make_faces(card: ModelCard, opts: ExportOptions):
     keep = [k for k, p in enumerate(verify.paths) if p not in calib_set]
     verify = verify.take(keep[: opts.n_verify])
     impostors = None
-    if opts.n_impostor:
+    if opts.n_impostor and opts.lfw_folds == 0:  # only used where the benchmarks are skipped (thresholds then come from AAF-8k alone)
         impostors = align_files([f for f in split.impostor_files if f not in calib_set], card, show_progress=opts.show_progress)
     return calib, calib_desc, verify, impostors
 
