@@ -266,3 +266,19 @@ def test_bench_report_has_a_column_and_a_panel_per_benchmark(tmp_path):
 
     w, h = Image.open(files["png"]).size
     assert w > h  # two panels side by side
+
+
+def test_eval_selects_named_benchmarks_and_refuses_ambiguous_data(shared, capsys):
+    import argparse
+
+    from edgeface.cli import main
+    from edgeface.commands.eval import select_pairs
+
+    ns = lambda **kw: argparse.Namespace(**{"benchmark": None, "data": None, "pairs": None, "limit_folds": None, **kw})  # noqa: E731
+    title, pairs = select_pairs(ns(benchmark="cfp-fp", limit_folds=1))
+    assert title == "CFP-FP" and len(pairs) == 700 and {p.fold for p in pairs} == {1}
+    assert any("/profile/" in p.b for p in pairs) and not any("/profile/" in p.b for p in select_pairs(ns(benchmark="cfp-ff"))[1])
+    title, pairs = select_pairs(ns())
+    assert title == "LFW-dev" and len(pairs) == 3000
+    assert main(["eval", "mobilefacenet", "--benchmark", "cfp-fp", "--data", str(shared)]) == 1
+    assert "either --benchmark or --data" in capsys.readouterr().err
