@@ -61,20 +61,42 @@ def embed_files(bundle, items, store):
     return embs, fs.identities
 
 
-def measure(bundle_dir: Path, seed: int = 0) -> dict:
+def embeddings(bundle_dir: Path, embedder: str | None, seed: int, cache: Path | None):
+    """(gallery pool embeddings, identities, probe embeddings, identities), through the bundle, or
+    through `embedder` (its torch source: cosine parity to an fp32 bundle is 1.00000, so the
+    scores are the bundle's to 1e-5) when given; kept in `cache` (.npz) between runs."""
     from edgeface.export.faces import _store
     from edgeface.runtime.bundle import load_bundle
 
-    bundle = load_bundle(bundle_dir, threads=2)
-    th = bundle.meta["thresholds"]
+    if cache and cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        return z["g"], list(z["gi"]), z["p"], list(z["pi"])
+    if embedder:
+        from edgeface.zoo import load_embedder
+
+        model = load_embedder(embedder, device="cpu")
+    else:
+        model = load_bundle(bundle_dir, threads=2)
     store = _store()
     pool, probes = populations(seed)
     t = time.time()
-    g_emb, g_ids = embed_files(bundle, pool, store)
-    p_emb, p_ids = embed_files(bundle, probes, store)
+    g_emb, g_ids = embed_files(model, pool, store)
+    p_emb, p_ids = embed_files(model, probes, store)
+    print(f"{model.card.name}: {len(g_ids)} enrollable, {len(p_ids)} stranger probes, embedded in {time.time() - t:.0f} s", flush=True)
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, g=g_emb, gi=np.array(g_ids), p=p_emb, pi=np.array(p_ids))
+    return g_emb, g_ids, p_emb, p_ids
+
+
+def measure(bundle_dir: Path, seed: int = 0, embedder: str | None = None, cache: Path | None = None) -> dict:
+    from edgeface.runtime.bundle import read_meta
+
+    meta = read_meta(bundle_dir)
+    th = meta["thresholds"]
+    g_emb, g_ids, p_emb, p_ids = embeddings(bundle_dir, embedder, seed, cache)
     assert not set(g_ids) & set(p_ids)  # strangers: in no gallery
     scores = p_emb @ g_emb.T  # (probes, pool)
-    print(f"{bundle.card.name}: {len(g_ids)} enrollable, {len(p_ids)} stranger probes, embedded in {time.time() - t:.0f} s", flush=True)
     rng = np.random.default_rng(seed)
     fixed = {f"FAR {k}": v["threshold"] for k, v in th["at_far"].items()}
     cal_far = {f"FAR {k}": v["far_measured"] for k, v in th["at_far"].items()}
@@ -90,7 +112,7 @@ def measure(bundle_dir: Path, seed: int = 0) -> dict:
         row[f"identify --fpir {TARGET_FPIR:g}"] = {"threshold": t_fpir, "far_per_comparison": far_needed, "fpir": float(np.mean(best >= t_fpir)), "predicted": TARGET_FPIR}
         rows.append(row)
         print(f"  N={n:>6}: " + "  ".join(f"{k}: FPIR {v['fpir']:.4f} (pred {v['predicted']:.4f}, t={v['threshold']:.3f})" for k, v in row.items() if isinstance(v, dict)), flush=True)
-    return {"model": bundle.card.name, "bundle": str(bundle_dir), "pool": len(g_ids), "probes": len(p_ids), "probe_people": len(set(p_ids)), "rows": rows}
+    return {"model": meta["card"]["name"], "bundle": str(bundle_dir), "embedded_by": embedder or "the bundle", "pool": len(g_ids), "probes": len(p_ids), "probe_people": len(set(p_ids)), "rows": rows}
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -135,9 +157,19 @@ def md(results: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundles", default=",".join(str(ROOT / "out" / "trust" / m / "onnx-fp32") for m in ("068", "default")))
+    ap.add_argument("--bundles", default=",".join(str(ROOT / "out" / "trust" / m / "onnx-fp32") for m in ("068", "default")),
+                    help="bundles whose thresholds are measured (comma-separated)")
+    ap.add_argument("--embedders", help="comma-separated, one per bundle: embed with this model instead of the bundle (its torch source)")
+    ap.add_argument("--embeddings-only", action="store_true", help="only compute and cache the embeddings (no bundle needed yet)")
     args = ap.parse_args()
-    results = [measure(Path(b)) for b in args.bundles.split(",")]
+    bundles = args.bundles.split(",")
+    embedders = args.embedders.split(",") if args.embedders else [None] * len(bundles)
+    caches = [ROOT / "out" / "fpir" / f"{Path(e or b).stem if Path(e or b).suffix else Path(e or b).parent.name}.npz" for b, e in zip(bundles, embedders)]
+    if args.embeddings_only:
+        for b, e, c in zip(bundles, embedders, caches):
+            embeddings(Path(b), e, 0, c)
+        return
+    results = [measure(Path(b), 0, e, c) for b, e, c in zip(bundles, embedders, caches)]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fpir_gallery.json").write_text(json.dumps({"command": "nice -n 10 python benchmarks/fpir_gallery.py", "results": results}, indent=2))
     (RESULTS / "fpir_gallery.md").write_text(md(results))
