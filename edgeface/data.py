@@ -153,3 +153,52 @@ def load_pairs(data: str | os.PathLike, pairs: str | os.PathLike | None = None) 
 def lfw_pair_identities(pairs: list[Pair]) -> set[str]:
     """Identity folder names used by LFW pairs: training must never see them."""
     return {Path(p).parent.name for pr in pairs for p in (pr.a, pr.b)}
+
+
+def first_folds(pairs: list[Pair], n: int | None) -> list[Pair]:
+    """The pairs of the first n folds in fold order (LFW's folds are numbered from 0, CFP's
+    from 1: 'fold < n' would keep nothing of CFP's first fold)."""
+    if not n:
+        return pairs
+    keep = set(sorted({p.fold for p in pairs})[:n])
+    return [p for p in pairs if p.fold in keep]
+
+
+def _sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dataset_identity(pairs: list[Pair]) -> dict:
+    """What makes two evaluations comparable: the exact labelled pair list and the exact image
+    bytes, independent of where the dataset folder lies on disk.
+
+    pairs_sha256: sha256 of the canonical pair list (paths relative to the images' common
+    folder, label, fold), so the same pairs.txt trimmed by --limit-folds, re-drawn, relabelled
+    or re-folded gives another value; images_sha256: sha256 over (relative path, sha256 of the
+    file's bytes) of every image the pairs use ("missing" for an unreadable one). Equal
+    identities mean the same pairs of the same images, whatever the pair count says.
+    """
+    import hashlib
+
+    files = sorted({p for pr in pairs for p in (pr.a, pr.b)})
+    if not files:
+        raise DataError("no pairs: a dataset identity needs at least one pair")
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+    rel = lambda f: os.path.relpath(os.path.abspath(f), root).replace(os.sep, "/")  # noqa: E731
+    hp = hashlib.sha256()
+    for p in pairs:
+        hp.update(f"{rel(p.a)}\t{rel(p.b)}\t{int(p.same)}\t{p.fold}\n".encode())
+    hi = hashlib.sha256()
+    for f in files:
+        try:
+            digest = _sha256_file(f)
+        except OSError:
+            digest = "missing"
+        hi.update(f"{rel(f)}\t{digest}\n".encode())
+    return {"pairs_sha256": hp.hexdigest(), "images_sha256": hi.hexdigest(), "num_pairs": len(pairs), "num_images": len(files)}

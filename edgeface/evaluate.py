@@ -33,14 +33,34 @@ class Embedder(Protocol):
     def embed(self, faces: np.ndarray) -> np.ndarray: ...
 
 
-def progress(iterable, total: int | None = None, desc: str = "", enabled: bool = True):
+def progress(iterable, total: int | None = None, desc: str = "", enabled: bool = True, unit: str = "img"):
+    """A progress bar over `iterable`, one tick per item: `unit` must name what an item is."""
     if not enabled:
         return iterable
     try:
         from tqdm import tqdm
     except ImportError:
         return iterable
-    return tqdm(iterable, total=total, desc=desc, unit="img", file=sys.stderr, leave=False, mininterval=1.0)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, mininterval=1.0)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "img"):
+    """A bar advanced by .update(n) (e.g. by a batch's image count), closed with .close()."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, mininterval=1.0)
 
 
 @dataclass
@@ -102,14 +122,16 @@ def aligned_crops(paths: list[str], faces: FaceSet, card: ModelCard, on_fail: st
 def embed_crops(embedder: Embedder, crops: np.ndarray, flip: str = "none", batch: int = 256, show_progress: bool = True) -> np.ndarray:
     """Embeddings of aligned crops; flip='concat' or 'sum' adds the mirrored crop's (InsightFace/LFW practice)."""
     outs = []
-    steps = range(0, len(crops), batch)
-    for i in progress(steps, len(steps), f"embed[{embedder.backend}]", show_progress):
+    bar = progress_bar(len(crops), f"embed[{embedder.backend}]", show_progress)  # counts images, not batches
+    for i in range(0, len(crops), batch):
         x = crops[i : i + batch]
         e = embedder.embed(x)
         if flip != "none":
             ef = embedder.embed(np.ascontiguousarray(x[:, :, ::-1]))
             e = np.concatenate([e, ef], 1) if flip == "concat" else e + ef
         outs.append(e)
+        bar.update(len(x))
+    bar.close()
     e = np.concatenate(outs) if outs else np.zeros((0, embedder.card.embedding_size), np.float32)
     return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
 
@@ -133,13 +155,18 @@ def embed_pairs(embedder: Embedder, pairs: list[Pair], store: LandmarkStore, fli
     return PairEmbeddings(paths, {p: i for i, p in enumerate(paths)}, emb, ok, faces)
 
 
-def verification_report(pe: PairEmbeddings, pairs: list[Pair], roc_png: str | None = None, title: str = "") -> dict:
+def pair_scores(pe: PairEmbeddings, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cosine scores, same labels, folds, usable mask) of every pair, in the pairs' order."""
     ia = np.array([pe.index[p.a] for p in pairs])
     ib = np.array([pe.index[p.b] for p in pairs])
     usable = pe.usable[ia] & pe.usable[ib]
     scores = np.sum(pe.embeddings[ia] * pe.embeddings[ib], axis=1)
-    labels = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    return scores, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]), usable
+
+
+def verification_report(pe: PairEmbeddings, pairs: list[Pair], roc_png: str | None = None, title: str = "",
+                        roc_points: dict[str, tuple[float, float]] | None = None) -> dict:
+    scores, labels, folds, usable = pair_scores(pe, pairs)
     report, (far, tar, _) = evaluate_scores(scores[usable], labels[usable], folds[usable])
     failed_imgs = {p for p, r in pe.faces.records.items() if r.status == "no_face"}
     num_failed = sum(1 for p in pairs if p.a in failed_imgs or p.b in failed_imgs)
@@ -155,6 +182,6 @@ def verification_report(pe: PairEmbeddings, pairs: list[Pair], roc_png: str | No
         num_folds=int(np.unique(folds).size),
     )
     if roc_png:
-        plot_roc({title or "model": (far, tar)}, roc_png, title=f"ROC {title}".strip())
+        plot_roc({title or "model": (far, tar)}, roc_png, title=f"ROC {title}".strip(), points=roc_points)
         out["roc_png"] = roc_png
     return out

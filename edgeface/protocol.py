@@ -175,25 +175,73 @@ def evaluate_scores(
     return report, (far, tar, thr)
 
 
-def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = "ROC") -> None:
-    """Save a ROC plot (log FAR axis) of one or more named (far, tar) curves as PNG."""
+def operating_points(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict[str, float]) -> dict:
+    """What fixed thresholds (e.g. a bundle's, calibrated elsewhere) achieve on these scores:
+    per name, the threshold, the FAR reached (impostor scores >= threshold) and the TAR, with
+    the counts behind them (a FAR of 1e-3 on 1,500 impostors is 0, 1 or 2 pairs: say so)."""
+    gen = np.asarray(genuine, np.float64)
+    imp = np.asarray(impostor, np.float64)
+    out = {}
+    for name, t in thresholds.items():
+        n_acc = int(np.sum(imp >= t))
+        out[name] = {
+            "threshold": float(t),
+            "far": float(n_acc / len(imp)) if len(imp) else None,
+            "impostors_accepted": n_acc,
+            "num_impostor": int(len(imp)),
+            "tar": float(np.mean(gen >= t)) if len(gen) else None,
+            "num_genuine": int(len(gen)),
+            "far_over_target": float(n_acc / len(imp) / float(name)) if len(imp) and _is_number(name) else None,
+        }
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = "ROC", points: dict[str, tuple[float, float]] | None = None) -> None:
+    """Save a ROC plot (log FAR axis) of one or more named (far, tar) curves as PNG.
+
+    Readable at a glance: the FAR axis starts at the smallest FAR the impostor pairs resolve
+    (nothing is drawn from extrapolation), the TAR axis spans what the curves reach there (a
+    CFP-FP curve at 40 % is not cut off at 50 %), each legend entry carries the AUC and the TAR
+    at FAR 1e-3 / 1e-2, the common FARs are marked, and optional `points` {label: (far, tar)}
+    (e.g. a bundle's calibrated thresholds) are drawn as labelled markers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    lo_far, lo_tar = 1.0, 1.0
     for name, (far, tar) in curves.items():
         keep = far > 0
-        ax.plot(far[keep], tar[keep], label=name)
+        if not keep.any():
+            continue
+        lo_far = min(lo_far, float(far[keep].min()))
+        lo_tar = min(lo_tar, float(tar[keep].min()))
+        marks = [f"TAR@{k} {100 * tar_at_far(far, tar, np.zeros_like(far), f)[0]:.1f}%" for k, f in (("1e-3", 1e-3), ("1e-2", 1e-2)) if far[keep].min() <= f]
+        ax.plot(far[keep], tar[keep], lw=1.6, label=f"{name}: AUC {auc(far, tar):.4f}" + (", " + ", ".join(marks) if marks else ""))
+    for f in (1e-3, 1e-2, 1e-1):
+        if f >= lo_far:
+            ax.axvline(f, color="grey", lw=0.6, ls=":")
+    for label, (f, t) in (points or {}).items():
+        if f > 0:
+            ax.plot([f], [t], "kD", ms=5)
+            ax.annotate(label, (f, t), textcoords="offset points", xytext=(5, -10), fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlim(1e-4, 1)
-    ax.set_ylim(0.5, 1.001)
-    ax.set_xlabel("false accept rate")
+    ax.set_xlim(max(lo_far, 1e-6), 1)
+    ax.set_ylim(max(0.0, np.floor(lo_tar * 10) / 10), 1.005)
+    ax.set_xlabel("false accept rate (log)")
     ax.set_ylabel("true accept rate")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7.5)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -170,19 +170,29 @@ def test_peak_rss_is_the_probe_s_own_not_its_parent_s(tmp_path):
     assert 5 < child_peak < 200, child_peak
 
 
-def test_bench_reuses_export_verified_accuracy_only_for_unchanged_bundle(tmp_path):
+def test_bench_reuses_export_verified_accuracy_only_for_the_same_data_and_unchanged_bundle(tmp_path):
     import hashlib
     import json
 
-    from edgeface.bench.harness import verified_accuracy
+    from edgeface.bench.harness import REUSED, verified_accuracy
 
     (tmp_path / "model.onnx").write_bytes(b"model bytes")
-    rep = {"accuracy_mean": 0.9, "accuracy_std": 0.01, "auc": 0.95, "eer": 0.1, "num_pairs": 3000, "num_failed": 0, "num_folds": 5}
-    meta = {"model_file": "model.onnx", "files": {"model.onnx": hashlib.sha256(b"model bytes").hexdigest()}, "parity": {"lfw_dev": rep}}
+    same = {"pairs_sha256": "p" * 64, "images_sha256": "i" * 64, "num_pairs": 3000, "num_images": 4000}
+    rep = {"accuracy_mean": 0.9, "accuracy_std": 0.01, "auc": 0.95, "eer": 0.1, "num_pairs": 3000, "num_failed": 0, "num_folds": 5, "dataset": same}
+    old = {k: v for k, v in rep.items() if k != "dataset"}
+    meta = {"model_file": "model.onnx", "files": {"model.onnx": hashlib.sha256(b"model bytes").hexdigest()}, "parity": {"lfw_dev": rep, "cfp_fp": old}}
     (tmp_path / "edgeface.json").write_text(json.dumps(meta))
-    got = verified_accuracy(tmp_path, 3000)
-    assert got["accuracy_mean"] == 0.9 and got["reused_from"] == "export verification"
-    assert verified_accuracy(tmp_path / "model.onnx", 3000)["num_folds"] == 5
-    assert verified_accuracy(tmp_path, 600) is None  # other pairs (e.g. --limit-folds 1): measure again
+    got = verified_accuracy(tmp_path, same)
+    assert got["accuracy_mean"] == 0.9 and got["accuracy_source"] == REUSED
+    assert verified_accuracy(tmp_path / "model.onnx", same)["num_folds"] == 5
+    # Same pair count, other pairs or other images: measure again.
+    assert verified_accuracy(tmp_path, dict(same, pairs_sha256="q" * 64)) is None
+    assert verified_accuracy(tmp_path, dict(same, images_sha256="j" * 64)) is None
+    # A record without a dataset identity (bundles exported before) is never reused.
+    meta["parity"] = {"lfw_dev": old}
+    (tmp_path / "edgeface.json").write_text(json.dumps(meta))
+    assert verified_accuracy(tmp_path, same) is None
+    meta["parity"] = {"lfw_dev": rep}
+    (tmp_path / "edgeface.json").write_text(json.dumps(meta))
     (tmp_path / "model.onnx").write_bytes(b"altered")
-    assert verified_accuracy(tmp_path, 3000) is None  # the file is not the one that was verified
+    assert verified_accuracy(tmp_path, same) is None  # the file is not the one that was verified

@@ -9,6 +9,7 @@ target's own runtime (edgeface.evaluate with the bundle as the embedder).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -48,8 +49,9 @@ class BenchSettings:
     min_reps: int = 30
     warmup: int = 5
     accuracy: bool = True
-    data: str = ""
+    data: str = ""  # a pairs dataset of the user's instead of the named benchmarks
     pairs: str | None = None
+    benchmarks: tuple[str, ...] = ("lfw-dev",)  # edgeface.benchmarks names, used when data is empty
     limit_folds: int | None = None
     parity_faces: int = 64
     show_progress: bool = True
@@ -98,26 +100,32 @@ def run_probe(target: Target, threads: int, settings: BenchSettings, faces: str 
 
 
 class FaceData:
-    """LFW-dev pairs detected once, aligned once per (input size, template), shared by all targets."""
+    """One pairs set detected once, aligned once per (input size, template), shared by all targets."""
 
-    def __init__(self, settings: BenchSettings):
-        from ..data import load_pairs
+    def __init__(self, name: str, title: str, pairs: list, show_progress: bool = True):
         from ..detect import YuNetDetector
         from ..evaluate import detect_all
         from ..landmarks import LandmarkStore
 
-        data = settings.data or str(paths.lfw_dev())
-        self.pairs = load_pairs(data, settings.pairs)
-        if settings.limit_folds:
-            self.pairs = [p for p in self.pairs if p.fold < settings.limit_folds]
-        if not self.pairs:
-            raise ValueError(f"{data}: no pairs to evaluate (limit_folds={settings.limit_folds})")
+        if not pairs:
+            raise ValueError(f"{title}: no pairs to evaluate")
+        self.name, self.title, self.pairs = name, title, pairs
         self.paths = sorted({p for pr in self.pairs for p in (pr.a, pr.b)})
         detector = YuNetDetector(paths.yunet_model())
         store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
-        self.faces = detect_all(self.paths, store, settings.show_progress)
-        self.show_progress = settings.show_progress
+        self.faces = detect_all(self.paths, store, show_progress)
+        self.show_progress = show_progress
         self._crops: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._identity: dict | None = None
+
+    @property
+    def identity(self) -> dict:
+        """edgeface.data.dataset_identity of these pairs (hashing the images once, on demand)."""
+        from ..data import dataset_identity
+
+        if self._identity is None:
+            self._identity = dataset_identity(self.pairs)
+        return self._identity
 
     def crops(self, card) -> tuple[np.ndarray, np.ndarray]:
         from ..evaluate import aligned_crops
@@ -142,24 +150,48 @@ class FaceData:
         return np.ascontiguousarray(crops[ok][:n])
 
 
-def verified_accuracy(path: str | os.PathLike, num_pairs: int) -> dict | None:
-    """The LFW-dev report a bundle's export verification measured through the bundle's own
-    runtime on the same number of pairs (same protocol: edgeface.evaluate), so that a bench
-    right after an export does not embed the 3,000 pairs a second time. None if absent,
-    on other pairs, or if the model file changed since (sha256 in edgeface.json)."""
+def face_data_sets(settings: BenchSettings) -> list[FaceData]:
+    """The pairs sets accuracy is measured on: the user's --data, or the named benchmarks."""
+    from .. import benchmarks
+    from ..data import first_folds, load_pairs
+
+    if settings.data:
+        pairs = first_folds(load_pairs(settings.data, settings.pairs), settings.limit_folds)
+        title = Path(settings.pairs).name if settings.pairs else Path(settings.data).name
+        return [FaceData("data", title, pairs, settings.show_progress)]
+    return [FaceData(b.name, b.title, b.pairs(settings.limit_folds), settings.show_progress) for b in map(benchmarks.get, settings.benchmarks)]
+
+
+REUSED = "reused: export verification, same dataset identity"
+MEASURED = "measured"
+
+
+def verified_accuracy(path: str | os.PathLike, identity: dict) -> dict | None:
+    """A report the bundle's export verification measured through the bundle's own runtime
+    on provably the same data (same protocol: edgeface.evaluate), so that a bench right after
+    an export does not embed the pairs a second time.
+
+    Provably the same: a verification record (parity.<benchmark>) whose dataset identity
+    (edgeface.data.dataset_identity: the exact pair list and the sha256 of every image) equals
+    `identity`. A record without one (bundles exported before identities were recorded), a
+    changed model file (sha256 in edgeface.json), or any other data: None, measure."""
     from ..runtime.bundle import BundleError, check_files, read_meta
 
     p = Path(path)
     bundle = p if p.is_dir() else p.parent
+    want = (identity["pairs_sha256"], identity["images_sha256"])
     try:
         meta = read_meta(bundle, validate=False)
-        rep = meta["parity"]["lfw_dev"]
-        if not meta["files"] or rep.get("num_pairs") != num_pairs:
+        if not meta["files"]:
+            return None
+        records = [r for r in meta["parity"].values() if isinstance(r, dict) and isinstance(r.get("dataset"), dict)]
+        rep = next((r for r in records if (r["dataset"].get("pairs_sha256"), r["dataset"].get("images_sha256")) == want), None)
+        if rep is None:
             return None
         check_files(bundle, meta)  # the load-time hash check: a changed file was not the one verified
     except (FileNotFoundError, BundleError, KeyError, TypeError, AttributeError):
         return None
-    return dict(rep, reused_from="export verification")
+    return dict(rep, accuracy_source=REUSED)
 
 
 def source_embeddings(source: str, faces: np.ndarray) -> np.ndarray:
@@ -169,7 +201,16 @@ def source_embeddings(source: str, faces: np.ndarray) -> np.ndarray:
     return load_embedder(source, device="cpu").embed(faces)
 
 
-def summarize_target(target: Target, probes: dict[int, dict], accuracy: dict | None, settings: BenchSettings) -> dict:
+def accuracy_entry(title: str, rep: dict) -> dict:
+    """One benchmark's cell in a bench row: the figures shown, and whether they were measured."""
+    return {"title": title, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"],
+            "tar_at_far_1e-3": rep.get("tar_at_far", {}).get("1e-3"), "pairs": rep["num_pairs"], "folds": rep["num_folds"],
+            "num_failed": rep["num_failed"], "accuracy_source": rep.get("accuracy_source", MEASURED)}
+
+
+def summarize_target(target: Target, probes: dict[int, dict], accuracy: dict[str, dict] | None, settings: BenchSettings) -> dict:
+    """accuracy: {benchmark name: accuracy_entry}; the first one fills the row's accuracy columns
+    (the profile's accuracy floor and the plot's default panel)."""
     one = probes.get(1)
     all_t = [t for t in probes if t != 1]
     many = probes[all_t[0]] if all_t else None
@@ -201,8 +242,9 @@ def summarize_target(target: Target, probes: dict[int, dict], accuracy: dict | N
     if parity:
         row.update(parity_cos_min=parity["cos_min"], parity_cos_mean=parity["cos_mean"], parity_n=parity["n"])
     if accuracy:
-        row.update(accuracy=accuracy["accuracy_mean"], accuracy_std=accuracy["accuracy_std"], auc=accuracy["auc"], eer=accuracy["eer"],
-                   pairs=accuracy["num_pairs"], folds=accuracy["num_folds"], num_failed=accuracy["num_failed"])
+        first_acc = next(iter(accuracy.values()))
+        row.update({k: first_acc[k] for k in ("accuracy", "accuracy_std", "auc", "eer", "pairs", "folds", "num_failed", "accuracy_source")})
+        row["benchmarks"] = accuracy
     if target.profile is not None:
         prof = target.profile
         t_prof = prof.threads
@@ -224,7 +266,8 @@ def run_bench(targets: list[Target], settings: BenchSettings, workdir: str | os.
     workdir = Path(workdir or tempfile.mkdtemp(prefix="edgeface-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     need_faces = settings.accuracy or any(t.source for t in targets)
-    face_data = FaceData(settings) if need_faces else None
+    face_sets = face_data_sets(settings) if settings.accuracy else ([face_data_sets(dataclasses.replace(settings, benchmarks=settings.benchmarks[:1]))[0]] if need_faces else [])
+    face_data = face_sets[0] if face_sets else None  # parity faces come from the first set
     started = time.time()
     rows, probes_out, errors = [], {}, []
     reference_cache: dict[tuple, tuple[str, str]] = {}
@@ -251,13 +294,16 @@ def run_bench(targets: list[Target], settings: BenchSettings, workdir: str | os.
                 log(f"  {target.label}: probe with {t or 'all'} thread(s)")
                 probes[t] = run_probe(target, t, settings, faces_file, ref_file, workdir)
             accuracy = None
-            if settings.accuracy and face_data is not None:
-                accuracy = verified_accuracy(target.path, len(face_data.pairs))
-                if accuracy is not None:
-                    log(f"  {target.label}: LFW-dev accuracy from the bundle's own export verification ({accuracy['num_pairs']} pairs, same protocol)")
-                else:
-                    log(f"  {target.label}: LFW-dev accuracy ({len(face_data.pairs)} pairs)")
-                    accuracy = face_data.accuracy(open_model(target.path, backend=target.backend, threads=0, card=target.card))
+            if settings.accuracy:
+                accuracy = {}
+                for fd in face_sets:
+                    rep = verified_accuracy(target.path, fd.identity)
+                    if rep is not None:
+                        log(f"  {target.label}: {fd.title} accuracy reused from the bundle's export verification (same pairs and images: dataset identity)")
+                    else:
+                        log(f"  {target.label}: {fd.title} accuracy: measuring {len(fd.pairs)} pairs")
+                        rep = dict(fd.accuracy(open_model(target.path, backend=target.backend, threads=0, card=target.card)), accuracy_source=MEASURED)
+                    accuracy[fd.name] = accuracy_entry(fd.title, rep)
             rows.append(summarize_target(target, probes, accuracy, settings))
             probes_out[target.label] = {str(t): p for t, p in probes.items()}
         except Exception as exc:  # one broken target must not lose the others' numbers

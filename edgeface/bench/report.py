@@ -32,11 +32,41 @@ def _verdict(row: dict) -> str:
     return "pass" + (f" (unchecked: {','.join(unchecked)})" if unchecked else "")
 
 
+def benchmark_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """(name, title) of every benchmark any row measured, in first-seen order: a column each."""
+    seen: dict[str, str] = {}
+    for r in rows:
+        for name, b in r.get("benchmarks", {}).items():
+            seen.setdefault(name, b["title"])
+    return list(seen.items())
+
+
+def accuracy_cell(r: dict, name: str | None, mark: bool = True) -> str:
+    """'98.57 ± 0.29 %', followed by '(reused)' when the figure was not measured in this run."""
+    b = r.get("benchmarks", {}).get(name) if name else r
+    if not b or b.get("accuracy") is None:
+        return "n/a"
+    text = f"{_f(b.get('accuracy'), '.2f', 100)} ± {_f(b.get('accuracy_std'), '.2f', 100)} %"
+    if mark and b.get("accuracy_source", "measured") != "measured":
+        text += " (reused)"
+    return text
+
+
+def _accuracy_cells(rows: list[dict], r: dict) -> list[str]:
+    cols = benchmark_columns(rows)
+    return [accuracy_cell(r, name) for name, _ in cols] if cols else [accuracy_cell(r, None)]
+
+
+def _accuracy_heads(rows: list[dict], suffix: str) -> list[str]:
+    cols = benchmark_columns(rows)
+    return [f"{title} {suffix}" for _, title in cols] if cols else [f"LFW {suffix}"]
+
+
 def table(result: dict) -> str:
     rows = result["rows"]
     n_all = next((r["threads_all"] for r in rows if r.get("threads_all")), None)
     tb = result["settings"].get("throughput_batch")
-    cols = ["target", "backend", "MB", "cold s", "p50 ms 1t (IQR)", f"p50/p99 ms {n_all}t", f"img/s 1t @{tb}", f"img/s {n_all}t @{tb}", "RSS MB", "cos min/mean", "LFW acc", "budgets"]
+    cols = ["target", "backend", "MB", "cold s", "p50 ms 1t (IQR)", f"p50/p99 ms {n_all}t", f"img/s 1t @{tb}", f"img/s {n_all}t @{tb}", "RSS MB", "cos min/mean", *_accuracy_heads(rows, "acc"), "budgets"]
     body = []
     for r in rows:
         body.append([
@@ -50,7 +80,7 @@ def table(result: dict) -> str:
             _f(r.get("throughput_ips_all"), ".0f"),
             _f(r["peak_rss_mb"], ".0f"),
             f"{_f(r.get('parity_cos_min'), '.4f')}/{_f(r.get('parity_cos_mean'), '.4f')}" if "parity_cos_min" in r else "n/a",
-            f"{_f(r.get('accuracy'), '.2f', 100)} ± {_f(r.get('accuracy_std'), '.2f', 100)} %" if "accuracy" in r else "n/a",
+            *_accuracy_cells(rows, r),
             _verdict(r),
         ])
     widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
@@ -58,6 +88,8 @@ def table(result: dict) -> str:
     out = [line(cols), line(["-" * w for w in widths])] + [line(b) for b in body]
     for e in result.get("errors", []):
         out.append(f"{e['target']}: not measured: {e['error']}")
+    if any("(reused)" in c for r in rows for c in _accuracy_cells(rows, r)):
+        out.append("(reused): taken from the bundle's export verification, which measured the same pairs of the same images (dataset identity); all others measured now")
     out.append(f"machine: {summary_line(result['machine'])}")
     return "\n".join(out)
 
@@ -67,7 +99,7 @@ def markdown(result: dict) -> str:
     rows = result["rows"]
     n_all = next((r["threads_all"] for r in rows if r.get("threads_all")), "all")
     tb = result["settings"].get("throughput_batch")
-    head = ["model", "target", "size MB", "cold start s", "p50 ms 1 thread (IQR)", f"p50 / p99 ms {n_all} threads", f"img/s @{tb} 1 / {n_all} threads", "peak RSS MB", "cosine to source min / mean", "LFW-dev acc"]
+    head = ["model", "target", "size MB", "cold start s", "p50 ms 1 thread (IQR)", f"p50 / p99 ms {n_all} threads", f"img/s @{tb} 1 / {n_all} threads", "peak RSS MB", "cosine to source min / mean", *_accuracy_heads(rows, "acc")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
@@ -77,7 +109,7 @@ def markdown(result: dict) -> str:
             f"{_f(r.get('throughput_ips_1t'), '.0f')} / {_f(r.get('throughput_ips_all'), '.0f')}",
             _f(r["peak_rss_mb"], ".0f"),
             f"{_f(r.get('parity_cos_min'), '.4f')} / {_f(r.get('parity_cos_mean'), '.4f')}" if "parity_cos_min" in r else "n/a",
-            f"{_f(r.get('accuracy'), '.2f', 100)} ± {_f(r.get('accuracy_std'), '.2f', 100)} %" if "accuracy" in r else "n/a",
+            *_accuracy_cells(rows, r),
         ]) + " |")
     lines.append("")
     lines.append(f"Machine: {summary_line(result['machine'])}.")
@@ -87,11 +119,17 @@ def markdown(result: dict) -> str:
 def write_csv(result: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    per_bench = ("accuracy", "accuracy_std", "tar_at_far_1e-3", "accuracy_source")
+    extra = [f"{k}_{name}" for name, _ in benchmark_columns(result["rows"]) for k in per_bench]
+    cols = CSV_COLUMNS[: CSV_COLUMNS.index("pass")] + ["accuracy_source"] + extra + CSV_COLUMNS[CSV_COLUMNS.index("pass"):]
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in result["rows"]:
-            w.writerow({k: r.get(k, "") for k in CSV_COLUMNS})
+            flat = dict(r)
+            for name, b in r.get("benchmarks", {}).items():
+                flat.update({f"{k}_{name}": b.get(k) for k in per_bench})
+            w.writerow({k: "" if flat.get(k) is None else flat[k] for k in cols})
 
 
 def write_json(result: dict, path: str | Path) -> None:
@@ -102,39 +140,58 @@ def write_json(result: dict, path: str | Path) -> None:
     tmp.replace(path)
 
 
+MARKERS = "osD^vP*Xhp<>"
+
+
 def plot(result: dict, path: str | Path, latency_key: str = "latency_p50_ms_1t", title: str | None = None) -> Path | None:
-    """Accuracy vs latency per target; marker area ∝ file size; one colour per model. Targets
+    """Accuracy vs latency, one panel per benchmark. Colour = model, marker shape = target
+    (format-precision), marker area ∝ file size; both keys are legends below the panels, so no
+    text sits on the points (labels of nearby targets used to overprint each other). Targets
     without an accuracy are left out of the plot (they stay in the table)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    rows = [r for r in result["rows"] if r.get("accuracy") is not None and r.get(latency_key) is not None]
+    panels = benchmark_columns(result["rows"]) or [(None, "LFW-dev")]
+
+    def acc(r, name):
+        b = r.get("benchmarks", {}).get(name) if name else r
+        return None if not b else b.get("accuracy")
+
+    rows = [r for r in result["rows"] if r.get(latency_key) is not None and any(acc(r, n) is not None for n, _ in panels)]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.2, 5.2), dpi=120, squeeze=False, sharex=True)
     models = sorted({r["model"] for r in rows})
     colours = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    kinds = list(dict.fromkeys(r["target"].split(":", 1)[-1] for r in rows))
+    markers = dict(zip(kinds, MARKERS * 4))
     max_mb = max(r["file_size_mb"] for r in rows)
-    for r in rows:
-        area = 40 + 600 * r["file_size_mb"] / max_mb
-        ax.scatter(r[latency_key], 100 * r["accuracy"], s=area, color=colours[r["model"]], alpha=0.6, edgecolors="black", linewidths=0.6)
-        # The colour names the model, so the label is only the target (after "model:").
-        label = r["target"].split(":", 1)[-1]
-        ax.annotate(f"{label} {r['file_size_mb']:.1f} MB", (r[latency_key], 100 * r["accuracy"]), textcoords="offset points", xytext=(6, 3), fontsize=6.5, alpha=0.85)
-    for m in models:
-        ax.scatter([], [], color=colours[m], label=m, s=60)
-    # Below the axes: inside, it covered the points of whichever model sat in that corner.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(models)), fontsize=8, title="model (marker area ∝ file size)", title_fontsize=8)
     which = "1 thread" if latency_key.endswith("_1t") else "all threads"
-    ax.set_xlabel(f"latency p50, batch 1, {which} (ms)")
-    folds = rows[0].get("folds")
-    ax.set_ylabel(f"LFW-dev verification accuracy (%, {folds}-fold)")
-    ax.grid(alpha=0.3)
+    for ax, (name, ptitle) in zip(axes[0], panels):
+        folds = None
+        for r in rows:
+            a = acc(r, name)
+            if a is None:
+                continue
+            folds = folds or (r.get("benchmarks", {}).get(name, r) if name else r).get("folds")
+            ax.scatter(r[latency_key], 100 * a, s=30 + 220 * r["file_size_mb"] / max_mb, marker=markers[r["target"].split(":", 1)[-1]],
+                       color=colours[r["model"]], alpha=0.75, edgecolors="black", linewidths=0.5)
+        ax.set_title(f"{ptitle}" + (f" ({folds}-fold)" if folds else ""), fontsize=10)
+        ax.set_xlabel(f"latency p50, batch 1, {which} (ms)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("verification accuracy (%)")
+    model_keys = [Line2D([], [], marker="o", linestyle="", color=colours[m], markersize=8, label=m) for m in models]
+    target_keys = [Line2D([], [], marker=markers[k], linestyle="", color="grey", markeredgecolor="black", markersize=8, label=k) for k in kinds]
+    fig.legend(handles=model_keys, loc="lower left", bbox_to_anchor=(0.01, 0.0), fontsize=8, title="model (colour)", title_fontsize=8, ncol=1)
+    fig.legend(handles=target_keys, loc="lower right", bbox_to_anchor=(0.99, 0.0), fontsize=8, title="target (marker; area ∝ file size)",
+               title_fontsize=8, ncol=min(4, len(kinds)))
     m = result["machine"]
-    ax.set_title(title or f"edgeface bench: accuracy vs latency\n{m['cpu']}, {m['usable_cores']} cores", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(title or f"edgeface bench: accuracy vs latency — {m['cpu']}, {m['usable_cores']} cores", fontsize=10)
+    n_leg = max(len(models), -(-len(kinds) // min(4, len(kinds))))
+    fig.tight_layout(rect=(0, min(0.45, 0.06 + 0.045 * n_leg), 1, 0.97))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import paths
 
 HELP = """Benchmark face embedders per export target and device profile.
 
@@ -17,7 +16,10 @@ each bundle is measured against it; an exported bundle directory; or a plain .on
 / .tflite file (with --card, or CARD.json beside it). Each target is probed in a fresh process with
 1 thread and with all threads: file size, cold start (load + first inference), latency p50/p90/p99
 at batch 1 with its IQR, throughput at --throughput-batch, peak RSS; then cosine parity to the
-source on real aligned LFW-dev faces and LFW-dev accuracy through the target's own runtime.
+source on real aligned faces and verification accuracy through the target's own runtime, a column per
+--benchmarks (LFW-dev, CFP-FF, CFP-FP) or on your own --data. An accuracy is reused from the bundle's
+export verification only when that verification measured the same pairs of the same images (dataset
+identity: pair-list hash + image hashes); the table marks such figures "(reused)".
 Writes a table (stdout), and BENCH.json/.csv/.md/.png in --out, with the machine description."""
 
 
@@ -46,7 +48,9 @@ def register(sub) -> None:
     p.add_argument("--max-time", type=float, default=10.0, help="seconds per measurement, at most (default 10)")
     p.add_argument("--min-reps", type=int, default=30, help="timed calls per measurement, at least (default 30)")
     p.add_argument("--no-accuracy", action="store_true", help="skip LFW-dev accuracy (and parity unless a source is known)")
-    p.add_argument("--data", default=str(paths.lfw_dev()), help="pairs dataset for accuracy (default ../shared/datasets/lfw-dev)")
+    p.add_argument("--benchmarks", default="lfw-dev", help="comma-separated benchmarks for the accuracy columns, a column each: lfw-dev, cfp-ff, cfp-fp, or 'all' (default lfw-dev)")
+    p.add_argument("--data", help="your own pairs dataset for accuracy instead of --benchmarks (folder with pairs.txt/pairs.csv, or with --pairs)")
+    p.add_argument("--pairs", help="pairs file for --data (LFW pairs.txt format or CSV with a,b,same[,fold])")
     p.add_argument("--limit-folds", type=int, help="evaluate only the first N folds (faster)")
     p.add_argument("--parity-faces", type=int, default=64, help="aligned faces used for cosine parity (default 64)")
     p.add_argument("--export-args", default="", help="extra arguments for `edgeface export` of source models, one string (e.g. \"--lfw-folds 1\")")
@@ -175,8 +179,12 @@ def build_targets(args) -> tuple[list, list[dict]]:
 
 
 def run(args) -> int:
+    from .. import benchmarks
     from ..bench import report
     from ..bench.harness import BenchSettings, run_bench
+
+    if args.pairs and not args.data:
+        raise ValueError("--pairs names the pairs file of --data DIR; pass --data too")
 
     threads = _threads(args.threads)
     targets, skipped = build_targets(args)
@@ -186,7 +194,7 @@ def run(args) -> int:
         raise ValueError("nothing to benchmark: every export failed or no target is available here")
     settings = BenchSettings(
         threads=threads, throughput_batch=args.throughput_batch, min_time=args.min_time, max_time=args.max_time, min_reps=args.min_reps,
-        accuracy=not args.no_accuracy, data=args.data, limit_folds=args.limit_folds, parity_faces=args.parity_faces, show_progress=not args.quiet,
+        accuracy=not args.no_accuracy, data=args.data or "", pairs=args.pairs, benchmarks=benchmarks.parse(args.benchmarks), limit_folds=args.limit_folds, parity_faces=args.parity_faces, show_progress=not args.quiet,
     )
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     result = run_bench(targets, settings, Path(args.out) / "work", log=log)

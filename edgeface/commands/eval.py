@@ -6,11 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from .. import paths
+from .. import benchmarks, paths
 
 HELP = """Evaluate a face embedder on labelled pairs: detect (YuNet, cached) -> align to the
 model card's template -> embed -> k-fold accuracy (threshold from the other folds), ROC AUC,
-EER, TAR at FAR. Prints a table; --json and --roc write machine-readable and PNG output."""
+EER, TAR at FAR. Prints a table; --json and --roc write machine-readable and PNG output.
+
+MODEL may also be an exported bundle directory (measured through its own runtime, torch-free:
+the file you ship) or a plain .onnx / OpenVINO .xml / .tflite file with --card. For a bundle the
+report adds what the bundle's thresholds achieve on these pairs (FAR and TAR at each)."""
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -32,8 +36,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     p = sub.add_parser("eval", help="verification accuracy on a pairs dataset (LFW protocol)", description=HELP)
     add_model_args(p)
-    p.add_argument("--data", default=str(paths.lfw_dev()), help="dataset folder with pairs.txt/pairs.csv (default: ../shared/datasets/lfw-dev)")
+    p.add_argument("--benchmark", choices=sorted(benchmarks.BENCHMARKS), help="a named benchmark instead of --data/--pairs: lfw-dev (default), cfp-ff, cfp-fp")
+    p.add_argument("--data", help="dataset folder with pairs.txt/pairs.csv (default: the benchmark's, ../shared/datasets/lfw-dev)")
     p.add_argument("--pairs", help="pairs file if not DATA/pairs.txt (LFW pairs.txt format or CSV with a,b,same[,fold])")
+    p.add_argument("--card", help="model card JSON for a plain .onnx/.xml/.tflite file")
     p.add_argument("--detector", default=str(paths.yunet_model()), help="YuNet ONNX model (default: ../shared/models/yunet/...)")
     p.add_argument("--flip", choices=["none", "concat", "sum"], default="none", help="add the mirrored face's embedding (default none)")
     p.add_argument("--on-fail", choices=["fallback", "exclude"], default="fallback", help="images without a detected face: align with the dataset's mean landmarks (default) or drop their pairs")
@@ -41,7 +47,7 @@ def register(sub) -> None:
     p.add_argument("--json", help="write the full report as JSON here")
     p.add_argument("--roc", help="write a ROC plot (PNG) here")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch or the bundle's runtime (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
 
@@ -67,37 +73,85 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
-def run(args) -> int:
-    from ..data import load_pairs
-    from ..detect import YuNetDetector
-    from ..evaluate import embed_pairs, verification_report
-    from ..landmarks import LandmarkStore
+def open_model(args):
+    """A bundle directory or plain model file through its own runtime (torch-free), else a torch model."""
+    from ..bench.adapters import PLAIN_SUFFIXES
+
+    spec = Path(args.model)
+    if spec.is_dir() or spec.suffix.lower() in PLAIN_SUFFIXES:
+        from ..bench.adapters import open_model as open_runtime_model
+
+        return open_runtime_model(spec, threads=args.threads, card=args.card)
     from ..zoo import load_embedder
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    embedder = load_embedder(args.model, device=args.device, arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)
-    pairs = load_pairs(args.data, args.pairs)
-    if args.limit_folds:
-        pairs = [p for p in pairs if p.fold < args.limit_folds]
+    return load_embedder(args.model, device=args.device, arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)
+
+
+def select_pairs(args) -> tuple[str, list]:
+    """(title, pairs) from --benchmark, or --data/--pairs (default LFW-dev), first --limit-folds folds."""
+    from ..data import first_folds, load_pairs
+
+    if args.benchmark and (args.data or args.pairs):
+        raise ValueError("--benchmark names its own data: pass either --benchmark or --data/--pairs")
+    if args.data or args.pairs:
+        data = args.data or str(Path(args.pairs).parent)
+        title = Path(args.pairs).name if args.pairs else Path(data).name
+        return title, first_folds(load_pairs(data, args.pairs), args.limit_folds)
+    b = benchmarks.get(args.benchmark or "lfw-dev")
+    return b.title, b.pairs(args.limit_folds)
+
+
+def bundle_operating_points(embedder, pe, pairs) -> dict | None:
+    """For a bundle: FAR / TAR its calibrated thresholds reach on these pairs."""
+    from ..evaluate import pair_scores
+    from ..protocol import operating_points
+
+    at_far = (getattr(embedder, "meta", None) or {}).get("thresholds", {}).get("at_far", {})
+    thresholds = {k: v["threshold"] for k, v in at_far.items() if isinstance(v, dict) and "threshold" in v}
+    if not thresholds:
+        return None
+    scores, labels, _, usable = pair_scores(pe, pairs)
+    return operating_points(scores[usable & labels], scores[usable & ~labels], thresholds)
+
+
+def run(args) -> int:
+    from ..data import dataset_identity
+    from ..detect import YuNetDetector
+    from ..evaluate import embed_pairs, verification_report
+    from ..landmarks import LandmarkStore
+
+    title, pairs = select_pairs(args)
+    if not pairs:
+        raise ValueError(f"{title}: no pairs to evaluate (--limit-folds {args.limit_folds})")
+    embedder = open_model(args)
     detector = YuNetDetector(args.detector)
     store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
     pe = embed_pairs(embedder, pairs, store, flip=args.flip, on_fail=args.on_fail, show_progress=not args.quiet)
-    report = verification_report(pe, pairs, roc_png=args.roc, title=embedder.card.name)
+    ops = bundle_operating_points(embedder, pe, pairs)
+    points = {f"bundle FAR {k} (t={o['threshold']:.3f})": (o["far"], o["tar"]) for k, o in (ops or {}).items() if o["far"]}
+    report = verification_report(pe, pairs, roc_png=args.roc, title=f"{embedder.card.name} on {title}", roc_points=points)
     report.update(
         model=embedder.card.name,
+        model_path=str(args.model),
         backend=embedder.backend,
         card=embedder.card.to_dict(),
-        data=str(args.data),
+        data=title,
+        dataset=dataset_identity(pairs),
         flip=args.flip,
         on_fail=args.on_fail,
         failure_rule="no face: aligned with the dataset's mean landmarks for that image size (counted in num_failed); unreadable: pair excluded (num_excluded)"
         if args.on_fail == "fallback"
         else "no face or unreadable: pair excluded (num_excluded)",
     )
+    if ops:
+        report["bundle_thresholds"] = ops
     print(format_table([report]))
+    if ops:
+        print(format_operating_points(ops))
     if report["image_problems"]:
         print("image problems: " + ", ".join(f"{k}: {v}" for k, v in sorted(report["image_problems"].items())), file=sys.stderr)
     if report["image_notes"]:
@@ -106,3 +160,12 @@ def run(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, sort_keys=True))
     return 0
+
+
+def format_operating_points(ops: dict) -> str:
+    lines = ["bundle thresholds on these pairs:"]
+    for far, o in ops.items():
+        achieved = "n/a" if o["far"] is None else f"{o['far']:.2e} ({o['impostors_accepted']}/{o['num_impostor']} impostor pairs)"
+        tar = "n/a" if o["tar"] is None else f"{100 * o['tar']:.2f} %"
+        lines.append(f"  calibrated FAR {far}: threshold {o['threshold']:.4f} -> FAR {achieved}, TAR {tar}")
+    return "\n".join(lines)

@@ -35,7 +35,9 @@ def register(sub) -> None:
     p.add_argument("--embedding-size", type=int, default=128, help="embedding size of a foreign checkpoint (default 128)")
     p.add_argument("--n-calib", type=int, help="calibration faces (default 300)")
     p.add_argument("--n-verify", type=int, help="faces for the cosine-to-source check (default 200, disjoint from calibration)")
-    p.add_argument("--n-impostor", type=int, help="AAF-8k photos whose pairs calibrate FAR 1e-4 thresholds (default 2000)")
+    p.add_argument("--n-impostor", type=int, help="AAF-8k photos whose pairs calibrate the thresholds when --lfw-folds 0 skips the benchmarks (default 2000)")
+    p.add_argument("--benchmarks", default="all", help="verification records to measure through the bundle: lfw-dev, cfp-ff, cfp-fp, comma-separated or 'all' (default); "
+                   "thresholds are calibrated on other people either way")
     p.add_argument("--lfw", help="LFW-style pairs folder for accuracy and thresholds (default ../shared/datasets/lfw-dev)")
     p.add_argument("--lfw-folds", type=int, help="use only the first N folds (0 skips LFW: quick checks only)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
@@ -98,10 +100,11 @@ def run(args) -> int:
     if not args.model or not args.target or not args.out:
         raise ValueError("export needs MODEL, --target and --out (or --check BUNDLE / --list-targets)")
     targets.target(args.target, args.precision)  # a clear error for a combination the table lacks
+    from ..benchmarks import parse as parse_benchmarks
     from ..export import ExportOptions, export_bundle
 
     opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,
-                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet)
+                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks))
     kw = {}
     if args.arch:
         kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)

@@ -79,7 +79,9 @@ def register(sub) -> None:
     p.add_argument("image")
     p.add_argument("--top-k", type=_positive_int, default=5, help="candidates to list (default 5)")
     p.add_argument("--far", default="1e-3", help="the ONE-TO-ONE false-accept rate whose threshold decides (1e-3 default, 1e-4): against N "
-                                                 "enrolled people an impostor is falsely identified up to N times as often")
+                                                 "enrolled people an impostor is falsely identified up to N times as often; see --fpir")
+    p.add_argument("--fpir", type=float, help="instead of --far: the rate of strangers identified as someone you accept (e.g. 0.01); the "
+                   "threshold is chosen for it at the gallery's current size (1 - (1 - FAR)^N = FPIR, on the bundle's FAR curve)")
     p.add_argument("--landmarks", type=_landmarks, help="5 landmarks from your own detector: x1,y1,...,x5,y5")
     _add_common(p, landmarks=True)
     p.set_defaults(handler=run_identify)
@@ -149,11 +151,12 @@ def run_verify(args) -> int:
 
 def run_identify(args) -> int:
     rec = _recognizer(args)
-    res = rec.identify(args.image, top_k=args.top_k, far=args.far, landmarks=args.landmarks)
+    res = rec.identify(args.image, top_k=args.top_k, far=args.far, landmarks=args.landmarks, fpir=args.fpir)
+    at = f"FAR {res.far}" if res.fpir is None else f"FPIR {res.fpir:g} for {res.gallery_size} enrolled (FAR {res.far} per comparison)"
     if res.name is None:
         text = f"{args.image}: rejected\n" + _rejections_text(res.rejected)
     else:
-        head = f"{args.image}: {res.name}" + (f" (score {res.score:.3f}, threshold {res.threshold:.3f} at FAR {res.far})" if res.score is not None else " (empty gallery)")
+        head = f"{args.image}: {res.name}" + (f" (score {res.score:.3f}, threshold {res.threshold:.3f} at {at})" if res.score is not None else " (empty gallery)")
         text = "\n".join([head] + [f"  {i + 1}. {c.name}  {c.score:.3f}" for i, c in enumerate(res.candidates)])
     _emit(args, res.to_dict(), text)
     return EXIT_REJECTED if res.name is None else (EXIT_NO_MATCH if res.decision == "unknown" else EXIT_OK)

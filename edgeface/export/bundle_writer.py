@@ -67,7 +67,9 @@ class ExportOptions:
     n_verify: int = 200
     n_impostor: int = 2000
     lfw_dir: str | None = None
-    lfw_folds: int | None = None  # None: all folds; 0: skip LFW (tests, quick checks)
+    lfw_folds: int | None = None  # None: all folds; 0: skip LFW and the other benchmarks (tests, quick checks)
+    benchmarks: tuple[str, ...] = ("lfw-dev", "cfp-ff", "cfp-fp")  # verification records (edgeface.benchmarks); lfw_folds limits each
+    n_threshold_faces: int = 4000  # threshold calibration photos (export.faces.threshold_calibration_population)
     n_conformance: int = 8
     threads: int = 2
     show_progress: bool = True
@@ -132,7 +134,7 @@ _FACES: dict = {}
 
 def _faces(card: ModelCard, opts: ExportOptions):
     """Calibration / verification / impostor faces, aligned once per process for a card."""
-    key = (card.template, tuple(card.input_size), opts.calib_dir, opts.n_calib, opts.n_verify, opts.n_impostor, opts.seed)
+    key = (card.template, tuple(card.input_size), opts.calib_dir, opts.n_calib, opts.n_verify, opts.n_impostor, opts.lfw_folds == 0, opts.seed)
     if key not in _FACES:
         _FACES.clear()
         _FACES[key] = _make_faces(card, opts)
@@ -155,7 +157,7 @@ def _make_faces(card: ModelCard, opts: ExportOptions):
     keep = [k for k, p in enumerate(verify.paths) if p not in calib_set]
     verify = verify.take(keep[: opts.n_verify])
     impostors = None
-    if opts.n_impostor:
+    if opts.n_impostor and opts.lfw_folds == 0:  # only used where the benchmarks are skipped (thresholds then come from AAF-8k alone)
         impostors = align_files([f for f in split.impostor_files if f not in calib_set], card, show_progress=opts.show_progress)
     return calib, calib_desc, verify, impostors
 
@@ -265,33 +267,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     log(f"parity on {par['num_faces']} faces: cosine min {par['cosine_min']:.5f} mean {par['cosine_mean']:.5f}")
     thresholds = {"metric": "cosine", "at_far": {}, "method": "not measured (LFW skipped)"}
     if opts.lfw_folds != 0:
-        from .faces import _store
-
-        store = _store()
-        pairs = V.lfw_pairs(opts.lfw_dir or paths.lfw_dev(), opts.lfw_folds)
-        rep, scores, labels, lfw_cross, by_codec = V.lfw_report(bundle, pairs, store, opts.show_progress, with_impostors=True, codecs=HAMMING_CODECS)
-        par["lfw_dev"] = rep
-        par["source_lfw_dev"] = V.cached_source_lfw(src.sha256, pairs, lambda: V.lfw_report(src_emb, pairs, store, opts.show_progress)[0])
-        acc_drop = par["source_lfw_dev"]["accuracy_mean"] - rep["accuracy_mean"]
-        par["lfw_accuracy_drop"] = round(float(acc_drop), 5)
-        log(f"LFW-dev {100 * rep['accuracy_mean']:.2f} % (source {100 * par['source_lfw_dev']['accuracy_mean']:.2f} %)")
-        genuine = scores[labels]
-        thresholds = {
-            "metric": "cosine",
-            "at_far": V.calibrate_thresholds(genuine, lfw_cross),
-            "method": (f"calibrated on LFW-dev: impostor scores of all {len(lfw_cross)} pairs of LFW-dev pair images of different people; "
-                       f"threshold = lowest cosine at which the measured FAR <= target; TAR on LFW-dev's {len(genuine)} genuine pairs. "
-                       "Accept a match when cosine >= threshold."),
-            "num_genuine": int(len(genuine)),
-            "num_impostor": int(len(lfw_cross)),
-            # galleries storing Hamming-compared templates score in another space: their own
-            # thresholds, calibrated the same way on the same pairs
-            "codecs": V.codec_thresholds({name: (g[labels], imp) for name, (g, imp) in by_codec.items()}),
-        }
-        if impostors is not None and len(impostors) > 1:
-            # Another population (AAF-8k, mostly East-Asian): reported, not used, so a user can see the shift.
-            thresholds["aaf_8k_check"] = {"num_impostor": len(impostors) * (len(impostors) - 1) // 2,
-                                          "at_far": V.calibrate_thresholds(genuine, V.impostor_scores(bundle.embed(impostors.crops)))}
+        thresholds = verify_on_benchmarks(bundle, src, src_emb, par, opts)
     elif impostors is not None and len(impostors) > 1:
         emb = bundle.embed(impostors.crops)
         imp = V.impostor_scores(emb)
@@ -324,6 +300,83 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     else:
         log(f"{out}: verified ({tgt.key}, {sum((out / f).stat().st_size for f in files) / 1e6:.2f} MB)")
     return meta
+
+
+_CALIBRATION: dict = {}
+
+
+def _threshold_population(card: ModelCard, opts: ExportOptions):
+    """The threshold calibration faces (people disjoint from the reported sets), aligned once per card."""
+    from .faces import align_files, threshold_calibration_population
+
+    key = (card.template, tuple(card.input_size), opts.seed, opts.n_threshold_faces)
+    if key not in _CALIBRATION:
+        _CALIBRATION.clear()
+        pop = threshold_calibration_population(opts.n_threshold_faces, seed=opts.seed)
+        _CALIBRATION[key] = (align_files(pop.files, card, pop.identities, show_progress=opts.show_progress), pop.description)
+    return _CALIBRATION[key]
+
+
+def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, par: dict, opts: ExportOptions) -> dict:
+    """Fill par[<benchmark>] (LFW-dev, CFP-FF, CFP-FP through the bundle's own runtime, each with
+    its dataset identity) and return the thresholds section: calibrated on people none of them
+    contains, with what each threshold achieves on each of them."""
+    from .. import benchmarks
+    from .faces import _store
+
+    store = _store()
+    lfw_pairs = benchmarks.get("lfw-dev").pairs(opts.lfw_folds) if not opts.lfw_dir else V.lfw_pairs(opts.lfw_dir, None)
+    if opts.lfw_dir:
+        from ..data import first_folds
+
+        lfw_pairs = first_folds(lfw_pairs, opts.lfw_folds)
+    populations, by_codec_pop = {}, {}
+    for name in opts.benchmarks:
+        res = V.benchmark_scores(bundle, name, store, opts.lfw_folds, opts.show_progress, codecs=HAMMING_CODECS,
+                                 pairs=lfw_pairs if name == "lfw-dev" else None)
+        key = name.replace("-", "_")
+        par[key] = res["report"]
+        populations[key] = (res["genuine"], res["impostor"])
+        by_codec_pop[key] = res["codecs"]
+        log(f"{name} {100 * res['report']['accuracy_mean']:.2f} % ({res['report']['num_failed']} pairs with an undetected face)")
+    if "lfw_dev" in par:
+        par["source_lfw_dev"] = V.cached_source_lfw(src.sha256, lfw_pairs, lambda: V.lfw_report(src_emb, lfw_pairs, store, opts.show_progress)[0])
+        par["lfw_accuracy_drop"] = round(float(par["source_lfw_dev"]["accuracy_mean"] - par["lfw_dev"]["accuracy_mean"]), 5)
+        log(f"LFW-dev {100 * par['lfw_dev']['accuracy_mean']:.2f} % (source {100 * par['source_lfw_dev']['accuracy_mean']:.2f} %)")
+    faces, description = _threshold_population(bundle.card, opts)
+    emb = bundle.embed(faces.crops)
+    genuine, impostor = V.population_scores(emb, faces.identities)
+    at_far = V.calibrate_thresholds(genuine, impostor)
+    achieved, notes = V.achieved_at_thresholds(at_far, populations)
+    for key, entry in at_far.items():
+        entry["tar_calibration"] = entry.pop("tar_lfw_dev")
+        entry["tar_lfw_dev"] = achieved[key].get("lfw_dev", {}).get("tar")
+        entry["achieved"] = achieved[key]
+    codecs = {}
+    for codec in HAMMING_CODECS:
+        sv = get_codec(codec, emb.shape[1]).score_vectors(emb)
+        codec_gen, codec_imp = V.population_scores(sv, faces.identities)
+        codecs[codec] = {"similarity": "Hamming: 1 - 2h/bits", "at_far": V.calibrate_thresholds(codec_gen, codec_imp), "far_curve": V.far_curve(codec_imp)}
+        for key, entry in codecs[codec]["at_far"].items():
+            entry["tar_calibration"] = entry.pop("tar_lfw_dev")
+            entry["achieved"] = V.achieved_at_thresholds({key: entry}, {p: c[codec] for p, c in by_codec_pop.items()})[0][key]
+    for n in notes:
+        log(f"threshold note: {n}")
+    return {
+        "metric": "cosine",
+        "at_far": at_far,
+        "method": (f"calibrated on {description}: threshold = lowest cosine at which the calibration FAR <= target. "
+                   f"at_far.*.achieved: FAR and TAR of that threshold on each reported set ({', '.join(opts.benchmarks)}; FAR over all pairs "
+                   "of its images of different people, frontal x profile for CFP-FP). Accept a match when cosine >= threshold."),
+        "calibration_set": {"description": description, "num_faces": len(faces), "num_people": len(set(faces.identities)),
+                            "sources": sorted({i.split(":", 1)[0] for i in faces.identities})},
+        "num_genuine": int(len(genuine)),
+        "num_impostor": int(len(impostor)),
+        "far_curve": V.far_curve(impostor),  # for a threshold at a target FPIR (runtime.openset)
+        "notes": notes,
+        # galleries storing Hamming-compared templates score in another space: their own thresholds, calibrated the same way
+        "codecs": codecs,
+    }
 
 
 def load_bundle_for_verification(stage: Path, meta: dict, card: ModelCard, backend: str, threads: int) -> Bundle:

@@ -132,3 +132,54 @@ def default_split(n_calib: int = 300, n_verify: int = 200, n_impostor: int = 200
     ver_aaf = aaf[n_aaf_cal : n_aaf_cal + n_aaf_ver]
     imp_aaf = aaf[n_aaf_cal : n_aaf_cal + n_impostor]  # verification photos may be impostors too; calibration photos never
     return DefaultSplit(cf + cal_aaf, ci + [""] * len(cal_aaf), vf + ver_aaf, vi + [""] * len(ver_aaf), imp_aaf)
+
+
+THRESHOLD_CALIBRATION = (
+    "people disjoint from every set the kit reports on (LFW-dev pairs, CFP): genuine pairs = all same-person pairs among "
+    "{celeba_images} photos of {celeba_people} CelebA-299 people (fixed seed); impostor pairs = all pairs of different people among "
+    "those, {lfw_images} photos of the {lfw_people} LFW-dev extra identities (people in no LFW-dev pair) and {aaf_images} AAF-8k photos "
+    "(one person each)"
+)
+
+
+@dataclass
+class CalibrationPopulation:
+    files: list[str]
+    identities: list[str]  # "celeba:<id>", "lfw:<name>", "aaf:<file>": one namespace per source
+    description: str
+
+
+def threshold_calibration_population(n_faces: int = 4000, seed: int = 0, per_person: int = 10) -> CalibrationPopulation:
+    """The people the bundle's FAR thresholds are calibrated on, so that the FAR / TAR reported on
+    LFW-dev and CFP are measured on people the thresholds never saw (fixed seed, from ../shared):
+    about n_faces photos, a quarter from CelebA-299 (per_person each), a quarter LFW-dev extra
+    identities, half AAF-8k. 4,000 give ~4,500 genuine and ~8 million impostor pairs (FAR 1e-4:
+    ~800 impostors above the threshold)."""
+    n_celeba_people, n_lfw_extra, n_aaf = max(2, n_faces // (4 * per_person)), n_faces // 4, n_faces // 2
+    shared = paths.shared_dir() / "datasets"
+    rng = np.random.default_rng(seed)
+    by_id: dict[str, list[str]] = {}
+    for f, ident in identity_folder(shared / "celeba-299", min_images=2):
+        by_id.setdefault(ident, []).append(f)
+    people = sorted(by_id)
+    people = [people[i] for i in rng.permutation(len(people))[:n_celeba_people]]
+    files, ids = [], []
+    for ident in people:
+        pick = sorted(by_id[ident])
+        pick = [pick[i] for i in sorted(rng.permutation(len(pick))[:per_person])]
+        files += pick
+        ids += [f"celeba:{ident}"] * len(pick)
+    n_celeba = len(files)
+    lfw = shared / "lfw-dev"
+    extra = set((lfw / "extra_identities.txt").read_text().split())
+    lfw_items = identity_folder(lfw, identities=extra)
+    lfw_items = [lfw_items[i] for i in sorted(rng.permutation(len(lfw_items))[:n_lfw_extra])]
+    files += [f for f, _ in lfw_items]
+    ids += [f"lfw:{name}" for _, name in lfw_items]
+    aaf = sorted(str(p) for p in (shared / "aaf-8k" / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    aaf = [aaf[i] for i in sorted(rng.permutation(len(aaf))[:n_aaf])]
+    files += aaf
+    ids += [f"aaf:{Path(f).name}" for f in aaf]
+    desc = THRESHOLD_CALIBRATION.format(celeba_images=n_celeba, celeba_people=len(people), lfw_images=len(lfw_items),
+                                        lfw_people=len({n for _, n in lfw_items}), aaf_images=len(aaf))
+    return CalibrationPopulation(files, ids, desc)

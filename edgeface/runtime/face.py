@@ -146,6 +146,8 @@ class IdentifyResult:
     candidates: list[Match]
     rejected: list[Rejection] = field(default_factory=list)
     faces_detected: int | None = None
+    fpir: float | None = None  # the target FPIR the threshold was chosen for (runtime.openset), if one was asked
+    gallery_size: int | None = None
 
     @property
     def decision(self) -> str:
@@ -161,6 +163,8 @@ class IdentifyResult:
             "score": None if self.score is None else round(float(self.score), 6),
             "threshold": round(float(self.threshold), 6),
             "far": self.far,
+            "fpir": self.fpir,
+            "gallery_size": self.gallery_size,
             "candidates": [c.to_dict() for c in self.candidates],
             "rejected": [r.to_dict() for r in self.rejected],
             "faces_detected": self.faces_detected,
@@ -192,6 +196,7 @@ class FaceRecognizer:
 
     thresholds: {FAR: threshold}; default the bundle's calibrated `thresholds` (for a gallery of
         a Hamming codec, the bundle's thresholds calibrated for that codec).
+    far_curve: [{far, threshold}] for identify(fpir=...); default the bundle's thresholds.far_curve.
     quality: quality-gate threshold overrides; default the bundle's `quality` section.
     multiple_faces: with a detector, "primary" uses the largest, most central face (and
     notes it), "reject" refuses images with more than one face.
@@ -210,6 +215,7 @@ class FaceRecognizer:
         gate: bool = True,
         codec: str = "float32",
         color_order: str = "RGB",
+        far_curve: list[dict] | None = None,
     ):
         for attr in ("card", "backend", "embed"):
             if not hasattr(embedder, attr):
@@ -219,6 +225,7 @@ class FaceRecognizer:
         if color_order not in ("RGB", "BGR"):
             raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
         self.embedder = embedder
+        self._far_curve = far_curve  # [{far, threshold}]; default the bundle's thresholds.far_curve
         self.card = embedder.card
         self.multiple_faces = multiple_faces
         self.embedding_quality = embedding_quality
@@ -493,19 +500,45 @@ class FaceRecognizer:
         sim = float(gallery.codec.similarity(face.embedding, template)[0, 0])  # Hamming or cosine, as the codec scores
         return CompareResult(sim >= thr, sim, thr, self.far_key(far), name=name, faces_detected=[face.faces_detected])
 
-    def identify(self, image, top_k: int = 5, far: str = "1e-3", landmarks=None, use_index: bool | None = None) -> IdentifyResult:
-        """Who is this? Open set: the best match below the threshold for `far` is "unknown"."""
+    def far_curve(self) -> list[dict]:
+        """The bundle's thresholds at a grid of FARs (thresholds.far_curve), in the gallery's codec."""
+        if self._far_curve is not None:
+            return self._far_curve
+        th = (getattr(self.embedder, "meta", None) or {}).get("thresholds", {})
+        if self.gallery is not None and self.gallery.codec.hamming_scores:
+            th = th.get("codecs", {}).get(self.gallery.codec.name, {})
+        curve = th.get("far_curve")
+        if not curve:
+            raise ValueError(f"model {self.card.name!r} has no FAR curve (thresholds.far_curve): re-export the bundle with this kit version, "
+                             "or choose the threshold by --far")
+        return curve
+
+    def threshold_for_fpir(self, fpir: float) -> tuple[float, float]:
+        """(threshold, per-comparison FAR) giving about `fpir` false identifications of strangers
+        at the gallery's current size (runtime.openset: 1 - (1 - FAR)^N = FPIR)."""
+        from .openset import threshold_for_fpir
+
+        return threshold_for_fpir(self.far_curve(), fpir, len(self._need_gallery()))
+
+    def identify(self, image, top_k: int = 5, far: str = "1e-3", landmarks=None, use_index: bool | None = None, fpir: float | None = None) -> IdentifyResult:
+        """Who is this? Open set: the best match below the threshold is "unknown". The threshold is
+        the bundle's for the one-to-one `far`, or, with `fpir`, the one that keeps the rate of
+        strangers identified as someone near `fpir` at the gallery's current size."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a whole number >= 1, got {top_k!r}")
         gallery = self._need_gallery()
-        thr = self.threshold(far)
-        far = self.far_key(far)
+        size = None
+        if fpir is not None:
+            thr, far_needed = self.threshold_for_fpir(fpir)
+            far, size = f"{far_needed:.2e}", len(gallery)
+        else:
+            thr = self.threshold(far)
+            far = self.far_key(far)
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
         if isinstance(face, Rejection):
-            return IdentifyResult(None, None, thr, far, [], [face])
+            return IdentifyResult(None, None, thr, far, [], [face], fpir=fpir, gallery_size=size)
         cands = gallery.search(face.embedding, top_k=top_k, use_index=use_index)[0]
-        far = self.far_key(far)
         if not cands:
-            return IdentifyResult(UNKNOWN, None, thr, far, [], faces_detected=face.faces_detected)
+            return IdentifyResult(UNKNOWN, None, thr, far, [], [], faces_detected=face.faces_detected, fpir=fpir, gallery_size=size)
         best = cands[0]
-        return IdentifyResult(best.name if best.score >= thr else UNKNOWN, best.score, thr, far, cands, faces_detected=face.faces_detected)
+        return IdentifyResult(best.name if best.score >= thr else UNKNOWN, best.score, thr, far, cands, [], faces_detected=face.faces_detected, fpir=fpir, gallery_size=size)

@@ -56,7 +56,7 @@ class DlibTeacher:
 
         out = np.zeros((len(data), self.embedding_size), np.float32)
         steps = range(0, len(data), batch)
-        for s in progress(steps, len(steps), "teacher[dlib]", show_progress):
+        for s in progress(steps, len(steps), "teacher[dlib]", show_progress, unit="batch"):
             chips = [self.chip(read_image(data.paths[i]).pixels, data.boxes[i]) for i in range(s, min(s + batch, len(data)))]
             out[s : s + len(chips)] = self.embed_chips(chips)
         return out
