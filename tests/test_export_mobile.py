@@ -45,6 +45,19 @@ def test_a_graph_the_target_cannot_write_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_profiles_for_the_mobile_engines_export_what_their_device_runs(tmp_path):
+    from edgeface.profiles import ProfileError, export_args, load_profile, load_recipe
+
+    assert export_args("android-phone-mnn")[:2] == ("mnn", "int8") and load_profile("android-phone-mnn").device.kind == "adb"
+    assert export_args("android-phone-ncnn") == ("ncnn", "fp16", {"graph": "core"})
+    iphone = load_profile("iphone-coreml")
+    assert (iphone.backend, iphone.recipe.format, iphone.precision) == ("coreml", "coreml", "fp16")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('format = "ncnn"\nprecision = "fp32"\ngraph = "full"\n')
+    with pytest.raises(ProfileError, match="graph 'full': ncnn-fp32 writes the core graph"):
+        load_recipe(bad)
+
+
 def test_mnn_backend_feeds_uint8_nhwc_under_mnns_own_label(tmp_path):
     """mnnconvert labels our uint8 NHWC input NCHW with shape (1, H, W, 3); the backend feeds it
     under that label with the batch's shape (from the card), at batch 1 and batch 3."""

@@ -75,7 +75,9 @@ def read_recipe(spec: str) -> dict:
         raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
     if "format" not in data:
         raise ValueError(f"{path}: a recipe needs at least 'format'")
-    targets.target(data["format"], data.get("precision", "fp32"))
+    row = targets.target(data["format"], data.get("precision", "fp32"))
+    if "graph" in data and data["graph"] not in row.graphs:
+        raise ValueError(f"{path}: graph {data['graph']!r}: {row.key} writes the {' or '.join(row.graphs)} graph")
     return data
 
 

@@ -676,7 +676,12 @@ def ncnn_int8(src, out, calib):
     written as PNGs with the card's mean and 1/std) then ncnn2int8 on the fp32 model. Both are
     ncnn's C++ command-line tools; neither PyPI package ships them."""
     from ..runtime.conformance import _write_png
+    from ..targets import find_tool
 
+    missing = [t for t in ("ncnn2table", "ncnn2int8") if find_tool(t) is None]
+    if missing:
+        raise ValueError(f"ncnn int8 needs ncnn's command-line tools {', '.join(missing)} (built from ncnn's source; neither the PyPI "
+                         "ncnn/pnnx packages nor Debian ship them): none found beside this Python or on PATH")
     if calib is None or len(calib) == 0:
         raise ValueError("int8 needs calibration faces")
     if src.card.color_order == "GRAY":
