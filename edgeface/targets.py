@@ -62,7 +62,7 @@ _ONNX2TF_NOTE = ("onnx2tf (optional extra 'onnx2tf': tensorflow + onnx2tf) from 
                  "TorchScript exporter best; input float32 NHWC normalised by the runtime, fixed batch 1")
 
 _MNN = ("MNN",)
-_NCNN_EXPORT = ("torch", "onnx", "pnnx")
+_NCNN_EXPORT = _ONNX_EXPORT + ("pnnx",)
 _COREML_EXPORT = ("torch", "coremltools")
 _CORE_NOTE = "core graph: float32 NCHW faces normalised by the runtime from the card, raw embedding out (the runtime L2-normalises), opset 11"
 
@@ -112,10 +112,10 @@ TARGETS: tuple[Target, ...] = (
            from_onnx="mnnconvert --weightQuantBits 8 of the ONNX file", from_onnx_modules=_ONNX_IN + _MNN, graphs=("full", "core"), export_tools=("mnnconvert",)),
     Target("ncnn", "fp32", ".ncnn.param", "ncnn_fp32", "ncnn", "NCHW", False, _NCNN_EXPORT, ("ncnn",),
            notes=f"pnnx (fp16=0) from the core ONNX; {_CORE_NOTE}; fixed batch 1 (ncnn runs one face per extractor)",
-           from_onnx="pnnx of a float32 NCHW network ONNX", from_onnx_modules=("onnx", "pnnx"), graphs=("core",), export_tools=("pnnx",)),
+           from_onnx="pnnx of a float32 NCHW network ONNX", from_onnx_modules=_ONNX_IN + ("pnnx",), graphs=("core",), export_tools=("pnnx",)),
     Target("ncnn", "fp16", ".ncnn.param", "ncnn_fp16", "ncnn", "NCHW", False, _NCNN_EXPORT, ("ncnn",),
-           notes=f"pnnx (fp16=1: weights stored float16) from the core ONNX; fp16 storage/arithmetic where the CPU has it; {_CORE_NOTE}",
-           from_onnx="pnnx (fp16=1) of a float32 NCHW network ONNX", from_onnx_modules=("onnx", "pnnx"), graphs=("core",), export_tools=("pnnx",)),
+           notes=f"pnnx (fp16=1: weights stored float16) from the core ONNX, computed in fp32 by edgeface's backend (an app may turn on ncnn's fp16 arithmetic); {_CORE_NOTE}",
+           from_onnx="pnnx (fp16=1) of a float32 NCHW network ONNX", from_onnx_modules=_ONNX_IN + ("pnnx",), graphs=("core",), export_tools=("pnnx",)),
     Target("ncnn", "int8", ".ncnn.param", "ncnn_int8", "ncnn", "NCHW", False, _NCNN_EXPORT, ("ncnn",), True,
            notes=f"ncnn2table (calibration table from aligned faces) + ncnn2int8 on the fp32 ncnn model; needs ncnn's command-line tools, "
                  f"which the PyPI packages do not ship; {_CORE_NOTE}",

@@ -45,6 +45,18 @@ def test_a_graph_the_target_cannot_write_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_ncnn_int8_names_the_missing_tools(tmp_path):
+    """ncnn's int8 needs ncnn2table / ncnn2int8 (C++ tools no PyPI or Debian package ships):
+    without them the table says it cannot be exported here and the converter says why."""
+    if targets.find_tool("ncnn2table") and targets.find_tool("ncnn2int8"):
+        pytest.skip("ncnn's int8 tools are installed here")
+    from edgeface.export.converters import ncnn_int8
+
+    assert not targets.target("ncnn", "int8").can_export()
+    with pytest.raises(ValueError, match="ncnn int8 needs ncnn's command-line tools .*ncnn2table"):
+        ncnn_int8(None, tmp_path, None)
+
+
 def test_profiles_for_the_mobile_engines_export_what_their_device_runs(tmp_path):
     from edgeface.profiles import ProfileError, export_args, load_profile, load_recipe
 
