@@ -8,17 +8,18 @@ names it gives. Numpy-free and torch-free: the on-device runtime imports it.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Target:
-    format: str  # onnx | openvino | tflite | tensorrt
+    format: str  # onnx | openvino | tflite | tensorrt | mnn | ncnn | coreml
     precision: str  # fp32 | fp16 | int8
     suffix: str  # main model file suffix inside the bundle
     converter: str  # function name in edgeface.export.converters
     backend: str  # runtime backend name in edgeface.runtime.backends
-    layout: str  # input layout of the exported graph: NHWC (uint8 aligned faces as they come)
+    layout: str  # input layout of the exported graph: NHWC (uint8 aligned faces as they come); NCHW for a core graph
     dynamic_batch: bool
     export_modules: tuple[str, ...]  # python modules the converter needs
     runtime_modules: tuple[str, ...]  # python modules the backend needs
@@ -28,6 +29,14 @@ class Target:
     # the modules that path needs instead of export_modules.
     from_onnx: str = ""
     from_onnx_modules: tuple[str, ...] = ()
+    # Graph variants the converter can write, the default first: "full" (uint8 NHWC faces in,
+    # normalisation and L2 norm in the graph) or "core" (the bare network: float normalised NCHW
+    # faces in, raw embedding out, opset 11; the runtime normalises and L2-normalises from the card).
+    graphs: tuple[str, ...] = ("full",)
+    # Where the backend can run at all (sys.platform prefixes; () = anywhere its modules import).
+    run_platforms: tuple[str, ...] = ()
+    # Command-line tools (on PATH or beside the Python running edgeface) the converter needs.
+    export_tools: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -36,10 +45,12 @@ class Target:
     def can_export(self, source: str = "torch") -> bool:
         """source: 'torch' (a PyTorch model) or 'onnx' (an ONNX file only)."""
         if source == "onnx":
-            return bool(self.from_onnx) and all(_importable(m) for m in self.from_onnx_modules)
-        return all(_importable(m) for m in self.export_modules)
+            return bool(self.from_onnx) and all(_importable(m) for m in self.from_onnx_modules) and all(find_tool(t) for t in self.export_tools)
+        return all(_importable(m) for m in self.export_modules) and all(find_tool(t) for t in self.export_tools)
 
     def can_run(self) -> bool:
+        if self.run_platforms and not sys.platform.startswith(self.run_platforms):
+            return False
         return all(_importable(m) for m in self.runtime_modules)
 
 
@@ -50,10 +61,16 @@ _ONNX2TF = _ONNX_IN + ("onnx2tf", "tensorflow")
 _ONNX2TF_NOTE = ("onnx2tf (optional extra 'onnx2tf': tensorflow + onnx2tf) from a float32 NCHW network ONNX, opset 17 from the "
                  "TorchScript exporter best; input float32 NHWC normalised by the runtime, fixed batch 1")
 
+_MNN = ("MNN",)
+_NCNN_EXPORT = _ONNX_EXPORT + ("pnnx",)
+_COREML_EXPORT = ("torch", "coremltools")
+_CORE_NOTE = "core graph: float32 NCHW faces normalised by the runtime from the card, raw embedding out (the runtime L2-normalises), opset 11"
+
 TARGETS: tuple[Target, ...] = (
     Target("onnx", "fp32", ".onnx", "onnx_fp32", "onnxruntime", "NHWC", True, _ONNX_EXPORT, ("onnxruntime",),
-           notes="opset 18, uint8 NHWC RGB input; normalisation and L2 norm in the graph; simplified with onnxslim",
-           from_onnx="the ONNX file simplified with onnxslim, its own input and output kept", from_onnx_modules=_ONNX_IN),
+           notes="opset 18, uint8 NHWC RGB input; normalisation and L2 norm in the graph; simplified with onnxslim (--graph core: the bare "
+                 "network, float32 NCHW, opset 11, for OpenCV dnn, Arm NN and other minimal engines)",
+           from_onnx="the ONNX file simplified with onnxslim, its own input and output kept", from_onnx_modules=_ONNX_IN, graphs=("full", "core")),
     Target("onnx", "fp16", ".onnx", "onnx_fp16", "onnxruntime", "NHWC", True, _ONNX_EXPORT, ("onnxruntime",),
            notes="float16 weights and compute (onnxconverter-style conversion in onnxscript/onnx); input stays uint8, output float32"),
     Target("onnx", "int8", ".onnx", "onnx_int8", "onnxruntime", "NHWC", True, _ONNX_EXPORT + ("nncf",), ("onnxruntime",), True,
@@ -83,6 +100,33 @@ TARGETS: tuple[Target, ...] = (
     Target("tensorrt", "int8", ".engine", "tensorrt_int8", "tensorrt", "NHWC", True, _ONNX_EXPORT, ("tensorrt",), True,
            notes="as fp16, plus an int8 entropy calibrator fed aligned faces (calibration batch written beside the ONNX when no TensorRT)",
            from_onnx="engine built from the ONNX file (as above)", from_onnx_modules=_ONNX_IN),
+
+    Target("mnn", "fp32", ".mnn", "mnn_fp32", "mnn", "NHWC", True, _ONNX_EXPORT + _MNN, _MNN,
+           notes="mnnconvert from the edgeface ONNX graph (uint8 NHWC in, unit vectors out); --graph core: from the core graph",
+           from_onnx="mnnconvert of the ONNX file", from_onnx_modules=_ONNX_IN + _MNN, graphs=("full", "core"), export_tools=("mnnconvert",)),
+    Target("mnn", "fp16", ".mnn", "mnn_fp16", "mnn", "NHWC", True, _ONNX_EXPORT + _MNN, _MNN,
+           notes="mnnconvert --fp16: conv weights stored float16, computed in fp32 on CPUs without fp16 arithmetic",
+           from_onnx="mnnconvert --fp16 of the ONNX file", from_onnx_modules=_ONNX_IN + _MNN, graphs=("full", "core"), export_tools=("mnnconvert",)),
+    Target("mnn", "int8", ".mnn", "mnn_int8", "mnn", "NHWC", True, _ONNX_EXPORT + _MNN, _MNN,
+           notes="mnnconvert --weightQuantBits 8: conv/matmul weights int8 (per channel, symmetric), activations float",
+           from_onnx="mnnconvert --weightQuantBits 8 of the ONNX file", from_onnx_modules=_ONNX_IN + _MNN, graphs=("full", "core"), export_tools=("mnnconvert",)),
+    Target("ncnn", "fp32", ".ncnn.param", "ncnn_fp32", "ncnn", "NCHW", False, _NCNN_EXPORT, ("ncnn",),
+           notes=f"pnnx (fp16=0) from the core ONNX; {_CORE_NOTE}; fixed batch 1 (ncnn runs one face per extractor)",
+           from_onnx="pnnx of a float32 NCHW network ONNX", from_onnx_modules=_ONNX_IN + ("pnnx",), graphs=("core",), export_tools=("pnnx",)),
+    Target("ncnn", "fp16", ".ncnn.param", "ncnn_fp16", "ncnn", "NCHW", False, _NCNN_EXPORT, ("ncnn",),
+           notes=f"pnnx (fp16=1: weights stored float16) from the core ONNX, computed in fp32 by edgeface's backend (an app may turn on ncnn's fp16 arithmetic); {_CORE_NOTE}",
+           from_onnx="pnnx (fp16=1) of a float32 NCHW network ONNX", from_onnx_modules=_ONNX_IN + ("pnnx",), graphs=("core",), export_tools=("pnnx",)),
+    Target("ncnn", "int8", ".ncnn.param", "ncnn_int8", "ncnn", "NCHW", False, _NCNN_EXPORT, ("ncnn",), True,
+           notes=f"ncnn2table (calibration table from aligned faces) + ncnn2int8 on the fp32 ncnn model; needs ncnn's command-line tools, "
+                 f"which the PyPI packages do not ship; {_CORE_NOTE}",
+           graphs=("core",), export_tools=("pnnx", "ncnn2table", "ncnn2int8")),
+    Target("coreml", "fp16", ".mlpackage", "coreml_fp16", "coreml", "NCHW", False, _COREML_EXPORT, ("coremltools",),
+           notes=f"coremltools ML program (iOS 16+) from the traced network, fp16 compute; {_CORE_NOTE}; Core ML predicts only on "
+                 "macOS/iOS, so the bundle is 'not-verified' here and carries its conformance set for the device",
+           graphs=("core",), run_platforms=("darwin",)),
+    Target("coreml", "int8", ".mlpackage", "coreml_int8", "coreml", "NCHW", False, _COREML_EXPORT, ("coremltools",),
+           notes="as coreml-fp16, weights linearly quantised to int8 (per channel, symmetric; coremltools.optimize), fp16 compute",
+           graphs=("core",), run_platforms=("darwin",)),
 )
 
 FORMATS: tuple[str, ...] = tuple(dict.fromkeys(t.format for t in TARGETS))
@@ -99,6 +143,18 @@ def _importable(spec: str) -> bool:
         except (ImportError, ValueError):
             continue
     return False
+
+
+def find_tool(name: str) -> str | None:
+    """A command-line tool: beside this Python (a venv's bin/, where pip puts mnnconvert / pnnx
+    even when the venv is not activated) or on PATH."""
+    import os
+    import shutil
+
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.isfile(here) and os.access(here, os.X_OK):
+        return here
+    return shutil.which(name)
 
 
 def target(format: str, precision: str) -> Target:
@@ -131,9 +187,9 @@ def available_targets(purpose: str = "export") -> list[Target]:
 
 def format_table(targets: list[Target] | tuple[Target, ...] = TARGETS) -> str:
     yes = lambda ok: "yes" if ok else "no"  # noqa: E731
-    rows = [("target", "file", "backend", "layout", "batch", "export here", "from ONNX here", "run here")]
+    rows = [("target", "file", "backend", "layout", "batch", "graph", "export here", "from ONNX here", "run here")]
     for t in targets:
-        rows.append((t.key, t.suffix, t.backend, t.layout, "dynamic" if t.dynamic_batch else "1", yes(t.can_export()),
+        rows.append((t.key, t.suffix, t.backend, t.layout, "dynamic" if t.dynamic_batch else "1", "|".join(t.graphs), yes(t.can_export()),
                      yes(t.can_export("onnx")) if t.from_onnx else "-", yes(t.can_run())))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface import profiles
+from edgeface import profiles, targets
 from edgeface.profiles import ProfileError, check_budgets, export_args, list_profiles, load_profile, load_recipe
 
 SHIPPED = list_profiles()
@@ -59,7 +59,7 @@ def test_every_recipe_file_loads():
     assert len(files) >= 5
     for f in files:
         r = load_recipe(f.stem)
-        assert r.format in {"onnx", "openvino", "tflite", "tensorrt"} and r.precision in profiles.PRECISIONS
+        assert r.format in targets.FORMATS and r.precision in profiles.PRECISIONS
 
 
 def test_profile_from_path(tmp_path):

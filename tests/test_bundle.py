@@ -164,7 +164,7 @@ def test_export_cli_choices_come_from_the_table():
     args = p.parse_args(["export", "m", "--target", "tflite", "--precision", "int8", "--out", "x"])
     assert args.target == "tflite" and args.precision == "int8"
     with pytest.raises(SystemExit):
-        p.parse_args(["export", "m", "--target", "coreml", "--out", "x"])
+        p.parse_args(["export", "m", "--target", "caffe", "--out", "x"])
 
 
 def test_recipes_fill_unset_flags(tmp_path):

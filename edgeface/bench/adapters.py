@@ -155,9 +155,12 @@ def open_model(path: str | os.PathLike, backend: str | None = None, threads: int
     if p.is_dir():
         try:
             from ..runtime import load_bundle
+            from ..runtime.bundle import read_meta
         except ImportError as exc:
             raise ValueError(f"{p}: is a bundle directory but edgeface.runtime is not available here ({exc})") from None
-        return load_bundle(p, backend=backend, threads=resolve_threads(threads))
+        # A not-verified bundle (Core ML, exported where it cannot run) is measured on the device it was made for.
+        pending = read_meta(p)["status"] == "not-verified"
+        return load_bundle(p, backend=backend, threads=resolve_threads(threads), require_verified=not pending)
     if p.suffix not in PLAIN_SUFFIXES:
         raise ValueError(f"{p}: unsupported model file {p.suffix!r}; expected a bundle directory or one of {sorted(PLAIN_SUFFIXES)}")
     return PlainModel(p, find_card(p, card), threads)

@@ -11,7 +11,8 @@ import sys
 from importlib import metadata
 
 # Distribution names whose versions change the numbers (runtimes, numpy); torch only on the host.
-LIBRARIES = ("edgeface", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert", "tflite-runtime", "tensorflow", "tensorrt", "torch")
+LIBRARIES = ("edgeface", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert", "tflite-runtime", "tensorflow", "tensorrt", "MNN", "ncnn",
+             "coremltools", "torch")
 
 
 def _read(path: str) -> str:

@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("model", nargs="?", help="registry name, .safetensors/.ckpt checkpoint, or .onnx file")
     p.add_argument("--target", choices=targets.FORMATS, help="export format")
     p.add_argument("--precision", choices=targets.PRECISIONS, help="fp32 (default), fp16 or int8 (int8 needs calibration faces)")
+    p.add_argument("--graph", choices=("full", "core"), help="full (default where the target has it): uint8 NHWC faces in, normalisation and "
+                   "L2 norm in the graph; core: the bare network (float32 NCHW, opset 11), the runtime normalises and L2-normalises "
+                   "from the card (ncnn and Core ML take only core; column 'graph' below)")
     p.add_argument("--recipe", help="export recipe: a name from the checkout's export/ folder or a .toml path (flags override it)")
     p.add_argument("--out", help="bundle directory to write (replaced if it is already a bundle)")
     p.add_argument("--calib", help="folder of face photos for int8 calibration and the conformance set (default: fixed-seed CelebA-299 + AAF-8k from ../shared; never LFW)")
@@ -54,7 +57,7 @@ def register(sub) -> None:
     v.set_defaults(handler=run_view)
 
 
-RECIPE_KEYS = {"format", "precision", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads"}
+RECIPE_KEYS = {"format", "precision", "graph", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads"}
 
 
 def read_recipe(spec: str) -> dict:
@@ -74,7 +77,9 @@ def read_recipe(spec: str) -> dict:
         raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
     if "format" not in data:
         raise ValueError(f"{path}: a recipe needs at least 'format'")
-    targets.target(data["format"], data.get("precision", "fp32"))
+    row = targets.target(data["format"], data.get("precision", "fp32"))
+    if "graph" in data and data["graph"] not in row.graphs:
+        raise ValueError(f"{path}: graph {data['graph']!r}: {row.key} writes the {' or '.join(row.graphs)} graph")
     return data
 
 
@@ -83,6 +88,7 @@ def apply_recipe(args) -> None:
     recipe = read_recipe(args.recipe) if args.recipe else {}
     args.target = args.target or recipe.get("format")
     args.precision = args.precision or recipe.get("precision", "fp32")
+    args.graph = getattr(args, "graph", None) or recipe.get("graph")
     for key, default in (("n_calib", 300), ("n_verify", 200), ("n_impostor", 2000)):
         if getattr(args, key) is None:
             setattr(args, key, recipe.get(key, default))
@@ -104,7 +110,7 @@ def run(args) -> int:
     from ..export import ExportOptions, export_bundle
 
     opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,
-                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks))
+                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks), graph=args.graph)
     kw = {}
     if args.arch:
         kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)
@@ -113,6 +119,8 @@ def run(args) -> int:
     if meta["status"] == "failed":
         print(f"edgeface export: error: verification failed: {'; '.join(meta['verification']['failures'])}", file=sys.stderr)
         return 1
+    if meta["status"] == "not-verified":
+        print(f"edgeface export: the model file was NOT run here: {meta['verification'].get('reason', '')}", file=sys.stderr)
     if meta["status"] == "not-built":
         print("edgeface export: TensorRT is not installed here, so NO engine was built. The bundle holds the TensorRT-ready ONNX "
               "(verified through onnxruntime) and tensorrt_build.json; build the engine on the target machine.", file=sys.stderr)
@@ -137,7 +145,12 @@ def run_check(path: str) -> int:
     from ..runtime.bundle import load_bundle
     from ..runtime.conformance import check_conformance
 
-    bundle = load_bundle(path)  # refuses altered files, invalid JSON, other major versions
+    from ..runtime.bundle import read_meta
+
+    # A not-verified bundle (Core ML exported off the device) is checked exactly here, on the
+    # device: the conformance set is its verification.
+    pending = read_meta(path)["status"] == "not-verified"
+    bundle = load_bundle(path, require_verified=not pending)  # refuses altered files, invalid JSON, other major versions
     rep = check_conformance(bundle)
     print(json.dumps(rep, indent=2))
     if not rep["passed"]:

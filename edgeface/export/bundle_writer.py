@@ -74,6 +74,7 @@ class ExportOptions:
     threads: int = 2
     show_progress: bool = True
     seed: int = 0
+    graph: str | None = None  # "full" | "core"; None: the target's default (edgeface.targets graphs[0])
 
 
 def log(msg: str) -> None:
@@ -199,6 +200,9 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
             torch.set_num_threads(opts.threads)
         except ImportError:
             pass
+    graph = opts.graph or tgt.graphs[0]
+    if graph not in tgt.graphs:
+        raise ValueError(f"{tgt.key} writes the {' or '.join(tgt.graphs)} graph, not {graph!r}")
     src = src or load_source(spec, card_json, **model_kwargs)
     card = src.card
     if src.kind == "onnx" and not tgt.from_onnx:
@@ -210,7 +214,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
         raise ValueError(f"only {len(verify)} verification faces could be aligned; need at least 8")
     stage = _staging(out)
     t0 = time.time()
-    conv = CONVERTERS[tgt.converter](src, stage, calib.crops if tgt.needs_calibration else None)
+    conv = CONVERTERS[tgt.converter](src, stage, calib.crops if tgt.needs_calibration else None, **({"graph": graph} if len(tgt.graphs) > 1 else {}))
     seconds = time.time() - t0
     log(f"converted in {seconds:.1f} s -> {conv.model_file}")
     files = {f: file_sha256(stage / f) for f in conv.files}
@@ -242,7 +246,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
         "card": card.to_dict(),
         "export": {"converter": tgt.converter, "target": tgt.key, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    "seconds": round(seconds, 2), "details": conv.info, "calibration": calib_desc if tgt.needs_calibration else None,
-                   "engine_built": conv.built},
+                   "engine_built": conv.built, "graph": graph},
         "conformance": None,
     }
     _write_meta(stage, meta)
@@ -251,7 +255,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     vfile, vbackend = conv.model_file, tgt.backend
     if not conv.built:
         vfile, vbackend = conv.verify_file, conv.verify_backend
-        log(f"verifying the TensorRT-ready {vfile} through {vbackend} (no engine to run here)")
+        log(f"verifying {vfile} through {vbackend} ({conv.model_file} cannot run here)")
     meta_v = dict(meta, model_file=vfile)
     bundle = load_bundle_for_verification(stage, meta_v, card, vbackend, opts.threads)
     src_emb = source_embedder(src)
@@ -287,7 +291,9 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
         pick = _conformance_pick(calib, opts.n_conformance)
         meta["conformance"] = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])
     meta["verification"] = {"failures": failures, "passed": not failures}
-    meta["status"] = "failed" if failures else ("verified" if conv.built else "not-built")
+    if not conv.built and conv.unbuilt_reason:
+        meta["verification"]["reason"] = conv.unbuilt_reason
+    meta["status"] = "failed" if failures else ("verified" if conv.built else conv.unbuilt_status)
     _write_meta(stage, meta)
     bundle.runner = None
     if out.exists():
@@ -296,7 +302,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     if failures:
         log(f"VERIFICATION FAILED for {tgt.key}: {'; '.join(failures)} — bundle written to {out} with status 'failed'")
     elif not conv.built:
-        log(f"{out}: TensorRT engine NOT built (TensorRT not installed here); the TensorRT-ready ONNX was verified through onnxruntime")
+        log(f"{out}: {meta['status']}: {conv.unbuilt_reason or 'TensorRT engine NOT built (TensorRT not installed here)'}; {vfile} was verified through {vbackend}")
     else:
         log(f"{out}: verified ({tgt.key}, {sum((out / f).stat().st_size for f in files) / 1e6:.2f} MB)")
     return meta

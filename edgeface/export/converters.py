@@ -4,6 +4,9 @@ directory and describes the resulting input/output.
 ONNX is the hub: OpenVINO, NNCF int8 and TensorRT all start from the edgeface ONNX graph
 (uint8 NHWC in, unit embeddings out). TFLite is converted from the torch graph with
 litert-torch (NHWC native); fp16 weights by ai-edge-quantizer, int8 by PT2E (export.pt2e).
+MNN converts either ONNX graph with mnnconvert. The mobile engines that cannot take our uint8
+graph (ncnn through pnnx, Core ML through coremltools) get the *core* graph: the bare network,
+float32 NCHW, opset 11 (torch_to_core_onnx), with pre- and post-processing left to the runtime.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 from ..card import ModelCard
 
 ONNX_OPSET = 18
+CORE_OPSET = 11  # the core graph: old enough for pnnx, OpenCV 4.6's dnn and Arm NN's parsers
 INPUT_NAME = "faces"
 OUTPUT_NAME = "embedding"
 
@@ -65,9 +69,11 @@ class Converted:
     input: dict
     output: dict
     info: dict = field(default_factory=dict)
-    built: bool = True  # False: TensorRT-ready ONNX written, engine not built here
+    built: bool = True  # False: the model file cannot run here (TensorRT-ready ONNX without an engine; a Core ML package)
     verify_file: str | None = None  # file to verify through when the model file cannot run here
     verify_backend: str | None = None
+    unbuilt_status: str = "not-built"  # the bundle's status when built is False
+    unbuilt_reason: str = ""
 
 
 def _log(msg: str) -> None:
@@ -180,7 +186,50 @@ def _onnx_from_source(src: ExportSource, path: Path) -> Path:
     return src.cached("onnx", path, lambda p: torch_to_onnx(src.graph(), src.card, p))
 
 
-def onnx_fp32(src: ExportSource, out: Path, calib: np.ndarray | None) -> Converted:
+def torch_to_core_onnx(net, card: ModelCard, path: Path) -> Path:
+    """The core graph: the bare network (normalised float32 NCHW faces in, raw embedding out,
+    dynamic batch), TorchScript exporter at opset CORE_OPSET, simplified with onnxslim, the
+    card in its metadata. Pre- and post-processing are the runtime's (Bundle.raw_output
+    normalises from the card, Bundle.embed L2-normalises)."""
+    import onnx
+    import onnxslim
+
+    from ..compress.evalfast import export_onnx
+
+    raw = export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET)
+    model = onnxslim.slim(onnx.load(str(raw)))
+    onnx.helper.set_model_props(model, {"edgeface_card": card.to_json()})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    raw.unlink(missing_ok=True)
+    return path
+
+
+def core_onnx(src: ExportSource, path: Path) -> Path:
+    """The core graph of a source: exported from its torch net, or an ONNX file that already is
+    one (float32 NCHW in; an edgeface uint8 graph is refused: its pre-processing cannot be cut
+    out reliably)."""
+    if src.kind == "onnx":
+        i, _ = onnx_io(src.onnx_path, src.card)
+        if i["normalization_in_graph"] or i["layout"] != "NCHW":
+            raise ValueError(f"{src.onnx_path}: the core graph is a float32 NCHW network; this ONNX takes {i['dtype']} {i['layout']}"
+                             f"{' with pre-processing inside (an edgeface export)' if i['normalization_in_graph'] else ''}; "
+                             "export from the PyTorch model, or pass the network's own ONNX")
+        return _onnx_from_source(src, path)
+    return src.cached("core-onnx", path, lambda p: torch_to_core_onnx(src.net, src.card, p))
+
+
+def _graph_onnx(src: ExportSource, path: Path, graph: str) -> Path:
+    if graph not in ("full", "core"):
+        raise ValueError(f"unknown graph variant {graph!r}; choose full or core")
+    return core_onnx(src, path) if graph == "core" else _onnx_from_source(src, path)
+
+
+def onnx_fp32(src: ExportSource, out: Path, calib: np.ndarray | None, graph: str = "full") -> Converted:
+    if graph == "core":
+        path = core_onnx(src, out / "model.onnx")
+        i, o = onnx_io(path, src.card)
+        return Converted("model.onnx", ["model.onnx"], i, o, {"opset": CORE_OPSET, "graph": "core", "simplifier": "onnxslim", "dynamic_batch": True})
     path = _onnx_from_source(src, out / "model.onnx")
     i, o = onnx_io(path, src.card)
     return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "simplifier": "onnxslim", "dynamic_batch": True})
@@ -518,9 +567,200 @@ def tensorrt_int8(src, out, calib):
     return _tensorrt(src, out, calib, "int8")
 
 
+# --------------------------------------------------------------------------- tools run as programs
+
+
+def _run_tool(name: str, args: list[str], cwd: Path | None = None, timeout: int = 1800) -> str:
+    """Run a converter program (mnnconvert, pnnx, ncnn2table...) and return its output; a failure
+    raises ValueError with the program's last lines."""
+    import subprocess
+
+    from ..targets import find_tool
+
+    exe = find_tool(name)
+    if exe is None:
+        raise ValueError(f"{name} not found (beside {sys.executable} or on PATH)")
+    proc = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    text = (proc.stdout or "") + (proc.stderr or "")
+    if proc.returncode != 0:
+        raise ValueError(f"{name} failed (exit {proc.returncode}): {' | '.join(text.strip().splitlines()[-6:])}")
+    return text
+
+
+# --------------------------------------------------------------------------- MNN
+
+_MNN_FLAGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--weightQuantBits", "8"]}
+_MNN_STORAGE = {"fp32": "float32", "fp16": "conv weights float16 (mnnconvert --fp16), computed in float32 on CPUs without fp16",
+                "int8": "conv/matmul weights int8, symmetric per channel (mnnconvert --weightQuantBits 8), activations float"}
+
+
+def _mnn(src: ExportSource, out: Path, precision: str, graph: str) -> Converted:
+    import MNN
+
+    onnx_path = _graph_onnx(src, out / "source.onnx", graph)
+    i, o = onnx_io(onnx_path, src.card)
+    _run_tool("mnnconvert", ["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(out / "model.mnn"), "--bizCode", "edgeface",
+                             *_MNN_FLAGS[precision]])
+    onnx_path.unlink()
+    if not (out / "model.mnn").is_file():
+        raise ValueError("mnnconvert reported success but wrote no model.mnn")
+    if i["dtype"] == "uint8":
+        h, w = src.card.input_size
+        i["note"] += (f" MNN describes this input as NCHW with shape [1, {h}, {w}, 3] (mnnconvert's label for a uint8 NHWC input): feed the "
+                      "NHWC crop under that label, as edgeface.runtime's MNN backend does.")
+    info = {"converter": f"mnnconvert (MNN {MNN.version()}) from the {'core' if graph == 'core' else 'edgeface'} ONNX graph",
+            "graph": graph, "weights": _MNN_STORAGE[precision], "dynamic_batch": True}
+    return Converted("model.mnn", ["model.mnn"], i, o, info)
+
+
+def mnn_fp32(src, out, calib, graph: str = "full"):
+    return _mnn(src, out, "fp32", graph)
+
+
+def mnn_fp16(src, out, calib, graph: str = "full"):
+    return _mnn(src, out, "fp16", graph)
+
+
+def mnn_int8(src, out, calib, graph: str = "full"):
+    return _mnn(src, out, "int8", graph)
+
+
+# --------------------------------------------------------------------------- ncnn
+
+
+def _ncnn_io(src: ExportSource, param: Path) -> tuple[dict, dict]:
+    from ..runtime.backends import ncnn_blob_names
+
+    i, o = _io(src.card, 1, "float32", False, "NCHW")
+    i["name"], o["name"] = ncnn_blob_names(param)
+    i["note"] += "; ncnn.Mat(c, h, w) per face (the Python binding wraps the numpy array without copying: keep it alive until extract returns)"
+    return i, o
+
+
+def _pnnx(src: ExportSource, work: Path, fp16: bool) -> tuple[Path, Path]:
+    """pnnx on the core ONNX in `work` -> (core.ncnn.param, core.ncnn.bin)."""
+    onnx_path = core_onnx(src, work / "core.onnx")
+    h, w = src.card.input_size
+    _run_tool("pnnx", [onnx_path.name, f"inputshape=[1,3,{h},{w}]", f"fp16={int(fp16)}"], cwd=work)
+    param, weights = work / "core.ncnn.param", work / "core.ncnn.bin"
+    if not (param.is_file() and weights.is_file()):
+        raise ValueError(f"pnnx wrote no ncnn model in {work}")
+    return param, weights
+
+
+def _ncnn(src: ExportSource, out: Path, precision: str) -> Converted:
+    work = Path(tempfile.mkdtemp(prefix="edgeface-pnnx-"))
+    try:
+        param, weights = _pnnx(src, work, fp16=precision == "fp16")
+        shutil.copyfile(param, out / "model.ncnn.param")
+        shutil.copyfile(weights, out / "model.ncnn.bin")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    i, o = _ncnn_io(src, out / "model.ncnn.param")
+    weights_desc = "float16 (pnnx fp16=1)" if precision == "fp16" else "float32 (pnnx fp16=0: exact parity; its fp16 default gave 0.999998)"
+    info = {"converter": "pnnx from the core ONNX graph", "graph": "core", "opset": CORE_OPSET, "weights": weights_desc, "batch": 1,
+            "runtime_options": "edgeface's ncnn backend turns fp16 storage/arithmetic off (accuracy first)"}
+    return Converted("model.ncnn.param", ["model.ncnn.param", "model.ncnn.bin"], i, o, info)
+
+
+def ncnn_fp32(src, out, calib):
+    return _ncnn(src, out, "fp32")
+
+
+def ncnn_fp16(src, out, calib):
+    return _ncnn(src, out, "fp16")
+
+
+def ncnn_int8(src, out, calib):
+    """ncnn's own post-training int8: ncnn2table (KL calibration table from the aligned faces,
+    written as PNGs with the card's mean and 1/std) then ncnn2int8 on the fp32 model. Both are
+    ncnn's C++ command-line tools; neither PyPI package ships them."""
+    from ..runtime.conformance import _write_png
+    from ..targets import find_tool
+
+    missing = [t for t in ("ncnn2table", "ncnn2int8") if find_tool(t) is None]
+    if missing:
+        raise ValueError(f"ncnn int8 needs ncnn's command-line tools {', '.join(missing)} (built from ncnn's source; neither the PyPI "
+                         "ncnn/pnnx packages nor Debian ship them): none found beside this Python or on PATH")
+    if calib is None or len(calib) == 0:
+        raise ValueError("int8 needs calibration faces")
+    if src.card.color_order == "GRAY":
+        raise ValueError("ncnn2table feeds 1-channel images for GRAY; this card's network takes 3 channels of luma: not supported")
+    work = Path(tempfile.mkdtemp(prefix="edgeface-ncnn-int8-"))
+    try:
+        param, weights = _pnnx(src, work, fp16=False)
+        (work / "faces").mkdir()
+        for k, face in enumerate(calib):
+            _write_png(work / "faces" / f"{k:04d}.png", face)
+        (work / "images.txt").write_text("".join(f"{p}\n" for p in sorted((work / "faces").glob("*.png"))))
+        h, w = src.card.input_size
+        mean = ",".join(f"{m:g}" for m in src.card.mean)
+        norm = ",".join(f"{1 / s:.8g}" for s in src.card.std)
+        _run_tool("ncnn2table", [str(param), str(weights), str(work / "images.txt"), str(work / "model.table"), f"mean=[{mean}]",
+                                 f"norm=[{norm}]", f"shape=[{w},{h},3]", f"pixel={src.card.color_order}", "thread=2", "method=kl"])
+        _run_tool("ncnn2int8", [str(param), str(weights), str(out / "model.ncnn.param"), str(out / "model.ncnn.bin"), str(work / "model.table")])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    i, o = _ncnn_io(src, out / "model.ncnn.param")
+    info = {"converter": "pnnx + ncnn2table (KL) + ncnn2int8", "graph": "core", "calibration_faces": int(len(calib)), "batch": 1}
+    return Converted("model.ncnn.param", ["model.ncnn.param", "model.ncnn.bin"], i, o, info)
+
+
+# --------------------------------------------------------------------------- Core ML
+
+COREML_REFERENCE = "core_reference.onnx"
+
+
+def _coreml(src: ExportSource, out: Path, calib, precision: str) -> Converted:
+    """A Core ML ML program from the traced core network. Core ML predicts only on macOS/iOS, so
+    the bundle is verified through the core ONNX it was converted beside (core_reference.onnx,
+    the same network through onnxruntime) and marked not-verified: its conformance set is the
+    on-device check."""
+    import coremltools as ct
+    import torch
+
+    if src.kind != "torch":
+        raise ValueError(f"{src.path}: Core ML is converted from a PyTorch model (coremltools no longer reads ONNX)")
+    h, w = src.card.input_size
+    traced = torch.jit.trace(src.net.eval(), torch.zeros(1, 3, h, w))
+    model = ct.convert(traced, inputs=[ct.TensorType(name=INPUT_NAME, shape=(1, 3, h, w), dtype=np.float32)],
+                       outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)], convert_to="mlprogram",
+                       compute_precision=ct.precision.FLOAT16, minimum_deployment_target=ct.target.iOS16)
+    info = {"converter": f"coremltools {ct.__version__} (TorchScript trace -> ML program)", "graph": "core", "minimum_deployment_target": "iOS16",
+            "compute_precision": "float16", "batch": 1}
+    if precision == "int8":
+        from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+        model = linear_quantize_weights(model, OptimizationConfig(global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")))
+        info["weights"] = "int8, symmetric per channel (coremltools.optimize linear_quantize_weights), fp16 compute"
+    model.short_description = f"{src.card.name}: aligned face (normalised, NCHW) -> {src.card.embedding_size}-d embedding (L2-normalise it)"
+    model.user_defined_metadata["edgeface_card"] = src.card.to_json()
+    model.save(str(out / "model.mlpackage"))
+    files = sorted(str(p.relative_to(out)) for p in (out / "model.mlpackage").rglob("*") if p.is_file())
+    core_onnx(src, out / COREML_REFERENCE)
+    i, o = _io(src.card, 1, "float32", False, "NCHW")
+    i["name"], o["name"] = INPUT_NAME, OUTPUT_NAME
+    reason = ("Core ML predicts only on macOS/iOS and this export ran on " + sys.platform + ": the .mlpackage itself was not run. Parity, "
+              f"LFW-dev and thresholds were measured on {COREML_REFERENCE} (the same core network through onnxruntime); check the package "
+              "on the device against conformance/ (`edgeface export --check BUNDLE` on a Mac).")
+    return Converted("model.mlpackage", files + [COREML_REFERENCE], i, o, info, built=False, verify_file=COREML_REFERENCE,
+                     verify_backend="onnxruntime", unbuilt_status="not-verified", unbuilt_reason=reason)
+
+
+def coreml_fp16(src, out, calib):
+    return _coreml(src, out, calib, "fp16")
+
+
+def coreml_int8(src, out, calib):
+    return _coreml(src, out, calib, "int8")
+
+
 CONVERTERS: dict[str, Callable[[ExportSource, Path, np.ndarray | None], Converted]] = {
     "onnx_fp32": onnx_fp32, "onnx_fp16": onnx_fp16, "onnx_int8": onnx_int8,
     "openvino_fp32": openvino_fp32, "openvino_fp16": openvino_fp16, "openvino_int8": openvino_int8,
     "tflite_fp32": tflite_fp32, "tflite_fp16": tflite_fp16, "tflite_int8": tflite_int8,
     "tensorrt_fp16": tensorrt_fp16, "tensorrt_int8": tensorrt_int8,
+    "mnn_fp32": mnn_fp32, "mnn_fp16": mnn_fp16, "mnn_int8": mnn_int8,
+    "ncnn_fp32": ncnn_fp32, "ncnn_fp16": ncnn_fp16, "ncnn_int8": ncnn_int8,
+    "coreml_fp16": coreml_fp16, "coreml_int8": coreml_int8,
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..targets import BACKENDS as TABLE_BACKENDS, _importable
+from ..targets import BACKENDS as TABLE_BACKENDS, TARGETS as TABLE_TARGETS
 
 
 class BackendError(RuntimeError):
@@ -215,24 +215,162 @@ class TensorRTBackend(InferenceBackend):
         return y
 
 
+def _threads(threads: int) -> int:
+    return int(threads) if threads and threads > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class MNNBackend(InferenceBackend):
+    """MNN's Module API (PyPI `MNN`). Feed quirk, measured on the edgeface ONNX graph converted by
+    mnnconvert: the uint8 NHWC input comes out described as NCHW with shape (1, H, W, 3) and
+    must be fed under that label (as an NHWC-labelled tensor MNN would transpose it). So the
+    batch is handed over exactly as the model file describes its input (its dtype and
+    dimension-format label), with the batch's own shape (from the card)."""
+
+    name = "mnn"
+
+    def load(self, model_path, threads: int = 0):
+        try:
+            import MNN
+        except ImportError:
+            raise BackendError("MNN is not installed: pip install MNN (or 'edgeface[mnn]')") from None
+        self.model_path = str(model_path)
+        self._expr = MNN.expr
+        # "high": no fp16/bf16 down-conversion on CPUs that have it (accuracy first, as for OpenVINO).
+        config = {"backend": "CPU", "precision": "high", "numThread": _threads(threads)}
+        runtime = MNN.nn.create_runtime_manager((config,))
+        names = MNN.nn.load_module_from_file(self.model_path, [], []).get_info()
+        self.module = MNN.nn.load_module_from_file(self.model_path, names["inputNames"], names["outputNames"], runtime_manager=runtime)
+        var = self.module.get_info()["inputs"][0]
+        self._format = var.data_format
+        self._mnn_dtype = var.dtype
+        self._dtype = np.dtype(np.uint8) if var.dtype == MNN.expr.uint8 else np.dtype(np.float32)
+        return self
+
+    @property
+    def input_dtype(self):
+        return self._dtype
+
+    def run(self, batch):
+        x = np.ascontiguousarray(batch, dtype=self._dtype)
+        y = self.module.forward(self._expr.const(x, list(x.shape), self._format, self._mnn_dtype))
+        return np.array(y.read(), dtype=np.float32).reshape(len(x), -1)
+
+
+def ncnn_blob_names(param_path: str | os.PathLike) -> tuple[str, str]:
+    """(input blob, output blob) of an ncnn .param file: the Input layer's top blob and the last
+    layer's top blob (pnnx names them in0 / out0)."""
+    lines = Path(param_path).read_text().split("\n")
+    if not lines or lines[0].strip() != "7767517":
+        raise BackendError(f"{param_path}: not an ncnn .param file (magic 7767517 missing)")
+    layers = [ln.split() for ln in lines[2:] if ln.strip()]
+    inputs = [f[4 + int(f[2])] for f in layers if f[0] == "Input"]
+    if not inputs or not layers:
+        raise BackendError(f"{param_path}: no Input layer")
+    last = layers[-1]
+    return inputs[0], last[4 + int(last[2])]
+
+
+class NcnnBackend(InferenceBackend):
+    """ncnn (PyPI `ncnn`) running a pnnx-converted core graph: float32 NCHW normalised faces,
+    one face per extractor."""
+
+    name = "ncnn"
+    layout = "NCHW"
+    dynamic_batch = False
+
+    def load(self, model_path, threads: int = 0):
+        try:
+            import ncnn
+        except ImportError:
+            raise BackendError("ncnn is not installed: pip install ncnn (or 'edgeface[ncnn]')") from None
+        self._ncnn = ncnn
+        self.model_path = str(model_path)
+        param = Path(self.model_path)
+        weights = param.with_name(param.name.removesuffix(".param") + ".bin")
+        if not weights.is_file():
+            raise BackendError(f"{param}: its weights {weights.name} are missing beside it")
+        self.net = ncnn.Net()
+        self.net.opt.num_threads = _threads(threads)
+        # Accuracy first: no fp16 storage/arithmetic on CPUs that have it (an fp16 bundle is fp16
+        # weights in the file; computing in fp16 is the app's choice, like OpenVINO's hint).
+        self.net.opt.use_fp16_packed = self.net.opt.use_fp16_storage = self.net.opt.use_fp16_arithmetic = False
+        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
+            raise BackendError(f"{param}: ncnn could not load the model")
+        self.input_name, self.output_name = ncnn_blob_names(param)
+        return self
+
+    @property
+    def input_dtype(self):
+        return np.dtype(np.float32)
+
+    def run(self, batch):
+        outs = []
+        for face in np.asarray(batch, dtype=np.float32):
+            # ncnn.Mat wraps the array's memory without copying: `chw` must outlive the extraction.
+            chw = np.ascontiguousarray(face)
+            ex = self.net.create_extractor()
+            ex.input(self.input_name, self._ncnn.Mat(chw))
+            ret, out = ex.extract(self.output_name)
+            if ret != 0:
+                raise BackendError(f"{self.model_path}: ncnn extract failed with code {ret}")
+            outs.append(np.array(out, dtype=np.float32).reshape(-1))
+            del ex, chw
+        return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
+
+
+class CoreMLBackend(InferenceBackend):
+    """A Core ML .mlpackage through coremltools' predict, which exists only on macOS (iOS apps
+    use the same package through the Core ML framework)."""
+
+    name = "coreml"
+    layout = "NCHW"
+    dynamic_batch = False
+
+    def load(self, model_path, threads: int = 0):
+        import sys
+
+        if sys.platform != "darwin":
+            raise BackendError(f"{model_path}: Core ML models run only on macOS / iOS (this is {sys.platform}); "
+                               "check the bundle on the device with its conformance set")
+        try:
+            import coremltools as ct
+        except ImportError:
+            raise BackendError("coremltools is not installed: pip install coremltools (or 'edgeface[coreml]')") from None
+        self.model_path = str(model_path)
+        self.model = ct.models.MLModel(self.model_path)
+        spec = self.model.get_spec()
+        self.input_name, self.output_name = spec.description.input[0].name, spec.description.output[0].name
+        return self
+
+    @property
+    def input_dtype(self):
+        return np.dtype(np.float32)
+
+    def run(self, batch):
+        outs = [np.asarray(self.model.predict({self.input_name: face[None]})[self.output_name], np.float32).reshape(-1)
+                for face in np.asarray(batch, dtype=np.float32)]
+        return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
+
+
 BACKENDS: dict[str, type[InferenceBackend]] = {
     "onnxruntime": OnnxRuntimeBackend,
     "openvino": OpenVINOBackend,
     "litert": LiteRTBackend,
     "tensorrt": TensorRTBackend,
+    "mnn": MNNBackend,
+    "ncnn": NcnnBackend,
+    "coreml": CoreMLBackend,
 }
 assert set(BACKENDS) == set(TABLE_BACKENDS), "edgeface.targets and the runtime must name the same backends"
 
-_RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert|tflite_runtime|tensorflow", "tensorrt": "tensorrt"}
-
-
 def available_backends() -> list[str]:
-    return [name for name, mod in _RUNTIME_MODULES.items() if _importable(mod)]
+    """Backends whose runtime imports here (and whose platform this is: Core ML only on macOS)."""
+    return list(dict.fromkeys(t.backend for t in TABLE_TARGETS if t.can_run()))
 
 
 def make_backend(name: str, model_path: str | os.PathLike, threads: int = 0) -> InferenceBackend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    if not Path(model_path).is_file():
+    if not Path(model_path).exists():  # a file, or a directory package (.mlpackage)
         raise FileNotFoundError(f"{model_path}: model file not found")
     return BACKENDS[name]().load(model_path, threads)

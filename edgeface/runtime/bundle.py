@@ -290,6 +290,7 @@ def load_bundle(path: str | os.PathLike, backend: str | None = None, threads: in
         why = {
             "failed": f"its export failed verification ({(meta.get('verification') or {}).get('failures')})",
             "not-built": "its engine was not built on the export machine (see build settings in the bundle)",
+            "not-verified": f"its model file was not run at export ({meta.get('verification', {}).get('reason', 'no reason recorded')})",
             "unverified": "it has not been verified yet",
         }.get(status, f"its status is {status!r}")
         raise BundleError(f"{bundle_dir}: refusing to load this bundle: {why}", M.STATUS)
