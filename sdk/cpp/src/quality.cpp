@@ -1,0 +1,148 @@
+// The quality gate of edgeface.runtime.quality: same measures, names, thresholds, decisions, messages.
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "internal.hpp"
+
+namespace ef {
+
+static const Thresholds DEFAULT_VERIFY = {
+    {"min_interocular", 16.0}, {"min_face_size", 40.0}, {"min_sharpness", 12.0}, {"min_brightness", 35.0},
+    {"max_brightness", 225.0}, {"min_contrast", 18.0},  {"max_abs_yaw", 45.0},   {"max_abs_pitch", 35.0},
+    {"max_abs_roll", 40.0},    {"min_detector_score", 0.6}, {"min_flip_similarity", 0.80}};
+static const Thresholds DEFAULT_ENROLL = {
+    {"min_interocular", 24.0}, {"min_face_size", 56.0}, {"min_sharpness", 25.0}, {"min_brightness", 50.0},
+    {"max_brightness", 210.0}, {"min_contrast", 22.0},  {"max_abs_yaw", 30.0},   {"max_abs_pitch", 25.0},
+    {"max_abs_roll", 30.0},    {"min_detector_score", 0.8}, {"min_flip_similarity", 0.88}};
+static const std::map<std::string, std::string> ALIASES = {
+    {"min_detection_score", "min_detector_score"}, {"min_interocular_px", "min_interocular"}, {"min_face_size_px", "min_face_size"},
+    {"max_abs_yaw_deg", "max_abs_yaw"},             {"max_abs_pitch_deg", "max_abs_pitch"},   {"max_abs_roll_deg", "max_abs_roll"}};
+static const std::set<std::string> INFO_KEYS = {"source", "notes", "description"};
+
+struct CheckSpec {
+    const char *name, *key, *kind, *message;  // message: printf format with the value then the threshold
+};
+static const CheckSpec CHECKS[] = {
+    {"interocular", "min_interocular", "min", "face too small (eyes %.0f px apart, need %.0f): move closer or use a larger image"},
+    {"face_size", "min_face_size", "min", "face box too small (%.0f px, need %.0f)"},
+    {"sharpness", "min_sharpness", "min", "image too blurred (Laplacian variance %.1f < %.1f)"},
+    {"brightness", "min_brightness", "min", "too dark (mean level %.0f < %.0f)"},
+    {"brightness", "max_brightness", "max", "over-exposed (mean level %.0f > %.0f)"},
+    {"contrast", "min_contrast", "min", "too little contrast (std %.1f < %.1f)"},
+    {"abs_yaw", "max_abs_yaw", "max", "head turned too far sideways (yaw %.0f\xc2\xb0 > %.0f\xc2\xb0)"},
+    {"abs_pitch", "max_abs_pitch", "max", "head tilted too far up/down (pitch %.0f\xc2\xb0 > %.0f\xc2\xb0)"},
+    {"abs_roll", "max_abs_roll", "max", "head rotated too far (roll %.0f\xc2\xb0 > %.0f\xc2\xb0)"},
+    {"detector_score", "min_detector_score", "min", "detector unsure this is a face (score %.2f < %.2f)"},
+    {"flip_similarity", "min_flip_similarity", "min",
+     "unstable embedding: face and its mirror image disagree (cosine %.2f < %.2f; occlusion, pose or lighting)"},
+};
+
+static double as_number(const json& v, const std::string& key, const std::string& where) {
+    if (v.is_number() || v.is_boolean()) return v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>();
+    if (v.is_string()) {
+        try {
+            size_t used = 0;
+            double d = std::stod(v.get<std::string>(), &used);
+            if (used == v.get<std::string>().size()) return d;
+        } catch (...) {
+        }
+    }
+    fail(EF_ERR_BUNDLE, "quality thresholds (" + where + "): '" + key + "' must be a number, got " + v.dump());
+}
+
+static Thresholds clean(const json& d, const std::string& where) {
+    Thresholds res;
+    for (auto it = d.begin(); it != d.end(); ++it) {
+        const std::string& k = it.key();
+        if (INFO_KEYS.count(k) || k == "verify" || k == "enroll") continue;
+        auto a = ALIASES.find(k);
+        std::string key = a == ALIASES.end() ? k : a->second;
+        if (!DEFAULT_VERIFY.count(key)) fail(EF_ERR_BUNDLE, "quality thresholds (" + where + "): unknown key '" + k + "'");
+        res[key] = as_number(it.value(), k, where);
+    }
+    return res;
+}
+
+GateThresholds merge_thresholds(const json& overrides) {
+    GateThresholds out{DEFAULT_VERIFY, DEFAULT_ENROLL};
+    if (!overrides.is_object() || overrides.empty()) return out;
+    for (auto& [k, v] : clean(overrides, "flat")) {
+        out.verify[k] = v;
+        double e = out.enroll[k];
+        out.enroll[k] = k.rfind("min_", 0) == 0 ? std::max(e, v) : std::min(e, v);  // enrolment never looser
+    }
+    if (overrides.contains("verify") && overrides["verify"].is_object())
+        for (auto& [k, v] : clean(overrides["verify"], "verify")) out.verify[k] = v;
+    if (overrides.contains("enroll") && overrides["enroll"].is_object())
+        for (auto& [k, v] : clean(overrides["enroll"], "enroll")) out.enroll[k] = v;
+    return out;
+}
+
+Measures measure(const uint8_t* crop, int h, int w, const Landmarks& lm, double detector_score, bool has_score, double flip, bool has_flip) {
+    Pose pose = estimate_pose(lm);
+    std::vector<float> g((size_t)h * w);
+    for (size_t i = 0; i < g.size(); ++i)
+        g[i] = (float)crop[3 * i] * 0.299f + (float)crop[3 * i + 1] * 0.587f + (float)crop[3 * i + 2] * 0.114f;
+    // variance of the 4-neighbour Laplacian over the interior
+    double sum = 0, sum2 = 0;
+    size_t n = 0;
+    std::vector<double> lap;
+    lap.reserve((size_t)std::max(0, h - 2) * std::max(0, w - 2));
+    for (int y = 1; y < h - 1; ++y)
+        for (int x = 1; x < w - 1; ++x) {
+            float v = g[(size_t)y * w + x - 1] + g[(size_t)y * w + x + 1] + g[(size_t)(y - 1) * w + x] + g[(size_t)(y + 1) * w + x] -
+                      4.0f * g[(size_t)y * w + x];
+            lap.push_back(v);
+            sum += v;
+            ++n;
+        }
+    double mean = n ? sum / n : 0;
+    for (double v : lap) sum2 += (v - mean) * (v - mean);
+    double sharp = n ? sum2 / n : 0;
+    // central region: rows int(0.3h)..int(0.9h), cols int(0.2w)..int(0.8w)
+    int y0 = (int)(0.3 * h), y1 = (int)(0.9 * h), x0 = (int)(0.2 * w), x1 = (int)(0.8 * w);
+    double s = 0, s2 = 0;
+    size_t m = 0;
+    for (int y = y0; y < y1; ++y)
+        for (int x = x0; x < x1; ++x) s += g[(size_t)y * w + x], ++m;
+    double bmean = m ? s / m : 0;
+    for (int y = y0; y < y1; ++y)
+        for (int x = x0; x < x1; ++x) s2 += (g[(size_t)y * w + x] - bmean) * (g[(size_t)y * w + x] - bmean);
+    Measures out = {{"interocular", pose.interocular},
+                    {"sharpness", sharp},
+                    {"brightness", bmean},
+                    {"contrast", m ? std::sqrt(s2 / m) : 0},
+                    {"yaw", pose.yaw},
+                    {"pitch", pose.pitch},
+                    {"roll", pose.roll},
+                    {"abs_yaw", std::fabs(pose.yaw)},
+                    {"abs_pitch", std::fabs(pose.pitch)},
+                    {"abs_roll", std::fabs(pose.roll)}};
+    if (has_score) out["detector_score"] = detector_score;
+    if (has_flip) out["flip_similarity"] = flip;
+    return out;
+}
+
+std::vector<Check> assess(const Measures& m, const Thresholds& thr) {
+    std::vector<Check> checks;
+    for (const auto& c : CHECKS) {
+        auto it = m.find(c.name);
+        if (it == m.end()) continue;  // e.g. no detector score for the app's own landmarks
+        double v = it->second, t = thr.at(c.key);
+        bool is_min = std::string(c.kind) == "min";
+        bool ok = std::isfinite(v) && (is_min ? v >= t : v <= t);
+        char buf[512] = "";
+        if (!ok) snprintf(buf, sizeof buf, c.message, v, t);
+        checks.push_back({c.name, c.kind, buf, v, t, ok});
+    }
+    return checks;
+}
+
+double quality_weight(const Measures& m) {
+    auto it = m.find("flip_similarity");
+    if (it == m.end() || !std::isfinite(it->second)) return 1.0;
+    return std::min(1.0, std::max(0.05, it->second));
+}
+
+}  // namespace ef

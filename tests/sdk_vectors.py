@@ -1,0 +1,68 @@
+"""The reference bundle + shared SDK vectors, built once per machine and cached (never committed).
+
+    python tests/sdk_vectors.py      # prints {"bundle": PATH, "vectors": PATH}, building them if needed
+
+Used by every SDK's tests (tests/test_sdk_*.py): the reference MobileFaceNet exported to ONNX fp32
+with the reduced calibration of tests/test_runtime_bundle.py, and
+`edgeface.runtime.vectors.write_vectors` on it. The cache key covers the checkpoint (size, mtime)
+and every Python source of the kit, so a change to the runtime rewrites the vectors.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL = dict(n_calib=48, n_verify=40, n_impostor=120, lfw_folds=0, n_conformance=8, show_progress=False)
+
+
+def cache_root() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edgeface" / "sdk-vectors"
+
+
+def cache_key(checkpoint: Path) -> str:
+    h = hashlib.sha256()
+    st = checkpoint.stat()
+    h.update(f"{checkpoint.resolve()} {st.st_size} {int(st.st_mtime)}\n".encode())
+    h.update(json.dumps(SMALL, sort_keys=True).encode())
+    for p in sorted((REPO / "edgeface").rglob("*.py")) + sorted((REPO / "edgeface" / "schemas").glob("*.json")):
+        h.update(p.relative_to(REPO).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(shared: Path | None = None) -> dict[str, str]:
+    """{"bundle": dir, "vectors": dir}: cached, or exported + written now (under a file lock)."""
+    from edgeface import paths
+
+    if shared is not None:
+        os.environ["EDGEFACE_SHARED"] = str(shared)
+    ckpt = paths.reference_mobilefacenet()
+    root = cache_root() / cache_key(ckpt)
+    done = root / "complete"
+    if done.is_file():
+        return {"bundle": str(root / "bundle"), "vectors": str(root / "vectors")}
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test sessions: one builds, the others wait
+        if not done.is_file():
+            from edgeface.export import ExportOptions, export_bundle
+            from edgeface.runtime.vectors import write_vectors
+
+            shutil.rmtree(root / "bundle", ignore_errors=True)
+            meta = export_bundle(str(ckpt), "onnx", "fp32", root / "bundle", ExportOptions(**SMALL))
+            if meta["status"] != "verified":
+                raise RuntimeError(f"reference bundle export failed verification: {meta.get('verification')}")
+            write_vectors(root / "bundle", root / "vectors")
+            done.write_text("ok\n")
+    return {"bundle": str(root / "bundle"), "vectors": str(root / "vectors")}
+
+
+if __name__ == "__main__":
+    print(json.dumps(build(Path(sys.argv[1]) if len(sys.argv) > 1 else None)))
