@@ -82,3 +82,12 @@ def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_pat
                 assert [m.name for m in got][:1] == [want[0]["name"]], (g["codec"], s["probe"], got, want)
                 # templates enrolled by Node from the same images: scores close to Python's own gallery
                 assert all(abs(m.score - w["score"]) <= max(tol, 0.02) for m, w in zip(got, want) if m.name == w["name"]), (got, want)
+
+
+def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
+    """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium."""
+    if not Path("/usr/bin/chromium").is_file():
+        pytest.skip("no /usr/bin/chromium (.ci/run installs Debian's chromium)")
+    env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"])
+    counts = run_node_tests(["test/browser.test.mjs"], env)
+    assert counts["pass"] >= 5 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import * as sdk from "../dist/node.js";
+import { makeBundleCase } from "./lib/cases.mjs";
 import { SKIP, VECTORS_DIR, loadVectors, raw, f32, dot, landmarksFromJson } from "./lib/vectors.mjs";
 
 let doc, bundle, rec, tmp;
@@ -222,32 +223,9 @@ test("bad images and landmarks: the Python runtime's rejection reasons", { skip:
   assert.equal(arr.reason, "tiny");
 });
 
-function makeBundleCase(id) {
-  const dir = join(tmp, `bundle-${id}`);
-  rmSync(dir, { recursive: true, force: true });
-  if (id === "missing_dir") return dir;
-  cpSync(doc.bundle.path, dir, { recursive: true });
-  const metaPath = join(dir, "edgeface.json");
-  const meta = JSON.parse(readFileSync(metaPath, "utf8"));
-  const model = join(dir, meta.model_file);
-  const edits = {
-    no_meta: () => rmSync(metaPath),
-    bad_json: () => writeFileSync(metaPath, "{not json"),
-    schema: () => { delete meta.files; },
-    tampered_model: () => { const b = readFileSync(model); b[b.length >> 1] ^= 0xff; writeFileSync(model, b); },
-    status_failed: () => { meta.status = "failed"; },
-    other_major_version: () => { meta.kit_version = `${Number(meta.kit_version.split(".")[0]) + 1}.0.0`; },
-    path_escape: () => { meta.files["../x"] = "0".repeat(64); },
-  };
-  if (!edits[id]) throw new Error(`bundle error case ${id} is not known to this test`);
-  edits[id]();
-  if (id !== "no_meta" && id !== "bad_json") writeFileSync(metaPath, JSON.stringify(meta));
-  return dir;
-}
-
 test("bad bundles: the same refusals as load_bundle", { skip: SKIP }, async () => {
   for (const c of doc.bundle_errors) {
-    await assert.rejects(sdk.openBundle(makeBundleCase(c.id)), (e) => e instanceof sdk.EdgefaceError && e.kind === c.kind, c.id);
+    await assert.rejects(sdk.openBundle(makeBundleCase(doc, tmp, c.id)), (e) => e instanceof sdk.EdgefaceError && e.kind === c.kind, c.id);
   }
 });
 
