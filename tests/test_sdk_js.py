@@ -85,9 +85,12 @@ def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_pat
 
 
 def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
-    """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium."""
+    """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium, and
+    the web demo end to end with a fake camera (test/demo.test.mjs)."""
     if not Path("/usr/bin/chromium").is_file():
         pytest.skip("no /usr/bin/chromium (.ci/run installs Debian's chromium)")
-    env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"])
-    counts = run_node_tests(["test/browser.test.mjs"], env)
-    assert counts["pass"] >= 5 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
+    from edgeface import paths
+
+    env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_YUNET=str(paths.yunet_model()))
+    counts = run_node_tests(["test/browser.test.mjs", "test/demo.test.mjs"], env)
+    assert counts["pass"] >= 6 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts

@@ -4,7 +4,7 @@
  */
 export type RejectionReason =
   | "missing" | "unreadable" | "empty" | "tiny" | "huge" | "invalid"
-  | "no_landmarks" | "bad_landmarks" | "quality";
+  | "no_landmarks" | "no_face" | "several_faces" | "bad_landmarks" | "quality";
 
 export type ErrorKind =
   | RejectionReason

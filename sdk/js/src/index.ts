@@ -9,6 +9,7 @@ export * from "./codecs.js";
 export * from "./gallery.js";
 export * from "./quality.js";
 export * from "./recognizer.js";
+export * from "./detect.js";
 export { ortRunner, type OrtModule, type OrtOptions } from "./ort.js";
 export { sha256, sha256Hex, toHex, fromHex } from "./sha256.js";
 export { KIT_VERSION } from "./generated/kit.js";

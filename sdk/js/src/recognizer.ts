@@ -9,6 +9,7 @@ import { alignFace, checkLandmarks, type Image, type Point } from "./align.js";
 import type { Bundle } from "./bundle.js";
 import { EdgefaceError, MIN_SIDE, type RejectionReason } from "./errors.js";
 import type { Gallery, Match } from "./gallery.js";
+import { pickPrimary, type Detection } from "./detect.js";
 import { measure, mirror, QualityGate, QualityReport, type Mode } from "./quality.js";
 
 export const UNKNOWN = "unknown";
@@ -80,6 +81,10 @@ export interface RecognizerOptions {
   quality?: Record<string, unknown>;
   gate?: boolean;
   decode: ImageDecoder;
+  /** finds faces when an input has no landmarks (e.g. YuNetDetector) */
+  detector?: { detect(image: Image): Promise<Detection[]> } | null;
+  /** with a detector: "primary" uses the largest, most central face, "reject" refuses several */
+  multipleFaces?: "primary" | "reject";
 }
 
 export function rejection(reason: RejectionReason, detail: string, source = "<array>"): Rejection {
@@ -120,9 +125,14 @@ export class FaceRecognizer {
   readonly cosineThresholds: Record<string, number>;
   readonly gateEnabled: boolean;
   private readonly decode: ImageDecoder;
+  readonly detector: RecognizerOptions["detector"];
+  readonly multipleFaces: "primary" | "reject";
 
   constructor(readonly bundle: Bundle, options: RecognizerOptions) {
     this.decode = options.decode;
+    this.detector = options.detector ?? null;
+    this.multipleFaces = options.multipleFaces ?? "primary";
+    if (!["primary", "reject"].includes(this.multipleFaces)) throw new EdgefaceError("argument", `multipleFaces must be "primary" or "reject", got ${JSON.stringify(this.multipleFaces)}`);
     this.gate = new QualityGate(options.quality ?? bundle.quality);
     this.gateEnabled = options.gate ?? true;
     this.gallery = options.gallery ?? null;
@@ -161,12 +171,21 @@ export class FaceRecognizer {
   }
 
   /** Pixels and checked landmarks, or why not (FaceRecognizer.locate with the app's landmarks). */
-  async locate(face: FaceInput): Promise<{ pixels: Image; landmarks: Point[] } | Rejection> {
+  async locate(face: FaceInput): Promise<{ pixels: Image; landmarks: Point[]; detectorScore?: number; box?: number[]; notes?: string[] } | Rejection> {
     const src = sourceName(face.image);
     const pixels = await this.load(face.image);
     if (!("data" in pixels)) return pixels;
     if (face.landmarks === undefined || face.landmarks === null) {
-      return rejection("no_landmarks", "no landmarks given (the JS SDK takes the app's own detector's 5 landmarks)", src);
+      if (!this.detector) return rejection("no_landmarks", "no landmarks given and no detector configured (pass landmarks or a detector)", src);
+      const dets = await this.detector.detect(pixels);
+      if (dets.length === 0) return rejection("no_face", "the detector found no face", src);
+      const notes: string[] = [];
+      if (dets.length > 1) {
+        if (this.multipleFaces === "reject") return rejection("several_faces", `the detector found ${dets.length} faces; expected one`, src);
+        notes.push(`${dets.length} faces found; used the primary (largest, most central) one`);
+      }
+      const det = pickPrimary(dets, pixels.width, pixels.height)!;
+      return { pixels, landmarks: det.landmarks, detectorScore: det.score, box: det.box, notes };
     }
     let lm: Point[];
     try {
@@ -191,7 +210,8 @@ export class FaceRecognizer {
       const loc = await this.locate(face);
       if (!("pixels" in loc)) { located.push(loc); continue; }
       try {
-        located.push({ crop: alignFace(loc.pixels, loc.landmarks, this.bundle.template, [h, w]), landmarks: loc.landmarks, face });
+        const withDetection = loc.detectorScore === undefined ? face : { ...face, detectorScore: loc.detectorScore, box: loc.box };
+        located.push({ crop: alignFace(loc.pixels, loc.landmarks, this.bundle.template, [h, w]), landmarks: loc.landmarks, face: withDetection });
       } catch (exc) {
         located.push(rejection("bad_landmarks", `cannot align: ${(exc as Error).message}`, sourceName(face.image)));
       }
