@@ -82,7 +82,9 @@ test("browser: compare() decisions and pair scores", { skip: SKIP }, () => {
 });
 
 test("browser: IndexedDB galleries enrol the same images and identify / verify like Python", { skip: SKIP }, () => {
-  for (const g of doc.galleries) {
+  const tested = doc.galleries.filter((g) => g.codec in got.galleries);
+  assert.deepEqual(tested.map((g) => g.codec), ["float32", "binary512"]);
+  for (const g of tested) {
     const r = got.galleries[g.codec];
     assert.deepEqual(r.thresholds, g.thresholds);
     for (const [person, e] of Object.entries(g.enrolment)) {

@@ -61,7 +61,8 @@ export async function run({ bundleErrorCases }) {
     const c = await rec.compare(face(byId[p.a]), face(byId[p.b]), "1e-3");
     out.compare[`${p.a}~${p.b}`] = { decision: c.decision, similarity: c.similarity, cosine: dot(emb[p.a], emb[p.b]) };
   }
-  for (const g of doc.galleries) {
+  // float32 and binary512 here (int8 runs in Node's test): each search re-analyses its probe in wasm
+  for (const g of doc.galleries.filter((g) => g.codec !== "int8")) {
     const name = `edgeface-test-${g.codec}`;
     await sdk.deleteIdbGallery(name);
     const gallery = await sdk.openIdbGallery(name, { card: bundle.card, codec: g.codec });
