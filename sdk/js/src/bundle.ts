@@ -97,6 +97,8 @@ export class Bundle {
     readonly meta: BundleMeta,
     readonly card: ModelCard,
     readonly runner: Runner,
+    /** where the bundle's files are (for its conformance set) */
+    readonly source?: BundleSource,
   ) {}
 
   get format(): string {
@@ -245,5 +247,5 @@ export async function loadBundle(source: BundleSource, makeRunner: RunnerFactory
     throw new EdgefaceError("backend", `${where}: a ${meta.format} bundle needs a runtime this SDK was not given (have: ${Object.keys(makeRunner).join(", ")}); the JS SDK runs onnx bundles (ONNX Runtime) and tflite bundles (LiteRT.js, browser)`);
   }
   const runner = await factory(model, meta);
-  return new Bundle(where, meta, card, runner);
+  return new Bundle(where, meta, card, runner, source);
 }

@@ -11,5 +11,6 @@ export * from "./quality.js";
 export * from "./recognizer.js";
 export * from "./detect.js";
 export { ortRunner, type OrtModule, type OrtOptions } from "./ort.js";
+export * from "./conformance.js";
 export { sha256, sha256Hex, toHex, fromHex } from "./sha256.js";
 export { KIT_VERSION } from "./generated/kit.js";

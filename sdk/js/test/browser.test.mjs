@@ -48,6 +48,7 @@ test("browser: card, fingerprint, thresholds and gate thresholds", { skip: SKIP 
   assert.deepEqual(got.thresholds, doc.thresholds.cosine);
   for (const c of ["binary", "binary256", "binary512"]) assert.deepEqual(got.codecThresholds[c], doc.thresholds[c]);
   assert.deepEqual(got.gate, doc.quality_thresholds);
+  assert.ok(got.conformance.passed && got.conformance.faces === 8, JSON.stringify(got.conformance));
 });
 
 test("browser: decode, crop, embedding, measures, gate decisions and codes per face", { skip: SKIP }, () => {

@@ -223,6 +223,22 @@ test("bad images and landmarks: the Python runtime's rejection reasons", { skip:
   assert.equal(arr.reason, "tiny");
 });
 
+test("the bundle's conformance set: passes as in `edgeface export --check`, and a wrong expectation fails", { skip: SKIP }, async () => {
+  const ok = await sdk.checkConformance(bundle, sdk.decodeImage);
+  assert.ok(ok.passed && ok.faces === 8 && ok.cosine_min >= ok.required_min_cosine, JSON.stringify(ok));
+  const dir = join(tmp, "bundle-conformance");
+  cpSync(doc.bundle.path, dir, { recursive: true });
+  const f = join(dir, "conformance", "expected.json");
+  const exp = JSON.parse(readFileSync(f, "utf8"));
+  exp.embeddings[0] = exp.embeddings[0].map((v) => -v);
+  writeFileSync(f, JSON.stringify(exp));
+  const other = await sdk.openBundle(dir);
+  const bad = await sdk.checkConformance(other, sdk.decodeImage);
+  await other.dispose();
+  assert.equal(bad.passed, false);
+  assert.ok(bad.cosine_min < 0);
+});
+
 test("bad bundles: the same refusals as load_bundle", { skip: SKIP }, async () => {
   for (const c of doc.bundle_errors) {
     await assert.rejects(sdk.openBundle(makeBundleCase(doc, tmp, c.id)), (e) => e instanceof sdk.EdgefaceError && e.kind === c.kind, c.id);

@@ -104,6 +104,7 @@ export async function run({ bundleErrorCases }) {
   await other.close();
   out.galleryErrors.other_model = await kindOf(sdk.openIdbGallery("edgeface-test-other", { readonly: true, card: bundle.card }));
   out.galleryErrors.missing = await kindOf(sdk.openIdbGallery("edgeface-test-never-made", { readonly: true }));
+  out.conformance = await sdk.checkConformance(bundle, sdk.decodeImage);
   await bundle.dispose();
   return out;
 }
