@@ -46,6 +46,32 @@ def sdk_vectors(shared):
     return sdk_vectors.build(shared)
 
 
+@pytest.fixture(scope="module")
+def tflite_bundle(shared):
+    """The reference model as a tflite fp32 bundle (the reduced calibration of the vectors' bundle),
+    exported once per machine beside the vectors' cache (minutes), for the LiteRT.js test."""
+    pytest.importorskip("ai_edge_litert")
+    import fcntl
+
+    import sdk_vectors
+    from edgeface import paths
+
+    root = sdk_vectors.cache_root() / sdk_vectors.cache_key(paths.reference_mobilefacenet())
+    out, done = root / "bundle-tflite", root / "bundle-tflite.complete"
+    if not done.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / "lock-tflite", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.is_file():
+                from edgeface.export import ExportOptions, export_bundle
+
+                shutil.rmtree(out, ignore_errors=True)
+                meta = export_bundle(str(paths.reference_mobilefacenet()), "tflite", "fp32", out, ExportOptions(**sdk_vectors.SMALL))
+                assert meta["status"] == "verified", meta.get("verification")
+                done.write_text("ok\n")
+    return out
+
+
 def run_node_tests(files: list[str], env: dict, timeout: int = 900) -> dict:
     """Run node's test runner (TAP) and return its summary counts; the full output on failure."""
     r = subprocess.run(["node", "--test", "--test-reporter=tap", *files], cwd=JS, env=env, capture_output=True, text=True, timeout=timeout)
@@ -84,13 +110,14 @@ def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_pat
                 assert all(abs(m.score - w["score"]) <= max(tol, 0.02) for m, w in zip(got, want) if m.name == w["name"]), (got, want)
 
 
-def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
+def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tflite_bundle):
     """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium, and
-    the web demo end to end with a fake camera (test/demo.test.mjs)."""
+    the web demo end to end with a fake camera (test/demo.test.mjs), and a tflite bundle through
+    LiteRT.js (test/litert.test.mjs)."""
     if not Path("/usr/bin/chromium").is_file():
         pytest.skip("no /usr/bin/chromium (.ci/run installs Debian's chromium)")
     from edgeface import paths
 
-    env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_YUNET=str(paths.yunet_model()))
-    counts = run_node_tests(["test/browser.test.mjs", "test/demo.test.mjs"], env)
-    assert counts["pass"] >= 6 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
+    env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_YUNET=str(paths.yunet_model()), EDGEFACE_TFLITE_BUNDLE=str(tflite_bundle))
+    counts = run_node_tests(["test/browser.test.mjs", "test/demo.test.mjs", "test/litert.test.mjs"], env)
+    assert counts["pass"] >= 7 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
