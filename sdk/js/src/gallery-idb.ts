@@ -28,9 +28,7 @@ function done(tx: IDBTransaction): Promise<void> {
 
 class IdbStorage implements GalleryStorage {
   private counter = 0;
-  constructor(readonly location: string, private db: IDBDatabase, readonly readonly: boolean) {
-    // another tab's writes bump the version through BroadcastChannel-free polling of a counter row
-  }
+  constructor(readonly location: string, private db: IDBDatabase, readonly readonly: boolean) {}
   async meta() {
     const tx = this.db.transaction(META, "readonly");
     const rows = (await promised(tx.objectStore(META).getAll())) as { key: string; value: string }[];

@@ -4,6 +4,7 @@
  * the platform has, e.g. `ortRunner(await import("onnxruntime-node"))`.
  */
 import type { BundleMeta, Runner, RunnerFactory } from "./bundle.js";
+import { halfToFloat } from "./codecs.js";
 import { EdgefaceError } from "./errors.js";
 
 /** The part of the onnxruntime-common API the SDK uses. */
@@ -16,13 +17,6 @@ interface OrtSession {
   readonly outputNames: readonly string[];
   run(feeds: Record<string, unknown>): Promise<Record<string, { data: ArrayLike<number> | Uint16Array; type: string; dims: readonly number[] }>>;
   release?(): Promise<void>;
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
 export interface OrtOptions {
@@ -54,7 +48,8 @@ export function ortRunner(ort: OrtModule, options: OrtOptions = {}): RunnerFacto
         const feeds = { [inputName]: new ort.Tensor(inputType, input, dims) };
         const out = (await session.run(feeds))[outputName];
         if (out.type === "float32") return Float32Array.from(out.data as ArrayLike<number>);
-        if (out.type === "float16") return Float32Array.from(out.data as Uint16Array, (h) => halfToFloat(Number(h)));
+        // float16 outputs arrive as raw half bits (Uint16Array) or, in newer runtimes, as Float16Array values
+        if (out.type === "float16") return out.data instanceof Uint16Array ? Float32Array.from(out.data, halfToFloat) : Float32Array.from(out.data as ArrayLike<number>);
         throw new EdgefaceError("backend", `${meta.model_file}: output ${outputName} is ${out.type}; expected float32 or float16`);
       },
       async dispose() {
