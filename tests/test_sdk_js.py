@@ -82,8 +82,8 @@ def run_node_tests(files: list[str], env: dict, timeout: int = 900) -> dict:
 
 def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_path):
     env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_SDK_JS_OUT=str(tmp_path))
-    counts = run_node_tests(["test/node.test.mjs"], env)
-    assert counts["pass"] >= 12 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
+    counts = run_node_tests(["test/unit.test.mjs", "test/node.test.mjs"], env)
+    assert counts["pass"] >= 20 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
 
     # The galleries Node enrolled into, opened and searched by the Python runtime.
     from edgeface.runtime import load_bundle
