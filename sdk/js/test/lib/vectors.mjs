@@ -1,0 +1,32 @@
+// Shared helpers: where the shared SDK test vectors are (sdk/VECTORS.md) and how to read them.
+import { readFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+
+export const VECTORS_DIR = process.env.EDGEFACE_SDK_VECTORS ?? "";
+export const HAVE_VECTORS = VECTORS_DIR !== "" && existsSync(join(VECTORS_DIR, "vectors.json"));
+export const SKIP = HAVE_VECTORS ? false : "EDGEFACE_SDK_VECTORS is not set to a vector directory (the pytest wrapper tests/test_sdk_js.py sets it)";
+
+export function loadVectors() {
+  const doc = JSON.parse(readFileSync(join(VECTORS_DIR, "vectors.json"), "utf8"));
+  if (doc.format !== "edgeface-sdk-vectors" || doc.version !== 1) throw new Error(`${VECTORS_DIR}: not edgeface-sdk-vectors version 1`);
+  return doc;
+}
+
+export function raw(rel) {
+  return new Uint8Array(readFileSync(join(VECTORS_DIR, rel)));
+}
+
+export function f32(rel) {
+  const b = readFileSync(join(VECTORS_DIR, rel));
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+}
+
+export function dot(a, b) {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+export function landmarksFromJson(lm) {
+  return Array.isArray(lm) ? lm.map(landmarksFromJson) : lm === "nan" ? NaN : Number(lm);
+}
