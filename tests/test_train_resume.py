@@ -80,19 +80,25 @@ def test_augmentation_applied_per_row_equals_the_batch():
     assert not torch.allclose(whole, x)  # it did augment
 
 
-def test_sphereface_teacher_crop_is_the_sphereface_alignment(rng):
+def test_teacher_crops_reframe_the_training_crop_as_the_teacher_template(rng):
     from edgeface.align import ARCFACE_112, align_face
-    from edgeface.train.teacher import template_crop_columns
+    from edgeface.train.teacher import crop_to_template
 
     img = rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)
+    img = np.asarray(torch.nn.functional.avg_pool2d(torch.from_numpy(img).permute(2, 0, 1)[None].float(), 5, 1, 2)[0].permute(1, 2, 0)).astype(np.uint8)  # smooth, so resampling differences stay small
     lm = ARCFACE_112 * 1.4 + np.array([45.0, 40.0])  # a face somewhere in the image
-    arc = align_face(img, lm, "arcface_112x112", (112, 112))
-    sph = align_face(img, lm, "sphereface_112x96", (112, 96))
-    a, b = template_crop_columns("sphereface_112x96", 112)
-    diff = np.abs(arc[:, a:b].astype(int) - sph.astype(int))
-    assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 2, diff.mean()
+    arc = torch.from_numpy(align_face(img, lm, "arcface_112x112", (112, 112))).permute(2, 0, 1)[None].float()
+    sph = torch.from_numpy(align_face(img, lm, "sphereface_112x96", (112, 96))).permute(2, 0, 1)[None].float()
+    sliced = crop_to_template(arc, "sphereface_112x96", (112, 96))  # a whole-pixel shift: sliced exactly
+    assert sliced.data_ptr() == arc[..., 8:104].data_ptr()
+    assert (sliced - sph).abs().mean() < 0.5
+    warped = crop_to_template(arc, "sphereface_112x96", (112, 96), allow_slice=False)  # the general resampling path
+    assert (warped - sph).abs().mean() < 0.5, (warped - sph).abs().mean()
+    half = crop_to_template(arc, "sphereface_112x96", (56, 48), allow_slice=False)  # another scale
+    small = torch.from_numpy(align_face(img, lm, "sphereface_112x96", (56, 48))).permute(2, 0, 1)[None].float()
+    assert (half - small).abs().mean() < 3.0, (half - small).abs().mean()
     with pytest.raises(ValueError, match="cannot be cut"):
-        template_crop_columns("dlib_150", 112)
+        crop_to_template(arc, "no_such_template", (112, 112))
 
 
 @pytest.mark.parametrize("mode", ["views", "online"])

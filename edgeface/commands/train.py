@@ -72,7 +72,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, help="global steps between resumable states (default 100; also at every epoch end and on a stop)")
     p.add_argument("--stop-after-steps", type=int, help="end this sitting after N global steps (counted from the start of the run) with a resumable state")
     p.add_argument("--sitting-time", type=float, help="end this sitting after S seconds with a resumable state (the run's own --time-budget is unaffected)")
-    p.add_argument("--no-sync-bn", action="store_true", help="on CUDA under torchrun, keep per-process BatchNorm statistics instead of SyncBatchNorm")
+    p.add_argument("--no-sync-bn", action="store_true", help="under torchrun, keep per-process BatchNorm statistics (default: statistics over the global batch)")
     p.add_argument("--no-eval", action="store_true", help="skip the per-epoch LFW-dev accuracy")
     p.add_argument("--lfw-crops", help="pre-aligned LFW-dev pairs .npz (from a previous run's OUT/lfw_pairs.npz)")
     p.add_argument("--device", help="torch device (default cuda if available)")

@@ -65,7 +65,7 @@ class TrainConfig:
     feature_weight: float = 0.0  # 1x1-adapter feature distillation onto a teacher stage (online mode only)
     feature_stages: str | None = None  # "student_module:teacher_module" (default: each net's last spatial map)
     checkpoint_every: int = 100  # global steps between resumable states (also at every epoch end and on a stop)
-    sync_bn: bool = True  # SyncBatchNorm across processes on CUDA (CPU ranks keep per-rank statistics)
+    sync_bn: bool = True  # BatchNorm statistics over the global batch under torchrun (SyncBatchNorm on CUDA, CrossRankBatchNorm on CPU)
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -528,6 +528,8 @@ def train(
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     else:
         decompose_prelu(model)
+        if world.distributed and cfg.sync_bn:  # SyncBatchNorm is GPU-only; this is its CPU twin
+            model = distributed.CrossRankBatchNorm.convert(model)
     student_map: list[torch.Tensor | None] = [None]  # the student stage's output of the latest training forward
     if student_stage is not None:
 

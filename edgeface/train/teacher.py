@@ -150,18 +150,38 @@ def store_teacher_embeddings(teacher_name: str, part: AlignedSet, embeddings: np
 # ---------------------------------------------------------------------------- teachers inside the loop
 
 
-def template_crop_columns(template: str, width: int) -> tuple[int, int]:
-    """Columns of an ArcFace 112x112-template crop of `width` px that make the `template` crop.
+def crop_to_template(crops, template: str, out_size: tuple[int, int], allow_slice: bool = True):
+    """(N, 3, H, W) float ArcFace-template training crops -> the same faces framed by another
+    `template` at `out_size` (h, w), for a teacher aligned differently from the student.
 
-    The SphereFace 112x96 template is the ArcFace one shifted 8 px left (edgeface.align), so
-    cutting 8 px off each side of an ArcFace crop gives exactly a SphereFace crop: the
-    training crops can feed such teachers without re-aligning."""
-    if template.startswith("arcface"):
-        return 0, width
-    if template == "sphereface_112x96":
-        cut = int(round(8 * width / 112))
-        return cut, width - cut
-    raise ValueError(f"teacher template {template!r} cannot be cut from the arcface_112x112 training crops (supported: arcface_*, sphereface_112x96)")
+    The two templates are related by a similarity transform (least squares on their 5
+    points). When it is a whole-pixel shift (SphereFace 112x96 is the ArcFace crop with 8 px
+    cut off each side) the crop is sliced exactly; otherwise it is resampled (bilinear), and
+    any part of the teacher's frame outside the training crop repeats the border pixels
+    (dlib's 150x150 chip reaches ~9 px below the ArcFace crop's bottom edge)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..align import similarity_transform, template_landmarks
+
+    h, w = crops.shape[-2:]
+    oh, ow = out_size
+    try:
+        m = similarity_transform(template_landmarks(template, (oh, ow)), template_landmarks("arcface_112x112", (h, w)))  # teacher px -> crop px
+    except KeyError:
+        raise ValueError(f"teacher template {template!r} is unknown here, so it cannot be cut from the arcface_112x112 training crops") from None
+    shift = np.round(m[:, 2])
+    if allow_slice and np.allclose(m[:, :2], np.eye(2), atol=1e-3) and np.allclose(m[:, 2], shift, atol=1e-2):
+        x0, y0 = int(shift[0]), int(shift[1])
+        if 0 <= x0 and 0 <= y0 and x0 + ow <= w and y0 + oh <= h:
+            return crops[..., y0 : y0 + oh, x0 : x0 + ow]
+    # pixel index -> normalised grid coordinate (align_corners=False): n = (2p + 1) / size - 1
+    to_norm = lambda sz_w, sz_h: np.array([[2 / sz_w, 0, 1 / sz_w - 1], [0, 2 / sz_h, 1 / sz_h - 1], [0, 0, 1]])  # noqa: E731
+    m3 = np.vstack([m, [0, 0, 1]])
+    theta = to_norm(w, h) @ m3 @ np.linalg.inv(to_norm(ow, oh))
+    theta_t = torch.tensor(theta[:2], dtype=crops.dtype, device=crops.device).expand(crops.shape[0], 2, 3)
+    grid = F.affine_grid(theta_t, [crops.shape[0], crops.shape[1], oh, ow], align_corners=False)
+    return F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def feature_map_modules(model, input_size: tuple[int, int]) -> list[tuple[str, tuple[int, ...]]]:
@@ -229,7 +249,7 @@ class TorchTeacher:
         self.name = card.name
         self.spec = spec
         self.embedding_size = card.embedding_size
-        template_crop_columns(card.template, 112)  # refuse an unsupported template now
+        self._check = crop_to_template(torch.zeros(1, 3, 112, 112), card.template, card.input_size)  # refuse an unknown template now
         self.stage: str | None = None
         self.stage_shape: tuple[int, ...] | None = None
         self._features = None
@@ -248,8 +268,7 @@ class TorchTeacher:
 
         from .loop import to_model_input
 
-        a, b = template_crop_columns(self.card.template, crops.shape[-1])
-        x = to_model_input(crops[..., a:b], self.card)
+        x = to_model_input(crop_to_template(crops, self.card.template, self.card.input_size), self.card)
         self._features = None
         with torch.no_grad():
             emb = F.normalize(self.model(x).float(), dim=1)
