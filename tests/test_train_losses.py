@@ -1,4 +1,5 @@
 """Every loss against a brute-force loop over its pairs/triplets."""
+import json
 import math
 
 import numpy as np
@@ -152,3 +153,56 @@ def test_pk_sampler_yields_p_by_k_batches():
 def test_pk_sampler_refuses_too_few_identities():
     with pytest.raises(ValueError, match="identities qualify"):
         PKSampler(np.repeat(np.arange(3), 5), p=4, k=2)
+
+
+def test_relational_distillation_matches_loop_and_ignores_embedding_sizes():
+    emb, _ = _batch(seed=6)  # (12, 6)
+    teacher = torch.randn(len(emb), 10, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    got = L.RelationalDistillationLoss()(emb, teacher).item()
+    n = len(emb)
+    pair = [(float(_unit(emb[i]) @ _unit(emb[j])) - float(_unit(teacher[i]) @ _unit(teacher[j]))) ** 2 for i in range(n) for j in range(n) if i != j]
+    assert len(pair) == n * n - n
+    assert got == pytest.approx(np.mean(pair), rel=1e-9)
+    # A student whose similarities equal the teacher's costs nothing, whatever its size.
+    rot = torch.linalg.qr(torch.randn(10, 10, dtype=torch.float64))[0]
+    assert L.RelationalDistillationLoss()(teacher @ rot, teacher).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_feature_distillation_matches_loop_over_positions():
+    g = torch.Generator().manual_seed(8)
+    s_map = torch.randn(3, 5, 4, 4, generator=g, dtype=torch.float64)  # student 4x4 grid, 5 channels
+    t_map = torch.randn(3, 7, 2, 2, generator=g, dtype=torch.float64)  # teacher 2x2 grid, 7 channels
+    loss = L.FeatureDistillationLoss(5, 7).double()
+    got = loss(s_map, t_map).item()
+    w = loss.adapter.weight.detach()[:, :, 0, 0]  # (7, 5)
+    terms = []
+    for n in range(3):
+        for y in range(2):
+            for x in range(2):
+                block = s_map[n, :, 2 * y : 2 * y + 2, 2 * x : 2 * x + 2].reshape(5, -1).mean(1)  # the 4x4 grid pooled to 2x2
+                a = w @ block
+                t = t_map[n, :, y, x]
+                terms.append(1 - float(a @ t) / (float(a.norm()) * float(t.norm())))
+    assert got == pytest.approx(np.mean(terms), rel=1e-9)
+    # Gradients reach the adapter and the student map; shape errors are named.
+    s_map.requires_grad_(True)
+    loss(s_map, t_map).backward()
+    assert loss.adapter.weight.grad.abs().sum() > 0 and s_map.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="4-D feature maps"):
+        loss(torch.randn(3, 5), t_map)
+
+
+def test_pk_sampler_state_continues_the_exact_batch_sequence():
+    labels = np.repeat(np.arange(30), 6)
+    a = PKSampler(labels, p=4, k=3, batches_per_epoch=5, seed=3)
+    a.start_epoch()
+    first = [a.next_batch() for _ in range(3)]
+    state = json.loads(json.dumps(a.state_dict()))  # the state survives JSON (it is stored so)
+    rest_a = [a.next_batch() for _ in range(12)]  # crosses identity-order reshuffles
+    b = PKSampler(labels, p=4, k=3, batches_per_epoch=5, seed=99)
+    b.load_state_dict(state)
+    rest_b = [b.next_batch() for _ in range(12)]
+    assert all(np.array_equal(x, y) for x, y in zip(rest_a, rest_b))
+    assert all(len(np.unique(labels[x])) == 4 for x in first + rest_a)
+    fresh = PKSampler(labels, p=4, k=3, batches_per_epoch=5, seed=99)  # the same seed without the state: another sequence
+    assert not all(np.array_equal(x, y) for x, y in zip(rest_a, [fresh.next_batch() for _ in range(12)]))

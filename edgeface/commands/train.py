@@ -16,14 +16,23 @@ model / checkpoint) adds embedding distillation. Data (--data, comma-separated):
 sources celeba-299, yaleb-38, aaf-8k, lfw-extra (under ../shared/datasets), or folders of
 identity sub-folders. Images of identities in the LFW-dev pairs are refused.
 
+Teacher in the loop (a torch teacher: registry name or checkpoint, e.g. dlib_resnet):
+--teacher-mode views caches its embeddings of N fixed augmented views per face, online runs
+it on every batch (needed by --feature-weight); --relational-weight matches the batch's
+similarity matrices. A --data entry ending in .npz is a pre-aligned face set (uint8 crops).
+
 A recipe (--recipe FILE.toml) holds the same options; command-line options override it.
-Writes OUT/last.safetensors (weights + card), state.safetensors (for --resume),
-history.json and curves.png."""
+Writes OUT/last.safetensors (weights + card), state.safetensors (for --resume: the exact
+step, optimizer, sampler and RNG states), history.json and curves.png. --stop-after-steps /
+--sitting-time end a sitting with a resumable state (so does Ctrl-C); --resume continues it.
+Under `torchrun --nproc-per-node N -m edgeface train ...` every process trains its share of
+each global P x K batch (DDP: gloo on CPU, NCCL on GPU)."""
 
 RECIPE_KEYS = {
     "arch", "loss", "loss_weights", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "teacher_sources", "data",
     "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "augment", "seed", "name",
-    "max_images", "time_budget_s",
+    "max_images", "time_budget_s", "teacher_mode", "teacher_views", "relational_weight", "feature_weight", "feature_stages",
+    "checkpoint_every", "sync_bn",
 }
 
 
@@ -39,7 +48,12 @@ def register(sub) -> None:
     p.add_argument("--pairwise-weight", type=float, help="weight of pairwise-similarity matching to the teacher (default 0)")
     p.add_argument("--distill-extra", type=int, help="extra random images per step for distillation only (default 0)")
     p.add_argument("--teacher-sources", help="comma-separated sources to compute teacher embeddings for (default: all of --data)")
-    p.add_argument("--data", help="comma-separated sources (default celeba-299,yaleb-38,lfw-extra)")
+    p.add_argument("--teacher-mode", choices=["clean", "views", "online"], help="teacher embeddings of clean crops (cached; default), of N cached augmented views per face, or computed online on every batch")
+    p.add_argument("--teacher-views", type=int, help="augmented views cached per face with --teacher-mode views (default 4)")
+    p.add_argument("--relational-weight", type=float, help="weight of relational distillation (batch similarity matrices; default 0)")
+    p.add_argument("--feature-weight", type=float, help="weight of feature distillation through a 1x1 adapter (needs --teacher-mode online; default 0)")
+    p.add_argument("--feature-stages", help="STUDENT_MODULE:TEACHER_MODULE for feature distillation (default: each network's last spatial map)")
+    p.add_argument("--data", help="comma-separated sources (default celeba-299,yaleb-38,lfw-extra) or pre-aligned .npz face sets")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batches-per-epoch", type=int)
     p.add_argument("--time-budget", type=float, dest="time_budget_s", help="wall-clock budget in seconds: steps per epoch are sized to fit it, the LR schedule follows elapsed time, and training stops when it is spent")
@@ -54,7 +68,11 @@ def register(sub) -> None:
     p.add_argument("--name", help="name written into the trained model's card")
     p.add_argument("--max-images", type=int, help="use at most N images per source (quick runs)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, history.json, curves.png)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors + OUT/state.safetensors")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors at the exact step it was saved")
+    p.add_argument("--checkpoint-every", type=int, help="global steps between resumable states (default 100; also at every epoch end and on a stop)")
+    p.add_argument("--stop-after-steps", type=int, help="end this sitting after N global steps (counted from the start of the run) with a resumable state")
+    p.add_argument("--sitting-time", type=float, help="end this sitting after S seconds with a resumable state (the run's own --time-budget is unaffected)")
+    p.add_argument("--no-sync-bn", action="store_true", help="under torchrun, keep per-process BatchNorm statistics (default: statistics over the global batch)")
     p.add_argument("--no-eval", action="store_true", help="skip the per-epoch LFW-dev accuracy")
     p.add_argument("--lfw-crops", help="pre-aligned LFW-dev pairs .npz (from a previous run's OUT/lfw_pairs.npz)")
     p.add_argument("--device", help="torch device (default cuda if available)")
@@ -99,7 +117,8 @@ def build_config(args):
             setattr(cfg, key, _split(value))
         else:
             setattr(cfg, key, value)
-    for key in ("arch", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "seed", "name", "max_images", "time_budget_s"):
+    for key in ("arch", "teacher", "distill", "distill_weight", "pairwise_weight", "distill_extra", "epochs", "batches_per_epoch", "p", "k", "optimizer", "lr", "weight_decay", "warmup_epochs", "seed", "name", "max_images", "time_budget_s",
+                "teacher_mode", "teacher_views", "relational_weight", "feature_weight", "feature_stages", "checkpoint_every"):
         v = getattr(args, key)
         if v is not None:
             setattr(cfg, key, v)
@@ -117,8 +136,18 @@ def build_config(args):
         cfg.eval_lfw = False
     if args.device:
         cfg.device = args.device
+    if args.no_sync_bn:
+        cfg.sync_bn = False
     if cfg.teacher in ("", "none"):
         cfg.teacher = None
+    if cfg.teacher_mode not in ("clean", "views", "online"):
+        raise ValueError(f"teacher_mode must be clean, views or online, got {cfg.teacher_mode!r}")
+    if cfg.teacher_mode != "clean" and not cfg.teacher:
+        raise ValueError(f"--teacher-mode {cfg.teacher_mode} needs --teacher")
+    if cfg.teacher_mode != "clean" and cfg.teacher == "dlib":
+        raise ValueError("--teacher dlib (dlib's own CPU code) gives clean-crop embeddings only; use --teacher-mode clean, or the torch port (--teacher dlib_resnet) for views/online")
+    if cfg.feature_weight and cfg.teacher_mode != "online":
+        raise ValueError("--feature-weight needs --teacher-mode online (feature maps are not cached)")
     if not cfg.losses and not cfg.teacher:
         raise ValueError("nothing to train: give --loss and/or --teacher")
     if cfg.loss_weights and len(cfg.loss_weights) != len(cfg.losses):
@@ -127,27 +156,48 @@ def build_config(args):
 
 
 def run(args) -> int:
+    import numpy as np
     import torch
 
     from .. import models
-    from ..train.data import load_training_sources
+    from ..train.data import load_aligned, load_training_sources
+    from ..train.distributed import world_from_env
     from ..train.loop import PairSet, lfw_pair_set, train
-    from ..train.teacher import teacher_embeddings
+    from ..train.teacher import TorchTeacher, teacher_embeddings
 
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = build_config(args)
     models.get(cfg.arch)  # fail early on an unknown architecture
-    data = load_training_sources(cfg.data, show_progress=not args.quiet, max_per_source=cfg.max_images)
-    print(f"training set: {len(data)} faces, {data.num_classes} identities from {', '.join(cfg.data)}", file=sys.stderr)
-    teacher = teacher_embeddings(cfg.teacher, data, show_progress=not args.quiet, sources=cfg.teacher_sources) if cfg.teacher else None
+    main = world_from_env().is_main
+    quiet = args.quiet or not main
+    npz = [d for d in cfg.data if d.endswith(".npz")]
+    if npz and len(npz) != len(cfg.data):
+        raise ValueError("--data: give either pre-aligned .npz sets or named sources / folders, not both")
+    if npz:
+        from ..train.data import AlignedSet
+
+        parts = [load_aligned(d) for d in npz]
+        data = AlignedSet.concat(parts) if len(parts) > 1 else parts[0]
+        if cfg.max_images:
+            data = data.subset(np.arange(min(len(data), cfg.max_images)))
+    else:
+        data = load_training_sources(cfg.data, show_progress=not quiet, max_per_source=cfg.max_images)
+    if main:
+        print(f"training set: {len(data)} faces, {data.num_classes} identities from {', '.join(cfg.data)}", file=sys.stderr)
+    teacher = teacher_emb = None
+    if cfg.teacher and cfg.teacher_mode == "clean":
+        teacher_emb = teacher_embeddings(cfg.teacher, data, show_progress=not quiet, sources=cfg.teacher_sources)
+    elif cfg.teacher:
+        teacher = TorchTeacher(cfg.teacher, device=cfg.device)
     lfw = None
-    if cfg.eval_lfw:
+    if cfg.eval_lfw and main:
         if args.lfw_crops:
             lfw = PairSet.load(args.lfw_crops)
         else:
-            lfw = lfw_pair_set(show_progress=not args.quiet)
-    result = train(cfg, data, args.out, teacher, lfw, resume=args.resume, show_progress=not args.quiet)
-    last = result["history"][-1]
-    print(json.dumps({"out": result["out"], "epochs": last.get("epoch"), "loss": last.get("loss"), "lfw_dev_accuracy": last.get("lfw_accuracy")}))
+            lfw = lfw_pair_set(show_progress=not quiet)
+    result = train(cfg, data, args.out, teacher_emb, lfw, resume=args.resume, show_progress=not quiet, teacher=teacher, stop_after_steps=args.stop_after_steps, sitting_s=args.sitting_time)
+    if main:
+        last = result["history"][-1] if result["history"] else {}
+        print(json.dumps({"out": result["out"], "epochs": last.get("epoch"), "steps": len(result["steps"]), "loss": last.get("loss"), "lfw_dev_accuracy": last.get("lfw_accuracy"), "stopped": result["stopped"], "world_size": result["world_size"]}))
     return 0

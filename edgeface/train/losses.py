@@ -196,10 +196,63 @@ class DistillationLoss(nn.Module):
 
 
 def pairwise_similarity_loss(emb: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """mean over ordered pairs i != j of (cos(s_i, s_j) - cos(t_i, t_j))^2."""
     s = F.normalize(emb, dim=1)
     t = F.normalize(teacher, dim=1)
     eye = torch.eye(len(emb), dtype=torch.bool, device=emb.device)
     return (s @ s.t() - t @ t.t()).pow(2)[~eye].mean()
+
+
+class RelationalDistillationLoss(nn.Module):
+    """Relational distillation (Park et al. 2019, RKD-angle's simpler cousin; Tung & Mori 2019):
+    the student's within-batch cosine-similarity matrix matched to the teacher's,
+    mean over ordered pairs i != j of (cos(s_i, s_j) - cos(t_i, t_j))^2.
+
+    It needs no projection (only similarities are compared, so embedding sizes may differ) and
+    teaches exactly what verification uses: which faces are close. Teacher embeddings are
+    passed already centred by the loop when centring is on (dlib's raw cosines between
+    different people are ~0.84; centred they spread over [-1, 1])."""
+
+    def forward(self, emb: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if len(emb) < 2:
+            return emb.sum() * 0.0
+        return pairwise_similarity_loss(emb, teacher)
+
+
+class FeatureDistillationLoss(nn.Module):
+    """Feature distillation (FitNets, Romero et al. 2015) onto one teacher stage through a
+    learned 1x1 convolution (student channels -> teacher channels; kept only for training).
+
+    Student (N, Cs, Hs, Ws) and teacher (N, Ct, Ht, Wt) maps; the larger spatial grid is
+    average-pooled to the smaller when they differ (adaptive pooling; both maps must be 4-D). Loss: mean over samples and
+    positions of 1 - cos(adapter(s)[n, :, y, x], t[n, :, y, x]) -- per-position channel
+    directions, so the teacher's activation scale (arbitrary across networks) does not matter.
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int):
+        super().__init__()
+        self.adapter = nn.Conv2d(student_channels, teacher_channels, 1, bias=False)
+        nn.init.kaiming_normal_(self.adapter.weight)
+
+    @staticmethod
+    def match_grids(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if s.dim() != 4 or t.dim() != 4:
+            raise ValueError(f"feature distillation needs 4-D feature maps, got student {tuple(s.shape)} and teacher {tuple(t.shape)}")
+        hs, ws = s.shape[-2:]
+        ht, wt = t.shape[-2:]
+        h, w = min(hs, ht), min(ws, wt)
+        if (hs, ws) != (h, w):
+            s = F.adaptive_avg_pool2d(s, (h, w))
+        if (ht, wt) != (h, w):
+            t = F.adaptive_avg_pool2d(t, (h, w))
+        return s, t
+
+    def forward(self, student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
+        if student_map.dim() != 4:
+            raise ValueError(f"feature distillation needs 4-D feature maps, got student {tuple(student_map.shape)}")
+        s, t = self.match_grids(self.adapter(student_map), teacher_map.to(student_map.dtype))
+        cos = F.cosine_similarity(s, t, dim=1, eps=1e-8)  # (N, H, W)
+        return (1 - cos).mean()
 
 
 METRIC_LOSSES = {"multibatch": MultibatchLoss, "contrastive": ContrastiveLoss, "triplet": BatchHardTripletLoss}

@@ -36,6 +36,8 @@ class PKSampler:
             raise ValueError(f"only {len(self.identities)} identities qualify for P x K = {p} x {k} batches (rule {short!r}, min_images {min_images}); lower P or add data")
         self.batches_per_epoch = batches_per_epoch or len(self.identities) // p
         self.rng = np.random.default_rng(seed)
+        self._order: np.ndarray | None = None
+        self._pos = 0
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -48,12 +50,37 @@ class PKSampler:
         extra = self.rng.choice(idx, self.k - len(idx), replace=True)
         return np.concatenate([self.rng.permutation(idx), extra])
 
+    def start_epoch(self) -> None:
+        """A new random order of identities (each epoch starts with one)."""
+        self._order, self._pos = self.rng.permutation(self.identities), 0
+
+    def next_batch(self) -> np.ndarray:
+        """The next P x K batch of indices (P identities, K images each, grouped by identity)."""
+        if self._order is None:
+            self.start_epoch()
+        if self._pos + self.p > len(self._order):
+            self._order, self._pos = self.rng.permutation(self.identities), 0
+        people = self._order[self._pos : self._pos + self.p]
+        self._pos += self.p
+        return np.concatenate([self._take(int(i)) for i in people])
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        order = self.rng.permutation(self.identities)
-        pos = 0
+        self.start_epoch()
         for _ in range(self.batches_per_epoch):
-            if pos + self.p > len(order):
-                order, pos = self.rng.permutation(self.identities), 0
-            people = order[pos : pos + self.p]
-            pos += self.p
-            yield np.concatenate([self._take(int(i)) for i in people])
+            yield self.next_batch()
+
+    def state_dict(self) -> dict:
+        """JSON-able state (RNG, identity order, position): restoring it continues the exact
+        sequence of batches, mid-epoch included."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": None if self._order is None else [int(i) for i in self._order],
+            "pos": int(self._pos),
+            "batches_per_epoch": int(self.batches_per_epoch),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self._order = None if state["order"] is None else np.asarray(state["order"], dtype=self.identities.dtype)
+        self._pos = int(state["pos"])
+        self.batches_per_epoch = int(state["batches_per_epoch"])
