@@ -58,7 +58,8 @@ class _Header:
     height: int
     format: str | None
     orientation: int
-    reduce: int = 1  # JPEG decoding reduction chosen by _check_budget
+    reduce: int = 1
+    mode: str = ""  # JPEG decoding reduction chosen by _check_budget
 
 
 def _orientation(im) -> int:
@@ -95,7 +96,7 @@ def _header(path: str) -> _Header | None:
             im = Image.open(path)
         with im:
             w, h = im.size
-            hdr = _Header(int(w), int(h), im.format, 1)
+            hdr = _Header(int(w), int(h), im.format, 1, mode=im.mode)
             hdr.reduce = _check_budget(path, hdr)
             hdr.orientation = _orientation(im)
             return hdr
@@ -152,13 +153,22 @@ def _decode_pillow(path: str, hdr: _Header | None, reduce: int) -> np.ndarray:
         return np.asarray(im.convert("RGB"))  # P, PA, LA, RGBA, CMYK, YCbCr, LAB, HSV...
 
 
-def _decode_opencv(path: str) -> np.ndarray | None:
+def _decode_opencv(path: str, hdr: _Header | None) -> np.ndarray | None:
+    """OpenCV's decoding, 8 bits per channel whenever the header is known (grey stays grey):
+    a 16-bit RGBA PNG would otherwise cost 8 bytes a pixel before any conversion. EXIF
+    orientation is never applied here (it is applied below, once, for every decoder)."""
     try:
         import cv2
     except ImportError:
         return None
+    if hdr is None:
+        flags = cv2.IMREAD_UNCHANGED
+    elif hdr.mode in _GREY_MODES:
+        flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
+    else:
+        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     buf = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None  # UNCHANGED: no EXIF rotation (applied below, once)
+    img = cv2.imdecode(buf, flags) if buf.size else None
     if img is None:
         raise ImageError(path, "unreadable", "not a decodable image (corrupt, truncated or another file type)")
     if img.ndim == 3 and img.shape[2] == 4:
@@ -166,6 +176,9 @@ def _decode_opencv(path: str) -> np.ndarray | None:
     if img.ndim == 3 and img.shape[2] == 3:
         img = img[:, :, ::-1]  # OpenCV decodes BGR; edgeface works in RGB internally
     return img
+
+
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def _decode(path: str) -> tuple[np.ndarray, list[str]]:
@@ -176,7 +189,7 @@ def _decode(path: str) -> tuple[np.ndarray, list[str]]:
     hdr = _header(path)
     reduce = hdr.reduce if hdr is not None else 1
     try:
-        img = _decode_opencv(path) if reduce == 1 else None
+        img = _decode_opencv(path, hdr) if reduce == 1 else None
         if img is None:
             if hdr is None:
                 try:

@@ -126,6 +126,18 @@ def test_several_faces_reject_or_primary(embedder, yunet, lfw, tmp_path):
     lenient = FaceRecognizer(embedder, detector=yunet, thresholds=THRESHOLDS)
     (f,) = lenient.analyze([two])
     assert isinstance(f, Face) and "faces found" in f.notes[0]
+    assert f.faces_detected >= 2 and f.to_dict()["faces_detected"] == f.faces_detected  # issue 20: said in the result
+    # largest / center pick by their own rule; a bigger Hugo on the right wins "largest"
+    big_b = np.repeat(np.repeat(b, 2, axis=0), 2, axis=1)
+    pad = np.zeros((big_b.shape[0], a.shape[1], 3), np.uint8)
+    pad[: a.shape[0]] = a
+    scene = np.concatenate([pad, big_b], axis=1)
+    boxes = {}
+    for policy in ("largest", "center", "primary"):
+        (g,) = FaceRecognizer(embedder, detector=yunet, thresholds=THRESHOLDS, multiple_faces=policy, gate=False).analyze([scene])
+        assert isinstance(g, Face) and g.faces_detected >= 2 and policy in g.notes[0]
+        boxes[policy] = g.box
+    assert (boxes["largest"][0] + boxes["largest"][2]) / 2 > a.shape[1]  # the enlarged face, on the right
 
 
 def test_bad_landmarks_are_rejected(embedder, lfw):
