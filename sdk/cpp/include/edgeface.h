@@ -141,6 +141,10 @@ EF_API const char* ef_gallery_codec(const ef_gallery* gallery);
 /* Store one template (normalised here), replacing an existing one of that name. */
 EF_API ef_status ef_gallery_add(ef_gallery* gallery, const char* name, const float* templ, int dim, int n_images,
                                 double quality);
+EF_API ef_status ef_gallery_contains(ef_gallery* gallery, const char* name, int* yes);
+/* The threshold this gallery decides with at `far`: the bundle's cosine one, or its codec's own for
+ * Hamming codecs. */
+EF_API ef_status ef_gallery_threshold(ef_gallery* gallery, const ef_bundle* bundle, const char* far, float* out);
 EF_API ef_status ef_gallery_remove(ef_gallery* gallery, const char* name, int* removed);
 /* The stored bytes of `name` (EF_ERR_NOT_ENROLLED if absent); `size` in: capacity, out: length. */
 EF_API ef_status ef_gallery_template_code(ef_gallery* gallery, const char* name, uint8_t* out, size_t* size);

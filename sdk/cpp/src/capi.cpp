@@ -418,6 +418,22 @@ static double gallery_threshold(ef_gallery* g, const ef_bundle* b, const char* f
     return b->b->threshold(g->g->codec().hamming ? codec : "cosine", far_of(far));
 }
 
+ef_status ef_gallery_contains(ef_gallery* g, const char* name, int* yes) {
+    return guard([&] {
+        need(g, "gallery"), need(name, "name"), need(yes, "yes");
+        std::vector<uint8_t> code;
+        *yes = g->g->template_code(name, code);
+    });
+}
+
+ef_status ef_gallery_threshold(ef_gallery* g, const ef_bundle* b, const char* far, float* out) {
+    return guard([&] {
+        check_model(g, b);
+        need(out, "out");
+        *out = (float)gallery_threshold(g, b, far);
+    });
+}
+
 ef_status ef_enroll(ef_gallery* g, const ef_bundle* b, const char* name, const ef_face* const* faces, size_t n, int* used, double* tq) {
     return guard([&] {
         check_model(g, b);
