@@ -162,13 +162,16 @@ def main() -> None:
     ap.add_argument("--models", default=f"{paths.reference_mobilefacenet()},default")
     ap.add_argument("--bundles", default=str(ROOT / "out" / "trust"), help="where the fp32 bundles are exported (reused if complete)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--merge", action="store_true", help="keep the other models already in benchmarks/results/eval_trust.json")
     args = ap.parse_args()
     results = {"rows": [], "calibration": {}, "cfp": {}, "command": "nice -n 10 python benchmarks/eval_trust.py", "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if args.merge and (RESULTS / "eval_trust.json").is_file():  # add to the models measured before
+        results = json.loads((RESULTS / "eval_trust.json").read_text())
     for spec in args.models.split(","):
         name = Path(spec).stem if Path(spec).suffix else spec
         bdir = Path(args.bundles) / name / "onnx-fp32"
         meta = export(spec, bdir, args.threads)
-        results["rows"] += rows_for(meta["card"]["name"], meta)
+        results["rows"] = [r for r in results["rows"] if r["model"] != meta["card"]["name"]] + rows_for(meta["card"]["name"], meta)
         results["calibration"][meta["card"]["name"]] = {"set": meta["thresholds"]["calibration_set"], "at_far": meta["thresholds"]["at_far"],
                                                        "notes": meta["thresholds"]["notes"], "far_curve": meta["thresholds"].get("far_curve")}
         t = time.time()

@@ -33,7 +33,7 @@ REPEATS = {10: 200, 100: 50, 1000: 10, 10000: 3}
 TARGET_FPIR = 0.01
 
 
-def populations(seed: int = 0, probe_lfw: int = 400, probe_celeba: int = 100, per_probe: int = 3):
+def populations(seed: int = 0, probe_lfw: int = 400, probe_celeba: int = 100, per_probe: int = 3, max_pool: int | None = None):
     """(pool of (file, identity) to enrol, one photo each; probe (file, identity) of people in no gallery)."""
     ds = paths.shared_dir() / "datasets"
     rng = np.random.default_rng(seed)
@@ -50,6 +50,8 @@ def populations(seed: int = 0, probe_lfw: int = 400, probe_celeba: int = 100, pe
     probes = [(f, f"lfw:{i}") for i in sorted(held_lfw) for f in lfw[i][:per_probe]] + [(f, f"celeba:{i}") for i in sorted(held_cel) for f in cel[i][:per_probe]]
     pool = [(lfw[i][0], f"lfw:{i}") for i in lfw_ids if i not in held_lfw] + [(cel[i][0], f"celeba:{i}") for i in cel_ids if i not in held_cel]
     pool += [(str(p), f"aaf:{p.name}") for p in sorted((ds / "aaf-8k" / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if max_pool and max_pool < len(pool):  # a random subset keeping the sources' proportions
+        pool = [pool[i] for i in sorted(rng.permutation(len(pool))[:max_pool])]
     return pool, probes
 
 
@@ -61,7 +63,7 @@ def embed_files(bundle, items, store):
     return embs, fs.identities
 
 
-def embeddings(bundle_dir: Path, embedder: str | None, seed: int, cache: Path | None):
+def embeddings(bundle_dir: Path, embedder: str | None, seed: int, cache: Path | None, max_pool: int | None = None, per_probe: int = 3):
     """(gallery pool embeddings, identities, probe embeddings, identities), through the bundle, or
     through `embedder` (its torch source: cosine parity to an fp32 bundle is 1.00000, so the
     scores are the bundle's to 1e-5) when given; kept in `cache` (.npz) between runs."""
@@ -78,7 +80,7 @@ def embeddings(bundle_dir: Path, embedder: str | None, seed: int, cache: Path | 
     else:
         model = load_bundle(bundle_dir, threads=2)
     store = _store()
-    pool, probes = populations(seed)
+    pool, probes = populations(seed, per_probe=per_probe, max_pool=max_pool)
     t = time.time()
     g_emb, g_ids = embed_files(model, pool, store)
     p_emb, p_ids = embed_files(model, probes, store)
@@ -89,12 +91,12 @@ def embeddings(bundle_dir: Path, embedder: str | None, seed: int, cache: Path | 
     return g_emb, g_ids, p_emb, p_ids
 
 
-def measure(bundle_dir: Path, seed: int = 0, embedder: str | None = None, cache: Path | None = None) -> dict:
+def measure(bundle_dir: Path, seed: int = 0, embedder: str | None = None, cache: Path | None = None, max_pool: int | None = None, per_probe: int = 3) -> dict:
     from edgeface.runtime.bundle import read_meta
 
     meta = read_meta(bundle_dir)
     th = meta["thresholds"]
-    g_emb, g_ids, p_emb, p_ids = embeddings(bundle_dir, embedder, seed, cache)
+    g_emb, g_ids, p_emb, p_ids = embeddings(bundle_dir, embedder, seed, cache, max_pool, per_probe)
     assert not set(g_ids) & set(p_ids)  # strangers: in no gallery
     scores = p_emb @ g_emb.T  # (probes, pool)
     rng = np.random.default_rng(seed)
@@ -161,17 +163,21 @@ def main() -> None:
                     help="bundles whose thresholds are measured (comma-separated)")
     ap.add_argument("--embedders", help="comma-separated, one per bundle: embed with this model instead of the bundle (its torch source)")
     ap.add_argument("--embeddings-only", action="store_true", help="only compute and cache the embeddings (no bundle needed yet)")
+    ap.add_argument("--max-pool", type=int, help="enrol from a random subset of this many people (default all ~11,000: needed for N = 10,000)")
+    ap.add_argument("--per-probe", type=int, default=3, help="photos searched per stranger (default 3)")
     args = ap.parse_args()
     bundles = args.bundles.split(",")
     embedders = args.embedders.split(",") if args.embedders else [None] * len(bundles)
     caches = [ROOT / "out" / "fpir" / f"{Path(e or b).stem if Path(e or b).suffix else Path(e or b).parent.name}.npz" for b, e in zip(bundles, embedders)]
     if args.embeddings_only:
         for b, e, c in zip(bundles, embedders, caches):
-            embeddings(Path(b), e, 0, c)
+            embeddings(Path(b), e, 0, c, args.max_pool, args.per_probe)
         return
-    results = [measure(Path(b), 0, e, c) for b, e, c in zip(bundles, embedders, caches)]
+    if args.max_pool:
+        caches = [c.with_name(f"{c.stem}-pool{args.max_pool}-p{args.per_probe}.npz") for c in caches]
+    results = [measure(Path(b), 0, e, c, args.max_pool, args.per_probe) for b, e, c in zip(bundles, embedders, caches)]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "fpir_gallery.json").write_text(json.dumps({"command": "nice -n 10 python benchmarks/fpir_gallery.py", "results": results}, indent=2))
+    (RESULTS / "fpir_gallery.json").write_text(json.dumps({"command": "nice -n 10 python benchmarks/fpir_gallery.py " + " ".join(sys.argv[1:]), "results": results}, indent=2))
     (RESULTS / "fpir_gallery.md").write_text(md(results))
     plot(results, RESULTS / "fpir_gallery.png")
     print(md(results))
