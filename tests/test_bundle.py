@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from edgeface import __version__, targets
-from edgeface.card import ModelCard
-from edgeface.runtime.bundle import BUNDLE_JSON, Bundle, BundleError, file_sha256, load_bundle, validate_meta
+from edgeface.runtime.bundle import BUNDLE_JSON, Bundle, BundleError, load_bundle, validate_meta
 from edgeface.runtime.conformance import check_conformance, write_conformance
 
 from tiny_bundle import CARD, D, H, W, make_tiny_bundle, reseal

@@ -11,7 +11,7 @@ import pytest
 
 from edgeface.runtime import manifest as M
 from edgeface.runtime.bundle import BUNDLE_JSON, MANIFEST_DIGEST_FILE, BundleError, file_sha256, load_bundle, validate_meta
-from tiny_bundle import CARD, D, H, W, make_tiny_bundle, read, reseal, tiny_onnx
+from tiny_bundle import D, H, W, make_tiny_bundle, read, reseal, tiny_onnx
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

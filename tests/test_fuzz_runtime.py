@@ -20,7 +20,7 @@ from edgeface.runtime import manifest as M
 from edgeface.runtime.bundle import BundleError, load_bundle, write_manifest_digest
 from edgeface.runtime.face import REJECTION_REASONS, FaceRecognizer
 from edgeface.runtime.gallery import Gallery, GalleryError
-from tiny_bundle import make_tiny_bundle, read, reseal
+from tiny_bundle import make_tiny_bundle, read
 
 Image = pytest.importorskip("PIL.Image")
 pytest.importorskip("onnxruntime")

@@ -139,7 +139,7 @@ def test_legacy_bad_names_cannot_forge_list_output(tmp_path):
         con.execute("INSERT INTO identities VALUES (?, ?, 1, 1.0, 0, 0)", (name, blob))
     con.commit()
     con.close()
-    p = subprocess.run([sys.executable, "-m", "edgeface", "gallery", "list", "--gallery", str(path)], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "edgeface", "gallery", "list", "--gallery", str(path)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert len(lines) == 4 and "\x1b" not in p.stdout and not any(line.startswith("mallory") for line in lines), p.stdout
