@@ -33,8 +33,10 @@ def js_package():
     if not (JS / "node_modules" / ".package-lock.json").is_file():
         r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, env=npm_env(), capture_output=True, text=True, timeout=1200)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    r = subprocess.run(["npm", "run", "build"], cwd=JS, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # the build (`npm run build`) without npm itself: npm may stall on registry checks when the registry is slow
+    for cmd in (["node", "scripts/generate.mjs"], ["node", "node_modules/typescript/bin/tsc", "-p", "."]):
+        r = subprocess.run(cmd, cwd=JS, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return JS
 
 
@@ -110,14 +112,21 @@ def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_pat
                 assert all(abs(m.score - w["score"]) <= max(tol, 0.02) for m, w in zip(got, want) if m.name == w["name"]), (got, want)
 
 
-def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tflite_bundle):
+def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
     """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium, and
-    the web demo end to end with a fake camera (test/demo.test.mjs), and a tflite bundle through
-    LiteRT.js (test/litert.test.mjs)."""
+    the web demo end to end with a fake camera (test/demo.test.mjs)."""
     if not Path("/usr/bin/chromium").is_file():
         pytest.skip("no /usr/bin/chromium (.ci/run installs Debian's chromium)")
     from edgeface import paths
 
-    env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_YUNET=str(paths.yunet_model()), EDGEFACE_TFLITE_BUNDLE=str(tflite_bundle))
-    counts = run_node_tests(["test/browser.test.mjs", "test/demo.test.mjs", "test/litert.test.mjs"], env)
-    assert counts["pass"] >= 7 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
+    env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_YUNET=str(paths.yunet_model()))
+    counts = run_node_tests(["test/browser.test.mjs", "test/demo.test.mjs"], env)
+    assert counts["pass"] >= 6 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
+
+
+def test_litert_runs_a_tflite_bundle_in_chromium(js_package, tflite_bundle):
+    """A tflite bundle through LiteRT.js in headless Chromium passes its own conformance set."""
+    if not Path("/usr/bin/chromium").is_file():
+        pytest.skip("no /usr/bin/chromium (.ci/run installs Debian's chromium)")
+    counts = run_node_tests(["test/litert.test.mjs"], dict(os.environ, EDGEFACE_TFLITE_BUNDLE=str(tflite_bundle)))
+    assert counts["pass"] == 1 and counts["skipped"] == 0, counts
