@@ -183,10 +183,12 @@ def test_core_graph_makes_the_full_graphs_decisions_on_lfw_dev_fold_1(source, tm
     rep_c, s_c, lab_c = V.lfw_report(load_bundle(core_dir, threads=1), pairs, store, False)
     assert len(s_f) == len(s_c) >= 590 and np.array_equal(lab_f, lab_c)
     assert np.abs(s_f - s_c).max() < 1e-5
-    best = max(np.unique(s_f), key=lambda t: np.mean((s_f >= t) == lab_f))
+    u = np.unique(s_f)
+    best = max((u[:-1] + u[1:]) / 2, key=lambda t: np.mean((s_f >= t) == lab_f))  # between two scores, not on one
     for t in [best] + [v["threshold"] for v in full["thresholds"]["at_far"].values()]:
         assert np.array_equal(s_f >= t, s_c >= t), t
-    assert rep_f["accuracy_mean"] == rep_c["accuracy_mean"]
+    # k-fold accuracy picks its thresholds on the scores themselves: equal up to one pair on a threshold
+    assert abs(rep_f["accuracy_mean"] - rep_c["accuracy_mean"]) <= 1 / len(s_f)
 
 
 @pytest.mark.shared
@@ -229,10 +231,12 @@ def test_coreml_package_spec_and_not_verified_bundle(source, tmp_path):
     assert meta["parity"]["measured_on"] == "core_reference.onnx" and meta["parity"]["cosine_min"] >= 0.999
     _assert_core_contract(meta, source.card)
     assert any(f.startswith("model.mlpackage/") for f in meta["files"])
-    spec = ct.utils.load_spec(str(out / "model.mlpackage"))
+    from coremltools.proto import FeatureTypes_pb2
+
+    spec = ct.models.MLModel(str(out / "model.mlpackage"), skip_model_load=True).get_spec()  # no Core ML needed to read it
     h, w = source.card.input_size
     (inp,), (outp,) = spec.description.input, spec.description.output
-    FT = ct.proto.FeatureTypes_pb2.ArrayFeatureType
+    FT = FeatureTypes_pb2.ArrayFeatureType
     assert inp.name == meta["input"]["name"] == "faces" and list(inp.type.multiArrayType.shape) == [1, 3, h, w]
     assert inp.type.multiArrayType.dataType == FT.FLOAT32
     assert outp.name == meta["output"]["name"] == "embedding" and list(outp.type.multiArrayType.shape) == [1, source.card.embedding_size]
