@@ -186,6 +186,13 @@ def check_files(bundle_dir: Path, meta: dict) -> None:
     """Every model file and conformance file has the sha256 recorded in edgeface.json."""
     _check_hashed(bundle_dir, meta["files"], "model file")
     _check_hashed(bundle_dir, ((meta.get("conformance") or {}).get("files") or {}), "conformance file")
+    package = bundle_dir / meta["model_file"]
+    if package.is_dir():  # a model package directory: nothing inside it may go unhashed
+        for p in sorted(package.rglob("*")):
+            name = p.relative_to(bundle_dir).as_posix()
+            if (p.is_file() or p.is_symlink()) and name not in meta["files"]:
+                raise BundleError(f"{bundle_dir}: {name} inside the model package {meta['model_file']} is not hashed in {BUNDLE_JSON}: "
+                                  "it would be loaded unchecked", M.MODEL_FILE)
 
 
 @dataclass

@@ -212,7 +212,9 @@ def semantic_errors(meta: dict) -> list[tuple[str, str]]:
     mf = meta["model_file"]
     if not safe_relative(mf):
         out.append((MODEL_FILE, f"model_file {mf!r} is not a plain relative path inside the bundle"))
-    elif mf not in files:
+    elif mf not in files and not any(name.startswith(mf.rstrip("/") + "/") for name in files):
+        # a package directory (Core ML's .mlpackage) is covered by hashing the files inside it;
+        # check_files then refuses any file in it that is not hashed
         out.append((MODEL_FILE, f"model_file {mf!r} is not one of the hashed files {sorted(files)}: it would be loaded unchecked"))
     conf = meta.get("conformance")
     if isinstance(conf, dict):
