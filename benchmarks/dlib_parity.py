@@ -27,9 +27,8 @@ from edgeface.data import load_pairs  # noqa: E402
 from edgeface.detect import YuNetDetector, pick_primary  # noqa: E402
 from edgeface.evaluate import progress  # noqa: E402
 from edgeface.imageio import read_image  # noqa: E402
-from edgeface.models.dlib_resnet import dlib_model_files  # noqa: E402
 from edgeface.models.embedder import TorchEmbedder  # noqa: E402
-from edgeface.train.teacher import DLIB_CHIP_PADDING, DLIB_CHIP_SIZE  # noqa: E402
+from edgeface.train.teacher import DLIB_CHIP_SIZE, DlibTeacher  # noqa: E402
 from edgeface.zoo import load_torch_model  # noqa: E402
 
 
@@ -43,14 +42,13 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/dlib/parity.json")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    import dlib
     import torch
 
     torch.set_num_threads(args.threads)
     model, card = load_torch_model("dlib_resnet")
     embedder = TorchEmbedder(model, card)
-    sp, rn = dlib_model_files()
-    predictor, net = dlib.shape_predictor(str(sp)), dlib.face_recognition_model_v1(str(rn))
+    teacher = DlibTeacher()  # dlib's own chip (DlibTeacher.chip) and descriptor network
+    net = teacher.net
     detector = YuNetDetector(paths.yunet_model())
 
     data = paths.lfw_dev()
@@ -63,9 +61,7 @@ def main() -> int:
         det = pick_primary(detector.detect(img), img.shape)
         if det is None:
             continue
-        x1, y1, x2, y2 = (int(round(v)) for v in det.box)
-        shape = predictor(img, dlib.rectangle(x1, y1, x2, y2))
-        chips[i] = dlib.get_face_chip(img, shape, size=DLIB_CHIP_SIZE, padding=DLIB_CHIP_PADDING)
+        chips[i] = teacher.chip(img, det.box)
         found[i] = True
 
     # 1. parity on the first N faces (in sorted file order: many identities)

@@ -85,16 +85,17 @@ def test_port_matches_dlib_on_real_faces(port, dlib_net, shared, yunet):
     from edgeface.detect import pick_primary
     from edgeface.imageio import read_image
 
+    from edgeface.train.teacher import DlibTeacher
+
     model, _, mean = port
-    predictor = dlib.shape_predictor(str(dlib_model_files()[0]))
+    teacher = DlibTeacher()  # dlib's own chip: its 5-point predictor in YuNet's box, get_face_chip
     files = sorted({p.a for p in load_pairs(paths.lfw_dev())})[:: 97][:6]
     chips = []
     for f in files:
         img = read_image(f).pixels
         det = pick_primary(yunet.detect(img), img.shape)
         assert det is not None, f
-        x1, y1, x2, y2 = (int(round(v)) for v in det.box)
-        chips.append(dlib.get_face_chip(img, predictor(img, dlib.rectangle(x1, y1, x2, y2)), size=150, padding=0.25))
+        chips.append(teacher.chip(img, det.box))
     chips = np.stack(chips)
     ref = np.array([np.array(dlib_net.compute_face_descriptor(c)) for c in chips])
     out = _port_embed(model, chips, mean)
