@@ -49,7 +49,7 @@ def export(spec: str, out: Path, threads: int) -> dict:
 def cfp_analysis(bundle_dir: Path) -> dict:
     """Detection failures per pose, the failure rule's effect, and the quality gate on CFP-FP."""
     from edgeface.evaluate import aligned_crops, detect_all, embed_crops
-    from edgeface.export.faces import _store
+    from edgeface.landmarks import LandmarkStore
     from edgeface.protocol import best_threshold, evaluate_scores
     from edgeface.runtime.bundle import load_bundle
     from edgeface.runtime.quality import QualityGate, flip_similarity, measure
@@ -57,7 +57,7 @@ def cfp_analysis(bundle_dir: Path) -> dict:
     bundle = load_bundle(bundle_dir, threads=2)
     fp = benchmarks.get("cfp-fp").pairs()
     files = sorted({p for pr in fp for p in (pr.a, pr.b)})
-    faces = detect_all(files, _store(), show_progress=False)
+    faces = detect_all(files, LandmarkStore.default(), show_progress=False)
     pose = {f: Path(f).parent.name for f in files}  # frontal / profile
     det = {}
     for kind in ("frontal", "profile"):

@@ -67,7 +67,7 @@ def embeddings(bundle_dir: Path, embedder: str | None, seed: int, cache: Path | 
     """(gallery pool embeddings, identities, probe embeddings, identities), through the bundle, or
     through `embedder` (its torch source: cosine parity to an fp32 bundle is 1.00000, so the
     scores are the bundle's to 1e-5) when given; kept in `cache` (.npz) between runs."""
-    from edgeface.export.faces import _store
+    from edgeface.landmarks import LandmarkStore
     from edgeface.runtime.bundle import load_bundle
 
     if cache and cache.is_file():
@@ -79,7 +79,7 @@ def embeddings(bundle_dir: Path, embedder: str | None, seed: int, cache: Path | 
         model = load_embedder(embedder, device="cpu")
     else:
         model = load_bundle(bundle_dir, threads=2)
-    store = _store()
+    store = LandmarkStore.default()
     pool, probes = populations(seed, per_probe=per_probe, max_pool=max_pool)
     t = time.time()
     g_emb, g_ids = embed_files(model, pool, store)

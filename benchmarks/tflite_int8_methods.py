@@ -68,8 +68,8 @@ def pt2e(src, out: Path, calib: np.ndarray, **kw) -> Path:
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
-    from edgeface.export.graph import sample_faces
-    from edgeface.export.pt2e import pt2e_int8
+    from edgeface.models.graph import sample_faces
+    from edgeface.compress.pt2e import pt2e_int8
 
     m, quantizer, _ = pt2e_int8(src.net, src.card, calib, **kw)
     litert_torch.convert(m, (sample_faces(src.card, 1),), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out))

@@ -48,6 +48,14 @@ class LandmarkStore:
             except (json.JSONDecodeError, OSError):
                 self._data = {}  # a corrupt cache is only a cache: re-detect
 
+    @classmethod
+    def default(cls, detector_path: str | os.PathLike | None = None) -> "LandmarkStore":
+        """The kit's store: YuNet (the shared model unless `detector_path`) with its cache file."""
+        from . import paths
+
+        detector = YuNetDetector(detector_path or paths.yunet_model())
+        return cls(detector, cls.default_cache_file(detector))
+
     @staticmethod
     def default_cache_file(detector: YuNetDetector) -> Path:
         h = hashlib.sha256(Path(detector.model_path).read_bytes()).hexdigest()[:12]

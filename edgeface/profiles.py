@@ -135,7 +135,7 @@ def _find(name: str, dirs: list[Path], what: str) -> Path:
     raise FileNotFoundError(f"no {what} named {name!r}; known: {', '.join(known) or 'none'} (searched {', '.join(str(d) for d in dirs)})")
 
 
-def _check_target(where: str, fmt: str, precision: str, backend: str | None = None) -> None:
+def _check_target(where: str, fmt: str, precision: str, backend: str | None = None, graph: str | None = None) -> None:
     """Format, precision and backend must be a target the kit knows (edgeface.targets)."""
     if precision not in PRECISIONS:
         raise ProfileError(f"{where}: precision must be one of {list(PRECISIONS)}, got {precision!r}")
@@ -143,41 +143,39 @@ def _check_target(where: str, fmt: str, precision: str, backend: str | None = No
         from . import targets
     except ImportError:  # the target table is not installed in this (device) environment
         return
-    _check_against_target_table(where, targets, fmt, precision, backend)
+    _check_against_target_table(where, targets, fmt, precision, backend, graph)
 
 
-def _check_against_target_table(where, targets, fmt, precision, backend) -> None:
+def _check_against_target_table(where, targets, fmt, precision, backend, graph=None) -> None:
     try:
         row = targets.target(fmt, precision)
     except ValueError as exc:
         raise ProfileError(f"{where}: {exc}") from None
+    if graph is not None and graph not in row.graphs:
+        raise ProfileError(f"{where}: graph {graph!r}: {row.key} writes the {' or '.join(row.graphs)} graph")
     if backend is not None and backend != row.backend:
         raise ProfileError(f"{where}: backend {backend!r} does not run {fmt}-{precision}; the target table's backend for it is {row.backend!r}")
 
 
+RECIPE_KEYS = {"format", "precision", "graph", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads"}
+
+
 def load_recipe(name: str | os.PathLike) -> Recipe:
     """An export recipe (export/NAME.toml): `format`, `precision` and the exporter's options
-    (n_calib, n_verify, n_impostor, lfw_folds, threads). The exporter's own reader
-    (`edgeface export --recipe`) validates the keys when it is installed, so a recipe means the
-    same thing to a profile and to the export."""
+    (graph, n_calib, n_verify, n_impostor, lfw_folds, threads). The one reader of recipes:
+    `edgeface export --recipe` and a profile read it here, so a recipe means the same thing to both."""
     path = _find(str(name), recipe_dirs(), "export recipe")
     data = _read_toml(path)
-    try:
-        from .commands.export import read_recipe
-    except ImportError:  # a device venv without the export command: check the basics here
-        read_recipe = None
-    if read_recipe is not None:
-        try:
-            read_recipe(str(path))
-        except ValueError as exc:
-            raise ProfileError(str(exc)) from None
+    unknown = set(data) - RECIPE_KEYS
+    if unknown:
+        raise ProfileError(f"{path}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
     if "format" not in data:
         raise ProfileError(f"{path}: missing required key 'format'")
     for key, value in data.items():
         if not isinstance(value, (str, int, float, bool)):
             raise ProfileError(f"{path}: {key} must be a string, number or boolean, got {type(value).__name__}")
     precision = data.get("precision", "fp32")
-    _check_target(str(path), data["format"], precision)
+    _check_target(str(path), data["format"], precision, graph=data.get("graph"))
     options = {k: v for k, v in data.items() if k not in ("format", "precision")}
     return Recipe(path.stem, data["format"], precision, options, "", path)
 

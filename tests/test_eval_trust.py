@@ -165,11 +165,11 @@ def test_eval_takes_a_bundle_and_a_pairs_file_without_torch(target, reference_so
     # Same pairs through the torch source: the same protocol gives (nearly) the same report.
     from edgeface.data import load_pairs as lp
     from edgeface.evaluate import embed_pairs, verification_report
-    from edgeface.export.faces import _store
+    from edgeface.landmarks import LandmarkStore
     from edgeface.models.embedder import TorchEmbedder
 
     pairs = lp(lfw, pairs_csv)
-    src = verification_report(embed_pairs(TorchEmbedder(reference_source.net, reference_source.card, device="cpu"), pairs, _store(), show_progress=False), pairs)
+    src = verification_report(embed_pairs(TorchEmbedder(reference_source.net, reference_source.card, device="cpu"), pairs, LandmarkStore.default(), show_progress=False), pairs)
     assert rep["num_scored"] == src["num_scored"] and rep["num_failed"] == src["num_failed"]
     assert abs(rep["auc"] - src["auc"]) <= (0.002 if precision != "int8" else 0.02)
 

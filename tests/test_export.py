@@ -124,13 +124,13 @@ def test_lfw_calibration_scores_each_hamming_codec_on_the_same_pairs(onnx_bundle
     each codec's genuine and impostor scores are its Hamming similarities of the same pairs."""
     from edgeface.evaluate import aligned_crops, detect_all
     from edgeface.export import verify as V
-    from edgeface.export.faces import _store
+    from edgeface.landmarks import LandmarkStore
     from edgeface.runtime.codecs import HAMMING_CODECS, get_codec
 
     out, _ = onnx_bundle
     b = load_bundle(out)
     pairs = V.lfw_pairs(paths.lfw_dev(), 1)
-    store = _store()
+    store = LandmarkStore.default()
     rep, scores, labels, cross, by_codec = V.lfw_report(b, pairs, store, False, with_impostors=True, codecs=HAMMING_CODECS)
     assert set(by_codec) == set(HAMMING_CODECS) and rep["num_pairs"] == len(pairs)
     files = sorted({str(p.a) for p in pairs} | {str(p.b) for p in pairs})
@@ -230,7 +230,7 @@ def test_tflite_int8_is_integer_and_close(source, verify_faces, tmp_path):
     tensors = {t["index"]: t for t in Interpreter(model_path=str(tmp_path / "q" / "model.tflite")).get_tensor_details()}
     convs = [op for op in details if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     weight_types = [tensors[op["inputs"][1]]["dtype"] for op in convs]
-    # first conv and the last three layers float (export.pt2e says why), everything between int8
+    # first conv and the last three layers float (compress.pt2e says why), everything between int8
     assert len(convs) > 5 and all(t == np.int8 for t in weight_types[1:-3]), weight_types
     assert weight_types[0] == np.float32 and weight_types[-1] == np.float32
     assert len(meta["export"]["details"]["kept_in_float"]) == 4 and meta["export"]["details"]["calibration_mirrored"]

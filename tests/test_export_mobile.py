@@ -167,7 +167,7 @@ def test_core_graph_makes_the_full_graphs_decisions_on_lfw_dev_fold_1(source, tm
     scores every pair of LFW-dev fold 1 like the full graph and decides every pair the same at
     each calibrated threshold and at the fold's own best threshold."""
     from edgeface.export import verify as V
-    from edgeface.export.faces import _store
+    from edgeface.landmarks import LandmarkStore
 
     full_dir, full = _export(source, tmp_path, "onnx", "fp32")
     core_dir, core = _export(source, tmp_path, "onnx", "fp32", "core")
@@ -178,7 +178,7 @@ def test_core_graph_makes_the_full_graphs_decisions_on_lfw_dev_fold_1(source, tm
     assert onnx.load(str(core_dir / "model.onnx")).opset_import[0].version == 11
     pairs = V.lfw_pairs(paths.lfw_dev(), 1)
     assert len(pairs) == 600 and {p.fold for p in pairs} == {0}
-    store = _store()
+    store = LandmarkStore.default()
     rep_f, s_f, lab_f = V.lfw_report(load_bundle(full_dir, threads=1), pairs, store, False)
     rep_c, s_c, lab_c = V.lfw_report(load_bundle(core_dir, threads=1), pairs, store, False)
     assert len(s_f) == len(s_c) >= 590 and np.array_equal(lab_f, lab_c)

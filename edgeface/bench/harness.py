@@ -18,10 +18,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .. import paths
 from ..profiles import Profile, check_budgets
 
 MODEL_SUFFIXES = (".onnx", ".xml", ".tflite")
@@ -103,7 +103,6 @@ class FaceData:
     """One pairs set detected once, aligned once per (input size, template), shared by all targets."""
 
     def __init__(self, name: str, title: str, pairs: list, show_progress: bool = True):
-        from ..detect import YuNetDetector
         from ..evaluate import detect_all
         from ..landmarks import LandmarkStore
 
@@ -111,9 +110,7 @@ class FaceData:
             raise ValueError(f"{title}: no pairs to evaluate")
         self.name, self.title, self.pairs = name, title, pairs
         self.paths = sorted({p for pr in self.pairs for p in (pr.a, pr.b)})
-        detector = YuNetDetector(paths.yunet_model())
-        store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
-        self.faces = detect_all(self.paths, store, show_progress)
+        self.faces = detect_all(self.paths, LandmarkStore.default(), show_progress)
         self.show_progress = show_progress
         self._crops: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._identity: dict | None = None
@@ -194,13 +191,6 @@ def verified_accuracy(path: str | os.PathLike, identity: dict) -> dict | None:
     return dict(rep, accuracy_source=REUSED)
 
 
-def source_embeddings(source: str, faces: np.ndarray) -> np.ndarray:
-    """The source model's (torch) embeddings of the parity faces."""
-    from ..zoo import load_embedder
-
-    return load_embedder(source, device="cpu").embed(faces)
-
-
 def accuracy_entry(title: str, rep: dict) -> dict:
     """One benchmark's cell in a bench row: the figures shown, and whether they were measured."""
     return {"title": title, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"],
@@ -258,8 +248,13 @@ def summarize_target(target: Target, probes: dict[int, dict], accuracy: dict[str
     return row
 
 
-def run_bench(targets: list[Target], settings: BenchSettings, workdir: str | os.PathLike | None = None, log=print) -> dict:
-    """Measure every target; returns {'machine', 'settings', 'rows', 'probes', 'errors'}."""
+def run_bench(targets: list[Target], settings: BenchSettings, workdir: str | os.PathLike | None = None, log=print,
+              embed_source: Callable[[str, np.ndarray], np.ndarray] | None = None) -> dict:
+    """Measure every target; returns {'machine', 'settings', 'rows', 'probes', 'errors'}.
+
+    embed_source(source, faces) gives the source model's embeddings of the parity faces for a
+    target that names its source; the caller supplies it (it loads a torch model, which the
+    bench layer never imports). Without it, a target with a source is an error."""
     from .adapters import open_model
     from .machine import describe
 
@@ -284,8 +279,10 @@ def run_bench(targets: list[Target], settings: BenchSettings, workdir: str | os.
                     np.save(faces_file, faces, allow_pickle=False)
                     ref_path = None
                     if target.source:
+                        if embed_source is None:
+                            raise ValueError(f"{target.label}: source {target.source!r} given but no embed_source to compute its parity reference")
                         ref_path = workdir / f"reference-{len(reference_cache)}.npy"
-                        np.save(ref_path, source_embeddings(target.source, faces), allow_pickle=False)
+                        np.save(ref_path, embed_source(target.source, faces), allow_pickle=False)
                     reference_cache[key] = (str(faces_file), str(ref_path) if ref_path else None)
                 faces_file, ref_file = reference_cache[key]
             threads = list(dict.fromkeys(settings.threads + ((target.profile.threads,) if target.profile else ())))

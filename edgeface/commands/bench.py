@@ -178,6 +178,13 @@ def build_targets(args) -> tuple[list, list[dict]]:
     return targets, skipped
 
 
+def source_embeddings(source: str, faces):
+    """The source model's (torch) embeddings of the parity faces: the bench's parity reference."""
+    from ..zoo import load_embedder
+
+    return load_embedder(source, device="cpu").embed(faces)
+
+
 def run(args) -> int:
     from .. import benchmarks
     from ..bench import report
@@ -197,7 +204,7 @@ def run(args) -> int:
         accuracy=not args.no_accuracy, data=args.data or "", pairs=args.pairs, benchmarks=benchmarks.parse(args.benchmarks), limit_folds=args.limit_folds, parity_faces=args.parity_faces, show_progress=not args.quiet,
     )
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    result = run_bench(targets, settings, Path(args.out) / "work", log=log)
+    result = run_bench(targets, settings, Path(args.out) / "work", log=log, embed_source=source_embeddings)
     result["errors"] = skipped + result["errors"]
     files = report.write_all(result, args.out, args.name)
     print(report.table(result))

@@ -57,35 +57,14 @@ def register(sub) -> None:
     v.set_defaults(handler=run_view)
 
 
-RECIPE_KEYS = {"format", "precision", "graph", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads"}
-
-
-def read_recipe(spec: str) -> dict:
-    import tomllib
-
-    path = Path(spec)
-    if not path.is_file():
-        path = Path(__file__).resolve().parent.parent.parent / "export" / f"{spec}.toml"
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {spec!r}: no such file, and no export/{spec}.toml in the checkout")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(data) - RECIPE_KEYS
-    if unknown:
-        raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
-    if "format" not in data:
-        raise ValueError(f"{path}: a recipe needs at least 'format'")
-    row = targets.target(data["format"], data.get("precision", "fp32"))
-    if "graph" in data and data["graph"] not in row.graphs:
-        raise ValueError(f"{path}: graph {data['graph']!r}: {row.key} writes the {' or '.join(row.graphs)} graph")
-    return data
-
-
 def apply_recipe(args) -> None:
     """Recipe values fill what the command line left unset; then the built-in defaults."""
-    recipe = read_recipe(args.recipe) if args.recipe else {}
+    recipe = {}
+    if args.recipe:
+        from ..profiles import load_recipe
+
+        r = load_recipe(args.recipe)
+        recipe = {"format": r.format, "precision": r.precision, **r.options}
     args.target = args.target or recipe.get("format")
     args.precision = args.precision or recipe.get("precision", "fp32")
     args.graph = getattr(args, "graph", None) or recipe.get("graph")

@@ -214,19 +214,6 @@ def shrink_bottlenecks(model: nn.Module, keep_idx: dict[str, np.ndarray]) -> nn.
     return model
 
 
-def build_pruned_mobilefacenet(input_size=(112, 112), embedding_size: int = 128, mid_channels: list[int] | None = None, width: int = 64, setting=None, **_) -> nn.Module:
-    """MobileFaceNet whose bottlenecks have the given expansion widths (arch 'mobilefacenet_pruned')."""
-    from ..models.mobilefacenet import MobileFaceNet
-
-    model = MobileFaceNet(input_size=tuple(input_size), embedding_size=embedding_size, width=width, setting=[tuple(s) for s in setting] if setting else None)
-    names = bottlenecks(model)
-    if mid_channels is None:
-        return model
-    if len(mid_channels) != len(names):
-        raise ValueError(f"mid_channels lists {len(mid_channels)} widths, MobileFaceNet has {len(names)} bottlenecks")
-    return shrink_bottlenecks(model, {b: np.arange(int(c)) for b, c in zip(names, mid_channels)})
-
-
 def pruned_card(model: nn.Module, card: ModelCard, name: str, note: str) -> ModelCard:
     from ..models.complexity import count_mflops, count_params
 

@@ -19,14 +19,9 @@ from ..cache import cache_dir
 from ..card import ModelCard
 from ..data import IMAGE_SUFFIXES, load_pairs
 from ..evaluate import aligned_crops, detect_all, progress
+from ..landmarks import LandmarkStore
 
 TRAIN_SOURCES = ("celeba-299", "aaf-8k")
-
-
-def _store():
-    from ..export.faces import _store as export_store  # one YuNet + landmark-cache setup for both stages
-
-    return export_store()
 
 
 def list_images(root: str | os.PathLike) -> list[str]:
@@ -69,7 +64,7 @@ def align_folder(root: str | os.PathLike, card: ModelCard, limit: int | None = N
     # The detect -> align loop is the export stage's (photos without a detectable face skipped).
     from ..export.faces import align_files
 
-    faceset = align_files(files, card, store=_store(), show_progress=show_progress)
+    faceset = align_files(files, card, store=LandmarkStore.default(), show_progress=show_progress)
     if not faceset.paths:
         raise ValueError(f"{root}: YuNet found no face in any of {len(files)} images")
     crops, used = faceset.crops, faceset.paths
@@ -137,7 +132,7 @@ def lfw_pairs(card: ModelCard, data: str | os.PathLike | None = None, folds: int
     h, w = card.input_size
     cache = cache_dir("crops") / f"pairs-{data.resolve().name}-{card.template}-{h}x{w}-f{folds or 0}.npy"
     index = {p: i for i, p in enumerate(images)}
-    store = _store()
+    store = LandmarkStore.default()
     faces = detect_all(images, store, show_progress)
     ok = np.array([faces.landmarks_for(p) is not None for p in images])
     if cache.is_file():

@@ -109,7 +109,7 @@ def export_qat_onnx(qnet: nn.Module, card: ModelCard, path: str | Path, compact:
     import onnx
 
     from ..export.converters import INPUT_NAME, OUTPUT_NAME
-    from ..export.graph import FaceEmbeddingGraph, sample_faces
+    from ..models.graph import FaceEmbeddingGraph, sample_faces
     from ..export.onnx_compact import compact_int8, fold_weight_quantize
 
     h, w = card.input_size

@@ -328,9 +328,9 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, par: dict, 
     its dataset identity) and return the thresholds section: calibrated on people none of them
     contains, with what each threshold achieves on each of them."""
     from .. import benchmarks
-    from .faces import _store
+    from ..landmarks import LandmarkStore
 
-    store = _store()
+    store = LandmarkStore.default()
     lfw_pairs = benchmarks.get("lfw-dev").pairs(opts.lfw_folds) if not opts.lfw_dir else V.lfw_pairs(opts.lfw_dir, None)
     if opts.lfw_dir:
         from ..data import first_folds

@@ -3,7 +3,7 @@ directory and describes the resulting input/output.
 
 ONNX is the hub: OpenVINO, NNCF int8 and TensorRT all start from the edgeface ONNX graph
 (uint8 NHWC in, unit embeddings out). TFLite is converted from the torch graph with
-litert-torch (NHWC native); fp16 weights by ai-edge-quantizer, int8 by PT2E (export.pt2e).
+litert-torch (NHWC native); fp16 weights by ai-edge-quantizer, int8 by PT2E (compress.pt2e).
 MNN converts either ONNX graph with mnnconvert. The mobile engines that cannot take our uint8
 graph (ncnn through pnnx, Core ML through coremltools) get the *core* graph: the bare network,
 float32 NCHW, opset 11 (torch_to_core_onnx), with pre- and post-processing left to the runtime.
@@ -55,7 +55,7 @@ class ExportSource:
         return dest
 
     def graph(self):
-        from .graph import FaceEmbeddingGraph
+        from ..models.graph import FaceEmbeddingGraph
 
         if self.kind != "torch":
             raise ValueError(f"{self.path}: this target converts from a PyTorch model; an ONNX file cannot be converted to it here")
@@ -111,7 +111,7 @@ def torch_to_onnx(graph, card: ModelCard, path: Path, half: bool = False) -> Pat
     import onnxslim
     import torch
 
-    from .graph import sample_faces
+    from ..models.graph import sample_faces
 
     module = graph
     if half:
@@ -383,7 +383,7 @@ def _tflite_from_onnx(src: ExportSource, out: Path, precision: str, calib) -> Co
 def _tflite_fp32(src: ExportSource, path: Path) -> Path:
     import litert_torch
 
-    from .graph import sample_faces
+    from ..models.graph import sample_faces
 
     def make(p: Path) -> Path:
         edge = litert_torch.convert(src.graph(), (sample_faces(src.card, 1),))
@@ -439,14 +439,14 @@ def tflite_fp16(src, out, calib):
 
 
 def tflite_int8(src, out, calib):
-    """Full-integer TFLite through PT2E (export.pt2e: why not ai-edge-quantizer is measured there)."""
+    """Full-integer TFLite through PT2E (compress.pt2e: why not ai-edge-quantizer is measured there)."""
     if src.kind == "onnx":
         return _tflite_from_onnx(src, out, "int8", calib)
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
-    from .graph import sample_faces
-    from .pt2e import pt2e_int8
+    from ..models.graph import sample_faces
+    from ..compress.pt2e import pt2e_int8
 
     _log(f"PT2E int8 with {len(calib)} calibration faces")
     qmodel, quantizer, info = pt2e_int8(src.net, src.card, calib)

@@ -18,7 +18,6 @@ import numpy as np
 from ..align import align_face
 from ..card import ModelCard
 from ..data import IMAGE_SUFFIXES, identity_folder
-from ..detect import YuNetDetector
 from ..imageio import ImageError, read_image
 from ..landmarks import LandmarkStore
 from .. import paths
@@ -38,17 +37,12 @@ class FaceSet:
         return FaceSet(self.crops[idx], [self.paths[i] for i in idx], [self.identities[i] for i in idx])
 
 
-def _store(detector_path: str | None = None) -> LandmarkStore:
-    det = YuNetDetector(detector_path or paths.yunet_model())
-    return LandmarkStore(det, LandmarkStore.default_cache_file(det))
-
-
 def align_files(files: list[str], card: ModelCard, identities: list[str] | None = None, store: LandmarkStore | None = None,
                 show_progress: bool = True, limit: int | None = None) -> FaceSet:
     """Detect + align; photos without a detectable face are skipped (not guessed)."""
     from ..evaluate import progress
 
-    store = store or _store()
+    store = store or LandmarkStore.default()
     crops, kept, ids = [], [], []
     try:
         for i, f in enumerate(progress(files, len(files), "align", show_progress)):

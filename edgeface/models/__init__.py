@@ -5,22 +5,13 @@ from ..card import ModelCard
 from .dlib_resnet import CARD as DLIB_RESNET_CARD
 from .dlib_resnet import build_dlib_resnet, dlib_resnet_weights
 from .lightcnn import LightCNN
-from .mobilefacenet import MobileFaceNet
+from .mobilefacenet import MobileFaceNet, build_pruned_mobilefacenet
 from .mobilenet import MobileNetV1
 from .registry import build_from_card, get, names, register, register_arch
 
 register_arch("mobilefacenet", lambda **kw: MobileFaceNet(input_size=tuple(kw.get("input_size", (112, 112))), embedding_size=kw.get("embedding_size", 128)))
-
-
-def _build_pruned_mobilefacenet(**kw):
-    # Channel-pruned MobileFaceNet (edgeface prune --level channel): per-bottleneck widths in
-    # arch_kwargs["mid_channels"]. Imported lazily: the compress package imports this one.
-    from ..compress.channel import build_pruned_mobilefacenet
-
-    return build_pruned_mobilefacenet(**kw)
-
-
-register_arch("mobilefacenet_pruned", _build_pruned_mobilefacenet)
+# Channel-pruned MobileFaceNet (edgeface prune --level channel): per-bottleneck widths in arch_kwargs["mid_channels"].
+register_arch("mobilefacenet_pruned", build_pruned_mobilefacenet)
 
 register(
     ModelCard(

@@ -26,9 +26,9 @@ class ConvBNAct(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, expansion: int):
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int, mid: int | None = None):
         super().__init__()
-        mid = cin * expansion
+        mid = cin * expansion if mid is None else mid  # a channel-pruned bottleneck has fewer expansion channels
         self.residual = stride == 1 and cin == cout
         self.expand = ConvBNAct(cin, mid, 1)
         self.depthwise = ConvBNAct(mid, mid, 3, stride, 1, groups=mid)
@@ -40,15 +40,20 @@ class Bottleneck(nn.Module):
 
 
 class MobileFaceNet(nn.Module):
-    def __init__(self, input_size: tuple[int, int] = (112, 112), embedding_size: int = 128, width: int = 64, setting=None):
+    def __init__(self, input_size: tuple[int, int] = (112, 112), embedding_size: int = 128, width: int = 64, setting=None,
+                 mid_channels: list[int] | None = None):
         super().__init__()
         setting = setting or MOBILEFACENET_SETTING
         self.stem = ConvBNAct(3, width, 3, 2, 1)
         self.stem_dw = ConvBNAct(width, width, 3, 1, 1, groups=width)
+        n_blocks = sum(n for _, _, n, _ in setting)
+        if mid_channels is not None and len(mid_channels) != n_blocks:
+            raise ValueError(f"mid_channels lists {len(mid_channels)} widths, MobileFaceNet has {n_blocks} bottlenecks")
         blocks, cin = [], width
         for t, c, n, s in setting:
             for i in range(n):
-                blocks.append(Bottleneck(cin, c, s if i == 0 else 1, t))
+                mid = int(mid_channels[len(blocks)]) if mid_channels is not None else None
+                blocks.append(Bottleneck(cin, c, s if i == 0 else 1, t, mid))
                 cin = c
         self.blocks = nn.Sequential(*blocks)
         self.conv_expand = ConvBNAct(cin, 512, 1)
@@ -64,3 +69,10 @@ class MobileFaceNet(nn.Module):
         x = self.blocks(self.stem_dw(self.stem(x)))
         x = self.embedding(self.gdc(self.conv_expand(x)))
         return x.flatten(1)
+
+
+def build_pruned_mobilefacenet(input_size=(112, 112), embedding_size: int = 128, mid_channels: list[int] | None = None, width: int = 64, setting=None, **_) -> nn.Module:
+    """MobileFaceNet whose bottlenecks have the given expansion widths (arch 'mobilefacenet_pruned',
+    written by `edgeface prune --level channel`)."""
+    return MobileFaceNet(input_size=tuple(input_size), embedding_size=embedding_size, width=width,
+                         setting=[tuple(s) for s in setting] if setting else None, mid_channels=mid_channels)

@@ -2,7 +2,7 @@
 file with a thread count, run a batch, report name and input layout.
 
 Every exported edgeface model takes uint8 NHWC aligned faces and returns embeddings (see
-edgeface.export.graph); a backend only moves arrays in and out. Backends import their
+edgeface.models.graph); a backend only moves arrays in and out. Backends import their
 runtime lazily so that a board with only one runtime installed can use it.
 """
 from __future__ import annotations

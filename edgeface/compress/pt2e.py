@@ -57,8 +57,8 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_ta
     (quantized module, quantizer, info)."""
     from torchao.quantization.pt2e import quantize_pt2e
 
-    from ..compress.fold import execution_order, fold_batchnorm
-    from .graph import FaceEmbeddingGraph, sample_faces
+    from .fold import execution_order, fold_batchnorm
+    from ..models.graph import FaceEmbeddingGraph, sample_faces
 
     if calib is None or len(calib) == 0:
         raise ValueError("int8 needs calibration faces")
