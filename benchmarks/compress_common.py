@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from edgeface import paths, zoo
-from edgeface.compress import faces
+from edgeface import face_sets as faces
 
 
 def add_setup_args(ap: argparse.ArgumentParser, folds: int) -> None:
@@ -28,7 +28,7 @@ class Setup:
     res_file: Path
     model: torch.nn.Module
     card: object
-    pairs: faces.PairSet
+    pairs: faces.AlignedPairs
 
     def load(self, empty: dict) -> dict:
         return json.loads(self.res_file.read_text()) if self.res_file.is_file() else empty

@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeface import paths, zoo  # noqa: E402
-from edgeface.compress import faces, finetune, prune  # noqa: E402
+from edgeface import face_sets as faces  # noqa: E402
+from edgeface.compress import finetune, prune  # noqa: E402
 from edgeface.compress.correlation import top_down_order  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx  # noqa: E402
 from edgeface.compress.report import plot_curves, write_markdown_table  # noqa: E402

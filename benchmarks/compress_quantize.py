@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compress_common import add_setup_args, setup  # noqa: E402
-from edgeface.compress import faces  # noqa: E402
+from edgeface import face_sets as faces  # noqa: E402
 from edgeface.compress.quantize import compare_embeddings, embed_file, export_precision  # noqa: E402
 from edgeface.compress.report import write_markdown_table  # noqa: E402
 from edgeface.runtime.codecs import get_codec  # noqa: E402

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeface import paths  # noqa: E402
-from edgeface.compress.faces import lfw_pairs  # noqa: E402
+from edgeface.face_sets import lfw_pairs  # noqa: E402
 from edgeface.data import load_pairs  # noqa: E402
 from edgeface.detect import YuNetDetector, pick_primary  # noqa: E402
 from edgeface.evaluate import progress  # noqa: E402

@@ -56,7 +56,7 @@ def populations(seed: int = 0, probe_lfw: int = 400, probe_celeba: int = 100, pe
 
 
 def embed_files(bundle, items, store):
-    from edgeface.export.faces import align_files
+    from edgeface.face_sets import align_files
 
     fs = align_files([f for f, _ in items], bundle.card, [i for _, i in items], store=store, show_progress=False)
     embs = np.concatenate([bundle.embed(fs.crops[s : s + 256]) for s in range(0, len(fs), 256)])

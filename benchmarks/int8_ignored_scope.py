@@ -24,7 +24,7 @@ def main() -> int:
     import onnx
 
     from edgeface.export import load_source
-    from edgeface.export.faces import align_files, default_split
+    from edgeface.face_sets import align_files, default_split
     from edgeface.runtime.backends import make_backend
     from edgeface.preprocess import l2_normalize
 

@@ -25,7 +25,8 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from edgeface.protocol import evaluate_scores
-    from edgeface.train.loop import crops_to_tensor, lfw_pair_set
+    from edgeface.face_sets import crop_card, lfw_pairs
+    from edgeface.train.loop import crops_to_tensor
     from edgeface.train.teacher import TorchTeacher
 
     try:
@@ -33,7 +34,7 @@ def main() -> int:
     except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f"teacher {args.teacher!r} not available: {exc}", file=sys.stderr)
         return 2
-    pairs = lfw_pair_set(show_progress=False)
+    pairs = lfw_pairs(crop_card(), show_progress=False)
     t0 = time.time()
     emb = np.concatenate([teacher(crops_to_tensor(pairs.crops[i : i + 64], "cpu").float())[0].numpy() for i in range(0, len(pairs.crops), 64)])
     seconds = time.time() - t0

@@ -64,7 +64,7 @@ def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "
 
 
 @dataclass
-class FaceSet:
+class Detections:
     """Detections for a set of images plus the rule applied to those without one."""
 
     records: dict[str, FaceRecord]
@@ -85,7 +85,7 @@ class FaceSet:
         return dict(Counter(n for r in self.records.values() for n in r.notes))
 
 
-def detect_all(paths: list[str], store: LandmarkStore, show_progress: bool = True) -> FaceSet:
+def detect_all(paths: list[str], store: LandmarkStore, show_progress: bool = True) -> Detections:
     import os
 
     records: dict[str, FaceRecord] = {}
@@ -101,10 +101,10 @@ def detect_all(paths: list[str], store: LandmarkStore, show_progress: bool = Tru
         if r.status == "ok" and r.image_size:
             by_size.setdefault(tuple(r.image_size), []).append(r.landmarks)
     fallback = {size: np.mean(lms, axis=0) for size, lms in by_size.items() if len(lms) >= 10}
-    return FaceSet(records, fallback)
+    return Detections(records, fallback)
 
 
-def aligned_crops(paths: list[str], faces: FaceSet, card: ModelCard, on_fail: str = "fallback", show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def aligned_crops(paths: list[str], faces: Detections, card: ModelCard, on_fail: str = "fallback", show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W, 3) uint8 RGB crops for the images that can be used, and a bool mask of which."""
     h, w = card.input_size
     crops = np.zeros((len(paths), h, w, 3), np.uint8)
@@ -142,7 +142,7 @@ class PairEmbeddings:
     index: dict[str, int]
     embeddings: np.ndarray
     usable: np.ndarray
-    faces: FaceSet
+    faces: Detections
 
 
 def embed_pairs(embedder: Embedder, pairs: list[Pair], store: LandmarkStore, flip: str = "none", on_fail: str = "fallback", show_progress: bool = True) -> PairEmbeddings:

@@ -10,7 +10,7 @@ import pytest
 
 from edgeface.bench import report
 from edgeface.bench.adapters import PlainModel, find_card, open_model
-from edgeface.bench.harness import BenchSettings, Target, classify, run_bench
+from edgeface.bench.harness import BenchSettings, BenchItem, classify, run_bench
 from edgeface.bench.machine import describe, summary_line
 from edgeface.bench.probe import probe, time_calls
 from tiny_models import TINY_CARD, reference_embed, write_tiny_onnx
@@ -126,7 +126,7 @@ def test_run_bench_and_reports(tiny, tmp_path):
     from edgeface.profiles import load_profile
 
     settings = BenchSettings(threads=(1, 0), throughput_batch=4, min_time=0.05, min_reps=5, warmup=2, accuracy=False, show_progress=False)
-    targets = [Target("onnx:u8", tiny["u8"], profile=load_profile("x86-server-onnxruntime")), Target("onnx:f32", tiny["f32"]), Target("broken", tmp_path / "nothing.onnx")]
+    targets = [BenchItem("onnx:u8", tiny["u8"], profile=load_profile("x86-server-onnxruntime")), BenchItem("onnx:f32", tiny["f32"]), BenchItem("broken", tmp_path / "nothing.onnx")]
     result = run_bench(targets, settings, tmp_path / "work", log=lambda *a: None)
     assert [r["target"] for r in result["rows"]] == ["onnx:u8", "onnx:f32"]
     assert result["errors"][0]["target"] == "broken" and "nothing.onnx" in result["errors"][0]["error"]

@@ -79,7 +79,7 @@ def test_quantize_qat_cli_trains_and_stores_int8_weights(shared, tmp_path):
     consts = {t.name for t in m.graph.initializer}
     assert not [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in consts]
     from edgeface.card import ModelCard
-    from edgeface.compress import faces
+    from edgeface import face_sets as faces
     from edgeface.compress.quantize import embed_file, export_precision
     from edgeface.zoo import load_torch_model
 

@@ -80,12 +80,12 @@ def _redrawn_lfw(lfw: Path, out: Path) -> Path:
 def test_bench_measures_other_pairs_of_lfw_dev_size_and_reuses_only_the_same(shared, tmp_path):
     """The silent wrong number: bench --data OTHER (3,000 pairs, as LFW-dev) used to print the
     bundle's stored LFW-dev accuracy. Now only provably the same pairs and images are reused."""
-    from edgeface.bench.harness import MEASURED, REUSED, BenchSettings, Target, run_bench
+    from edgeface.bench.harness import MEASURED, REUSED, BenchItem, BenchSettings, run_bench
 
     lfw = shared / "datasets" / "lfw-dev"
     model = _tiny_bundle_dir(tmp_path / "bundle")
     fast = dict(threads=(1,), throughput_batch=0, min_time=0.02, max_time=1.0, min_reps=3, warmup=1, show_progress=False)
-    first = run_bench([Target("tiny", model)], BenchSettings(**fast), tmp_path / "w1", log=lambda *a: None)
+    first = run_bench([BenchItem("tiny", model)], BenchSettings(**fast), tmp_path / "w1", log=lambda *a: None)
     lfw_cell = first["rows"][0]["benchmarks"]["lfw-dev"]
     assert lfw_cell["accuracy_source"] == MEASURED and lfw_cell["pairs"] == 3000
     # Record it as an export verification does: the report with the dataset identity of its pairs.
@@ -94,12 +94,12 @@ def test_bench_measures_other_pairs_of_lfw_dev_size_and_reuses_only_the_same(sha
                                  "num_pairs": 3000, "num_folds": 5, "num_failed": lfw_cell["num_failed"], "dataset": dataset_identity(load_pairs(lfw))}
     (model.parent / "edgeface.json").write_text(json.dumps(meta))
 
-    again = run_bench([Target("tiny", model)], BenchSettings(**fast), tmp_path / "w2", log=lambda *a: None)["rows"][0]["benchmarks"]["lfw-dev"]
+    again = run_bench([BenchItem("tiny", model)], BenchSettings(**fast), tmp_path / "w2", log=lambda *a: None)["rows"][0]["benchmarks"]["lfw-dev"]
     assert again["accuracy_source"] == REUSED and again["accuracy"] == lfw_cell["accuracy"]
 
     other = _redrawn_lfw(lfw, tmp_path / "pairs_redrawn.txt")
     assert len(load_pairs(lfw, other)) == 3000
-    res = run_bench([Target("tiny", model)], BenchSettings(**fast, data=str(lfw), pairs=str(other)), tmp_path / "w3", log=lambda *a: None)
+    res = run_bench([BenchItem("tiny", model)], BenchSettings(**fast, data=str(lfw), pairs=str(other)), tmp_path / "w3", log=lambda *a: None)
     cell = res["rows"][0]["benchmarks"]["data"]
     assert cell["accuracy_source"] == MEASURED and cell["pairs"] == 3000
     assert cell["accuracy"] != lfw_cell["accuracy"]
@@ -186,7 +186,7 @@ def test_threshold_calibration_shares_no_identity_with_the_reported_sets(shared)
 
     from edgeface import benchmarks
     from edgeface.data import lfw_pair_identities
-    from edgeface.export.faces import threshold_calibration_population
+    from edgeface.face_sets import threshold_calibration_population
 
     pop = threshold_calibration_population()
     assert len(pop.files) == len(pop.identities) >= 3900 and len(set(pop.files)) == len(pop.files)

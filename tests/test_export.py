@@ -33,7 +33,7 @@ def onnx_bundle(source, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def verify_faces(source):
-    from edgeface.export.faces import align_files, default_split
+    from edgeface.face_sets import align_files, default_split
 
     split = default_split(SMALL["n_calib"], SMALL["n_verify"], 0)
     return align_files(split.verify_files[:16], source.card, show_progress=False).crops

@@ -40,7 +40,7 @@ def test_runtime_modules_and_commands_import_without_torch(tmp_path):
     else:
         raise SystemExit("torch import was not blocked")
     for m in ["edgeface.runtime.codecs", "edgeface.runtime.quality", "edgeface.runtime.gallery", "edgeface.runtime.face",
-              "edgeface.commands.faces", "edgeface.cli", "edgeface.align", "edgeface.detect", "edgeface.imageio"]:
+              "edgeface.commands.recognize", "edgeface.cli", "edgeface.align", "edgeface.detect", "edgeface.imageio"]:
         importlib.import_module(m)
     from edgeface.cli import build_parser, main
     build_parser()

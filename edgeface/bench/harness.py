@@ -28,8 +28,8 @@ MODEL_SUFFIXES = (".onnx", ".xml", ".tflite")
 
 
 @dataclass
-class Target:
-    """One thing to measure."""
+class BenchItem:
+    """One thing to measure: a bundle directory or a plain model file (not a row of the target table, edgeface.targets.Target)."""
 
     label: str
     path: Path
@@ -76,7 +76,7 @@ def classify(spec: str) -> str:
     return "source"
 
 
-def run_probe(target: Target, threads: int, settings: BenchSettings, faces: str | None, reference: str | None, workdir: Path) -> dict:
+def run_probe(target: BenchItem, threads: int, settings: BenchSettings, faces: str | None, reference: str | None, workdir: Path) -> dict:
     """`python -m edgeface.bench.probe` in a fresh process (this interpreter, this checkout)."""
     out = workdir / f"probe-{target.label}-t{threads}.json"
     cmd = [sys.executable, "-m", "edgeface.bench.probe", str(target.path), "--out", str(out), "--threads", str(threads),
@@ -198,7 +198,7 @@ def accuracy_entry(title: str, rep: dict) -> dict:
             "num_failed": rep["num_failed"], "accuracy_source": rep.get("accuracy_source", MEASURED)}
 
 
-def summarize_target(target: Target, probes: dict[int, dict], accuracy: dict[str, dict] | None, settings: BenchSettings) -> dict:
+def summarize_target(target: BenchItem, probes: dict[int, dict], accuracy: dict[str, dict] | None, settings: BenchSettings) -> dict:
     """accuracy: {benchmark name: accuracy_entry}; the first one fills the row's accuracy columns
     (the profile's accuracy floor and the plot's default panel)."""
     one = probes.get(1)
@@ -248,7 +248,7 @@ def summarize_target(target: Target, probes: dict[int, dict], accuracy: dict[str
     return row
 
 
-def run_bench(targets: list[Target], settings: BenchSettings, workdir: str | os.PathLike | None = None, log=print,
+def run_bench(targets: list[BenchItem], settings: BenchSettings, workdir: str | os.PathLike | None = None, log=print,
               embed_source: Callable[[str, np.ndarray], np.ndarray] | None = None) -> dict:
     """Measure every target; returns {'machine', 'settings', 'rows', 'probes', 'errors'}.
 

@@ -89,7 +89,7 @@ def export_supports(option: str) -> bool:
     return export is not None and any(option in a.option_strings for a in export._actions)
 
 
-def export_bundle(source: str, out_dir: Path, fmt: str | None = None, precision: str | None = None, profile: str | None = None, rebuild: bool = False, quiet: bool = False, extra: str = "") -> Path:
+def export_in_subprocess(source: str, out_dir: Path, fmt: str | None = None, precision: str | None = None, profile: str | None = None, rebuild: bool = False, quiet: bool = False, extra: str = "") -> Path:
     """`edgeface export` in a subprocess (the exporter may import torch and converters; this
     process stays lean), reusing an existing bundle unless asked to rebuild."""
     if (out_dir / "edgeface.json").is_file() and not rebuild:
@@ -135,7 +135,7 @@ def _bundle_label(path: Path) -> str:
 
 
 def build_targets(args) -> tuple[list, list[dict]]:
-    from ..bench.harness import Target, classify
+    from ..bench.harness import BenchItem, classify
     from ..profiles import load_profile
 
     profiles = [load_profile(name) for name in args.profile]
@@ -154,20 +154,20 @@ def build_targets(args) -> tuple[list, list[dict]]:
                 label = prof.name if prof else f"{fmt}-{prec}"
                 bdir = out / "bundles" / _stem(spec) / label
                 try:
-                    export_bundle(spec, bdir, fmt, prec, str(prof.path) if prof else None, args.rebuild, args.quiet, args.export_args)
+                    export_in_subprocess(spec, bdir, fmt, prec, str(prof.path) if prof else None, args.rebuild, args.quiet, args.export_args)
                 except RuntimeError as exc:
                     skipped.append({"target": f"{_stem(spec)}:{label}", "path": str(bdir), "error": str(exc)})
                     continue
-                targets.append(Target(label=f"{fmt}-{prec}", path=bdir, source=spec, profile=prof))
+                targets.append(BenchItem(label=f"{fmt}-{prec}", path=bdir, source=spec, profile=prof))
         elif kind == "bundle":
             label, meta = _bundle_label(Path(spec))
             prof = next((p for p in profiles if (p.recipe.format, p.recipe.precision) == (meta.get("format"), meta.get("precision"))), None)
-            targets.append(Target(label=label, path=Path(spec), source=args.source, profile=prof))
+            targets.append(BenchItem(label=label, path=Path(spec), source=args.source, profile=prof))
         else:
             p = Path(spec)
             fmt = {".onnx": "onnx", ".xml": "openvino", ".tflite": "tflite"}[p.suffix]
             prof = next((pr for pr in profiles if pr.recipe.format == fmt), None)
-            targets.append(Target(label=f"{fmt}:{p.stem}", path=p, card=args.card, source=args.source, profile=prof))
+            targets.append(BenchItem(label=f"{fmt}:{p.stem}", path=p, card=args.card, source=args.source, profile=prof))
     # Distinct labels: the same target of two models gets the model's name in front.
     seen: dict[str, int] = {}
     for t in targets:

@@ -54,7 +54,8 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from ..compress import channel, faces, finetune, prune
+    from .. import face_sets as faces
+    from ..compress import channel, finetune, prune
     from ..compress.evalfast import embed_with_onnx
     from ..compress.masks import save_pruned, sparsity_table
     from ..compress.report import plot_curves, write_report

@@ -43,7 +43,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..compress import faces
+    from .. import face_sets as faces
     from ..compress.quantize import compare_embeddings, embed_file, export_precision
     from ..compress.report import write_report
     from ..models.complexity import count_mflops, count_params

@@ -162,7 +162,8 @@ def run(args) -> int:
     from .. import models
     from ..train.data import load_aligned, load_training_sources
     from ..train.distributed import world_from_env
-    from ..train.loop import PairSet, lfw_pair_set, train
+    from ..face_sets import AlignedPairs, crop_card, lfw_pairs
+    from ..train.loop import train
     from ..train.teacher import TorchTeacher, teacher_embeddings
 
     if args.threads:
@@ -193,9 +194,9 @@ def run(args) -> int:
     lfw = None
     if cfg.eval_lfw and main:
         if args.lfw_crops:
-            lfw = PairSet.load(args.lfw_crops)
+            lfw = AlignedPairs.load(args.lfw_crops)
         else:
-            lfw = lfw_pair_set(show_progress=not quiet)
+            lfw = lfw_pairs(crop_card(), show_progress=not quiet)
     result = train(cfg, data, args.out, teacher_emb, lfw, resume=args.resume, show_progress=not quiet, teacher=teacher, stop_after_steps=args.stop_after_steps, sitting_s=args.sitting_time)
     if main:
         last = result["history"][-1] if result["history"] else {}

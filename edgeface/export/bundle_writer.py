@@ -69,7 +69,7 @@ class ExportOptions:
     lfw_dir: str | None = None
     lfw_folds: int | None = None  # None: all folds; 0: skip LFW and the other benchmarks (tests, quick checks)
     benchmarks: tuple[str, ...] = ("lfw-dev", "cfp-ff", "cfp-fp")  # verification records (edgeface.benchmarks); lfw_folds limits each
-    n_threshold_faces: int = 4000  # threshold calibration photos (export.faces.threshold_calibration_population)
+    n_threshold_faces: int = 4000  # threshold calibration photos (face_sets.threshold_calibration_population)
     n_conformance: int = 8
     threads: int = 2
     show_progress: bool = True
@@ -143,7 +143,7 @@ def _faces(card: ModelCard, opts: ExportOptions):
 
 
 def _make_faces(card: ModelCard, opts: ExportOptions):
-    from .faces import align_files, default_split, folder_faces
+    from ..face_sets import align_files, default_split, folder_faces
 
     # 10 % spare verification photos: a few have no detectable face, and the check promises n_verify faces.
     split = default_split(opts.n_calib, opts.n_verify + max(4, opts.n_verify // 10), opts.n_impostor, opts.seed)
@@ -313,7 +313,7 @@ _CALIBRATION: dict = {}
 
 def _threshold_population(card: ModelCard, opts: ExportOptions):
     """The threshold calibration faces (people disjoint from the reported sets), aligned once per card."""
-    from .faces import align_files, threshold_calibration_population
+    from ..face_sets import align_files, threshold_calibration_population
 
     key = (card.template, tuple(card.input_size), opts.seed, opts.n_threshold_faces)
     if key not in _CALIBRATION:

@@ -6,7 +6,7 @@
 3. CFP-FF and CFP-FP (edgeface.benchmarks) the same way, each record with the dataset identity
    of its pairs (so `edgeface bench` reuses a figure only for provably the same data);
 4. thresholds at FAR 1e-3 / 1e-4 calibrated on people none of those sets contains
-   (export.faces.threshold_calibration_population: CelebA-299 genuine pairs; impostors from
+   (face_sets.threshold_calibration_population: CelebA-299 genuine pairs; impostors from
    CelebA-299, LFW-dev's extra identities and AAF-8k), then what each threshold achieves on
    LFW-dev, CFP-FF and CFP-FP: FAR over all pairs of their images of different people, TAR
    over their genuine pairs. Misses beyond FAR_MISMATCH x are written to thresholds.notes.

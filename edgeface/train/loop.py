@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..card import ModelCard
+from ..face_sets import AlignedPairs
 from .data import AlignedSet
 from . import distributed
 from .losses import DistillationLoss, FeatureDistillationLoss, RelationalDistillationLoss, build_loss
@@ -208,46 +209,6 @@ def crops_to_tensor(crops: np.ndarray, device) -> torch.Tensor:
 # ---------------------------------------------------------------------------- LFW-dev monitor
 
 
-@dataclass
-class PairSet:
-    """Aligned crops of the images in a pairs list plus the pair index (for per-epoch accuracy)."""
-
-    crops: np.ndarray  # (M, 112, 112, 3) uint8
-    ia: np.ndarray
-    ib: np.ndarray
-    same: np.ndarray
-    folds: np.ndarray
-
-    def save(self, path) -> None:
-        np.savez(path, crops=self.crops, ia=self.ia, ib=self.ib, same=self.same, folds=self.folds)
-
-    @staticmethod
-    def load(path) -> "PairSet":
-        with np.load(path, allow_pickle=False) as z:
-            return PairSet(z["crops"], z["ia"], z["ib"], z["same"], z["folds"])
-
-
-def lfw_pair_set(card_template: str = "arcface_112x112", size=(112, 112), data_dir=None, show_progress: bool = True) -> PairSet:
-    """LFW-dev pair images aligned exactly as `edgeface eval` does (cached YuNet landmarks,
-    mean-landmark fallback for undetected faces)."""
-    from .. import paths
-    from ..data import load_pairs
-    from ..detect import YuNetDetector
-    from ..evaluate import aligned_crops, detect_all
-    from ..landmarks import LandmarkStore
-
-    pairs = load_pairs(data_dir or paths.lfw_dev())
-    det = YuNetDetector(paths.yunet_model())
-    store = LandmarkStore(det, LandmarkStore.default_cache_file(det))
-    img_paths = sorted({p for pr in pairs for p in (pr.a, pr.b)})
-    faces = detect_all(img_paths, store, show_progress)
-    card = ModelCard(name="lfw", arch="none", input_size=size, embedding_size=1, template=card_template)
-    crops, ok = aligned_crops(img_paths, faces, card, show_progress=show_progress)
-    index = {p: i for i, p in enumerate(img_paths)}
-    keep = [pr for pr in pairs if ok[index[pr.a]] and ok[index[pr.b]]]
-    return PairSet(crops, np.array([index[p.a] for p in keep]), np.array([index[p.b] for p in keep]), np.array([p.same for p in keep]), np.array([p.fold for p in keep]))
-
-
 @torch.no_grad()
 def embed_tensor(model: nn.Module, crops: np.ndarray, card: ModelCard, device, batch: int = 512) -> np.ndarray:
     model.eval()
@@ -258,7 +219,7 @@ def embed_tensor(model: nn.Module, crops: np.ndarray, card: ModelCard, device, b
     return np.concatenate(outs)
 
 
-def pair_accuracy(model: nn.Module, pairs: PairSet, card: ModelCard, device) -> dict:
+def pair_accuracy(model: nn.Module, pairs: AlignedPairs, card: ModelCard, device) -> dict:
     from ..protocol import evaluate_scores
 
     e = embed_tensor(model, pairs.crops, card, device)
@@ -428,7 +389,7 @@ def train(
     data: AlignedSet,
     out_dir: str | os.PathLike,
     teacher_emb: np.ndarray | None = None,
-    lfw: PairSet | None = None,
+    lfw: AlignedPairs | None = None,
     resume: bool = False,
     show_progress: bool = True,
     teacher=None,

@@ -1,0 +1,331 @@
+"""Aligned face sets from the shared data: one detect (YuNet, cached) -> align (the card's template) path.
+
+  * AlignedFaces: photos detected and aligned, for calibration, parity checks and threshold
+    calibration (export), and for pruning statistics, distillation and quantization calibration
+    (compress); photos without a detectable face are skipped, not guessed;
+  * default_split / threshold_calibration_population: the fixed-seed, disjoint file lists from
+    ../shared the export uses (never LFW-dev pairs, which are kept for evaluation):
+      calibration  : a fixed-seed subset of CelebA-299 (2 photos each of 75 people) + AAF-8k (150)
+      verification : other CelebA-299 people and AAF-8k photos, disjoint from calibration
+      impostors    : AAF-8k photos of different people (no two photos of one person), disjoint from
+                     calibration, for thresholds at FAR 1e-4 (LFW-dev has only 1,500 impostor pairs)
+    `--calib DIR` replaces the calibration set with the user's own folder of face photos;
+  * training_faces / align_folder: crops of the shared *training* sets (CelebA-299, AAF-8k),
+    cached as plain uint8 .npy plus a JSON list of source files (no pickle);
+  * AlignedPairs / lfw_pairs: LFW-style pairs over aligned crops, aligned exactly as `edgeface eval`
+    does (same detector cache, same no-face fallback rule), for fast repeated evaluation of many
+    models (pruning, quantization, training monitor).
+Torch-free.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+from .align import align_face
+from .cache import cache_dir
+from .card import ModelCard
+from .data import IMAGE_SUFFIXES, identity_folder, load_pairs
+from .evaluate import aligned_crops, detect_all, progress
+from .imageio import ImageError, read_image
+from .landmarks import LandmarkStore
+
+
+@dataclass
+class AlignedFaces:
+    crops: np.ndarray  # (N, H, W, 3) uint8 RGB aligned
+    paths: list[str]
+    identities: list[str]  # "" where unknown
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, idx) -> "AlignedFaces":
+        idx = list(idx)
+        return AlignedFaces(self.crops[idx], [self.paths[i] for i in idx], [self.identities[i] for i in idx])
+
+
+def align_files(files: list[str], card: ModelCard, identities: list[str] | None = None, store: LandmarkStore | None = None,
+                show_progress: bool = True, limit: int | None = None) -> AlignedFaces:
+    """Detect + align; photos without a detectable face are skipped (not guessed)."""
+    store = store or LandmarkStore.default()
+    crops, kept, ids = [], [], []
+    try:
+        for i, f in enumerate(progress(files, len(files), "align", show_progress)):
+            if limit is not None and len(kept) >= limit:
+                break
+            rec = store.get(f)
+            if rec.status != "ok":
+                continue
+            try:
+                img = read_image(f).pixels
+            except ImageError:
+                continue
+            crops.append(align_face(img, rec.landmarks, card.template, card.input_size))
+            kept.append(f)
+            ids.append(identities[i] if identities else "")
+    finally:
+        store.flush()
+    h, w = card.input_size
+    arr = np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8)
+    return AlignedFaces(arr, kept, ids)
+
+
+def folder_faces(folder: str | Path, card: ModelCard, limit: int = 300, seed: int = 0, show_progress: bool = True) -> AlignedFaces:
+    """Calibration faces from a user's folder of photos (searched recursively)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: calibration folder not found")
+    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found for calibration")
+    rng = np.random.default_rng(seed)
+    files = [files[i] for i in rng.permutation(len(files))]
+    ids = [Path(f).parent.name if Path(f).parent != folder else "" for f in files]
+    faces = align_files(files, card, ids, show_progress=show_progress, limit=limit)
+    if len(faces) < 8:
+        raise ValueError(f"{folder}: only {len(faces)} photos had a detectable face; calibration needs at least 8 (ideally 300)")
+    return faces
+
+
+@dataclass
+class DefaultSplit:
+    calib_files: list[str]
+    calib_ids: list[str]
+    verify_files: list[str]
+    verify_ids: list[str]
+    impostor_files: list[str]
+
+
+def default_split(n_calib: int = 300, n_verify: int = 200, n_impostor: int = 2000, seed: int = 0) -> DefaultSplit:
+    """Fixed-seed, disjoint file lists from CelebA-299 and AAF-8k (half of each set from each)."""
+    shared = paths.shared_dir() / "datasets"
+    celeba = identity_folder(shared / "celeba-299", min_images=2)
+    by_id: dict[str, list[str]] = {}
+    for f, ident in celeba:
+        by_id.setdefault(ident, []).append(f)
+    aaf_root = shared / "aaf-8k" / "images"
+    if not aaf_root.is_dir():
+        raise FileNotFoundError(f"{aaf_root}: AAF-8k not found (needed for default calibration); pass --calib DIR")
+    aaf = sorted(str(p) for p in aaf_root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    rng = np.random.default_rng(seed)
+    people = sorted(by_id)
+    people = [people[i] for i in rng.permutation(len(people))]
+    aaf = [aaf[i] for i in rng.permutation(len(aaf))]
+    n_cal_people = n_calib // 4  # 2 photos each -> half the calibration set from CelebA
+    n_ver_people = n_verify // 4
+
+    def two_each(ids):
+        files, labels = [], []
+        for ident in ids:
+            pick = sorted(by_id[ident])
+            sel = [pick[i] for i in rng.permutation(len(pick))[:2]]
+            files += sel
+            labels += [ident] * len(sel)
+        return files, labels
+
+    cf, ci = two_each(people[:n_cal_people])
+    vf, vi = two_each(people[n_cal_people : n_cal_people + n_ver_people])
+    n_aaf_cal = n_calib - len(cf)
+    n_aaf_ver = n_verify - len(vf)
+    cal_aaf = aaf[:n_aaf_cal]
+    ver_aaf = aaf[n_aaf_cal : n_aaf_cal + n_aaf_ver]
+    imp_aaf = aaf[n_aaf_cal : n_aaf_cal + n_impostor]  # verification photos may be impostors too; calibration photos never
+    return DefaultSplit(cf + cal_aaf, ci + [""] * len(cal_aaf), vf + ver_aaf, vi + [""] * len(ver_aaf), imp_aaf)
+
+
+THRESHOLD_CALIBRATION = (
+    "people disjoint from every set the kit reports on (LFW-dev pairs, CFP): genuine pairs = all same-person pairs among "
+    "{celeba_images} photos of {celeba_people} CelebA-299 people (fixed seed); impostor pairs = all pairs of different people among "
+    "those, {lfw_images} photos of the {lfw_people} LFW-dev extra identities (people in no LFW-dev pair) and {aaf_images} AAF-8k photos "
+    "(one person each)"
+)
+
+
+@dataclass
+class CalibrationPopulation:
+    files: list[str]
+    identities: list[str]  # "celeba:<id>", "lfw:<name>", "aaf:<file>": one namespace per source
+    description: str
+
+
+def threshold_calibration_population(n_faces: int = 4000, seed: int = 0, per_person: int = 10) -> CalibrationPopulation:
+    """The people the bundle's FAR thresholds are calibrated on, so that the FAR / TAR reported on
+    LFW-dev and CFP are measured on people the thresholds never saw (fixed seed, from ../shared):
+    about n_faces photos, a quarter from CelebA-299 (per_person each), a quarter LFW-dev extra
+    identities, half AAF-8k. 4,000 give ~4,500 genuine and ~8 million impostor pairs (FAR 1e-4:
+    ~800 impostors above the threshold)."""
+    n_celeba_people, n_lfw_extra, n_aaf = max(2, n_faces // (4 * per_person)), n_faces // 4, n_faces // 2
+    shared = paths.shared_dir() / "datasets"
+    rng = np.random.default_rng(seed)
+    by_id: dict[str, list[str]] = {}
+    for f, ident in identity_folder(shared / "celeba-299", min_images=2):
+        by_id.setdefault(ident, []).append(f)
+    people = sorted(by_id)
+    people = [people[i] for i in rng.permutation(len(people))[:n_celeba_people]]
+    files, ids = [], []
+    for ident in people:
+        pick = sorted(by_id[ident])
+        pick = [pick[i] for i in sorted(rng.permutation(len(pick))[:per_person])]
+        files += pick
+        ids += [f"celeba:{ident}"] * len(pick)
+    n_celeba = len(files)
+    lfw = shared / "lfw-dev"
+    extra = set((lfw / "extra_identities.txt").read_text().split())
+    lfw_items = identity_folder(lfw, identities=extra)
+    lfw_items = [lfw_items[i] for i in sorted(rng.permutation(len(lfw_items))[:n_lfw_extra])]
+    files += [f for f, _ in lfw_items]
+    ids += [f"lfw:{name}" for _, name in lfw_items]
+    aaf = sorted(str(p) for p in (shared / "aaf-8k" / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    aaf = [aaf[i] for i in sorted(rng.permutation(len(aaf))[:n_aaf])]
+    files += aaf
+    ids += [f"aaf:{Path(f).name}" for f in aaf]
+    desc = THRESHOLD_CALIBRATION.format(celeba_images=n_celeba, celeba_people=len(people), lfw_images=len(lfw_items),
+                                        lfw_people=len({n for _, n in lfw_items}), aaf_images=len(aaf))
+    return CalibrationPopulation(files, ids, desc)
+
+
+TRAIN_SOURCES = ("celeba-299", "aaf-8k")
+
+
+def crop_card(template: str = "arcface_112x112", size: tuple[int, int] = (112, 112)) -> ModelCard:
+    """A card that only says how to crop (template, size): for faces aligned before a model exists
+    (the training monitor's LFW-dev pairs)."""
+    return ModelCard(name="crop", arch="none", input_size=tuple(size), embedding_size=1, template=template)
+
+
+def list_images(root: str | os.PathLike) -> list[str]:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: image folder not found")
+    files = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+    return files
+
+
+def _save_atomic(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, arr, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def align_folder(root: str | os.PathLike, card: ModelCard, limit: int | None = None, seed: int = 0, show_progress: bool = True) -> np.ndarray:
+    """Aligned (N, H, W, 3) uint8 crops of up to `limit` images (a seeded random subset) of a folder.
+
+    Images where YuNet finds no face are skipped (a calibration/distillation set needs faces,
+    not a failure rule). Cached under cache_dir('crops') keyed by folder, template and size.
+    """
+    files = list_images(root)
+    if limit and limit < len(files):
+        idx = np.sort(np.random.default_rng(seed).choice(len(files), limit, replace=False))
+        files = [files[i] for i in idx]
+    h, w = card.input_size
+    root_id = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+    name = "-".join(Path(root).resolve().parts[-2:])
+    key = f"{name}-{root_id}-{card.template}-{h}x{w}-n{len(files)}-s{seed}"
+    out = cache_dir("crops") / f"{key}.npy"
+    if out.is_file():
+        arr = np.load(out, allow_pickle=False)
+        if arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[1:] == (h, w, 3):
+            return arr
+    faceset = align_files(files, card, store=LandmarkStore.default(), show_progress=show_progress)
+    if not faceset.paths:
+        raise ValueError(f"{root}: YuNet found no face in any of {len(files)} images")
+    crops, used = faceset.crops, faceset.paths
+    arr = crops.astype(np.uint8)
+    _save_atomic(out, arr)
+    out.with_suffix(".json").write_text(json.dumps({"files": used}))
+    return arr
+
+
+def training_faces(card: ModelCard, per_source: int = 1000, seed: int = 0, sources=TRAIN_SOURCES, show_progress: bool = True) -> np.ndarray:
+    """Aligned crops from the shared training sets (never LFW), `per_source` from each, interleaved."""
+    parts = [align_folder(paths.shared_dir() / "datasets" / s / "images", card, per_source, seed, show_progress) for s in sources]
+    n = min(len(p) for p in parts)
+    # Interleave so any prefix mixes the sources (CelebA in-the-wild + AAF East-Asian/ages).
+    mixed = np.stack([p[:n] for p in parts], 1).reshape(-1, *parts[0].shape[1:])
+    rest = [p[n:] for p in parts]
+    return np.concatenate([mixed, *rest])
+
+
+@dataclass
+class AlignedPairs:
+    """LFW-style pairs over a set of aligned crops, for fast repeated evaluation of many models."""
+
+    crops: np.ndarray  # (M, H, W, 3) uint8
+    ia: np.ndarray
+    ib: np.ndarray
+    same: np.ndarray
+    folds: np.ndarray
+    num_failed: int = 0  # pairs with an image where YuNet found no face (aligned by the fallback rule)
+
+    def save(self, path) -> None:
+        np.savez(path, crops=self.crops, ia=self.ia, ib=self.ib, same=self.same, folds=self.folds, num_failed=self.num_failed)
+
+    @staticmethod
+    def load(path) -> "AlignedPairs":
+        with np.load(path, allow_pickle=False) as z:
+            return AlignedPairs(z["crops"], z["ia"], z["ib"], z["same"], z["folds"], int(z["num_failed"]) if "num_failed" in z else 0)
+
+    def subset(self, folds: int) -> "AlignedPairs":
+        """Only the pairs of the first `folds` folds, with only the crops they use."""
+        sel = self.folds < folds
+        used, inv = np.unique(np.concatenate([self.ia[sel], self.ib[sel]]), return_inverse=True)
+        n = int(sel.sum())
+        return AlignedPairs(self.crops[used], inv[:n], inv[n:], self.same[sel], self.folds[sel], self.num_failed)
+
+    def evaluate(self, embeddings: np.ndarray) -> dict:
+        from .protocol import evaluate_scores
+
+        e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-10)
+        scores = np.sum(e[self.ia] * e[self.ib], axis=1)
+        report, _ = evaluate_scores(scores, self.same, self.folds)
+        d = report.to_dict()
+        d.update(num_pairs=int(len(self.ia)), num_failed=self.num_failed, num_folds=int(np.unique(self.folds).size))
+        return d
+
+    def evaluate_scores(self, scores: np.ndarray) -> dict:
+        from .protocol import evaluate_scores
+
+        report, _ = evaluate_scores(np.asarray(scores, np.float64), self.same, self.folds)
+        d = report.to_dict()
+        d.update(num_pairs=int(len(self.ia)), num_failed=self.num_failed, num_folds=int(np.unique(self.folds).size))
+        return d
+
+
+def lfw_pairs(card: ModelCard, data: str | os.PathLike | None = None, folds: int | None = None, show_progress: bool = True) -> AlignedPairs:
+    """LFW-dev pairs (all folds, or the first `folds`) with crops aligned exactly as `edgeface eval` does
+    (same detector cache, same no-face fallback rule), cached as uint8 .npy."""
+    data = Path(data or paths.lfw_dev())
+    pairs = load_pairs(data)
+    if folds:
+        pairs = [p for p in pairs if p.fold < folds]
+    images = sorted({q for p in pairs for q in (p.a, p.b)})
+    h, w = card.input_size
+    cache = cache_dir("crops") / f"pairs-{data.resolve().name}-{card.template}-{h}x{w}-f{folds or 0}.npy"
+    index = {p: i for i, p in enumerate(images)}
+    store = LandmarkStore.default()
+    faces = detect_all(images, store, show_progress)
+    ok = np.array([faces.landmarks_for(p) is not None for p in images])
+    if cache.is_file():
+        crops = np.load(cache, allow_pickle=False)
+    else:
+        crops, ok = aligned_crops(images, faces, card, show_progress=show_progress)
+        _save_atomic(cache, crops)
+    failed = {p for p, r in faces.records.items() if r.status == "no_face"}
+    keep = [p for p in pairs if ok[index[p.a]] and ok[index[p.b]]]
+    return AlignedPairs(
+        crops,
+        np.array([index[p.a] for p in keep]),
+        np.array([index[p.b] for p in keep]),
+        np.array([p.same for p in keep]),
+        np.array([p.fold for p in keep]),
+        sum(1 for p in keep if p.a in failed or p.b in failed),
+    )
