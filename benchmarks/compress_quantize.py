@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compress_common import add_setup_args, setup  # noqa: E402
 from edgeface import face_sets as faces  # noqa: E402
-from edgeface.compress.quantize import compare_embeddings, embed_file, export_precision  # noqa: E402
+from edgeface.compress.quantize import compare_embeddings, export_precision  # noqa: E402
+from edgeface.runtime.model_file import ModelFile  # noqa: E402
 from edgeface.compress.report import write_markdown_table  # noqa: E402
 from edgeface.runtime.codecs import get_codec  # noqa: E402
 
@@ -133,7 +134,7 @@ def main() -> int:
             continue
         t = time.time()
         path = make(tmp / ("fp32" if name == "fp32" else f"v{i}"))
-        emb = embed_file(path, pairs.crops, args.threads)
+        emb = ModelFile(path, card, args.threads).embed(pairs.crops)
         if name == "fp32":
             emb32 = emb
             np.save(tmp / "emb32.npy", emb)
@@ -158,7 +159,7 @@ def main() -> int:
     fp32_file = tmp / "fp32" / "model.onnx"  # exported above unless --emb32 gave the embeddings
     if not fp32_file.is_file():
         fp32_file = export_precision(model, card, "fp32", tmp / "fp32")
-    train = embed_file(fp32_file, faces.training_faces(card, 1000), args.threads)
+    train = ModelFile(fp32_file, card, args.threads).embed(faces.training_faces(card, 1000))
     train /= np.linalg.norm(train, axis=1, keepdims=True)
     mean = train.mean(0)
     rng = np.random.default_rng(0)

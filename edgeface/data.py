@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .digest import file_sha256
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff"}
 
 
@@ -164,16 +166,6 @@ def first_folds(pairs: list[Pair], n: int | None) -> list[Pair]:
     return [p for p in pairs if p.fold in keep]
 
 
-def _sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def dataset_identity(pairs: list[Pair]) -> dict:
     """What makes two evaluations comparable: the exact labelled pair list and the exact image
     bytes, independent of where the dataset folder lies on disk.
@@ -197,7 +189,7 @@ def dataset_identity(pairs: list[Pair]) -> dict:
     hi = hashlib.sha256()
     for f in files:
         try:
-            digest = _sha256_file(f)
+            digest = file_sha256(f)
         except OSError:
             digest = "missing"
         hi.update(f"{rel(f)}\t{digest}\n".encode())

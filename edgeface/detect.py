@@ -49,16 +49,12 @@ class YuNetDetector:
     """YuNet through ONNX Runtime. `detect(image_bgr_or_rgb)` returns detections, best first."""
 
     def __init__(self, model_path: str | os.PathLike, score_threshold: float = 0.6, nms_threshold: float = 0.3, threads: int = 0):
-        import onnxruntime as ort
+        from .ort_session import onnxruntime_session
 
         model_path = os.fspath(model_path)
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"YuNet model not found: {model_path} (pass the path to face_detection_yunet_2023mar.onnx)")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime_session(model_path, threads)
         inp = self.session.get_inputs()[0]
         if list(inp.shape) != [1, 3, INPUT_SIZE, INPUT_SIZE]:
             raise ValueError(f"{model_path}: expected a YuNet model with input 1x3x640x640, got {inp.shape}")

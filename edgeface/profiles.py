@@ -12,10 +12,11 @@ Every mistake in a file is reported with the file, the key and what was expected
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .config import read_toml
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 DEVICE_KINDS = ("local", "ssh", "adb")
@@ -113,14 +114,6 @@ def _check_table(where: str, table: dict, schema: dict, required: tuple[str, ...
             raise ProfileError(f"{where}: {key} must be {_type_name(want)}, got {type(value).__name__} {value!r}")
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML ({exc})") from None
-
-
 def _find(name: str, dirs: list[Path], what: str) -> Path:
     p = Path(name)
     if p.suffix == ".toml" or os.sep in name:
@@ -165,7 +158,7 @@ def load_recipe(name: str | os.PathLike) -> Recipe:
     (graph, n_calib, n_verify, n_impostor, lfw_folds, threads). The one reader of recipes:
     `edgeface export --recipe` and a profile read it here, so a recipe means the same thing to both."""
     path = _find(str(name), recipe_dirs(), "export recipe")
-    data = _read_toml(path)
+    data = read_toml(path, ProfileError)
     unknown = set(data) - RECIPE_KEYS
     if unknown:
         raise ProfileError(f"{path}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
@@ -183,7 +176,7 @@ def load_recipe(name: str | os.PathLike) -> Recipe:
 def load_profile(name: str | os.PathLike) -> Profile:
     """A profile by name (profiles/NAME.toml) or path, validated, with its recipe loaded."""
     path = _find(str(name), profile_dirs(), "device profile")
-    data = _read_toml(path)
+    data = read_toml(path, ProfileError)
     where = str(path)
     _check_table(where, data, _PROFILE_KEYS, ("recipe", "backend"))
     budgets_t = data.get("budgets", {})

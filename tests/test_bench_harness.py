@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgeface.bench import report
-from edgeface.bench.adapters import PlainModel, find_card, open_model
+from edgeface.bench.adapters import find_card, open_model
+from edgeface.runtime.model_file import ModelFile
 from edgeface.bench.harness import BenchSettings, BenchItem, classify, run_bench
 from edgeface.bench.machine import describe, summary_line
 from edgeface.bench.probe import probe, time_calls
@@ -30,7 +31,7 @@ def tiny(tmp_path_factory):
 @pytest.mark.parametrize("variant", ["u8", "f32"])
 def test_plain_onnx_matches_the_numpy_reference(tiny, variant):
     m = open_model(tiny[variant], threads=1)
-    assert isinstance(m, PlainModel) and m.backend == "onnxruntime" and m.layout == ("NHWC" if variant == "u8" else "NCHW")
+    assert isinstance(m, ModelFile) and m.backend == "onnxruntime" and m.layout == ("NHWC" if variant == "u8" else "NCHW")
     e = m.embed(tiny["faces"])
     assert e.shape == (12, 16) and e.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)

@@ -54,11 +54,11 @@ def test_quantize_int8_cli(shared, tmp_path):
     # (2.85x); graph overhead and the float head keep it under 4x. Below 2.5x means weights stayed float.
     assert rep["size_ratio"] > 2.5, rep
     from edgeface.card import ModelCard
-    from edgeface.compress.quantize import embed_file
+    from edgeface.runtime.model_file import ModelFile
 
     card = ModelCard.from_json((out / "card.json").read_text())
     faces = np.random.default_rng(0).integers(0, 256, (2, *card.input_size, 3), dtype=np.uint8)
-    e = embed_file(out / "model.onnx", faces)
+    e = ModelFile(out / "model.onnx", card, threads=2).embed(faces)
     assert e.shape == (2, 128) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-3)
 
 
@@ -80,15 +80,16 @@ def test_quantize_qat_cli_trains_and_stores_int8_weights(shared, tmp_path):
     assert not [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in consts]
     from edgeface.card import ModelCard
     from edgeface import face_sets as faces
-    from edgeface.compress.quantize import embed_file, export_precision
+    from edgeface.compress.quantize import export_precision
+    from edgeface.runtime.model_file import ModelFile
     from edgeface.zoo import load_torch_model
 
     card = ModelCard.from_json((out / "card.json").read_text())
     assert card.name.endswith("_int8_qat")
     crops = faces.lfw_pairs(card).crops[:200]  # real aligned faces that neither calibrated nor trained it
     model, _ = load_torch_model(str(paths.reference_mobilefacenet()))
-    ref = embed_file(export_precision(model, card, "fp32", tmp_path / "fp32"), crops)
-    e = embed_file(out / "model.onnx", crops)
+    ref = ModelFile(export_precision(model, card, "fp32", tmp_path / "fp32"), card, threads=2).embed(crops)
+    e = ModelFile(out / "model.onnx", card, threads=2).embed(crops)
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -38,7 +38,8 @@ MODULE_LAYER = {
     "edgeface": "core",  # the package's face (__version__)
     "card": "core", "targets": "core", "preprocess": "core", "align": "core", "imageio": "core", "detect": "core",
     "landmarks": "core", "data": "core", "protocol": "core", "evaluate": "core", "benchmarks": "core", "profiles": "core",
-    "paths": "core", "cache": "core", "face_sets": "core",
+    "paths": "core", "cache": "core", "face_sets": "core", "ort_session": "core",
+    "digest": "core", "timing": "core", "config": "core",
     "runtime": "runtime",
     "models": "models", "zoo": "models",
     "bench": "bench",

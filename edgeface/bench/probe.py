@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..timing import time_calls
+
 
 def rss_mb() -> float | None:
     """Current resident set size (Linux /proc), in MiB."""
@@ -47,44 +49,6 @@ def peak_rss_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
-
-
-def summarize(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds, np.float64) * 1e3
-    q = np.percentile(ms, [25, 50, 75, 90, 99])
-    return {
-        "n": int(ms.size),
-        "mean": float(ms.mean()),
-        "min": float(ms.min()),
-        "p25": float(q[0]),
-        "p50": float(q[1]),
-        "p75": float(q[2]),
-        "p90": float(q[3]),
-        "p99": float(q[4]),
-        "max": float(ms.max()),
-        "iqr": float(q[2] - q[0]),
-    }
-
-
-def time_calls(fn, warmup: int = 5, warmup_time: float = 0.5, min_reps: int = 30, min_time: float = 2.0, max_time: float = 10.0) -> dict:
-    """Percentiles (ms) of `fn()` durations after a warm-up."""
-    start = time.perf_counter()
-    n = 0
-    while n < warmup or time.perf_counter() - start < warmup_time:
-        fn()
-        n += 1
-        if time.perf_counter() - start > max_time:
-            break
-    durations: list[float] = []
-    start = time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        durations.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - start
-        if (len(durations) >= min_reps and elapsed >= min_time) or (elapsed >= max_time and len(durations) >= 3):
-            break
-    return summarize(durations)
 
 
 def load_faces(path: str | None, card, count: int = 64, seed: int = 0) -> tuple[np.ndarray, str]:

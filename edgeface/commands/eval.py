@@ -75,10 +75,10 @@ def format_table(rows: list[dict]) -> str:
 
 def open_model(args):
     """A bundle directory or plain model file through its own runtime (torch-free), else a torch model."""
-    from ..bench.adapters import PLAIN_SUFFIXES
+    from ..runtime.model_file import SUFFIX_BACKENDS
 
     spec = Path(args.model)
-    if spec.is_dir() or spec.suffix.lower() in PLAIN_SUFFIXES:
+    if spec.is_dir() or spec.suffix.lower() in SUFFIX_BACKENDS:
         from ..bench.adapters import open_model as open_runtime_model
 
         return open_runtime_model(spec, threads=args.threads, card=args.card)

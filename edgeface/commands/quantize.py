@@ -44,7 +44,8 @@ def run(args) -> int:
     import numpy as np
 
     from .. import face_sets as faces
-    from ..compress.quantize import compare_embeddings, embed_file, export_precision
+    from ..compress.quantize import compare_embeddings, export_precision
+    from ..runtime.model_file import ModelFile
     from ..compress.report import write_report
     from ..models.complexity import count_mflops, count_params
     from ..zoo import load_torch_model
@@ -94,8 +95,8 @@ def run(args) -> int:
         pairs = faces.lfw_pairs(card)
         if args.eval_folds < 5:
             pairs = pairs.subset(args.eval_folds)
-        e32 = embed_file(ref, pairs.crops, args.threads)
-        eq = embed_file(path, pairs.crops, args.threads)
+        e32 = ModelFile(ref, card, args.threads).embed(pairs.crops)
+        eq = ModelFile(path, card, args.threads).embed(pairs.crops)
         for key, e in (("before", e32), ("after", eq)):
             r = pairs.evaluate(e)
             report[key].update(accuracy=round(r["accuracy_mean"], 5), accuracy_std=round(r["accuracy_std"], 5), auc=round(r["auc"], 5), eer=round(r["eer"], 5), lfw_pairs=r["num_pairs"])

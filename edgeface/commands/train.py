@@ -82,16 +82,12 @@ def register(sub) -> None:
 
 
 def load_recipe(path: str) -> dict:
-    import tomllib
+    from ..config import read_toml
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: recipe not found")
-    with open(p, "rb") as fh:
-        try:
-            raw = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{p}: not valid TOML ({exc})") from None
+    raw = read_toml(p)
     body = raw.get("train", raw)
     unknown = set(body) - RECIPE_KEYS
     if unknown:

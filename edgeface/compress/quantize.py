@@ -40,16 +40,6 @@ def export_precision(model: nn.Module, card: ModelCard, precision: str, out_dir:
     return out_dir / conv.model_file if hasattr(conv, "model_file") else out_dir / "model.onnx"
 
 
-def embed_file(path: str | os.PathLike, faces: np.ndarray, threads: int = 2, batch: int = 64) -> np.ndarray:
-    """Unit embeddings of aligned uint8 faces through an exported model file (ONNX Runtime)."""
-    from ..runtime.backends import make_backend
-
-    backend = make_backend("onnxruntime", path, threads)
-    outs = [np.asarray(backend.run(np.ascontiguousarray(faces[i : i + batch])), np.float32) for i in range(0, len(faces), batch)]
-    e = np.concatenate(outs)
-    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
-
-
 def compare_embeddings(reference: np.ndarray, other: np.ndarray) -> dict:
     cos = np.sum(reference * other, axis=1)
     return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "p01_cosine": float(np.quantile(cos, 0.01))}

@@ -105,10 +105,22 @@ def _io(card: ModelCard, batch, dtype: str = "uint8", in_graph: bool = True, lay
 # --------------------------------------------------------------------------- ONNX
 
 
-def torch_to_onnx(graph, card: ModelCard, path: Path, half: bool = False) -> Path:
-    """torch.onnx (dynamo) export with a dynamic batch, then onnxslim."""
+def _slim_with_card(raw: Path, path: Path, card: ModelCard) -> Path:
+    """The last step of every torch -> ONNX export: onnxslim, the card in the model's metadata
+    (lets `edgeface export model.onnx` find its card), the ONNX checker, save; the raw file goes."""
     import onnx
     import onnxslim
+
+    model = onnxslim.slim(onnx.load(str(raw)))
+    onnx.helper.set_model_props(model, {"edgeface_card": card.to_json()})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    raw.unlink(missing_ok=True)
+    return path
+
+
+def torch_to_onnx(graph, card: ModelCard, path: Path, half: bool = False) -> Path:
+    """The full graph: torch.onnx (dynamo) export with a dynamic batch, then _slim_with_card."""
     import torch
 
     from ..models.graph import sample_faces
@@ -120,12 +132,7 @@ def torch_to_onnx(graph, card: ModelCard, path: Path, half: bool = False) -> Pat
     raw = path.with_suffix(".raw.onnx")
     torch.onnx.export(module, (sample_faces(card, 2),), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                       opset_version=ONNX_OPSET, dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False)
-    model = onnxslim.slim(onnx.load(str(raw)))
-    onnx.helper.set_model_props(model, {"edgeface_card": card.to_json()})  # lets `edgeface export model.onnx` find its card
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    raw.unlink(missing_ok=True)
-    return path
+    return _slim_with_card(raw, path, card)
 
 
 class _HalfGraph:  # created lazily so importing this module does not need torch
@@ -191,18 +198,9 @@ def torch_to_core_onnx(net, card: ModelCard, path: Path) -> Path:
     dynamic batch), TorchScript exporter at opset CORE_OPSET, simplified with onnxslim, the
     card in its metadata. Pre- and post-processing are the runtime's (Bundle.raw_output
     normalises from the card, Bundle.embed L2-normalises)."""
-    import onnx
-    import onnxslim
-
     from ..compress.evalfast import export_onnx
 
-    raw = export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET)
-    model = onnxslim.slim(onnx.load(str(raw)))
-    onnx.helper.set_model_props(model, {"edgeface_card": card.to_json()})
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    raw.unlink(missing_ok=True)
-    return path
+    return _slim_with_card(export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET), path, card)
 
 
 def core_onnx(src: ExportSource, path: Path) -> Path:

@@ -8,7 +8,6 @@ foreign file is read once.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,19 +17,12 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..digest import file_sha256
 from ..card import ModelCard
 from ..cache import cache_dir
 from . import registry
 
 CARD_KEY = "edgeface_card"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_checkpoint(model: nn.Module, card: ModelCard, path: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -162,7 +154,7 @@ def import_torch_checkpoint(path: str | os.PathLike, card: ModelCard | None = No
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     if card is None:
         known = {k.sha256: k.card for k in KNOWN_CHECKPOINTS}
         if digest not in known:

@@ -74,13 +74,14 @@ def dlib_resnet_weights() -> str:
     """The safetensors copy of dlib's weights (with CARD), converted once from the installed
     package's .dat after checking its sha256; later calls return the cached file."""
     from ..cache import cache_dir
-    from .checkpoints import save_checkpoint, sha256_file
+    from ..digest import file_sha256
+    from .checkpoints import save_checkpoint
 
     cached = cache_dir("weights") / f"dlib_resnet-{DLIB_RESNET_SHA256[:12]}.safetensors"
     if cached.is_file():
         return str(cached)
     dat = dlib_model_files()[1]
-    digest = sha256_file(dat)
+    digest = file_sha256(dat)
     if digest != DLIB_RESNET_SHA256:
         raise DlibFormatError(f"{dat}: sha256 {digest[:16]}... is not the dlib face-recognition ResNet this port was verified on ({DLIB_RESNET_SHA256[:16]}...)")
     import torch

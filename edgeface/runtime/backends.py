@@ -23,6 +23,7 @@ class InferenceBackend:
     name = "base"
     layout = "NHWC"
     dynamic_batch = True
+    input_shape: list | None = None  # the model's input shape as the runtime reports it (a dynamic dimension: -1 or a name)
 
     def load(self, model_path: str | os.PathLike, threads: int = 0) -> "InferenceBackend":
         raise NotImplementedError
@@ -42,18 +43,15 @@ class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
 
     def load(self, model_path, threads: int = 0):
+        from ..ort_session import onnxruntime_session
+
+        self.model_path = str(model_path)
         try:
-            import onnxruntime as ort
+            self.session = onnxruntime_session(self.model_path, threads)
         except ImportError:
             raise BackendError("onnxruntime is not installed: pip install onnxruntime") from None
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.model_path = str(model_path)
-        self.session = ort.InferenceSession(self.model_path, opts, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]
+        self.input_shape = list(inp.shape)
         self.input_name = inp.name
         self._dtype = np.dtype(np.uint8) if "uint8" in inp.type else np.dtype(np.float32)
         return self
@@ -82,6 +80,8 @@ class OpenVINOBackend(InferenceBackend):
         self.model_path = str(model_path)
         self.compiled = core.compile_model(core.read_model(self.model_path), device, config)
         self.request = self.compiled.create_infer_request()
+        pshape = self.compiled.inputs[0].get_partial_shape()
+        self.input_shape = [d.get_length() if d.is_static else -1 for d in pshape]
         et = self.compiled.inputs[0].get_element_type()
         self._dtype = np.dtype(np.uint8) if et.get_type_name() == "u8" else np.dtype(np.float32)
         return self
@@ -128,6 +128,7 @@ class LiteRTBackend(InferenceBackend):
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = [int(d) for d in self.input["shape"]]
         return self
 
     @property

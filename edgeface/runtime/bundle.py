@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..digest import file_sha256
 from ..card import ModelCard
 from ..preprocess import check_faces, l2_normalize, normalize
 from ..targets import target as lookup_target
@@ -55,14 +56,6 @@ class BundleNotFoundError(BundleError, FileNotFoundError):
 
     def __init__(self, message: str):
         BundleError.__init__(self, message, M.NOT_FOUND)
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_schema() -> dict:
