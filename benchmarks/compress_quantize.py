@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compress_common import add_setup_args, setup  # noqa: E402
 from edgeface import face_sets as faces  # noqa: E402
-from edgeface.compress.quantize import compare_embeddings, export_precision  # noqa: E402
+from edgeface.compress.quantize import FloatScope, compare_embeddings  # noqa: E402
+from edgeface.export.converters import onnx_at_precision  # noqa: E402
 from edgeface.runtime.model_file import ModelFile  # noqa: E402
 from edgeface.compress.report import write_markdown_table  # noqa: E402
 from edgeface.runtime.codecs import get_codec  # noqa: E402
@@ -118,10 +119,10 @@ def main() -> int:
     res["templates_setup"] = {k: setup_now[k] for k in ("model", "pairs", "folds")}
     tmp = Path(tempfile.mkdtemp(prefix="edgeface-quant-"))
     variants = {
-        "fp32": lambda d: export_precision(model, card, "fp32", d),
-        "fp16": lambda d: export_precision(model, card, "fp16", d),
-        "int8 (all)": lambda d: export_precision(model, card, "int8", d, calib, keep_float_ends=False),
-        "int8 (float first conv + head)": lambda d: export_precision(model, card, "int8", d, calib, keep_float_ends=True),
+        "fp32": lambda d: onnx_at_precision(model, card, "fp32", d),
+        "fp16": lambda d: onnx_at_precision(model, card, "fp16", d),
+        "int8 (all)": lambda d: onnx_at_precision(model, card, "int8", d, calib, float_scope=FloatScope.none()),
+        "int8 (float first conv + head)": lambda d: onnx_at_precision(model, card, "int8", d, calib, float_scope=FloatScope()),
     }
     emb32 = None
     rows = res.setdefault("models", {})
@@ -158,7 +159,7 @@ def main() -> int:
     # rotation) fitted on the training faces' embeddings.
     fp32_file = tmp / "fp32" / "model.onnx"  # exported above unless --emb32 gave the embeddings
     if not fp32_file.is_file():
-        fp32_file = export_precision(model, card, "fp32", tmp / "fp32")
+        fp32_file = onnx_at_precision(model, card, "fp32", tmp / "fp32")
     train = ModelFile(fp32_file, card, args.threads).embed(faces.training_faces(card, 1000))
     train /= np.linalg.norm(train, axis=1, keepdims=True)
     mean = train.mean(0)

@@ -22,6 +22,7 @@ import torch
 
 from runtime_common import save_result
 
+from edgeface.compress.quantize import FloatScope
 from edgeface.export.bundle_writer import ExportOptions, _make_faces, load_source, source_embedder
 from edgeface.export.converters import _tflite_fp32
 
@@ -121,7 +122,7 @@ def main() -> None:
             elif method.startswith("pt2e"):  # pt2e[-minmax][-int8first][-int8head][-nofold][-flip][-tailN]; pt2e-flip-tail3 = what export uses
                 faces = np.concatenate([calib.crops, calib.crops[:, :, ::-1]]) if "flip" in method else calib.crops  # mirrored copies
                 tail = 0 if "int8head" in method else int(method.split("tail")[1].split("-")[0]) if "tail" in method else 1
-                pt2e(src, out, faces, float_tail=tail, keep_float_first="int8first" not in method, mirror_calibration=False,
+                pt2e(src, out, faces, float_scope=FloatScope(first="int8first" not in method, last=tail), mirror_calibration=False,
                      activation_observer="minmax" if "minmax" in method else "histogram", fold_bn="nofold" not in method)
             elif method.startswith("aeq"):
                 aeq(fp32, out, calib.crops, {"aeq": "int8", "aeq-prelu-float": "prelu-float", "aeq-a16": "a16"}[method])

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 COLOR_ORDERS = ("RGB", "BGR", "GRAY")
+# The tensor names of every exported face-embedding graph (uint8 faces in, embedding out).
+INPUT_NAME = "faces"
+OUTPUT_NAME = "embedding"
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def test_quantize_qat_cli_trains_and_stores_int8_weights(shared, tmp_path):
     assert not [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in consts]
     from edgeface.card import ModelCard
     from edgeface import face_sets as faces
-    from edgeface.compress.quantize import export_precision
+    from edgeface.export.converters import onnx_at_precision
     from edgeface.runtime.model_file import ModelFile
     from edgeface.zoo import load_torch_model
 
@@ -88,7 +88,7 @@ def test_quantize_qat_cli_trains_and_stores_int8_weights(shared, tmp_path):
     assert card.name.endswith("_int8_qat")
     crops = faces.lfw_pairs(card).crops[:200]  # real aligned faces that neither calibrated nor trained it
     model, _ = load_torch_model(str(paths.reference_mobilefacenet()))
-    ref = ModelFile(export_precision(model, card, "fp32", tmp_path / "fp32"), card, threads=2).embed(crops)
+    ref = ModelFile(onnx_at_precision(model, card, "fp32", tmp_path / "fp32"), card, threads=2).embed(crops)
     e = ModelFile(out / "model.onnx", card, threads=2).embed(crops)
     import onnxruntime as ort
 

@@ -50,11 +50,7 @@ MODULE_LAYER = {
 }
 
 # Imports that break the layering today and the step that removes them (empty when done).
-KNOWN_BREAKS: set[tuple[str, str]] = {
-    ("edgeface.compress.qat", "edgeface.export.converters"),
-    ("edgeface.compress.qat", "edgeface.export.onnx_compact"),
-    ("edgeface.compress.quantize", "edgeface.export.converters"),
-}
+KNOWN_BREAKS: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:

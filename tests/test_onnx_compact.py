@@ -1,4 +1,4 @@
-"""Storage compaction of int8 ONNX graphs (edgeface.export.onnx_compact) on a small hand-built
+"""Storage compaction of int8 ONNX graphs (edgeface.compress.onnx_compact) on a small hand-built
 graph: what it stores changes, what it computes stays within the rounding it introduces."""
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgeface.export.onnx_compact import compact_int8, float_params_fp16, float_weights_int8, short_names  # noqa: E402
+from edgeface.compress.onnx_compact import compact_int8, float_params_fp16, float_weights_int8, short_names  # noqa: E402
 
 
 def _graph(rng):
@@ -92,7 +92,7 @@ def test_verification_fails_outputs_that_are_not_unit_length():
 def test_fold_weight_quantize_stores_exactly_what_quantizelinear_computes():
     """A QAT export's weights: float initializer -> QuantizeLinear (per output channel, zero point
     shared through an Identity as the TorchScript exporter writes it) -> DequantizeLinear -> Conv."""
-    from edgeface.export.onnx_compact import fold_weight_quantize
+    from edgeface.compress.onnx_compact import fold_weight_quantize
 
     rng = np.random.default_rng(1)
     w = rng.normal(0, 0.05, (16, 8, 3, 3)).astype(np.float32)

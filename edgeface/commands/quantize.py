@@ -44,7 +44,8 @@ def run(args) -> int:
     import numpy as np
 
     from .. import face_sets as faces
-    from ..compress.quantize import compare_embeddings, export_precision
+    from ..compress.quantize import FloatScope, compare_embeddings
+    from ..export.converters import onnx_at_precision
     from ..runtime.model_file import ModelFile
     from ..compress.report import write_report
     from ..models.complexity import count_mflops, count_params
@@ -72,17 +73,17 @@ def run(args) -> int:
     if args.qat:
         from ..compress.qat import export_qat_onnx, quantization_aware_training
 
-        qnet, qat_info = quantization_aware_training(model, card, calib, train, steps=args.qat, lr=args.qat_lr, keep_float_ends=args.keep_float == "ends")
+        qnet, qat_info = quantization_aware_training(model, card, calib, train, steps=args.qat, lr=args.qat_lr, float_scope=FloatScope.ends(args.keep_float == "ends"))
         path = out / "model.onnx"
         qat_info["storage"] = export_qat_onnx(qnet, card, path, compact=not args.plain_storage)
         how = f" NNCF PTQ on {len(calib)} faces + {qat_info['steps']} QAT steps on {len(train)}"
     else:
-        path = export_precision(model, card, args.precision, out, calib, keep_float_ends=args.keep_float == "ends", compact=not args.plain_storage)
+        path = onnx_at_precision(model, card, args.precision, out, calib, float_scope=FloatScope.ends(args.keep_float == "ends"), compact=not args.plain_storage)
         how = f" NNCF PTQ on {len(calib)} faces" if calib is not None else ""
     qcard = card.replace(name=f"{card.name}_{args.precision}" + ("_qat" if args.qat else ""), description=f"{card.description or card.name}; {args.precision}{how}",
                          params=count_params(model), mflops=round(count_mflops(model, card.input_size), 1))
     (out / "card.json").write_text(qcard.to_json())
-    ref = export_precision(model, card, "fp32", out / "fp32")
+    ref = onnx_at_precision(model, card, "fp32", out / "fp32")
     report = {"model": card.name, "precision": args.precision, "keep_float": args.keep_float, "calibration_faces": 0 if calib is None else int(len(calib)),
               "calibration_source": args.calib or "shared CelebA-299 + AAF-8k",
               "before": {"file_bytes": ref.stat().st_size, "params": qcard.params, "mflops": qcard.mflops},

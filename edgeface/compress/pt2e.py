@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..card import ModelCard
+from .quantize import FloatScope
 
 
 def _quantizer(float_from: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = ()):
@@ -48,12 +49,12 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
     return FloatScopeQuantizer().set_global(config)
 
 
-def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_tail: int = 3, keep_float_first: bool = True,
+def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_scope: FloatScope | None = None,
               mirror_calibration: bool = True, activation_observer: str = "histogram", fold_bn: bool = True, batch: int = 32):
     """A PT2E-quantized FaceEmbeddingGraph of `net` (uint8 NHWC faces in, unit embeddings out),
     ready for litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=quantizer)).
     BatchNorm is folded first, so each conv is quantized with the weights that run on the
-    device. float_tail = how many of the last conv/linear layers stay float (0: none). Returns
+    device. float_scope: the layers left float (default: the first and the last three). Returns
     (quantized module, quantizer, info)."""
     from torchao.quantization.pt2e import quantize_pt2e
 
@@ -67,13 +68,14 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_ta
     net, folded = fold_batchnorm(net, torch.zeros(2, 3, h, w)) if fold_bn else (net, 0)
     graph = FaceEmbeddingGraph(net, card).eval()
     layers = execution_order(net, torch.zeros(1, 3, h, w))
-    # The first conv (raw pixels) and the last `float_tail` layers (their rounding lands straight
+    # The first conv (raw pixels) and the last `float_scope.last` layers (their rounding lands straight
     # in the embedding; at 7x7 and below they cost little in float) stay float. On the reference
     # MobileFaceNet (tflite_int8_methods_068.json): only the head float, min cosine 0.955; + first
     # conv 0.969; + the last three layers (expand 1x1, GDC, projection) 0.972; + mirrored copies
     # of the calibration faces 0.980 / mean 0.992.
-    tail = [f"net.{name}" for name in layers[len(layers) - min(float_tail, len(layers)):]]
-    first = (f"net.{layers[0]}",) if keep_float_first and layers else ()
+    float_scope = FloatScope(first=True, last=3) if float_scope is None else float_scope
+    tail = [f"net.{name}" for name in float_scope.tail(layers)]
+    first = tuple(f"net.{name}" for name in float_scope.head(layers))
     quantizer = _quantizer(tail[:1], activation_observer, first)  # from the tail's first layer on, all float
     batch_dim = torch.export.Dim("batch", min=1, max=4096)
     ex = torch.export.export(graph, (sample_faces(card, 2),), dynamic_shapes=({0: batch_dim},)).module()

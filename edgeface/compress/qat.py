@@ -18,7 +18,6 @@ for models where it does not.
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from ..card import ModelCard
+from .quantize import FloatScope, torch_ignored_scope
 
 
 EXTENSION_ENV = "EDGEFACE_NNCF_EXTENSION"
@@ -63,7 +63,7 @@ def quantization_aware_training(
     steps: int = 150,
     lr: float = 1e-5,
     batch_size: int = 32,
-    keep_float_ends: bool = True,
+    float_scope: FloatScope = FloatScope(),
     show_progress: bool = True,
 ) -> tuple[nn.Module, dict]:
     """NNCF int8 fake-quantized copy of `model`, retrained to its fp32 embeddings. Returns the
@@ -81,11 +81,8 @@ def quantization_aware_training(
     h, w = card.input_size
     net, folded = fold_batchnorm(copy.deepcopy(model).eval(), torch.zeros(1, 3, h, w))
     layers = execution_order(net, torch.zeros(1, 3, h, w))  # first and last as the forward pass runs them
-    keep = [layers[0], layers[-1]] if keep_float_ends and layers else []
+    scope, keep = torch_ignored_scope(layers, float_scope)
     dataset = nncf.Dataset([to_tensor(calib[i : i + 1], card) for i in range(len(calib))])
-    # NNCF's torch graph names a conv call by its module path with "/" for ".", then the op:
-    # "embedding/conv/conv2d/0" for module "embedding.conv"
-    scope = nncf.IgnoredScope(patterns=[f"^{re.escape(name.replace('.', '/'))}/" for name in keep]) if keep else None
     qnet = nncf.quantize(net, dataset, subset_size=len(calib), ignored_scope=scope)
     info = {"steps": int(steps), "lr": lr, "batch_size": batch_size, "batchnorms_folded": int(folded), "kept_in_float": keep,
             "calibration_faces": int(len(calib)), "training_faces": 0 if train_faces is None else int(len(train_faces)),
@@ -108,9 +105,9 @@ def export_qat_onnx(qnet: nn.Module, card: ModelCard, path: str | Path, compact:
     select_quantize_kernels()  # stripping runs the fake-quantizers once more
     import onnx
 
-    from ..export.converters import INPUT_NAME, OUTPUT_NAME
+    from ..card import INPUT_NAME, OUTPUT_NAME
     from ..models.graph import FaceEmbeddingGraph, sample_faces
-    from ..export.onnx_compact import compact_int8, fold_weight_quantize
+    from .onnx_compact import compact_int8, fold_weight_quantize
 
     h, w = card.input_size
     stripped = nncf.strip(copy.deepcopy(qnet), example_input=torch.zeros(1, 3, h, w))

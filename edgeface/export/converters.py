@@ -20,12 +20,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..card import ModelCard
+from ..card import INPUT_NAME, OUTPUT_NAME, ModelCard
+from ..compress.quantize import CalibrationSet, FloatScope, QuantizeConfig, quantize
 
 ONNX_OPSET = 18
 CORE_OPSET = 11  # the core graph: old enough for pnnx, OpenCV 4.6's dnn and Arm NN's parsers
-INPUT_NAME = "faces"
-OUTPUT_NAME = "embedding"
 
 
 @dataclass
@@ -241,41 +240,29 @@ def onnx_fp16(src: ExportSource, out: Path, calib: np.ndarray | None) -> Convert
     return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "simplifier": "onnxslim", "compute": "float16 (weights and activations; L2 norm in float32)"})
 
 
-def _nncf_dataset(calib: np.ndarray, feed: Callable):
-    import nncf
-
-    return nncf.Dataset([calib[i : i + 1] for i in range(len(calib))], feed)
-
-
-_LAYER_OPS = {"onnx": ("Conv", "Gemm", "MatMul"), "openvino": ("Convolution", "GroupConvolution", "MatMul")}
-
-
-def _ignored_scope(kind: str, model, keep_float_ends: bool = True) -> tuple[object, list[str]]:
-    """What NNCF must leave in float.
-
-    Always: every op after the last conv (the L2 normalisation: x*x, sum, sqrt, clip, div).
-    NNCF quantizes their inputs by default, which made the int8 ONNX / OpenVINO outputs
-    0.995-1.27 long instead of unit vectors (reference MobileFaceNet, LFW-dev crops) — invisible
-    to a cosine check, wrong for an app that compares raw outputs by dot product as the
-    contract says. keep_float_ends: also the first conv and the last (embedding) projection. The
-    projection's int8 rounding lands straight in the embedding (reference MobileFaceNet, ONNX:
-    min cosine 0.912 with it int8, 0.973 float); the first conv sees raw pixels (OpenVINO: min
-    0.967 with only the head float, 0.971 with the first conv too)."""
-    import nncf
-
-    if kind == "onnx":
-        ops = [(n.name, n.op_type) for n in model.graph.node]
+def onnx_at_precision(model, card: ModelCard, precision: str, out_dir, calib: np.ndarray | None = None, float_scope: FloatScope = FloatScope(),
+                      compact: bool = True) -> Path:
+    """A torch face embedder as out_dir/model.onnx at `precision` (the graph `edgeface export
+    --target onnx` writes: uint8 NHWC in, unit vectors out; int8 = NNCF QDQ with `float_scope`
+    in float); returns its path. What `edgeface quantize` measures."""
+    precisions = ("fp32", "fp16", "int8")
+    if precision not in precisions:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(precisions)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = ExportSource(card=card, name=card.name, sha256="", kind="torch", net=model.eval())
+    if precision == "int8":
+        if calib is None or len(calib) == 0:
+            raise ValueError("int8 quantization needs calibration faces (--calib DIR with face images)")
+        conv = onnx_int8(src, out_dir, calib, float_scope=float_scope, compact=compact)
+    elif precision == "fp16":
+        conv = onnx_fp16(src, out_dir, calib)
     else:
-        ops = [(op.get_friendly_name(), op.get_type_name()) for op in model.get_ordered_ops()
-               if op.get_type_name() not in ("Constant", "Parameter", "Result")]
-    layers = [i for i, (_, t) in enumerate(ops) if t in _LAYER_OPS[kind]]
-    keep = [ops[layers[0]][0], ops[layers[-1]][0]] if keep_float_ends and layers else []
-    tail = [name for name, _ in ops[layers[-1] + 1 :]] if layers else []
-    keep = list(dict.fromkeys(keep))
-    return nncf.IgnoredScope(names=keep + tail, validate=False), keep
+        conv = onnx_fp32(src, out_dir, calib)
+    return out_dir / conv.model_file
 
 
-def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float_ends: bool = True, compact: bool = True) -> Converted:
+def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scope: FloatScope = FloatScope(), compact: bool = True) -> Converted:
     """NNCF post-training int8 (QDQ) on the ONNX graph; `kept_in_float` layers compute in float.
     compact: store what stays float smaller (onnx_compact: the float head's weights int8
     weight-only, other float params fp16, short names): 1.41 -> 1.11 MB on the reference."""
@@ -294,12 +281,12 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float
         from ..preprocess import normalize
 
         feed = lambda x: {name: normalize(x, src.card, i["layout"])}  # noqa: E731
-    scope, kept = _ignored_scope("onnx", model, keep_float_ends)
-    _log(f"NNCF int8 on ONNX with {len(calib)} calibration faces (kept in float: {kept or 'nothing'})")
-    qmodel = nncf.quantize(model, _nncf_dataset(calib, feed), subset_size=len(calib), ignored_scope=scope)
+    _log(f"NNCF int8 on ONNX with {len(calib)} calibration faces")
+    qmodel, kept = quantize(model, CalibrationSet(calib, feed), float_scope, QuantizeConfig("nncf"))
+    _log(f"kept in float: {kept or 'nothing'}")
     storage = {}
     if compact:
-        from .onnx_compact import compact_int8
+        from ..compress.onnx_compact import compact_int8
 
         storage = compact_int8(qmodel)
         _log(f"compacted: weight-only int8 {storage['weight_only_int8'] or 'none'}, {storage['float_params_stored_fp16']} float params stored fp16")
@@ -314,7 +301,7 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, keep_float
 # --------------------------------------------------------------------------- OpenVINO
 
 
-def _openvino(src: ExportSource, out: Path, calib, precision: str, keep_float_ends: bool = True) -> Converted:
+def _openvino(src: ExportSource, out: Path, calib, precision: str, float_scope: FloatScope = FloatScope()) -> Converted:
     import openvino as ov
 
     onnx_path = _onnx_from_source(src, out / "source.onnx")
@@ -332,9 +319,9 @@ def _openvino(src: ExportSource, out: Path, calib, precision: str, keep_float_en
             from ..preprocess import normalize
 
             feed = lambda x: normalize(x, src.card, i["layout"])  # noqa: E731
-        scope, kept = _ignored_scope("openvino", model, keep_float_ends)
-        _log(f"NNCF int8 on OpenVINO IR with {len(calib)} calibration faces (kept in float: {kept or 'nothing'})")
-        model = nncf.quantize(model, _nncf_dataset(calib, feed), subset_size=len(calib), ignored_scope=scope)
+        _log(f"NNCF int8 on OpenVINO IR with {len(calib)} calibration faces")
+        model, kept = quantize(model, CalibrationSet(calib, feed), float_scope, QuantizeConfig("nncf"))
+        _log(f"kept in float: {kept or 'nothing'}")
         info.update(quantizer=f"nncf {nncf.__version__}", calibration_faces=int(len(calib)), kept_in_float=kept)
     ov.save_model(model, str(out / "model.xml"), compress_to_fp16=(precision == "fp16"))
     info["weights"] = {"fp32": "float32", "fp16": "float16 (compressed; the CPU plugin computes in fp32)", "int8": "int8"}[precision]
@@ -444,10 +431,9 @@ def tflite_int8(src, out, calib):
     from litert_torch.quantize.quant_config import QuantConfig
 
     from ..models.graph import sample_faces
-    from ..compress.pt2e import pt2e_int8
 
     _log(f"PT2E int8 with {len(calib)} calibration faces")
-    qmodel, quantizer, info = pt2e_int8(src.net, src.card, calib)
+    qmodel, quantizer, info = quantize(src.net, calib, FloatScope(first=True, last=3), QuantizeConfig("pt2e", {"card": src.card}))
     # litert warns "converted in training mode": an exported GraphModule keeps training=True,
     # but its ops were captured from the eval-mode graph (BN folded, no dropout), so nothing differs.
     litert_torch.convert(qmodel, (sample_faces(src.card, 1),), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out / "model.tflite"))
