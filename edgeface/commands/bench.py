@@ -79,33 +79,17 @@ def _parse_targets(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def export_supports(option: str) -> bool:
-    """Whether `edgeface export` here has a command-line option (the exporter evolves separately)."""
-    from ..cli import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    export = sub.choices.get("export")
-    return export is not None and any(option in a.option_strings for a in export._actions)
-
-
 def export_in_subprocess(source: str, out_dir: Path, fmt: str | None = None, precision: str | None = None, profile: str | None = None, rebuild: bool = False, quiet: bool = False, extra: str = "") -> Path:
     """`edgeface export` in a subprocess (the exporter may import torch and converters; this
     process stays lean), reusing an existing bundle unless asked to rebuild."""
     if (out_dir / "edgeface.json").is_file() and not rebuild:
         return out_dir
     cmd = [sys.executable, "-m", "edgeface", "export", source, "--out", str(out_dir)]
-    if profile and export_supports("--profile"):
-        cmd += ["--profile", profile]
-    elif profile and export_supports("--recipe"):
+    if profile:
         from ..profiles import load_profile
 
         cmd += ["--recipe", str(load_profile(profile).recipe.path)]  # exactly the profile's recipe
     else:
-        if profile:
-            from ..profiles import export_args
-
-            fmt, precision, _ = export_args(profile)
         cmd += ["--target", fmt, "--precision", precision]
     cmd += shlex.split(extra)
     env = dict(os.environ)
