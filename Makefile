@@ -2,7 +2,7 @@
 #   make main   - the main job: reference model -> LFW-dev eval -> channel pruning (retrained) ->
 #                 export to every target available here (fp32/fp16/int8, each verified) ->
 #                 benchmark -> table + plot in $(OUT)/bench
-#   make test   - the test suite
+#   make test   - the linter (ruff check, configured in pyproject.toml) and the test suite
 # Both create/reuse the project venv (scripts/env.sh) keyed by requirements/lock.txt.
 SHELL := /bin/bash
 SHARED ?= $(abspath ../shared)
@@ -11,7 +11,7 @@ MODEL ?= $(SHARED)/models/third_party/mobilefacenet-casia-xiaoccer/068.ckpt
 PRUNE_KEEP ?= 0.75
 PRUNE_ITERS ?= 60
 
-.PHONY: env main eval prune bench-main test test-fast bench clean
+.PHONY: env main eval prune bench-main test test-fast lint bench clean
 env:
 	@bash scripts/env.sh >/dev/null
 
@@ -33,10 +33,13 @@ bench-main: env
 	$$V/bin/edgeface bench $(MODEL) default $(OUT)/pruned_channel.safetensors --out $(OUT)/bench --name main
 
 test: env
-	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q tests device_tests
+	@V=$$(bash scripts/env.sh); $$V/bin/ruff check . && $$V/bin/python -m pytest -q tests device_tests
 
 test-fast: env
-	@V=$$(bash scripts/env.sh); $$V/bin/python -m pytest -q -m "not slow" tests device_tests
+	@V=$$(bash scripts/env.sh); $$V/bin/ruff check . && $$V/bin/python -m pytest -q -m "not slow" tests device_tests
+
+lint: env
+	@V=$$(bash scripts/env.sh); $$V/bin/ruff check .
 
 # Benchmark every target available here and rewrite the README's table and plot.
 bench: env

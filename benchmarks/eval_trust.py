@@ -48,7 +48,7 @@ def export(spec: str, out: Path, threads: int) -> dict:
 
 def cfp_analysis(bundle_dir: Path) -> dict:
     """Detection failures per pose, the failure rule's effect, and the quality gate on CFP-FP."""
-    from edgeface.evaluate import aligned_crops, detect_all, embed_crops
+    from edgeface.evaluate import aligned_crops, detect_all
     from edgeface.landmarks import LandmarkStore
     from edgeface.protocol import best_threshold, evaluate_scores
     from edgeface.runtime.bundle import load_bundle

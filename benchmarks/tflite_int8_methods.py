@@ -45,7 +45,7 @@ def op_scopes(path: Path, kinds: tuple[str, ...], start: int = 0) -> list[str]:
 
 def aeq(fp32: Path, out: Path, calib: np.ndarray, mode: str) -> Path:
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer import quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
     from ai_edge_quantizer.qtyping import TFLOperationName
 

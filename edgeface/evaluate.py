@@ -86,7 +86,6 @@ class Detections:
 
 
 def detect_all(paths: list[str], store: LandmarkStore, show_progress: bool = True) -> Detections:
-    import os
 
     records: dict[str, FaceRecord] = {}
     try:

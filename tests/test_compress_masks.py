@@ -7,7 +7,7 @@ import torch
 
 from edgeface.card import ModelCard
 from edgeface.compress import channel, finetune, prune
-from edgeface.compress.masks import apply_masks, bake_masks, load_pruned, mask_file, save_pruned, zero_masked
+from edgeface.compress.masks import bake_masks, load_pruned, mask_file, save_pruned, zero_masked
 from edgeface.models import register_arch
 from edgeface.models.mobilefacenet import MobileFaceNet
 

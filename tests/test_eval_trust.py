@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgeface.data import Pair, dataset_identity, first_folds, load_pairs

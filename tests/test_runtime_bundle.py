@@ -1,10 +1,8 @@
 """The runtime on a REAL exported bundle, in a fresh venv that holds only the `runtime`
 extra (numpy, onnxruntime, Pillow) and edgeface: torch is not importable there at all."""
 import json
-import os
 import shutil
 import subprocess
-import sys
 import textwrap
 import venv
 from pathlib import Path

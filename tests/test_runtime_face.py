@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from edgeface import paths
 from edgeface.runtime.face import UNKNOWN, Face, FaceRecognizer, Rejection
 from edgeface.runtime.gallery import Gallery, ModelMismatchError
 from edgeface.runtime.quality import DEFAULT_THRESHOLDS

@@ -4,7 +4,6 @@ passed with nothing skipped. Then the galleries Node wrote are opened and search
 Gallery: a gallery written by either runtime is read by the other.
 
 Needs node + npm (.ci/run installs them); `npm ci` runs here when sdk/js/node_modules is missing."""
-import json
 import os
 import re
 import shutil

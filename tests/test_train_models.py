@@ -1,5 +1,4 @@
 """Registry entries added for training: MobileNet v1 (alpha, rho), Light CNN (MFM 2/1, 3/2), default."""
-from pathlib import Path
 
 import pytest
 import torch

@@ -30,7 +30,6 @@ def test_short_training_lowers_loss_and_raises_pair_accuracy(shared, tmp_path):
 
     from edgeface.face_sets import AlignedPairs
     from edgeface.train.loop import TrainConfig, pair_accuracy, train
-    from edgeface import models
 
     torch.set_num_threads(2)
     items = list_source("celeba-299", shared)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, paths
+from .. import __version__
 from ..align import template_landmarks
 from ..card import ModelCard
 from ..preprocess import l2_normalize
 from ..runtime.codecs import HAMMING_CODECS, get_codec
-from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta, write_manifest_digest
+from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, validate_meta, write_manifest_digest
 from ..targets import TARGETS
 from ..targets import target as lookup_target
 from . import verify as V
@@ -108,7 +108,6 @@ def load_source(spec: str, card_json: str | None = None, **model_kwargs) -> Expo
     else:
         import hashlib
 
-        import torch
 
         h = hashlib.sha256()
         for k, v in net.state_dict().items():

@@ -14,7 +14,6 @@ float32 arrays (no pickle) under ``cache_dir('teacher')``.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -263,7 +262,6 @@ class TorchTeacher:
 
     def embed_set(self, data: AlignedSet, batch: int = 128, show_progress: bool = True) -> np.ndarray:
         """Unit embeddings of the clean crops (the 'clean' cache of teacher_embeddings)."""
-        import torch
 
         from .loop import crops_to_tensor
 
