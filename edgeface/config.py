@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 
@@ -17,3 +18,21 @@ def read_toml(path: str | os.PathLike, error: type[Exception] = ValueError) -> d
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{p}: not valid TOML ({exc})") from None
+
+
+@dataclass(kw_only=True)
+class ModelJob:
+    """The part every library job that starts from a model shares (prune, quantize): the model (a
+    registry name or checkpoint) and, for a foreign checkpoint, its architecture, input size,
+    template and embedding size. A job's fields are its command's options, by name."""
+
+    model: str
+    arch: str | None = None
+    input_size: tuple[int, int] | None = None
+    template: str | None = None
+    embedding_size: int = 128
+
+    @classmethod
+    def from_namespace(cls, ns):
+        """The job from an argparse namespace (or any object with the fields as attributes)."""
+        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)})

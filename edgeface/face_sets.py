@@ -80,11 +80,7 @@ def align_files(files: list[str], card: ModelCard, identities: list[str] | None 
 def folder_faces(folder: str | Path, card: ModelCard, limit: int = 300, seed: int = 0, show_progress: bool = True) -> AlignedFaces:
     """Calibration faces from a user's folder of photos (searched recursively)."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: calibration folder not found")
-    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found for calibration")
+    files = list_images(folder, "calibration")
     rng = np.random.default_rng(seed)
     files = [files[i] for i in rng.permutation(len(files))]
     ids = [Path(f).parent.name if Path(f).parent != folder else "" for f in files]
@@ -200,13 +196,14 @@ def crop_card(template: str = "arcface_112x112", size: tuple[int, int] = (112, 1
     return ModelCard(name="crop", arch="none", input_size=tuple(size), embedding_size=1, template=template)
 
 
-def list_images(root: str | os.PathLike) -> list[str]:
+def list_images(root: str | os.PathLike, purpose: str = "") -> list[str]:
+    """Every image file below `root` (recursively), sorted; `purpose` names the folder in the errors."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: image folder not found")
+        raise FileNotFoundError(f"{root}: {purpose or 'image'} folder not found")
     files = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+        raise ValueError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found" + (f" for {purpose}" if purpose else ""))
     return files
 
 

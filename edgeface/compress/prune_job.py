@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import face_sets as faces
 from ..card import ModelCard
+from ..config import ModelJob
 from . import channel, finetune, prune
 from .evalfast import embed_with_onnx
 from .masks import save_pruned, sparsity_table
 from .report import plot_curves, write_report
 
 
-@dataclass
-class PruneJob:
+@dataclass(kw_only=True)
+class PruneJob(ModelJob):
     """What to prune and how (the fields are `edgeface prune`'s options)."""
 
-    model: str
     keep: float
     method: str = "correlation"  # correlation | magnitude
     level: str = "connection"  # connection | channel
@@ -38,14 +38,6 @@ class PruneJob:
     eval_folds: int = 5
     out: str | None = None
     seed: int = 0
-    arch: str | None = None  # a foreign checkpoint's architecture, input size, template, embedding size
-    input_size: tuple[int, int] | None = None
-    template: str | None = None
-    embedding_size: int = 128
-
-    @classmethod
-    def from_namespace(cls, ns) -> "PruneJob":
-        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)})
 
 
 @dataclass

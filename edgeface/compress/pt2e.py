@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..card import ModelCard
-from .quantize import FloatScope
+from .float_scope import FloatScope
 
 
 def _quantizer(float_from: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = ()):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..card import ModelCard
-from .quantize import FloatScope, torch_ignored_scope
+from .float_scope import FloatScope, torch_ignored_scope
 
 
 EXTENSION_ENV = "EDGEFACE_NNCF_EXTENSION"

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import face_sets as faces
 from ..card import ModelCard
+from ..config import ModelJob
 from ..compress.quantize import FloatScope, compare_embeddings
 from ..compress.report import write_report
 from ..runtime.model_file import ModelFile
 from .converters import onnx_at_precision
 
 
-@dataclass
-class QuantizeJob:
+@dataclass(kw_only=True)
+class QuantizeJob(ModelJob):
     """What to quantize and how (the fields are `edgeface quantize`'s options)."""
 
-    model: str
     precision: str  # fp16 | int8
     calib: str | None = None  # folder of face photos (default: shared CelebA-299 + AAF-8k)
     calib_count: int = 300
@@ -37,14 +37,6 @@ class QuantizeJob:
     eval_folds: int = 5
     out: str | None = None
     threads: int = 2
-    arch: str | None = None  # a foreign checkpoint's architecture, input size, template, embedding size
-    input_size: tuple[int, int] | None = None
-    template: str | None = None
-    embedding_size: int = 128
-
-    @classmethod
-    def from_namespace(cls, ns) -> "QuantizeJob":
-        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)})
 
 
 @dataclass
