@@ -38,15 +38,28 @@ def quality_defaults() -> dict:
             **{mode: dict(th) for mode, th in DEFAULT_THRESHOLDS.items()}}
 
 
-def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str) -> dict:
+def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str, landmarks: np.ndarray | None = None) -> dict:
     """quality_defaults with min_flip_similarity set from the exported model's own flip
-    similarity over calibration faces (the measure is model-dependent; the others are not)."""
-    from ..runtime.quality import FLIP_PERCENTILES, MIN_FACES_TO_CALIBRATE, calibrate_flip_thresholds, flip_similarity
+    similarity over calibration faces (the measure is model-dependent; the others are not), and
+    max_landmark_residual from the detector's landmarks on those faces against the card's template."""
+    from ..align import landmark_residual
+    from ..runtime.quality import (FLIP_PERCENTILES, LANDMARK_PERCENTILES, MIN_FACES_TO_CALIBRATE, calibrate_flip_thresholds,
+                                   calibrate_landmark_thresholds, flip_similarity)
 
     q = quality_defaults()
     if len(crops) < MIN_FACES_TO_CALIBRATE:
-        q["notes"] = f"min_flip_similarity not calibrated: {len(crops)} calibration faces, need {MIN_FACES_TO_CALIBRATE}"
+        q["notes"] = (f"min_flip_similarity and max_landmark_residual not calibrated: {len(crops)} calibration faces, "
+                      f"need {MIN_FACES_TO_CALIBRATE}")
         return q
+    lm_note = "max_landmark_residual: kit default (no calibration landmarks)"
+    if landmarks is not None and len(landmarks) >= MIN_FACES_TO_CALIBRATE:
+        card = bundle.card
+        tpl = template_landmarks(card.template, tuple(card.input_size))
+        res = [landmark_residual(lm, tpl) for lm in landmarks]
+        for mode, t in calibrate_landmark_thresholds(res).items():
+            q[mode]["max_landmark_residual"] = t
+        lm_note = ("max_landmark_residual = " + " / ".join(f"{f:g} x the {p:g}th percentile ({mode})" for mode, (p, f) in LANDMARK_PERCENTILES.items())
+                   + f" of the landmark residual of the detector's landmarks on {len(res)} calibration faces against {card.template}")
     fs = np.concatenate([flip_similarity(bundle, crops[i : i + 64])[0] for i in range(0, len(crops), 64)])
     for mode, t in calibrate_flip_thresholds(fs).items():
         q[mode]["min_flip_similarity"] = t
@@ -54,9 +67,9 @@ def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str) -> dict:
 
     # non-face prototypes: with app landmarks nothing else stops noise passing as a face (issue 20)
     q["nonface"] = calibrate_nonface(bundle.embed, crops)
-    q["source"] = "kit defaults, with min_flip_similarity calibrated for this model"
+    q["source"] = "kit defaults, with min_flip_similarity and max_landmark_residual calibrated for this model and template"
     q["notes"] = (f"min_flip_similarity = the {FLIP_PERCENTILES['verify']:g}th (verify) / {FLIP_PERCENTILES['enroll']:g}th (enroll) "
-                  f"percentile of this exported model's flip similarity over {len(fs)} calibration faces ({faces_desc})")
+                  f"percentile of this exported model's flip similarity over {len(fs)} calibration faces ({faces_desc}); {lm_note}")
     return q
 
 
@@ -285,7 +298,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     meta["parity"] = par
     meta["thresholds"] = thresholds
     bundle.meta["thresholds"] = thresholds
-    meta["quality"] = calibrated_quality(bundle, calib.crops, calib_desc["source"])
+    meta["quality"] = calibrated_quality(bundle, calib.crops, calib_desc["source"], calib.landmarks)
     log(f"quality gate: min_flip_similarity verify {meta['quality']['verify']['min_flip_similarity']:.3f}, enroll {meta['quality']['enroll']['min_flip_similarity']:.3f}")
     if len(calib) and opts.n_conformance:
         pick = _conformance_pick(calib, opts.n_conformance)

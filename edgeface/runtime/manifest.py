@@ -173,6 +173,8 @@ QUALITY_RANGES = {
     "min_brightness": (0.0, 255.0), "max_brightness": (0.0, 255.0), "min_contrast": (0.0, 255.0),
     "max_abs_yaw": (0.0, 180.0), "max_abs_pitch": (0.0, 180.0), "max_abs_roll": (0.0, 180.0),
     "min_detector_score": (0.0, 1.0), "min_flip_similarity": (-1.0, 1.0), "max_nonface_margin": (-1.0, 1.0),
+    # landmark_residual is in template inter-ocular distances; above 1 it would accept any 5 points
+    "max_landmark_residual": (0.0, 1.0),
 }
 
 
