@@ -283,11 +283,16 @@ class FaceRecognizer:
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike, gallery=None, detector=None, backend: str | None = None, threads: int = 0, verify_hash: bool = True, **kwargs) -> "FaceRecognizer":
-        """Load an exported bundle (edgeface.runtime.bundle.load_bundle: hash-checked) and wrap it."""
+        """Load an exported bundle (edgeface.runtime.bundle.load_bundle: hash-checked) and wrap it.
+
+        detector: a detector or a YuNet ONNX path; None uses the detector shipped in the bundle
+        (`edgeface export --detector`), if any; False uses none (the app always gives landmarks)."""
         from .bundle import load_bundle  # lazy: the bundle module ships with the export side
 
         bundle = load_bundle(path, backend=backend, threads=threads, verify_hash=verify_hash)
-        return cls(bundle, gallery=gallery, detector=detector, **kwargs)
+        if detector is None:
+            detector = bundle.detector_file  # hash-checked with every file by load_bundle
+        return cls(bundle, gallery=gallery, detector=detector or None, **kwargs)
 
     # -- thresholds -----------------------------------------------------------------
     @staticmethod
