@@ -28,7 +28,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeface import paths  # noqa: E402
 from edgeface.align import align_face, landmark_residual, template_landmarks, TEMPLATES  # noqa: E402
 from edgeface.runtime.quality import DEFAULT_THRESHOLDS, LANDMARK_PERCENTILES, QualityGate, calibrate_landmark_thresholds, measure  # noqa: E402
 

@@ -3,9 +3,7 @@
 provenance in the manifest's `detector` section, LICENSE copied beside it), and the runtime and
 the CLI use it when no detector is given. The YuNet file comes from ../shared, never the repo."""
 import json
-import shutil
 
-import numpy as np
 import pytest
 
 from edgeface import paths
