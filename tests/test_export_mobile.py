@@ -93,6 +93,27 @@ def test_mnn_backend_feeds_uint8_nhwc_under_mnns_own_label(tmp_path):
         assert np.sum(e * reference_embed(batch), axis=1).min() > 0.99999
 
 
+def test_mnnconvert_runs_without_mnns_pip_install_and_usage_logger(tmp_path, monkeypatch):
+    """PyPI MNN's mnnconvert script runs `pip install -U aliyun-log-python-sdk` (the first pip on
+    PATH) when that package is missing, then sends usage logs; that made every conversion wait
+    minutes here and changed the system Python. The export calls the converter without it: a pip
+    placed first on PATH must never run, and the model must still be written."""
+    pytest.importorskip("MNN")
+    _tool("mnnconvert")
+    from edgeface.export.converters import _run_tool
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    marker = tmp_path / "pip-was-called"
+    (fake_bin / "pip").write_text(f"#!/bin/sh\necho \"$@\" > {marker}\nexit 1\n")
+    (fake_bin / "pip").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{__import__('os').environ['PATH']}")
+    onnx_path = write_tiny_onnx(tmp_path / "tiny.onnx", uint8_input=True)
+    _run_tool("mnnconvert", ["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(tmp_path / "tiny.mnn"), "--bizCode", "edgeface"])
+    assert (tmp_path / "tiny.mnn").stat().st_size > 0
+    assert not marker.exists(), f"mnnconvert ran pip: {marker.read_text()}"
+
+
 def test_mnn_backend_at_one_thread_starts_no_thread_pool(tmp_path):
     """A module loaded without our runtime manager (once: the one read for its tensor names) got
     MNN's default runtime, whose 4-thread pool spins on sched_yield for the rest of the process:

@@ -570,6 +570,16 @@ def tensorrt_int8(src, out, calib):
 # --------------------------------------------------------------------------- tools run as programs
 
 
+# PyPI MNN's `mnnconvert` script imports MNN.tools.utils.log, which (MNN 3.6.1), when the
+# aliyun-log-python-sdk package is missing, runs `pip install -U aliyun-log-python-sdk` with
+# whatever pip is first on PATH, then sends a usage record (machine id, model uuid, arguments) to
+# Alibaba Cloud. Measured here: that pip call made each conversion wait minutes (the 268-739 s
+# rows of issue 19's first pass; 5 s without it) and installed the SDK into the system Python.
+# The conversion itself is MNN's `_tools.mnnconvert` extension: run it directly, in this Python.
+# It returns True even when it failed (e.g. a missing input file): _mnn checks the output file.
+_MNNCONVERT_WITHOUT_LOGGER = "import sys, _tools; _tools.mnnconvert(sys.argv)"
+
+
 def _run_tool(name: str, args: list[str], cwd: Path | None = None, timeout: int = 1800) -> str:
     """Run a converter program (mnnconvert, pnnx, ncnn2table...) and return its output; a failure
     raises ValueError with the program's last lines."""
@@ -580,7 +590,8 @@ def _run_tool(name: str, args: list[str], cwd: Path | None = None, timeout: int 
     exe = find_tool(name)
     if exe is None:
         raise ValueError(f"{name} not found (beside {sys.executable} or on PATH)")
-    proc = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    command = [sys.executable, "-c", _MNNCONVERT_WITHOUT_LOGGER, *args] if name == "mnnconvert" else [exe, *args]
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     text = (proc.stdout or "") + (proc.stderr or "")
     if proc.returncode != 0:
         raise ValueError(f"{name} failed (exit {proc.returncode}): {' | '.join(text.strip().splitlines()[-6:])}")
