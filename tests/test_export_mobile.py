@@ -299,3 +299,23 @@ def test_coreml_package_spec_and_not_verified_bundle(source, tmp_path):
     assert spec.WhichOneof("Type") == "mlProgram"
     with pytest.raises(BundleError, match="not run at export"):
         load_bundle(out)
+
+
+def test_core_graph_keeps_the_unslimmed_export_when_onnxslim_changes_the_function(tmp_path):
+    """onnxslim changed dlib_resnet's core graph (cosine 0.45-0.52 to the torch net); the check
+    that guards it must accept an identical graph and refuse one that computes something else."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import numpy_helper
+
+    from edgeface.export.converters import _same_function
+
+    raw = write_tiny_onnx(tmp_path / "tiny.onnx", uint8_input=False)
+    same = onnx.load(str(raw))
+    assert _same_function(raw, same, TINY_CARD)
+    changed = onnx.load(str(raw))
+    init = max(changed.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+    w = numpy_helper.to_array(init).copy()
+    w.reshape(-1)[: w.size // 2] *= -1.0
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    assert not _same_function(raw, changed, TINY_CARD)
