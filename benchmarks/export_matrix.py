@@ -38,7 +38,11 @@ def main() -> int:
     ap.add_argument("--n-impostor", type=int, default=2000)
     ap.add_argument("--lfw-folds", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--benchmarks", help="comma-separated verification records measured per target (default: the export's own, "
+                    "LFW-dev + CFP-FF + CFP-FP); 'lfw-dev' alone saves time on a busy machine")
     ap.add_argument("--collect", help="folder of existing bundles (one sub-folder per target): tabulate them, export nothing")
+    ap.add_argument("--redo", action="store_true", help="re-export targets that already have a row in this --name's results "
+                    "(default: keep those rows and export only the missing targets, so an interrupted run resumes)")
     args = ap.parse_args()
     if args.collect:
         return collect(Path(args.collect), args.name)
@@ -52,10 +56,13 @@ def main() -> int:
         chosen = [targets.target(*k.split("-")) for k in keys]
     src = load_source(args.model)
     opts = ExportOptions(n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_folds=args.lfw_folds,
-                         threads=args.threads, show_progress=False)
-    rows = []
+                         threads=args.threads, show_progress=False,
+                         **({"benchmarks": tuple(args.benchmarks.split(","))} if args.benchmarks else {}))
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
+    command = "PYTHONPATH=. python " + " ".join(sys.argv)
+    rows, commands = previous_rows(res_dir / f"export_matrix_{args.name}.json", src.sha256, [t.key for t in chosen], args.redo)
+    commands = [c for c in commands if c != command] + [command]
 
     def save():
         result = {
@@ -63,13 +70,16 @@ def main() -> int:
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "threads": args.threads, "n_calib": args.n_calib,
             "n_verify": args.n_verify, "n_impostor": args.n_impostor,
             "lfw": "LFW-dev folds 1-5 (3,000 pairs), YuNet + 5-point alignment" if args.lfw_folds is None else f"LFW-dev first {args.lfw_folds} folds",
-            "command": "PYTHONPATH=. python " + " ".join(sys.argv), "complete": len(rows) == len(chosen), "rows": rows,
+            "command": command, "commands": commands, "complete": {t.key for t in chosen} <= {r["target"] for r in rows}, "rows": rows,
         }
         (res_dir / f"export_matrix_{args.name}.json").write_text(json.dumps(result, indent=2))
         (res_dir / f"export_matrix_{args.name}.md").write_text(to_markdown(result))
         return result
 
     for t in chosen:
+        if any(r["target"] == t.key for r in rows):
+            print(f"{t.key}: already measured in export_matrix_{args.name}.json, kept (--redo exports it again)", flush=True)
+            continue
         out = Path(args.bundles) / args.name / t.key
         t0 = time.time()
         try:
@@ -85,6 +95,19 @@ def main() -> int:
         save()
     print(to_markdown(save()))
     return 0
+
+
+def previous_rows(path: Path, source_sha256: str, keys: list[str], redo: bool) -> tuple[list[dict], list[str]]:
+    """Rows already measured for this model under this --name (errors are always retried; with
+    --redo, the targets of this run are too), and the commands that measured them."""
+    if not path.is_file():
+        return [], []
+    old = json.loads(path.read_text())
+    if old.get("source_sha256") != source_sha256:
+        print(f"{path.name}: measured another model (sha256 {str(old.get('source_sha256'))[:12]}), its rows are replaced", flush=True)
+        return [], []
+    rows = [r for r in old.get("rows", []) if r.get("status") != "error" and not (redo and r["target"] in keys)]
+    return rows, old.get("commands") or [old["command"]]
 
 
 def row_from_meta(key: str, out: Path, meta: dict, total_seconds: float | None) -> dict:
@@ -144,7 +167,7 @@ def to_markdown(result: dict) -> str:
              f"kit {result['kit_version']}, {result['machine']}, {result['threads']} threads; parity on {result['n_verify']} CelebA/AAF faces "
              f"not used for calibration ({result['n_calib']} calibration faces); {result['lfw']}; thresholds: "
              + (result["rows"][0].get("threshold_method") or f"LFW-dev + {result['n_impostor']} AAF-8k impostor photos") + ".", "",
-             f"`{result['command']}`", "",
+             *[f"`{c}`" for c in (result.get("commands") or [result["command"]])], "",
              "| target | status | size (MB) | cos min | cos mean | LFW-dev acc (source) | thr@FAR1e-3 | thr@FAR1e-4 | TAR@1e-3 | convert s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

@@ -78,6 +78,16 @@ def test_time_calls_honours_repetitions_and_orders_percentiles():
     assert stats["iqr"] == pytest.approx(stats["p75"] - stats["p25"])
 
 
+def test_time_calls_separates_cpu_time_from_waiting():
+    """A call that waits (a sleeping or starved runtime) has wall time but almost no CPU time:
+    the gap the MNN thread-pool bug showed (450-700 ms wall for 35 ms CPU per face)."""
+    import time
+
+    stats = time_calls(lambda: time.sleep(0.02), **FAST)
+    assert stats["p50"] >= 20.0
+    assert 0.0 <= stats["cpu_p50"] < 5.0
+
+
 def test_probe_measures_and_checks_parity(tiny):
     r = probe(str(tiny["u8"]), threads=1, faces_path=str(tiny["dir"] / "faces.npy"), reference_path=str(tiny["dir"] / "ref.npy"), throughput_batch=4, timing=FAST)
     assert r["file_size_bytes"] == tiny["u8"].stat().st_size and r["threads"] == 1

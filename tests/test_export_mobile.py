@@ -3,6 +3,8 @@
 Fast tests run the MNN and ncnn backends on the tiny linear ONNX model, converted by the real
 tools (mnnconvert, pnnx). The slow ones export the REAL reference MobileFaceNet (small face
 sets, no LFW except the core-vs-full decisions test on LFW-dev fold 1)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -89,6 +91,59 @@ def test_mnn_backend_feeds_uint8_nhwc_under_mnns_own_label(tmp_path):
         assert out.shape == (len(batch), TINY_CARD.embedding_size)
         e = out / np.linalg.norm(out, axis=1, keepdims=True)
         assert np.sum(e * reference_embed(batch), axis=1).min() > 0.99999
+
+
+def test_mnnconvert_runs_without_mnns_pip_install_and_usage_logger(tmp_path, monkeypatch):
+    """PyPI MNN's mnnconvert script runs `pip install -U aliyun-log-python-sdk` (the first pip on
+    PATH) when that package is missing, then sends usage logs; that made every conversion wait
+    minutes here and changed the system Python. The export calls the converter without it: a pip
+    placed first on PATH must never run, and the model must still be written."""
+    pytest.importorskip("MNN")
+    _tool("mnnconvert")
+    from edgeface.export.converters import _run_tool
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    marker = tmp_path / "pip-was-called"
+    (fake_bin / "pip").write_text(f"#!/bin/sh\necho \"$@\" > {marker}\nexit 1\n")
+    (fake_bin / "pip").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{__import__('os').environ['PATH']}")
+    onnx_path = write_tiny_onnx(tmp_path / "tiny.onnx", uint8_input=True)
+    _run_tool("mnnconvert", ["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(tmp_path / "tiny.mnn"), "--bizCode", "edgeface"])
+    assert (tmp_path / "tiny.mnn").stat().st_size > 0
+    assert not marker.exists(), f"mnnconvert ran pip: {marker.read_text()}"
+
+
+def test_mnn_backend_at_one_thread_starts_no_thread_pool(tmp_path):
+    """A module loaded without our runtime manager (once: the one read for its tensor names) got
+    MNN's default runtime, whose 4-thread pool spins on sched_yield for the rest of the process:
+    one face took 450-700 ms wall for 35 ms of CPU on the loaded machine (the absurd MNN bench
+    rows). At threads=1, loading and running must not add a single thread to the process."""
+    pytest.importorskip("MNN")
+    _tool("mnnconvert")
+    import subprocess
+    import sys
+
+    from edgeface.export.converters import _run_tool
+
+    onnx_path = write_tiny_onnx(tmp_path / "tiny.onnx", uint8_input=True)
+    _run_tool("mnnconvert", ["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(tmp_path / "tiny.mnn")])
+    h, w = TINY_CARD.input_size
+    script = (
+        "import os, numpy as np, MNN\n"
+        "from edgeface.runtime.backends import make_backend\n"
+        "threads = lambda: len(os.listdir('/proc/self/task'))\n"
+        "before = threads()\n"
+        f"b = make_backend('mnn', {str(tmp_path / 'tiny.mnn')!r}, threads=1)\n"
+        f"for n in (1, 3, 1): b.run(np.zeros((n, {h}, {w}, 3), np.uint8))\n"
+        "print(before, threads())\n")
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("no /proc to count threads in")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stderr[-2000:]
+    before, after = map(int, run.stdout.split()[-2:])
+    assert after == before, f"MNN started {after - before} thread(s) for a 1-thread backend"
 
 
 def test_ncnn_backend_runs_a_pnnx_model_face_by_face(tmp_path):
@@ -244,3 +299,23 @@ def test_coreml_package_spec_and_not_verified_bundle(source, tmp_path):
     assert spec.WhichOneof("Type") == "mlProgram"
     with pytest.raises(BundleError, match="not run at export"):
         load_bundle(out)
+
+
+def test_core_graph_keeps_the_unslimmed_export_when_onnxslim_changes_the_function(tmp_path):
+    """onnxslim changed dlib_resnet's core graph (cosine 0.45-0.52 to the torch net); the check
+    that guards it must accept an identical graph and refuse one that computes something else."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import numpy_helper
+
+    from edgeface.export.converters import _same_function
+
+    raw = write_tiny_onnx(tmp_path / "tiny.onnx", uint8_input=False)
+    same = onnx.load(str(raw))
+    assert _same_function(raw, same, TINY_CARD)
+    changed = onnx.load(str(raw))
+    init = max(changed.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+    w = numpy_helper.to_array(init).copy()
+    w.reshape(-1)[: w.size // 2] *= -1.0
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    assert not _same_function(raw, changed, TINY_CARD)

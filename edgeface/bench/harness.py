@@ -224,7 +224,8 @@ def summarize_target(target: BenchItem, probes: dict[int, dict], accuracy: dict[
             continue
         lat = p["latency_ms"]
         row.update({f"latency_p50_ms_{tag}": lat["p50"], f"latency_p90_ms_{tag}": lat["p90"], f"latency_p99_ms_{tag}": lat["p99"],
-                    f"latency_iqr_ms_{tag}": lat["iqr"], f"latency_min_ms_{tag}": lat["min"], f"latency_max_ms_{tag}": lat["max"], f"latency_n_{tag}": lat["n"]})
+                    f"latency_iqr_ms_{tag}": lat["iqr"], f"latency_min_ms_{tag}": lat["min"], f"latency_max_ms_{tag}": lat["max"], f"latency_n_{tag}": lat["n"],
+                    f"latency_cpu_p50_ms_{tag}": lat.get("cpu_p50")})
         if "throughput" in p:
             row[f"throughput_ips_{tag}"] = p["throughput"]["images_per_s"]
             row[f"throughput_ips_iqr_{tag}"] = p["throughput"]["images_per_s_iqr"]

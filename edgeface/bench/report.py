@@ -11,7 +11,7 @@ from .machine import summary_line
 
 CSV_COLUMNS = [
     "target", "model", "format", "precision", "backend", "profile", "file_size_mb", "cold_start_s", "peak_rss_mb", "threads_all",
-    "latency_p50_ms_1t", "latency_p90_ms_1t", "latency_p99_ms_1t", "latency_iqr_ms_1t", "latency_min_ms_1t", "latency_max_ms_1t",
+    "latency_p50_ms_1t", "latency_p90_ms_1t", "latency_p99_ms_1t", "latency_iqr_ms_1t", "latency_min_ms_1t", "latency_max_ms_1t", "latency_cpu_p50_ms_1t",
     "latency_p50_ms_all", "latency_p90_ms_all", "latency_p99_ms_all", "latency_iqr_ms_all", "latency_min_ms_all", "latency_max_ms_all",
     "throughput_batch", "throughput_ips_1t", "throughput_ips_all", "parity_cos_min", "parity_cos_mean", "parity_n",
     "accuracy", "accuracy_std", "auc", "eer", "pairs", "folds", "pass", "path",
@@ -99,12 +99,13 @@ def markdown(result: dict) -> str:
     rows = result["rows"]
     n_all = next((r["threads_all"] for r in rows if r.get("threads_all")), "all")
     tb = result["settings"].get("throughput_batch")
-    head = ["model", "target", "size MB", "cold start s", "p50 ms 1 thread (IQR)", f"p50 / p99 ms {n_all} threads", f"img/s @{tb} 1 / {n_all} threads", "peak RSS MB", "cosine to source min / mean", *_accuracy_heads(rows, "acc")]
+    head = ["model", "target", "size MB", "cold start s", "p50 ms 1 thread (IQR)", "CPU ms 1 thread", f"p50 / p99 ms {n_all} threads", f"img/s @{tb} 1 / {n_all} threads", "peak RSS MB", "cosine to source min / mean", *_accuracy_heads(rows, "acc")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
             r["model"], r["target"], _f(r["file_size_mb"], ".2f"), _f(r["cold_start_s"], ".3f"),
             f"{_f(r.get('latency_p50_ms_1t'), '.2f')} ({_f(r.get('latency_iqr_ms_1t'), '.2f')})",
+            _f(r.get("latency_cpu_p50_ms_1t"), ".2f"),
             f"{_f(r.get('latency_p50_ms_all'), '.2f')} / {_f(r.get('latency_p99_ms_all'), '.2f')}",
             f"{_f(r.get('throughput_ips_1t'), '.0f')} / {_f(r.get('throughput_ips_all'), '.0f')}",
             _f(r["peak_rss_mb"], ".0f"),

@@ -104,13 +104,17 @@ def _io(card: ModelCard, batch, dtype: str = "uint8", in_graph: bool = True, lay
 # --------------------------------------------------------------------------- ONNX
 
 
-def _slim_with_card(raw: Path, path: Path, card: ModelCard) -> Path:
+def _slim_with_card(raw: Path, path: Path, card: ModelCard, keep_slimmed=None) -> Path:
     """The last step of every torch -> ONNX export: onnxslim, the card in the model's metadata
-    (lets `edgeface export model.onnx` find its card), the ONNX checker, save; the raw file goes."""
+    (lets `edgeface export model.onnx` find its card), the ONNX checker, save; the raw file goes.
+    `keep_slimmed(model) -> bool`, if given, decides whether the slimmed graph replaces the raw one."""
     import onnx
     import onnxslim
 
     model = onnxslim.slim(onnx.load(str(raw)))
+    if keep_slimmed is not None and not keep_slimmed(model):
+        _log("onnxslim changed the core graph's outputs: keeping the unslimmed export")
+        model = onnx.load(str(raw))
     onnx.helper.set_model_props(model, {"edgeface_card": card.to_json()})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -199,7 +203,27 @@ def torch_to_core_onnx(net, card: ModelCard, path: Path) -> Path:
     normalises from the card, Bundle.embed L2-normalises)."""
     from ..compress.evalfast import export_onnx
 
-    return _slim_with_card(export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET), path, card)
+    raw = export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET)
+    # onnxslim changed dlib_resnet's core graph (cosine 0.45-0.52 to the torch net, measured; the raw
+    # TorchScript export matches to 1e-7): the slimmed graph is kept only if it computes the same.
+    return _slim_with_card(raw, path, card, keep_slimmed=lambda model: _same_function(raw, model, card))
+
+
+def _same_function(raw_path: Path, model, card: ModelCard, min_cosine: float = 0.99999) -> bool:
+    """Whether `model` (an onnx ModelProto) gives the raw ONNX file's outputs on fixed random
+    normalised-range NCHW inputs (batch 2), through ONNX Runtime."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).normal(0.0, 0.5, (2, 3, *card.input_size)).astype(np.float32)
+    outs = []
+    for m in (str(raw_path), model.SerializeToString()):
+        sess = ort.InferenceSession(m, providers=["CPUExecutionProvider"])
+        outs.append(np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64).reshape(len(x), -1))
+    a, b = outs
+    if a.shape != b.shape:
+        return False
+    cos = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return bool(cos.min() >= min_cosine)
 
 
 def core_onnx(src: ExportSource, path: Path) -> Path:
@@ -554,6 +578,16 @@ def tensorrt_int8(src, out, calib):
 # --------------------------------------------------------------------------- tools run as programs
 
 
+# PyPI MNN's `mnnconvert` script imports MNN.tools.utils.log, which (MNN 3.6.1), when the
+# aliyun-log-python-sdk package is missing, runs `pip install -U aliyun-log-python-sdk` with
+# whatever pip is first on PATH, then sends a usage record (machine id, model uuid, arguments) to
+# Alibaba Cloud. Measured here: that pip call made each conversion wait minutes (the 268-739 s
+# rows of issue 19's first pass; 5 s without it) and installed the SDK into the system Python.
+# The conversion itself is MNN's `_tools.mnnconvert` extension: run it directly, in this Python.
+# It returns True even when it failed (e.g. a missing input file): _mnn checks the output file.
+_MNNCONVERT_WITHOUT_LOGGER = "import sys, _tools; _tools.mnnconvert(sys.argv)"
+
+
 def _run_tool(name: str, args: list[str], cwd: Path | None = None, timeout: int = 1800) -> str:
     """Run a converter program (mnnconvert, pnnx, ncnn2table...) and return its output; a failure
     raises ValueError with the program's last lines."""
@@ -564,7 +598,8 @@ def _run_tool(name: str, args: list[str], cwd: Path | None = None, timeout: int 
     exe = find_tool(name)
     if exe is None:
         raise ValueError(f"{name} not found (beside {sys.executable} or on PATH)")
-    proc = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    command = [sys.executable, "-c", _MNNCONVERT_WITHOUT_LOGGER, *args] if name == "mnnconvert" else [exe, *args]
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     text = (proc.stdout or "") + (proc.stderr or "")
     if proc.returncode != 0:
         raise ValueError(f"{name} failed (exit {proc.returncode}): {' | '.join(text.strip().splitlines()[-6:])}")
