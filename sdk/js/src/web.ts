@@ -5,7 +5,7 @@
  * pass onnxruntime-react-native as `ort` and your own decoder).
  */
 import type { Image } from "./align.js";
-import { loadBundle, type Bundle, type BundleSource, type LoadOptions, type RunnerFactory } from "./bundle.js";
+import { loadBundle, type Bundle, type BundleSource, type CropDecoder, type LoadOptions, type RunnerFactory } from "./bundle.js";
 import { MAX_PIXELS, MIN_SIDE } from "./errors.js";
 import type { Gallery } from "./gallery.js";
 import { openIdbGallery } from "./gallery-idb.js";
@@ -16,7 +16,8 @@ export * from "./index.js";
 export { openIdbGallery, deleteIdbGallery, IDB_SCHEMA_VERSION, type IdbGalleryOptions } from "./gallery-idb.js";
 export { litertRunner, type LiteRtModule } from "./litert.js";
 
-/** A bundle directory served over HTTP(S): `base` is its URL. */
+/** A bundle directory served over HTTP(S): `base` is its URL. Every file is revalidated with the server
+ * (a cached edgeface.json.sha256 from an earlier export would refuse a re-exported bundle). */
 export function urlSource(base: string): BundleSource {
   const root = base.replace(/\/+$/, "");
   return {
@@ -24,14 +25,45 @@ export function urlSource(base: string): BundleSource {
     async exists() {
       return true; // HTTP has no directories: a missing bundle shows as a missing edgeface.json
     },
-    async readBytes(name: string) {
-      const res = await fetch(`${root}/${name.split("/").map(encodeURIComponent).join("/")}`);
+    async readBytes(name: string, limit?: number) {
+      const res = await fetch(`${root}/${name.split("/").map(encodeURIComponent).join("/")}`, { cache: "no-cache" });
       if (res.status === 404 || res.status === 410) return null;
       if (!res.ok) throw new Error(`${root}/${name}: HTTP ${res.status}`);
-      return new Uint8Array(await res.arrayBuffer());
+      if (limit === undefined || !res.body) return new Uint8Array(await res.arrayBuffer());
+      // read no more than limit + 1 bytes: a huge file is refused without downloading it
+      const reader = res.body.getReader();
+      const parts: Uint8Array[] = [];
+      let got = 0;
+      while (got <= limit) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parts.push(value);
+        got += value.length;
+      }
+      await reader.cancel().catch(() => undefined);
+      const out = new Uint8Array(Math.min(got, limit + 1));
+      let off = 0;
+      for (const p of parts) {
+        const take = Math.min(p.length, out.length - off);
+        out.set(p.subarray(0, take), off);
+        off += take;
+      }
+      return out;
     },
   };
 }
+
+/** A stored conformance crop decoded exactly by the browser (PNG, no colour conversion), no size limits. */
+export const decodeCrop: CropDecoder = async (bytes) => {
+  try {
+    const bitmap = await createImageBitmap(new Blob([bytes as BlobPart]), { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    const img = pixelsOf(bitmap, bitmap.width, bitmap.height);
+    bitmap.close();
+    return img;
+  } catch {
+    return null;
+  }
+};
 
 export interface WebBundleOptions extends LoadOptions, OrtOptions {
   /** the onnxruntime-web module (import * as ort from "onnxruntime-web") */
@@ -39,9 +71,13 @@ export interface WebBundleOptions extends LoadOptions, OrtOptions {
   runners?: Record<string, RunnerFactory>;
 }
 
+/** Open a bundle served at `url` (load_bundle): the same refusals as Python (EdgefaceError.bundleKind), the
+ * manifest digest and file hashes through WebCrypto (pure JS outside secure contexts), the load-time
+ * self-test on the bundle's conformance faces. Not checkable over HTTP: links leaving the bundle and
+ * unhashed files inside a model package directory (the server decides what a URL serves). */
 export async function openBundle(url: string, options: WebBundleOptions): Promise<Bundle> {
   const runners = options.runners ?? (options.ort ? { onnx: ortRunner(options.ort, options) } : {});
-  return loadBundle(urlSource(url), runners, options);
+  return loadBundle(urlSource(url), runners, { decodeCrop, ...options });
 }
 
 function pixelsOf(source: CanvasImageSource | ImageBitmap, w: number, h: number): Image {
