@@ -130,6 +130,22 @@ def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
     assert counts["pass"] >= 6 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
 
 
+def test_sdk_judges_bundles_like_load_bundle(js_package, sdk_vectors, tmp_path):
+    """The bundle rules of issue 20 in Node and in Chromium (over HTTP): ~65 mutated copies of a tiny sealed
+    bundle get load_bundle's verdict (every BundleError kind, and "ok"), and a bundle with a quality.nonface
+    section gives the Python gate's nonface_margin and decisions on faces and synthetic non-faces."""
+    import sdk_bundle_cases
+
+    cases = sdk_bundle_cases.write_refusal_cases(tmp_path / "cases")
+    nonface = sdk_bundle_cases.write_nonface_case(Path(sdk_vectors["bundle"]), Path(sdk_vectors["vectors"]), tmp_path / "nonface")
+    assert len({c["kind"] for c in cases}) == 15  # the 14 kinds and "ok"
+    assert any("nonface_margin:max" in (im["failed"] or []) for im in nonface["images"])
+    env = dict(os.environ, EDGEFACE_BUNDLE_CASES=str(tmp_path / "cases" / "cases.json"), EDGEFACE_NONFACE_CASE=str(tmp_path / "nonface" / "nonface.json"))
+    counts = run_node_tests(["test/rules.test.mjs"], env)
+    want = 4 if Path("/usr/bin/chromium").is_file() else 2
+    assert counts["pass"] == want and counts["cancelled"] == 0, counts
+
+
 def test_litert_runs_a_tflite_bundle_in_chromium(js_package, tflite_bundle):
     """A tflite bundle through LiteRT.js in headless Chromium passes its own conformance set."""
     if not Path("/usr/bin/chromium").is_file():

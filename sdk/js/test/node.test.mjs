@@ -223,17 +223,20 @@ test("bad images and landmarks: the Python runtime's rejection reasons", { skip:
   assert.equal(arr.reason, "tiny");
 });
 
-test("the bundle's conformance set: passes as in `edgeface export --check`, and a wrong expectation fails", { skip: SKIP }, async () => {
-  const ok = await sdk.checkConformance(bundle, sdk.decodeImage);
-  assert.ok(ok.passed && ok.faces === 8 && ok.cosine_min >= ok.required_min_cosine, JSON.stringify(ok));
+test("the bundle's conformance set: passes as in `edgeface export --check`; a wrong expectation is refused at load and fails the check", { skip: SKIP }, async () => {
+  const ok = await sdk.checkConformance(bundle, sdk.decodeCrop);
+  assert.ok(ok.passed && ok.faces === 8 && ok.cosine_min >= ok.required_min_cosine && ok.threshold_mismatches.length === 0, JSON.stringify(ok));
   const dir = join(tmp, "bundle-conformance");
   cpSync(doc.bundle.path, dir, { recursive: true });
   const f = join(dir, "conformance", "expected.json");
   const exp = JSON.parse(readFileSync(f, "utf8"));
   exp.embeddings[0] = exp.embeddings[0].map((v) => -v);
   writeFileSync(f, JSON.stringify(exp));
-  const other = await sdk.openBundle(dir);
-  const bad = await sdk.checkConformance(other, sdk.decodeImage);
+  // the conformance files are hashed in edgeface.json (file_hash); without hash checks the self-test refuses it
+  await assert.rejects(sdk.openBundle(dir), (e) => e.kind === "bundle" && e.bundleKind === "file_hash");
+  await assert.rejects(sdk.openBundle(dir, { verifyHash: false }), (e) => e.kind === "bundle" && e.bundleKind === "conformance");
+  const other = await sdk.openBundle(dir, { verifyHash: false, selfTest: false });
+  const bad = await sdk.checkConformance(other, sdk.decodeCrop);
   await other.dispose();
   assert.equal(bad.passed, false);
   assert.ok(bad.cosine_min < 0);
@@ -241,7 +244,12 @@ test("the bundle's conformance set: passes as in `edgeface export --check`, and 
 
 test("bad bundles: the same refusals as load_bundle", { skip: SKIP }, async () => {
   for (const c of doc.bundle_errors) {
-    await assert.rejects(sdk.openBundle(makeBundleCase(doc, tmp, c.id)), (e) => e instanceof sdk.EdgefaceError && e.kind === c.kind, c.id);
+    await assert.rejects(sdk.openBundle(makeBundleCase(doc, tmp, c.id)), (e) => {
+      assert.ok(e instanceof sdk.EdgefaceError, `${c.id}: ${e}`);
+      assert.equal(e.kind, c.kind, `${c.id}: ${e.message}`);
+      if (c.bundle_kind) assert.equal(e.bundleKind, c.bundle_kind, `${c.id}: ${e.message}`);
+      return true;
+    }, c.id);
   }
 });
 

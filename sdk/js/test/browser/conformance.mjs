@@ -18,6 +18,8 @@ const maxDiff = (a, b) => {
   return { max: m, fraction: n / a.length };
 };
 const kindOf = async (p) => { try { await p; return "ok"; } catch (e) { return e.kind ?? `untyped: ${e.message}`; } };
+// "kind/bundleKind" of a refused bundle (e.g. "bundle/file_hash"), "ok" when it loads
+const refusal = async (p) => { try { const b = await p; await b.dispose(); return "ok"; } catch (e) { return e.kind ? `${e.kind}/${e.bundleKind ?? ""}` : `untyped: ${e.message}`; } };
 
 export async function run({ bundleErrorCases }) {
   ort.env.wasm.numThreads = 1;
@@ -92,7 +94,7 @@ export async function run({ bundleErrorCases }) {
     const [r] = await rec.analyze([{ image: `/vectors/${e.image}`, landmarks: fromJson(e.landmarks) }]);
     out.errors[e.id] = r.ok ? "ok" : r.reason;
   }
-  for (const id of bundleErrorCases) out.bundleErrors[id] = await kindOf(sdk.openBundle(`/cases/bundle-${id}`, { ort }));
+  for (const id of bundleErrorCases) out.bundleErrors[id] = await refusal(sdk.openBundle(`/cases/bundle-${id}`, { ort }));
   // gallery errors, made in IndexedDB the way the SQLite cases are made in files
   await sdk.deleteIdbGallery("edgeface-test-foreign");
   await new Promise((ok, bad) => { const r = indexedDB.open("edgeface-test-foreign", 1); r.onupgradeneeded = () => r.result.createObjectStore("t"); r.onsuccess = () => { r.result.close(); ok(); }; r.onerror = bad; });
@@ -104,7 +106,7 @@ export async function run({ bundleErrorCases }) {
   await other.close();
   out.galleryErrors.other_model = await kindOf(sdk.openIdbGallery("edgeface-test-other", { readonly: true, card: bundle.card }));
   out.galleryErrors.missing = await kindOf(sdk.openIdbGallery("edgeface-test-never-made", { readonly: true }));
-  out.conformance = await sdk.checkConformance(bundle, sdk.decodeImage);
+  out.conformance = await sdk.checkConformance(bundle, sdk.decodeCrop);
   await bundle.dispose();
   return out;
 }

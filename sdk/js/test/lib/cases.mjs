@@ -1,6 +1,14 @@
-// Bad bundles made from the vectors' bundle, as described in vectors.json "bundle_errors".
+// Bad bundles made from the vectors' bundle, as described in vectors.json "bundle_errors". An edited
+// edgeface.json is sealed again (edgeface.json.sha256 rewritten, like tests/tiny_bundle.py reseal) so the
+// case reaches the rule it targets instead of stopping at the manifest digest.
+import { createHash } from "node:crypto";
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+
+export function reseal(dir) {
+  const digest = createHash("sha256").update(readFileSync(join(dir, "edgeface.json"))).digest("hex");
+  writeFileSync(join(dir, "edgeface.json.sha256"), `${digest}  edgeface.json\n`);
+}
 
 export function makeBundleCase(doc, tmp, id) {
   const dir = join(tmp, `bundle-${id}`);
@@ -21,6 +29,8 @@ export function makeBundleCase(doc, tmp, id) {
   };
   if (!edits[id]) throw new Error(`bundle error case ${id} is not known to this test`);
   edits[id]();
-  if (id !== "no_meta" && id !== "bad_json") writeFileSync(metaPath, JSON.stringify(meta));
+  if (id === "no_meta") return dir;
+  if (id !== "bad_json") writeFileSync(metaPath, JSON.stringify(meta));
+  if (id !== "tampered_model") reseal(dir);
   return dir;
 }
