@@ -19,9 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 JS = REPO / "sdk" / "js"
 
 
-# Known gap after merging issue 20 (strict: these must fail until the SDKs catch up).
-SDK_BUNDLE_RULES_GAP = pytest.mark.xfail(strict=True, reason="the SDKs do not yet mirror the bundle rules merged from issue 20 (quality.nonface / max_nonface_margin, manifest digest, new refusal kinds): they refuse or misjudge bundles exported by this kit version; issue 18 stays open for it")
-
 
 def npm_env() -> dict:
     env = dict(os.environ, ONNXRUNTIME_NODE_INSTALL="skip")  # else its install script fetches CUDA files
@@ -86,7 +83,6 @@ def run_node_tests(files: list[str], env: dict, timeout: int = 900) -> dict:
     return counts
 
 
-@SDK_BUNDLE_RULES_GAP
 def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_path):
     env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_SDK_JS_OUT=str(tmp_path))
     counts = run_node_tests(["test/unit.test.mjs", "test/node.test.mjs"], env)
@@ -117,7 +113,6 @@ def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_pat
                 assert all(abs(m.score - w["score"]) <= max(tol, 0.02) for m, w in zip(got, want) if m.name == w["name"]), (got, want)
 
 
-@SDK_BUNDLE_RULES_GAP
 def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
     """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium, and
     the web demo end to end with a fake camera (test/demo.test.mjs)."""
