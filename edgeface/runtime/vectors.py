@@ -50,6 +50,9 @@ CROP_MAX_DIFF_FRACTION = 0.01  # fraction of crop values allowed to differ at al
 QUALITY_ABS_TOLERANCE = {  # on the measures computed from the vector's own crop + landmarks
     "interocular": 1e-3, "yaw": 1e-3, "pitch": 1e-3, "roll": 1e-3, "abs_yaw": 1e-3, "abs_pitch": 1e-3, "abs_roll": 1e-3,
     "sharpness": 0.05, "brightness": 1e-3, "contrast": 1e-3, "flip_similarity": 2e-3, "nonface_margin": 2e-3,
+    # float64 closed form on the vector's landmarks and the manifest's alignment.landmarks (rounded
+    # to 4 decimals, where Python uses the unrounded template): differences stay far below this
+    "landmark_residual": 1e-5,
 }
 BAD_BUNDLES_DIR = "bundles"  # bundle_errors: the refused bundles, made here once for every SDK
 SCORE_ABS_TOLERANCE = 2e-3  # cosine / Hamming similarity from the SDK's own embeddings
@@ -157,6 +160,8 @@ def _error_cases(out: Path, good: dict) -> list[dict]:
     far_lm[0] = [-50.0, 10.0]
     same_eyes = [list(p) for p in lm]
     same_eyes[1] = list(same_eyes[0])
+    mouth_swapped = [list(p) for p in lm]  # a shape no face has: the gate's landmark_residual refuses it
+    mouth_swapped[3], mouth_swapped[4] = list(lm[4]), list(lm[3])
     img = _rel(Path(good["path"]), out)
     cases = [
         ("empty_file", "errors/empty.jpg", lm),
@@ -169,6 +174,7 @@ def _error_cases(out: Path, good: dict) -> list[dict]:
         ("nan_landmark", img, nan_lm),
         ("eye_outside_image", img, far_lm),
         ("eyes_coincide", img, same_eyes),
+        ("mouth_corners_swapped", img, mouth_swapped),
         ("nonface_noise", "errors/noise.png", lm),
     ]
     return [{"id": cid, "image": path, "landmarks": lmk} for cid, path, lmk in cases]
@@ -346,7 +352,7 @@ def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared
         flips, embs = flip_similarity(bundle, crop[None])
         emb = embs[0].astype(np.float32)
         _write_raw(out / "embeddings" / f"{fid}.f32", emb.astype("<f4"))
-        m = measure(crop, lm, flip_similarity=float(flips[0]), nonface_margin=_nonface_margin(rec, emb))
+        m = measure(crop, lm, flip_similarity=float(flips[0]), nonface_margin=_nonface_margin(rec, emb), template=rec.template_points)
         quality = {}
         for mode in MODES:
             rep = rec.gate.assess(m, mode)
@@ -523,7 +529,8 @@ def check_vectors(bundle: Bundle | str | os.PathLike, vectors_dir: str | os.Path
         if float(e[0] @ want) < tol["embedding_min_cosine"]:
             bad.append(f"{f['id']}: embedding cosine {float(e[0] @ want):.6f} < {tol['embedding_min_cosine']}")
         embs[f["id"]] = e[0]
-        m = measure(want_crop, np.array(f["landmarks"]), flip_similarity=float(flips[0]), nonface_margin=_nonface_margin(rec, e[0]))
+        m = measure(want_crop, np.array(f["landmarks"]), flip_similarity=float(flips[0]), nonface_margin=_nonface_margin(rec, e[0]),
+                    template=rec.template_points)
         for k, v in f["measurements"].items():
             if abs(m[k] - v) > tol["quality_abs"].get(k, 1e-3):
                 bad.append(f"{f['id']}: quality {k} {m[k]} vs {v}")
