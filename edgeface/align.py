@@ -92,6 +92,40 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rot, t[:, None]])
 
 
+def landmark_residual(landmarks: np.ndarray, template: np.ndarray) -> float:
+    """How far 5 landmarks are from being a face: the RMS residual, in template pixels, of the
+    least-squares similarity fit of the landmarks onto the template (the fit align_face uses),
+    divided by the template's inter-ocular distance (|template[1] - template[0]|).
+
+    0 for landmarks that are an exact rotated / scaled / shifted copy of the template; real faces
+    stay below ~0.1; mirrored, swapped, collinear or wildly disproportionate points score high.
+    The fit cannot reflect (a mirrored face is not an alignment), and the value is bounded: at
+    worst the fit's scale goes to 0 and the residual is the template's own spread around its
+    centroid (about 0.7 inter-ocular distances for the kit's templates).
+
+    Closed form (2-D similarity = multiplication by one complex number a), in float64:
+        p_i = landmark_i - mean(landmarks), q_i = template_i - mean(template)   (as complex x + iy)
+        Spp = sum |p_i|^2,  Sqq = sum |q_i|^2,  C = sum conj(p_i) * q_i
+        SSE = Sqq - |C|^2 / Spp      (Sqq when Spp == 0; clamped at 0 against rounding)
+        landmark_residual = sqrt(SSE / 5) / |template[1] - template[0]|
+    This equals the Umeyama fit of similarity_transform (same optimum); SDKs reproduce it with
+    these exact sums in this order (docs/runtime.md).
+    """
+    p = check_landmarks(landmarks)
+    q = check_landmarks(template, "template")
+    iod = float(np.hypot(q[1, 0] - q[0, 0], q[1, 1] - q[0, 1]))
+    if iod <= 0:
+        raise ValueError("template: the two eye points coincide")
+    p = p - p.mean(0)
+    q = q - q.mean(0)
+    spp = float((p**2).sum())
+    sqq = float((q**2).sum())
+    c_re = float((p[:, 0] * q[:, 0] + p[:, 1] * q[:, 1]).sum())  # Re sum conj(p) q
+    c_im = float((p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]).sum())  # Im sum conj(p) q
+    sse = sqq if spp == 0.0 else sqq - (c_re * c_re + c_im * c_im) / spp
+    return float(np.sqrt(max(sse, 0.0) / 5.0) / iod)
+
+
 def _warp_numpy(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear inverse warp with zero border: the OpenCV-free fallback."""
     h, w = size

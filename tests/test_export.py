@@ -27,7 +27,8 @@ def onnx_bundle(source, tmp_path_factory):
     from edgeface.export import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("onnx") / "bundle"
-    meta = export_bundle("", "onnx", "fp32", out, ExportOptions(**SMALL), src=source)
+    # with the detector shipped inside (issue 20): every test below also checks that the extra hashed files break nothing
+    meta = export_bundle("", "onnx", "fp32", out, ExportOptions(**SMALL, detector=str(paths.yunet_model())), src=source)
     return out, meta
 
 
@@ -91,6 +92,27 @@ def test_quality_gate_calibrated_on_the_exported_models_own_flip_similarity(onnx
     # the runtime applies exactly what the bundle says
     gate = FaceRecognizer(b).gate
     assert gate.thresholds["verify"]["min_flip_similarity"] == b.quality["verify"]["min_flip_similarity"]
+    # landmark geometry: the rule applied to the detector's landmarks on the same calibration faces
+    from edgeface.align import landmark_residual, template_landmarks
+    from edgeface.runtime.quality import LANDMARK_PERCENTILES
+
+    res = [landmark_residual(lm, template_landmarks(source.card.template, source.card.input_size)) for lm in calib.landmarks]
+    for mode, (p, f) in LANDMARK_PERCENTILES.items():
+        assert b.quality[mode]["max_landmark_residual"] == pytest.approx(f * np.percentile(res, p), abs=1e-4)
+        assert gate.thresholds[mode]["max_landmark_residual"] == b.quality[mode]["max_landmark_residual"]
+    assert "max_landmark_residual" in b.quality["notes"]
+
+
+def test_export_ships_the_detector_and_the_runtime_uses_it(onnx_bundle):
+    from edgeface.runtime.bundle import file_sha256
+    from edgeface.runtime.face import FaceRecognizer
+
+    out, meta = onnx_bundle
+    det = meta["detector"]
+    assert det["kind"] == "yunet" and det["licence"] == "Apache-2.0"
+    assert meta["files"][det["file"]] == file_sha256(paths.yunet_model()) and (out / det["licence_file"]).is_file()
+    rec = FaceRecognizer.from_bundle(out)
+    assert rec.detector is not None and rec.detector.model_path == str(out / det["file"])
 
 
 def test_bundle_carries_thresholds_for_each_hamming_codec(onnx_bundle, source, tmp_path):

@@ -24,6 +24,8 @@ def test_vectors_cover_every_part(sdk_vectors):
     analyzed = {f["analyze_verify"] for f in doc["faces"]}
     assert analyzed == {"ok", "quality"}  # accepted faces and gate rejections
     assert {e["kind"] for e in doc["errors"]} >= {"empty", "unreadable", "tiny", "missing", "bad_landmarks"}
+    assert {e["id"]: e["kind"] for e in doc["errors"]}["mouth_corners_swapped"] == "quality"  # landmark_residual
+    assert all("landmark_residual" in f["measurements"] for f in doc["faces"])
     assert {p["compare_1e-3"] for p in doc["pairs"]} == {"match", "no_match", "rejected"}
     assert {g["codec"] for g in doc["galleries"]} == {"float32", "int8", "binary512"}
     decisions = {s["identify"]["1e-3"]["decision"] for g in doc["galleries"] for s in g["searches"]}

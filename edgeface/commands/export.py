@@ -43,6 +43,9 @@ def register(sub) -> None:
                    "thresholds are calibrated on other people either way")
     p.add_argument("--lfw", help="LFW-style pairs folder for accuracy and thresholds (default ../shared/datasets/lfw-dev)")
     p.add_argument("--lfw-folds", type=int, help="use only the first N folds (0 skips LFW: quick checks only)")
+    p.add_argument("--detector", metavar="PATH", help="ship this YuNet face detector ONNX file in the bundle (hashed like the model, licence "
+                                                        "recorded; LICENSE beside it is copied too): the runtime uses it when no --detector is given")
+    p.add_argument("--detector-licence", help="licence of a --detector file the kit does not know by hash (it is redistributed in the bundle)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--check", metavar="BUNDLE", help="instead of exporting: re-run BUNDLE's conformance set and hash checks")
     p.add_argument("--list-targets", action="store_true", help="print the target table and exit")
@@ -110,7 +113,8 @@ def run(args) -> int:
     from ..export import ExportOptions, export_bundle
 
     opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,
-                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks), graph=args.graph)
+                         lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks), graph=args.graph,
+                         detector=args.detector, detector_licence=args.detector_licence)
     kw = {}
     if args.arch:
         kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)

@@ -47,7 +47,7 @@ def _add_common(p, need_bundle: bool = True, landmarks: bool = False) -> None:
         p.add_argument("--backend", help="inference backend from the bundle (default: the best available)")
         p.add_argument("--threads", type=int, default=0, help="inference threads (default: backend's choice)")
         p.add_argument("--detector", help="YuNet face detector ONNX file (face_detection_yunet_2023mar.onnx from the OpenCV model zoo; "
-                                          "default: ../shared/models/yunet/, found only in a checkout)" + ("; not needed with --landmarks" if landmarks else ""))
+                                          "default: the one shipped in the bundle (edgeface export --detector), else ../shared/models/yunet/ in a checkout)" + ("; not needed with --landmarks" if landmarks else ""))
         p.add_argument("--multiple-faces", choices=list(MULTIPLE_FACE_POLICIES), default="primary",
                        help="several faces in an image: primary = largest nearest the centre (default), largest, center (nearest the "
                             "centre), or reject the image; the result reports how many faces were found")
@@ -99,13 +99,14 @@ def _recognizer(args, codec: str = "float32"):
     from .. import paths
     from ..runtime.face import FaceRecognizer
 
-    detector = None
+    # --detector, else the detector shipped in the bundle, else the checkout's ../shared copy
+    detector = False  # with --landmarks no detector is loaded
     if getattr(args, "landmarks", None) is None:
-        detector = args.detector or str(paths.yunet_model())
-        if not os.path.isfile(detector):
-            raise ValueError(f"no face detector at {detector}: pass --detector PATH to YuNet's ONNX file "
-                             "(face_detection_yunet_2023mar.onnx, OpenCV model zoo)" + (" or --landmarks" if hasattr(args, "landmarks") else ""))
-    return FaceRecognizer.from_bundle(
+        detector = args.detector
+        if detector is not None and not os.path.isfile(detector):
+            raise ValueError(f"no face detector at {detector}: pass --detector PATH to YuNet's ONNX file (face_detection_yunet_2023mar.onnx, "
+                             "OpenCV model zoo)")
+    rec = FaceRecognizer.from_bundle(
         args.bundle,
         gallery=args.gallery,
         detector=detector,
@@ -115,6 +116,16 @@ def _recognizer(args, codec: str = "float32"):
         multiple_faces=args.multiple_faces,
         embedding_quality=not args.no_embedding_quality,
     )
+    if detector is None and rec.detector is None:  # the bundle has none
+        fallback = paths.yunet_model()
+        if not os.path.isfile(fallback):
+            raise ValueError(f"{args.bundle} ships no face detector and none was given: pass --detector PATH to YuNet's ONNX file "
+                             "(face_detection_yunet_2023mar.onnx, OpenCV model zoo)" + (" or --landmarks" if hasattr(args, "landmarks") else "")
+                             + ", or re-export the bundle with `edgeface export ... --detector PATH` to ship one inside it")
+        from ..detect import YuNetDetector
+
+        rec.detector = YuNetDetector(fallback)
+    return rec
 
 
 def _emit(args, payload: dict, text: str) -> None:

@@ -38,15 +38,28 @@ def quality_defaults() -> dict:
             **{mode: dict(th) for mode, th in DEFAULT_THRESHOLDS.items()}}
 
 
-def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str) -> dict:
+def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str, landmarks: np.ndarray | None = None) -> dict:
     """quality_defaults with min_flip_similarity set from the exported model's own flip
-    similarity over calibration faces (the measure is model-dependent; the others are not)."""
-    from ..runtime.quality import FLIP_PERCENTILES, MIN_FACES_TO_CALIBRATE, calibrate_flip_thresholds, flip_similarity
+    similarity over calibration faces (the measure is model-dependent; the others are not), and
+    max_landmark_residual from the detector's landmarks on those faces against the card's template."""
+    from ..align import landmark_residual
+    from ..runtime.quality import (FLIP_PERCENTILES, LANDMARK_PERCENTILES, MIN_FACES_TO_CALIBRATE, calibrate_flip_thresholds,
+                                   calibrate_landmark_thresholds, flip_similarity)
 
     q = quality_defaults()
     if len(crops) < MIN_FACES_TO_CALIBRATE:
-        q["notes"] = f"min_flip_similarity not calibrated: {len(crops)} calibration faces, need {MIN_FACES_TO_CALIBRATE}"
+        q["notes"] = (f"min_flip_similarity and max_landmark_residual not calibrated: {len(crops)} calibration faces, "
+                      f"need {MIN_FACES_TO_CALIBRATE}")
         return q
+    lm_note = "max_landmark_residual: kit default (no calibration landmarks)"
+    if landmarks is not None and len(landmarks) >= MIN_FACES_TO_CALIBRATE:
+        card = bundle.card
+        tpl = template_landmarks(card.template, tuple(card.input_size))
+        res = [landmark_residual(lm, tpl) for lm in landmarks]
+        for mode, t in calibrate_landmark_thresholds(res).items():
+            q[mode]["max_landmark_residual"] = t
+        lm_note = ("max_landmark_residual = " + " / ".join(f"{f:g} x the {p:g}th percentile ({mode})" for mode, (p, f) in LANDMARK_PERCENTILES.items())
+                   + f" of the landmark residual of the detector's landmarks on {len(res)} calibration faces against {card.template}")
     fs = np.concatenate([flip_similarity(bundle, crops[i : i + 64])[0] for i in range(0, len(crops), 64)])
     for mode, t in calibrate_flip_thresholds(fs).items():
         q[mode]["min_flip_similarity"] = t
@@ -54,10 +67,59 @@ def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str) -> dict:
 
     # non-face prototypes: with app landmarks nothing else stops noise passing as a face (issue 20)
     q["nonface"] = calibrate_nonface(bundle.embed, crops)
-    q["source"] = "kit defaults, with min_flip_similarity calibrated for this model"
+    q["source"] = "kit defaults, with min_flip_similarity and max_landmark_residual calibrated for this model and template"
     q["notes"] = (f"min_flip_similarity = the {FLIP_PERCENTILES['verify']:g}th (verify) / {FLIP_PERCENTILES['enroll']:g}th (enroll) "
-                  f"percentile of this exported model's flip similarity over {len(fs)} calibration faces ({faces_desc})")
+                  f"percentile of this exported model's flip similarity over {len(fs)} calibration faces ({faces_desc}); {lm_note}")
     return q
+
+
+# Detectors whose provenance the kit knows, by sha256 of the file (edgeface export --detector).
+KNOWN_DETECTORS = {
+    "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4": {
+        "kind": "yunet",
+        "name": "YuNet 2023mar (face_detection_yunet_2023mar.onnx)",
+        "licence": "Apache-2.0",
+        "source": "OpenCV Zoo models/face_detection_yunet, byte-identical to ShiqiYu/libfacedetection.train onnx/yunet_s_640_640.onnx",
+    },
+}
+DETECTOR_DIR = "detector"
+
+
+def add_detector(bundle_dir: Path, detector: str | os.PathLike, licence: str | None = None) -> tuple[dict, dict[str, str]]:
+    """Copy a YuNet ONNX detector (and a LICENSE file beside it, if any) into BUNDLE_DIR/detector/.
+    Returns (the manifest's `detector` section, {bundle-relative name: sha256} to add to `files`).
+
+    The file must load as YuNet (1x3x640x640 input). Provenance comes from KNOWN_DETECTORS by hash;
+    another file needs `licence` (the exporter redistributes it inside every bundle)."""
+    from ..detect import YuNetDetector
+
+    src = Path(detector)
+    if not src.is_file():
+        raise FileNotFoundError(f"--detector {src}: file not found (YuNet's face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+    try:
+        YuNetDetector(src)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own parse errors: not a YuNet model either way
+        raise ValueError(f"--detector {src}: not a YuNet ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    digest = file_sha256(src)
+    known = KNOWN_DETECTORS.get(digest)
+    if known is None and not licence:
+        raise ValueError(f"--detector {src}: not the OpenCV Zoo YuNet file the kit knows (sha256 {digest[:16]}…); it is copied into "
+                         "every bundle, so say under which licence with --detector-licence")
+    section = dict(known or {"kind": "yunet", "name": src.name, "source": f"user file {src.name}"})
+    if licence:
+        section["licence"] = licence
+    d = bundle_dir / DETECTOR_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    name = f"{DETECTOR_DIR}/{src.name}"
+    shutil.copyfile(src, bundle_dir / name)
+    files = {name: digest}
+    section["file"] = name
+    lic = src.parent / "LICENSE"
+    if lic.is_file():
+        shutil.copyfile(lic, d / "LICENSE")
+        section["licence_file"] = f"{DETECTOR_DIR}/LICENSE"
+        files[section["licence_file"]] = file_sha256(d / "LICENSE")
+    return section, files
 
 
 @dataclass
@@ -75,6 +137,8 @@ class ExportOptions:
     show_progress: bool = True
     seed: int = 0
     graph: str | None = None  # "full" | "core"; None: the target's default (edgeface.targets graphs[0])
+    detector: str | None = None  # a YuNet ONNX file to ship in the bundle (the runtime's default detector)
+    detector_licence: str | None = None  # needed for a detector file the kit does not know (KNOWN_DETECTORS)
 
 
 def log(msg: str) -> None:
@@ -213,11 +277,20 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     if len(verify) < 8:
         raise ValueError(f"only {len(verify)} verification faces could be aligned; need at least 8")
     stage = _staging(out)
+    detector_section, det_files = None, {}
+    if opts.detector:  # before the (slow) conversion: a wrong file fails now
+        try:
+            detector_section, det_files = add_detector(stage, opts.detector, opts.detector_licence)
+        except (OSError, ValueError):
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        log(f"detector {detector_section['name']} -> {detector_section['file']} ({detector_section['licence']})")
     t0 = time.time()
     conv = CONVERTERS[tgt.converter](src, stage, calib.crops if tgt.needs_calibration else None, **({"graph": graph} if len(tgt.graphs) > 1 else {}))
     seconds = time.time() - t0
     log(f"converted in {seconds:.1f} s -> {conv.model_file}")
     files = {f: file_sha256(stage / f) for f in conv.files}
+    files.update(det_files)
     h, w = card.input_size
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -249,6 +322,8 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
                    "engine_built": conv.built, "graph": graph},
         "conformance": None,
     }
+    if detector_section:
+        meta["detector"] = detector_section
     _write_meta(stage, meta)
 
     # ---- verification through the bundle's own runtime
@@ -285,7 +360,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     meta["parity"] = par
     meta["thresholds"] = thresholds
     bundle.meta["thresholds"] = thresholds
-    meta["quality"] = calibrated_quality(bundle, calib.crops, calib_desc["source"])
+    meta["quality"] = calibrated_quality(bundle, calib.crops, calib_desc["source"], calib.landmarks)
     log(f"quality gate: min_flip_similarity verify {meta['quality']['verify']['min_flip_similarity']:.3f}, enroll {meta['quality']['enroll']['min_flip_similarity']:.3f}")
     if len(calib) and opts.n_conformance:
         pick = _conformance_pick(calib, opts.n_conformance)

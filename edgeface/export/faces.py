@@ -29,13 +29,15 @@ class FaceSet:
     crops: np.ndarray  # (N, H, W, 3) uint8 RGB aligned
     paths: list[str]
     identities: list[str]  # "" where unknown
+    landmarks: np.ndarray | None = None  # (N, 5, 2) the detector's landmarks in the original photos
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def take(self, idx) -> "FaceSet":
         idx = list(idx)
-        return FaceSet(self.crops[idx], [self.paths[i] for i in idx], [self.identities[i] for i in idx])
+        return FaceSet(self.crops[idx], [self.paths[i] for i in idx], [self.identities[i] for i in idx],
+                       None if self.landmarks is None else self.landmarks[idx])
 
 
 def _store(detector_path: str | None = None) -> LandmarkStore:
@@ -49,7 +51,7 @@ def align_files(files: list[str], card: ModelCard, identities: list[str] | None 
     from ..evaluate import progress
 
     store = store or _store()
-    crops, kept, ids = [], [], []
+    crops, kept, ids, lms = [], [], [], []
     try:
         for i, f in enumerate(progress(files, len(files), "align", show_progress)):
             if limit is not None and len(kept) >= limit:
@@ -64,11 +66,12 @@ def align_files(files: list[str], card: ModelCard, identities: list[str] | None 
             crops.append(align_face(img, rec.landmarks, card.template, card.input_size))
             kept.append(f)
             ids.append(identities[i] if identities else "")
+            lms.append(np.asarray(rec.landmarks, np.float64).reshape(5, 2))
     finally:
         store.flush()
     h, w = card.input_size
     arr = np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8)
-    return FaceSet(arr, kept, ids)
+    return FaceSet(arr, kept, ids, np.stack(lms) if lms else np.zeros((0, 5, 2)))
 
 
 def folder_faces(folder: str | Path, card: ModelCard, limit: int = 300, seed: int = 0, show_progress: bool = True) -> FaceSet:

@@ -217,6 +217,12 @@ class Bundle:
         return self.path / self.meta["model_file"]
 
     @property
+    def detector_file(self) -> Path | None:
+        """The face detector shipped in the bundle (manifest `detector`, hashed in `files`), or None."""
+        det = self.meta.get("detector")
+        return self.path / det["file"] if isinstance(det, dict) else None
+
+    @property
     def thresholds(self) -> dict[str, float]:
         """Cosine-similarity thresholds at FAR 1e-3 and 1e-4 ({"1e-3": t, "1e-4": t})."""
         t = self.meta.get("thresholds") or {}

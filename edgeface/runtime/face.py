@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..align import align_face, check_landmarks
+from ..align import align_face, check_landmarks, template_landmarks
 from ..imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
 from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name
 from .quality import QualityGate, QualityReport, check_nonface_section, flip_similarity, measure, nonface_margins
@@ -233,6 +233,8 @@ class FaceRecognizer:
         self.color_order = color_order
         quality_section = quality if quality is not None else getattr(embedder, "quality", None)
         self.gate = QualityGate(quality_section)
+        # the alignment template in crop pixels: landmark_residual measures the fit onto it
+        self.template_points = template_landmarks(self.card.template, tuple(self.card.input_size))
         # non-face prototypes calibrated at export (quality.nonface); absent in older bundles
         self.nonface = (quality_section or {}).get("nonface") if isinstance(quality_section, dict) else None
         if self.nonface is not None:
@@ -281,11 +283,16 @@ class FaceRecognizer:
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike, gallery=None, detector=None, backend: str | None = None, threads: int = 0, verify_hash: bool = True, **kwargs) -> "FaceRecognizer":
-        """Load an exported bundle (edgeface.runtime.bundle.load_bundle: hash-checked) and wrap it."""
+        """Load an exported bundle (edgeface.runtime.bundle.load_bundle: hash-checked) and wrap it.
+
+        detector: a detector or a YuNet ONNX path; None uses the detector shipped in the bundle
+        (`edgeface export --detector`), if any; False uses none (the app always gives landmarks)."""
         from .bundle import load_bundle  # lazy: the bundle module ships with the export side
 
         bundle = load_bundle(path, backend=backend, threads=threads, verify_hash=verify_hash)
-        return cls(bundle, gallery=gallery, detector=detector, **kwargs)
+        if detector is None:
+            detector = bundle.detector_file  # hash-checked with every file by load_bundle
+        return cls(bundle, gallery=gallery, detector=detector or None, **kwargs)
 
     # -- thresholds -----------------------------------------------------------------
     @staticmethod
@@ -417,7 +424,7 @@ class FaceRecognizer:
         for j, i in enumerate(good):
             crop, lm, score, box, notes = located[i]
             src = _source_name(images[i])
-            report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j], margins[j]), mode)
+            report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j], margins[j], self.template_points), mode)
             if self.gate_enabled and not report.passed:
                 out[i] = Rejection("quality", "; ".join(report.reasons), src, report)
             else:

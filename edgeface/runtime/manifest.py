@@ -9,7 +9,8 @@ Two layers, both always run (the same verdict whether or not jsonschema is insta
    SDK reads it too).
 2. `semantic_errors`: the rules a JSON schema cannot say — the model file is one of the hashed
    files and stays inside the bundle; the input contract is self-consistent (normalisation in
-   the graph <=> uint8 input, mean/std equal the card's); sizes agree with the card; every
+   the graph <=> uint8 input, mean/std equal the card's); a bundled detector (`detector.file`) is one
+   of the hashed files; sizes agree with the card; every
    threshold lies in its plausible range (see `threshold_floor`) and a lower FAR never has a
    lower threshold; quality thresholds are known keys within their physical ranges.
 
@@ -173,6 +174,8 @@ QUALITY_RANGES = {
     "min_brightness": (0.0, 255.0), "max_brightness": (0.0, 255.0), "min_contrast": (0.0, 255.0),
     "max_abs_yaw": (0.0, 180.0), "max_abs_pitch": (0.0, 180.0), "max_abs_roll": (0.0, 180.0),
     "min_detector_score": (0.0, 1.0), "min_flip_similarity": (-1.0, 1.0), "max_nonface_margin": (-1.0, 1.0),
+    # landmark_residual is in template inter-ocular distances; above 1 it would accept any 5 points
+    "max_landmark_residual": (0.0, 1.0),
 }
 
 
@@ -216,6 +219,16 @@ def semantic_errors(meta: dict) -> list[tuple[str, str]]:
         # a package directory (Core ML's .mlpackage) is covered by hashing the files inside it;
         # check_files then refuses any file in it that is not hashed
         out.append((MODEL_FILE, f"model_file {mf!r} is not one of the hashed files {sorted(files)}: it would be loaded unchecked"))
+    det = meta.get("detector")
+    if isinstance(det, dict):  # a face detector shipped in the bundle: hashed like the model, never loaded unchecked
+        for key in ("file", "licence_file"):
+            name = det.get(key)
+            if name is None:
+                continue
+            if not safe_relative(name):
+                out.append((MODEL_FILE, f"detector.{key} {name!r} is not a plain relative path inside the bundle"))
+            elif name not in files:
+                out.append((MODEL_FILE, f"detector.{key} {name!r} is not one of the hashed files: it would be loaded unchecked"))
     conf = meta.get("conformance")
     if isinstance(conf, dict):
         for name in (conf.get("files") or {}):

@@ -14,6 +14,12 @@ detector score, the embedding):
 - contrast: standard deviation of the grey level there (flat, washed-out or one-sided light).
 - yaw / pitch / roll: degrees, from edgeface.align.estimate_pose on the 5 landmarks. Roll
   is undone by alignment, so its limit is loose; yaw and pitch are not undone.
+- landmark_residual: how far the 5 landmarks are from the shape of a face: the RMS residual of
+  the least-squares similarity fit of the landmarks onto the bundle's alignment template,
+  divided by the template's inter-ocular distance (edgeface.align.landmark_residual). With the
+  app's own landmarks nothing else checks that they describe a face: swapped eyes / mouth,
+  mirrored, collinear or wildly disproportionate points score 0.4-0.65 where real faces stay
+  below ~0.25 (the fit cannot reflect, so a mirrored configuration cannot fit).
 - detector_score: the detector's confidence, when the caller has one.
 - flip_similarity: cosine between the embeddings of the crop and of its mirror image. Why
   this embedding-based score: bundles return L2-normalised embeddings, so the pre-norm
@@ -37,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..align import estimate_pose
+from ..align import estimate_pose, landmark_residual
 
 MODES = ("verify", "enroll")
 
@@ -64,6 +70,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
         "min_detector_score": 0.6,
         "min_flip_similarity": 0.80,
         "max_nonface_margin": 0.0,
+        "max_landmark_residual": 0.25,
     },
     "enroll": {
         "min_interocular": 24.0,
@@ -78,6 +85,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
         "min_detector_score": 0.8,
         "min_flip_similarity": 0.88,
         "max_nonface_margin": 0.0,
+        "max_landmark_residual": 0.21,
     },
 }
 
@@ -106,6 +114,25 @@ def calibrate_flip_thresholds(flip_values, percentiles: dict[str, float] | None 
     return {mode: round(float(np.percentile(v, p)), 4) for mode, p in pct.items()}
 
 
+# Landmark geometry depends on the template and on the detector's landmark convention, not on the
+# model, so the export sets max_landmark_residual from YuNet's landmarks on the calibration faces:
+# (percentile, factor) per mode. Chosen on the export's CelebA-299 + AAF-8k calibration faces
+# (300, seed 0: 99th / 99.5th percentiles 0.184 / 0.205 on arcface_112x112, 0.192 / 0.219 on
+# dlib_150x150), not on LFW-dev: verify = 1.2 x the 99.5th percentile, enroll = 1.1 x the 99th.
+# The defaults above (0.25 / 0.21) are these values rounded, for bundles exported without them.
+LANDMARK_PERCENTILES: dict[str, tuple[float, float]] = {"verify": (99.5, 1.2), "enroll": (99.0, 1.1)}
+
+
+def calibrate_landmark_thresholds(residuals, rule: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """{mode: max_landmark_residual}: factor x percentile of real faces' landmark residuals."""
+    v = np.asarray(residuals, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if len(v) < MIN_FACES_TO_CALIBRATE:
+        raise ValueError(f"calibrating the landmark-residual threshold needs at least {MIN_FACES_TO_CALIBRATE} faces, got {len(v)}")
+    rule = rule or LANDMARK_PERCENTILES
+    return {mode: round(min(1.0, float(np.percentile(v, p)) * f), 4) for mode, (p, f) in rule.items()}
+
+
 # measurement name -> (threshold key, kind, message when it fails)
 _CHECKS: list[tuple[str, str, str, str]] = [
     ("interocular", "min_interocular", "min", "face too small (eyes {v:.0f} px apart, need {t:.0f}): move closer or use a larger image"),
@@ -117,6 +144,8 @@ _CHECKS: list[tuple[str, str, str, str]] = [
     ("abs_yaw", "max_abs_yaw", "max", "head turned too far sideways (yaw {v:.0f}° > {t:.0f}°)"),
     ("abs_pitch", "max_abs_pitch", "max", "head tilted too far up/down (pitch {v:.0f}° > {t:.0f}°)"),
     ("abs_roll", "max_abs_roll", "max", "head rotated too far (roll {v:.0f}° > {t:.0f}°)"),
+    ("landmark_residual", "max_landmark_residual", "max", "landmarks do not have the shape of a face (residual {v:.3f} of the fit onto the "
+                                                          "template > {t:.3f}: swapped, mirrored or misplaced points)"),
     ("detector_score", "min_detector_score", "min", "detector unsure this is a face (score {v:.2f} < {t:.2f})"),
     ("flip_similarity", "min_flip_similarity", "min", "unstable embedding: face and its mirror image disagree (cosine {v:.2f} < {t:.2f}; occlusion, pose or lighting)"),
     ("nonface_margin", "max_nonface_margin", "max", "not a face: the embedding lies with those of noise / blank / texture crops "
@@ -249,9 +278,11 @@ def measure(
     box: np.ndarray | None = None,
     flip_similarity: float | None = None,
     nonface_margin: float | None = None,
+    template: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All measurements for one face. crop: aligned uint8 (H, W, 3); landmarks: (5, 2) in
-    the original image."""
+    the original image; template: the bundle's 5 alignment points in crop pixels (the
+    manifest's alignment.landmarks), for landmark_residual."""
     pose = estimate_pose(landmarks)
     gray = _gray(crop)
     inner = central_region(gray)
@@ -267,6 +298,8 @@ def measure(
         "abs_pitch": abs(pose["pitch"]),
         "abs_roll": abs(pose["roll"]),
     }
+    if template is not None:
+        m["landmark_residual"] = landmark_residual(landmarks, template)
     if box is not None:
         b = np.asarray(box, np.float64).reshape(-1)
         m["face_size"] = float(min(b[2] - b[0], b[3] - b[1]))
