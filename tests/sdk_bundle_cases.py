@@ -225,9 +225,10 @@ def write_refusal_cases(out: Path) -> list[dict]:
 
 
 def write_nonface_case(bundle_dir: Path, vectors_dir: Path, out: Path) -> dict:
-    """The reference bundle with a quality.nonface section calibrated (Python's calibrate_nonface) on its
-    own conformance faces, resealed; and FaceRecognizer.analyze on the vectors' face images and on
-    synthetic non-faces placed under the first face's landmarks."""
+    """The reference bundle with a quality.nonface section (its own; or, for a bundle exported without
+    one, calibrated by Python's calibrate_nonface on its conformance faces and resealed), and
+    FaceRecognizer.analyze on the vectors' face images and on synthetic non-faces placed under the
+    first face's landmarks."""
     from edgeface.runtime.conformance import load_conformance_set
     from edgeface.runtime.face import FaceRecognizer, Rejection
     from edgeface.runtime.quality import calibrate_nonface, nonface_crops
@@ -237,11 +238,11 @@ def write_nonface_case(bundle_dir: Path, vectors_dir: Path, out: Path) -> dict:
     bdir = out / "bundle-nonface"
     shutil.rmtree(bdir, ignore_errors=True)
     shutil.copytree(bundle_dir, bdir)
-    bundle = load_bundle(bdir)
-    faces, _ = load_conformance_set(bdir)
     meta = read(bdir)
-    meta["quality"]["nonface"] = calibrate_nonface(bundle.embed, faces)
-    reseal(bdir, meta)
+    if "nonface" not in meta["quality"]:
+        faces, _ = load_conformance_set(bdir)
+        meta["quality"]["nonface"] = calibrate_nonface(load_bundle(bdir).embed, faces)
+        reseal(bdir, meta)
     doc = read_vectors(vectors_dir)
     images = [(str(Path(vectors_dir) / f["image"]), f["landmarks"]) for f in doc["faces"]]
     f0 = doc["faces"][0]

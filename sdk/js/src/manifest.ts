@@ -107,6 +107,7 @@ export const QUALITY_RANGES: Record<string, [number, number]> = {
   min_interocular: [0, 10_000], min_face_size: [0, 100_000], min_sharpness: [0, 1e9], min_brightness: [0, 255], max_brightness: [0, 255],
   min_contrast: [0, 255], max_abs_yaw: [0, 180], max_abs_pitch: [0, 180], max_abs_roll: [0, 180], min_detector_score: [0, 1],
   min_flip_similarity: [-1, 1], max_nonface_margin: [-1, 1],
+  max_landmark_residual: [0, 1], // in template inter-ocular distances; above 1 it would accept any 5 points
 };
 const INFO_KEYS = new Set(["source", "notes", "description"]);
 
@@ -156,6 +157,15 @@ export function semanticErrors(meta: Record<string, any>): [BundleKind, string][
   else if (!Object.hasOwn(files, mf) && !Object.keys(files).some((n) => n.startsWith(mf.replace(/\/+$/, "") + "/"))) {
     // a package directory (Core ML's .mlpackage) is covered by hashing the files inside it
     out.push(["model_file", `model_file ${JSON.stringify(mf)} is not one of the hashed files ${JSON.stringify(Object.keys(files).sort())}: it would be loaded unchecked`]);
+  }
+  const det = meta.detector;
+  if (isObject(det)) { // a face detector shipped in the bundle: hashed like the model, never loaded unchecked
+    for (const key of ["file", "licence_file"]) {
+      const name = det[key];
+      if (name === undefined || name === null) continue;
+      if (!safeRelative(name)) out.push(["model_file", `detector.${key} ${JSON.stringify(name)} is not a plain relative path inside the bundle`]);
+      else if (!Object.hasOwn(files, name as string)) out.push(["model_file", `detector.${key} ${JSON.stringify(name)} is not one of the hashed files: it would be loaded unchecked`]);
+    }
   }
   const conf = meta.conformance;
   if (isObject(conf)) {

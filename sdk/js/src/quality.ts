@@ -2,7 +2,7 @@
  * The quality gate (edgeface/runtime/quality.py): the same measures, names, thresholds (kit
  * defaults merged with the bundle's `quality` section) and decisions as the Python runtime.
  */
-import { estimatePose, type Image } from "./align.js";
+import { estimatePose, landmarkResidual, type Image } from "./align.js";
 import { EdgefaceError } from "./errors.js";
 
 export type Mode = "verify" | "enroll";
@@ -10,9 +10,9 @@ export const MODES: Mode[] = ["verify", "enroll"];
 
 export const DEFAULT_THRESHOLDS: Record<Mode, Record<string, number>> = {
   verify: { min_interocular: 16.0, min_face_size: 40.0, min_sharpness: 12.0, min_brightness: 35.0, max_brightness: 225.0, min_contrast: 18.0,
-    max_abs_yaw: 45.0, max_abs_pitch: 35.0, max_abs_roll: 40.0, min_detector_score: 0.6, min_flip_similarity: 0.8, max_nonface_margin: 0.0 },
+    max_abs_yaw: 45.0, max_abs_pitch: 35.0, max_abs_roll: 40.0, min_detector_score: 0.6, min_flip_similarity: 0.8, max_nonface_margin: 0.0, max_landmark_residual: 0.25 },
   enroll: { min_interocular: 24.0, min_face_size: 56.0, min_sharpness: 25.0, min_brightness: 50.0, max_brightness: 210.0, min_contrast: 22.0,
-    max_abs_yaw: 30.0, max_abs_pitch: 25.0, max_abs_roll: 30.0, min_detector_score: 0.8, min_flip_similarity: 0.88, max_nonface_margin: 0.0 },
+    max_abs_yaw: 30.0, max_abs_pitch: 25.0, max_abs_roll: 30.0, min_detector_score: 0.8, min_flip_similarity: 0.88, max_nonface_margin: 0.0, max_landmark_residual: 0.21 },
 };
 
 const f0 = (v: number) => v.toFixed(0), f1 = (v: number) => v.toFixed(1), f2 = (v: number) => v.toFixed(2);
@@ -28,6 +28,7 @@ const CHECKS: [string, string, "min" | "max", (v: number, t: number) => string][
   ["abs_yaw", "max_abs_yaw", "max", (v, t) => `head turned too far sideways (yaw ${f0(v)}° > ${f0(t)}°)`],
   ["abs_pitch", "max_abs_pitch", "max", (v, t) => `head tilted too far up/down (pitch ${f0(v)}° > ${f0(t)}°)`],
   ["abs_roll", "max_abs_roll", "max", (v, t) => `head rotated too far (roll ${f0(v)}° > ${f0(t)}°)`],
+  ["landmark_residual", "max_landmark_residual", "max", (v, t) => `landmarks do not have the shape of a face (residual ${v.toFixed(3)} of the fit onto the template > ${t.toFixed(3)}: swapped, mirrored or misplaced points)`],
   ["detector_score", "min_detector_score", "min", (v, t) => `detector unsure this is a face (score ${f2(v)} < ${f2(t)})`],
   ["flip_similarity", "min_flip_similarity", "min", (v, t) => `unstable embedding: face and its mirror image disagree (cosine ${f2(v)} < ${f2(t)}; occlusion, pose or lighting)`],
   ["nonface_margin", "max_nonface_margin", "max", (v) => `not a face: the embedding lies with those of noise / blank / texture crops (margin ${signed3(v)} over the calibrated limit)`],
@@ -141,7 +142,9 @@ export function centralStats(g: Float32Array, w: number, h: number): { mean: num
 
 /** quality.measure: every measurement for one face (crop aligned, landmarks in the original image). */
 export function measure(crop: Image, landmarks: unknown,
-  extra: { detectorScore?: number | null; box?: number[] | null; flipSimilarity?: number | null; nonfaceMargin?: number | null } = {}): Record<string, number> {
+  extra: { detectorScore?: number | null; box?: number[] | null; flipSimilarity?: number | null; nonfaceMargin?: number | null;
+    /** the bundle's 5 alignment points in crop pixels (Bundle.template), for landmark_residual */
+    template?: unknown } = {}): Record<string, number> {
   const pose = estimatePose(landmarks);
   const g = gray(crop);
   const inner = centralStats(g, crop.width, crop.height);
@@ -157,6 +160,7 @@ export function measure(crop: Image, landmarks: unknown,
     abs_pitch: Math.abs(pose.pitch),
     abs_roll: Math.abs(pose.roll),
   };
+  if (extra.template != null) m.landmark_residual = landmarkResidual(landmarks, extra.template);
   if (extra.box != null) m.face_size = Math.min(extra.box[2] - extra.box[0], extra.box[3] - extra.box[1]);
   if (extra.detectorScore != null) m.detector_score = extra.detectorScore;
   if (extra.flipSimilarity != null) m.flip_similarity = extra.flipSimilarity;

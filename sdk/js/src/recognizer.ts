@@ -243,7 +243,7 @@ export class FaceRecognizer {
       let flip = 0;
       for (let k = 0; k < d; k++) flip += e[k] * emb[(n + j) * d + k];
       const report = this.gate.assess(measure(crop, landmarks, { detectorScore: face.detectorScore, box: face.box, flipSimilarity: Math.fround(flip),
-        nonfaceMargin: margins ? margins[j] : null }), mode);
+        nonfaceMargin: margins ? margins[j] : null, template: this.bundle.template }), mode);
       const src = sourceName(face.image);
       out[i] = this.gateEnabled && !report.passed
         ? { ...rejection("quality", report.reasons.join("; "), src), quality: report }

@@ -110,3 +110,15 @@ test("quality.nonface: the section check and the margins (max over prototypes of
   assert.deepEqual(r.failed.map((c) => [c.name, c.threshold]), [["nonface_margin", 0]]);
   assert.match(r.reasons[0], /^not a face: .*margin \+0\.500/);
 });
+
+test("landmark_residual: docs/runtime.md's reference values, and the gate check", () => {
+  const arcface = [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]];
+  const L = [[106.772, 111.625], [145.867, 111.411], [124.32, 135.35], [110.753, 155.892], [141.391, 155.573]];
+  assert.ok(Math.abs(sdk.landmarkResidual(L, arcface) - 0.03062103) < 5e-9, String(sdk.landmarkResidual(L, arcface)));
+  const swapped = [L[0], L[1], L[2], L[4], L[3]];
+  assert.ok(Math.abs(sdk.landmarkResidual(swapped, arcface) - 0.47459928) < 5e-9);
+  assert.ok(sdk.landmarkResidual(arcface.map(([x, y]) => [2 * x + 5, 2 * y - 3]), arcface) < 1e-6); // a scaled, shifted copy
+  const gate = new sdk.QualityGate({});
+  assert.deepEqual(gate.assess({ landmark_residual: 0.47 }).failed.map((c) => `${c.name}:${c.kind}:${c.threshold}`), ["landmark_residual:max:0.25"]);
+  assert.equal(gate.assess({ landmark_residual: 0.22 }, "enroll").passed, false);
+});
