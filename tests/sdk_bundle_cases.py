@@ -109,6 +109,18 @@ def _nonface(d: Path, dims: int = D, limit: float = 0.9, where: str = "quality")
     reseal(d, meta)
 
 
+def _detector(hashed: bool = True, **extra):
+    def edit(d: Path):
+        (d / "detector").mkdir(exist_ok=True)
+        (d / "detector" / "yunet.onnx").write_bytes(b"a detector model")
+        meta = read(d)
+        if hashed:
+            meta["files"]["detector/yunet.onnx"] = file_sha256(d / "detector" / "yunet.onnx")
+        meta["detector"] = {"file": "detector/yunet.onnx", "kind": "yunet", "licence": "MIT", **extra}
+        reseal(d, meta)
+    return edit
+
+
 def _flip_normalization(dtype_too: bool):
     def edit(d: Path):
         meta = read(d)
@@ -195,6 +207,12 @@ CASES = {
     "quality_mode_not_object": (_edit_meta(**{"quality": {"verify": 3}}), True),
     "quality_max_nonface_margin": (_edit_meta(**{"quality": {"verify": {"max_nonface_margin": 0.05}, "enroll": {"max_nonface_margin": -0.01}}}), True),
     "quality_max_nonface_margin_out_of_range": (_edit_meta(**{"quality": {"max_nonface_margin": 2}}), True),
+    "quality_max_landmark_residual": (_edit_meta(**{"quality": {"verify": {"max_landmark_residual": 0.3}}}), True),
+    "quality_max_landmark_residual_out_of_range": (_edit_meta(**{"quality": {"max_landmark_residual": 1.5}}), True),
+    "detector_ok": (_detector(), True),
+    "detector_not_hashed": (_detector(hashed=False), True),
+    "detector_unknown_field": (_detector(colour="red"), True),
+    "detector_licence_file_escapes": (_detector(licence_file="../LICENSE"), True),
     "nonface_ok": (_nonface, True),
     "nonface_wrong_dims": (lambda d: _nonface(d, dims=D + 1), True),
     "nonface_limit_out_of_range": (lambda d: _nonface(d, limit=1.5), True),
