@@ -128,16 +128,20 @@ def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
 def test_sdk_judges_bundles_like_load_bundle(js_package, sdk_vectors, tmp_path):
     """The bundle rules of issue 20 in Node and in Chromium (over HTTP): ~65 mutated copies of a tiny sealed
     bundle get load_bundle's verdict (every BundleError kind, and "ok"), and a bundle with a quality.nonface
-    section gives the Python gate's nonface_margin and decisions on faces and synthetic non-faces."""
+    section gives the Python gate's nonface_margin and decisions on faces and synthetic non-faces; a bundle
+    shipping YuNet (export --detector) gives createRecognizer its detector."""
     import sdk_bundle_cases
 
     cases = sdk_bundle_cases.write_refusal_cases(tmp_path / "cases")
     nonface = sdk_bundle_cases.write_nonface_case(Path(sdk_vectors["bundle"]), Path(sdk_vectors["vectors"]), tmp_path / "nonface")
     assert len({c["kind"] for c in cases}) == 15  # the 14 kinds and "ok"
     assert any("nonface_margin:max" in (im["failed"] or []) for im in nonface["images"])
-    env = dict(os.environ, EDGEFACE_BUNDLE_CASES=str(tmp_path / "cases" / "cases.json"), EDGEFACE_NONFACE_CASE=str(tmp_path / "nonface" / "nonface.json"))
+    from edgeface import paths
+
+    env = dict(os.environ, EDGEFACE_BUNDLE_CASES=str(tmp_path / "cases" / "cases.json"), EDGEFACE_NONFACE_CASE=str(tmp_path / "nonface" / "nonface.json"),
+               EDGEFACE_YUNET=str(paths.yunet_model()))
     counts = run_node_tests(["test/rules.test.mjs"], env)
-    want = 4 if Path("/usr/bin/chromium").is_file() else 2
+    want = 5 if Path("/usr/bin/chromium").is_file() else 3
     assert counts["pass"] == want and counts["cancelled"] == 0, counts
 
 

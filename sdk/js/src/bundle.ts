@@ -175,6 +175,14 @@ export class Bundle {
     return Object.fromEntries(Object.entries(own).map(([k, v]) => [k, Number(v.threshold)]));
   }
 
+  /** The face detector model shipped in the bundle (`edgeface export --detector`: manifest `detector`,
+   * hashed in `files` and checked at load), or null. */
+  async detectorModel(): Promise<Uint8Array | null> {
+    const det = this.meta.detector as { file?: string; kind?: string } | undefined;
+    if (!det?.file || !this.source) return null;
+    return this.source.readBytes(det.file);
+  }
+
   get quality(): Record<string, unknown> {
     return { ...(this.meta.quality ?? {}) };
   }

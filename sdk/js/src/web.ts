@@ -10,6 +10,7 @@ import { MAX_PIXELS, MIN_SIDE } from "./errors.js";
 import type { Gallery } from "./gallery.js";
 import { openIdbGallery } from "./gallery-idb.js";
 import { ortRunner, type OrtModule, type OrtOptions } from "./ort.js";
+import { YuNetDetector } from "./detect.js";
 import { FaceRecognizer, rejection, toRgb, type Rejection, type RecognizerOptions } from "./recognizer.js";
 
 export * from "./index.js";
@@ -136,5 +137,12 @@ export async function createRecognizer(bundleUrl: string, options: WebRecognizer
   const gallery = typeof options.gallery === "string"
     ? await openIdbGallery(options.gallery, { card: bundle.card, codec: options.codec })
     : options.gallery ?? null;
-  return new FaceRecognizer(bundle, { ...options, gallery, decode: decodeImage });
+  // as FaceRecognizer.from_bundle: no detector given (undefined) uses the one shipped in the bundle; null uses none
+  let detector = options.detector;
+  if (detector === undefined) {
+    const model = await bundle.detectorModel();
+    const ort = options.ort;
+    if (model && ort) detector = await YuNetDetector.create(ort, model);
+  }
+  return new FaceRecognizer(bundle, { ...options, gallery, detector, decode: decodeImage });
 }

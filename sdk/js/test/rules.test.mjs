@@ -6,7 +6,9 @@
 //   section and FaceRecognizer.analyze's outcome, failed checks and nonface_margin per image.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as sdk from "../dist/node.js";
@@ -75,6 +77,34 @@ test("Node: quality.nonface gives the Python gate's nonface_margin and decisions
   }
   await bundle.dispose();
   nonfaceChecks(results);
+});
+
+test("Node: createRecognizer uses the detector shipped in the bundle (export --detector) when given none", { skip: NO_NONFACE || (!existsSync(process.env.EDGEFACE_YUNET ?? "") && "EDGEFACE_YUNET is not set") }, async () => {
+  const tmp = mkdtempSync(join(tmpdir(), "edgeface-det-"));
+  try {
+    const dir = join(tmp, "bundle");
+    cpSync(nonface.bundle, dir, { recursive: true });
+    mkdirSync(join(dir, "detector"));
+    cpSync(process.env.EDGEFACE_YUNET, join(dir, "detector", "yunet.onnx"));
+    const sha = (p) => createHash("sha256").update(readFileSync(p)).digest("hex");
+    const meta = JSON.parse(readFileSync(join(dir, "edgeface.json"), "utf8"));
+    meta.files["detector/yunet.onnx"] = sha(join(dir, "detector", "yunet.onnx"));
+    meta.detector = { file: "detector/yunet.onnx", kind: "yunet", licence: "MIT" };
+    writeFileSync(join(dir, "edgeface.json"), JSON.stringify(meta));
+    writeFileSync(join(dir, "edgeface.json.sha256"), `${sha(join(dir, "edgeface.json"))}  edgeface.json\n`);
+    const face = { image: nonface.images[0].image }; // no landmarks
+    const rec = await sdk.createRecognizer(dir, { threads: 1 });
+    assert.ok(rec.detector, "no detector loaded from the bundle");
+    const [r] = await rec.analyze([face]);
+    assert.ok(r.ok || r.reason === "quality", `${r.reason}: ${r.detail}`);
+    assert.ok(r.quality.measurements.detector_score > 0.6);
+    const none = await sdk.createRecognizer(dir, { threads: 1, detector: null });
+    assert.equal((await none.analyze([face]))[0].reason, "no_landmarks");
+    await rec.bundle.dispose();
+    await none.bundle.dispose();
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 let server, browser, page;
