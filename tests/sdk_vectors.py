@@ -3,7 +3,8 @@
     python tests/sdk_vectors.py      # prints {"bundle": PATH, "vectors": PATH}, building them if needed
 
 Used by every SDK's tests (tests/test_sdk_*.py): the reference MobileFaceNet exported to ONNX fp32
-with the reduced calibration of tests/test_runtime_bundle.py, and
+with the reduced calibration of tests/test_runtime_bundle.py but 50 calibration faces (the least that
+calibrates min_flip_similarity and the quality.nonface prototypes, so every SDK meets the non-face check), and
 `edgeface.runtime.vectors.write_vectors` on it. The cache key covers the checkpoint (size, mtime)
 and every Python source of the kit, so a change to the runtime rewrites the vectors.
 """
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SMALL = dict(n_calib=48, n_verify=40, n_impostor=120, lfw_folds=0, n_conformance=8, show_progress=False)
+SMALL = dict(n_calib=50, n_verify=40, n_impostor=120, lfw_folds=0, n_conformance=8, show_progress=False)
 
 
 def cache_root() -> Path:

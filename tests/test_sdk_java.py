@@ -1,6 +1,7 @@
 """The JNI Java front (sdk/java) on the shared vectors: FaceRecognizer enrol/verify/identify decisions
 equal to the Python runtime's, embeddings within tolerance, the same error kinds for bad input with
-the core's messages, a tampered bundle and an unusable gallery refused. Built by sdk/build.sh."""
+the core's messages, the vectors' refused bundles refused by the same rule (EdgefaceException.bundleKind)
+and an unusable gallery refused. Built by sdk/build.sh."""
 import json
 import shutil
 import subprocess
@@ -12,10 +13,6 @@ from test_sdk_cpp import build_core
 pytestmark = [pytest.mark.shared]
 
 
-# Known gap after merging issue 20 (strict: these must fail until the SDKs catch up).
-SDK_BUNDLE_RULES_GAP = pytest.mark.xfail(strict=True, reason="the SDKs do not yet mirror the bundle rules merged from issue 20 (quality.nonface / max_nonface_margin, manifest digest, new refusal kinds): they refuse or misjudge bundles exported by this kit version; issue 18 stays open for it")
-
-
 @pytest.fixture(scope="module")
 def sdk_vectors(shared):
     pytest.importorskip("onnxruntime")
@@ -24,7 +21,6 @@ def sdk_vectors(shared):
     return sdk_vectors.build(shared)
 
 
-@SDK_BUNDLE_RULES_GAP
 def test_java_front_reproduces_the_vectors(sdk_vectors, tmp_path):
     if shutil.which("java") is None:
         pytest.skip("no JDK (sdk/build.sh installs default-jdk-headless)")

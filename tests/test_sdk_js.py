@@ -18,9 +18,6 @@ REPO = Path(__file__).resolve().parent.parent
 JS = REPO / "sdk" / "js"
 
 
-# Known gap after merging issue 20 (strict: these must fail until the SDKs catch up).
-SDK_BUNDLE_RULES_GAP = pytest.mark.xfail(strict=True, reason="the SDKs do not yet mirror the bundle rules merged from issue 20 (quality.nonface / max_nonface_margin, manifest digest, new refusal kinds): they refuse or misjudge bundles exported by this kit version; issue 18 stays open for it")
-
 
 def npm_env() -> dict:
     env = dict(os.environ, ONNXRUNTIME_NODE_INSTALL="skip")  # else its install script fetches CUDA files
@@ -85,7 +82,6 @@ def run_node_tests(files: list[str], env: dict, timeout: int = 900) -> dict:
     return counts
 
 
-@SDK_BUNDLE_RULES_GAP
 def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_path):
     env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_SDK_JS_OUT=str(tmp_path))
     counts = run_node_tests(["test/unit.test.mjs", "test/node.test.mjs"], env)
@@ -116,7 +112,6 @@ def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_pat
                 assert all(abs(m.score - w["score"]) <= max(tol, 0.02) for m, w in zip(got, want) if m.name == w["name"]), (got, want)
 
 
-@SDK_BUNDLE_RULES_GAP
 def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
     """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium, and
     the web demo end to end with a fake camera (test/demo.test.mjs)."""
@@ -127,6 +122,26 @@ def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
     env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_YUNET=str(paths.yunet_model()))
     counts = run_node_tests(["test/browser.test.mjs", "test/demo.test.mjs"], env)
     assert counts["pass"] >= 6 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
+
+
+def test_sdk_judges_bundles_like_load_bundle(js_package, sdk_vectors, tmp_path):
+    """The bundle rules of issue 20 in Node and in Chromium (over HTTP): ~65 mutated copies of a tiny sealed
+    bundle get load_bundle's verdict (every BundleError kind, and "ok"), and a bundle with a quality.nonface
+    section gives the Python gate's nonface_margin and decisions on faces and synthetic non-faces; a bundle
+    shipping YuNet (export --detector) gives createRecognizer its detector."""
+    import sdk_bundle_cases
+
+    cases = sdk_bundle_cases.write_refusal_cases(tmp_path / "cases")
+    nonface = sdk_bundle_cases.write_nonface_case(Path(sdk_vectors["bundle"]), Path(sdk_vectors["vectors"]), tmp_path / "nonface")
+    assert len({c["kind"] for c in cases}) == 15  # the 14 kinds and "ok"
+    assert any("nonface_margin:max" in (im["failed"] or []) for im in nonface["images"])
+    from edgeface import paths
+
+    env = dict(os.environ, EDGEFACE_BUNDLE_CASES=str(tmp_path / "cases" / "cases.json"), EDGEFACE_NONFACE_CASE=str(tmp_path / "nonface" / "nonface.json"),
+               EDGEFACE_YUNET=str(paths.yunet_model()))
+    counts = run_node_tests(["test/rules.test.mjs"], env)
+    want = 5 if Path("/usr/bin/chromium").is_file() else 3
+    assert counts["pass"] == want and counts["cancelled"] == 0, counts
 
 
 def test_litert_runs_a_tflite_bundle_in_chromium(js_package, tflite_bundle):

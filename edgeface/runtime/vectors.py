@@ -25,12 +25,12 @@ import numpy as np
 from .. import __version__
 from ..align import align_face
 from ..imageio import ImageError, read_image
-from .bundle import BUNDLE_JSON, Bundle, load_bundle
+from .bundle import BUNDLE_JSON, Bundle, BundleError, file_sha256, load_bundle, write_manifest_digest
 from .codecs import CODECS, get_codec
 from .conformance import EMBEDDING_TOLERANCE, DECISION_MARGIN
 from .face import FaceRecognizer, Rejection
 from .gallery import Gallery, model_fingerprint
-from .quality import MODES, flip_similarity, measure
+from .quality import MODES, flip_similarity, measure, nonface_margins
 
 FORMAT = "edgeface-sdk-vectors"
 VERSION = 1
@@ -49,11 +49,12 @@ CROP_MAX_ABS_DIFF = 1  # grey levels, per pixel and channel, raw RGB + landmarks
 CROP_MAX_DIFF_FRACTION = 0.01  # fraction of crop values allowed to differ at all (by <= 1)
 QUALITY_ABS_TOLERANCE = {  # on the measures computed from the vector's own crop + landmarks
     "interocular": 1e-3, "yaw": 1e-3, "pitch": 1e-3, "roll": 1e-3, "abs_yaw": 1e-3, "abs_pitch": 1e-3, "abs_roll": 1e-3,
-    "sharpness": 0.05, "brightness": 1e-3, "contrast": 1e-3, "flip_similarity": 2e-3,
+    "sharpness": 0.05, "brightness": 1e-3, "contrast": 1e-3, "flip_similarity": 2e-3, "nonface_margin": 2e-3,
     # float64 closed form on the vector's landmarks and the manifest's alignment.landmarks (rounded
     # to 4 decimals, where Python uses the unrounded template): differences stay far below this
     "landmark_residual": 1e-5,
 }
+BAD_BUNDLES_DIR = "bundles"  # bundle_errors: the refused bundles, made here once for every SDK
 SCORE_ABS_TOLERANCE = 2e-3  # cosine / Hamming similarity from the SDK's own embeddings
 JPEG_DECODE_NOTE = "JPEG decoders differ (IDCT, chroma upsampling): decoded pixels are compared with decode_max_abs_diff"
 JPEG_DECODE_MAX_ABS_DIFF = 32
@@ -148,6 +149,10 @@ def _error_cases(out: Path, good: dict) -> list[dict]:
     jpg = Path(good["path"]).read_bytes()
     (d / "truncated.jpg").write_bytes(jpg[:64])
     _save_png(d / "tiny.png", np.full((16, 16, 3), 128, np.uint8))
+    # uniform noise the size of the good face's image, with its landmarks: only the non-face check
+    # (quality.nonface, gate measure nonface_margin) can tell it from a face
+    h, w = read_image(good["path"]).pixels.shape[:2]
+    _save_png(d / "noise.png", np.random.default_rng(18).integers(0, 256, (h, w, 3), dtype=np.uint8))
     lm = good["landmarks"].tolist()
     nan_lm = [list(p) for p in lm]
     nan_lm[2][0] = float("nan")
@@ -170,8 +175,134 @@ def _error_cases(out: Path, good: dict) -> list[dict]:
         ("eye_outside_image", img, far_lm),
         ("eyes_coincide", img, same_eyes),
         ("mouth_corners_swapped", img, mouth_swapped),
+        ("nonface_noise", "errors/noise.png", lm),
     ]
     return [{"id": cid, "image": path, "landmarks": lmk} for cid, path, lmk in cases]
+
+
+def _nonface_margin(rec: FaceRecognizer, emb: np.ndarray) -> float | None:
+    """The gate's nonface_margin of one embedding (None for a bundle without quality.nonface)."""
+    return None if rec.nonface is None else float(nonface_margins(emb[None], rec.nonface)[0])
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    """A copy of a bundle made of hard links where the filesystem allows (no model copy per case).
+    The edits below only ever replace whole files (unlink + write), never write into a linked one."""
+    for p in sorted(src.rglob("*")):
+        q = dst / p.relative_to(src)
+        if p.is_dir():
+            q.mkdir(parents=True, exist_ok=True)
+            continue
+        q.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(p, q)
+        except OSError:
+            shutil.copy2(p, q)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    path.unlink(missing_ok=True)
+    path.write_bytes(data)
+
+
+def _bundle_error_cases(bundle_dir: Path, out: Path) -> list[dict]:
+    """Bundles every SDK must refuse, made under out/bundles/<id>/, each with what Python's
+    load_bundle says: `kind` (the SDK error kind: missing / bundle) and `bundle_kind` (BundleError.kind,
+    docs/runtime.md "Bundle refusal rules"). Edits of edgeface.json are re-sealed (edgeface.json.sha256
+    rewritten) so the rule under test is reached, except in the two digest cases."""
+    root = out / BAD_BUNDLES_DIR
+    meta0 = json.loads((bundle_dir / BUNDLE_JSON).read_text())
+    model = meta0["model_file"]
+
+    def meta_edit(fn, reseal=True):
+        def edit(d: Path) -> None:
+            m = json.loads((d / BUNDLE_JSON).read_text())
+            fn(m, d)
+            _replace(d / BUNDLE_JSON, json.dumps(m, indent=1).encode())
+            if reseal:
+                write_manifest_digest(d)
+        return edit
+
+    def rehash(m: dict, d: Path, name: str) -> None:
+        m["conformance"]["files"][name] = file_sha256(d / name)
+
+    def flip_model_byte(d: Path) -> None:
+        data = bytearray((d / model).read_bytes())
+        data[len(data) // 2] ^= 0x55
+        _replace(d / model, bytes(data))
+
+    def garbage_model(m: dict, d: Path) -> None:  # garbage whose hash is recorded: only loading it fails
+        _replace(d / model, b"this is not an ONNX model\n" * 64)
+        m["files"][model] = file_sha256(d / model)
+
+    def edit_expected(fn):
+        def edit(m: dict, d: Path) -> None:
+            f = d / "conformance" / "expected.json"
+            exp = json.loads(f.read_text())
+            fn(exp)
+            _replace(f, json.dumps(exp).encode())
+            rehash(m, d, "conformance/expected.json")
+        return edit
+
+    def package_dir(m: dict, d: Path) -> None:  # the model inside a package directory holding an unhashed file
+        (d / "pkg").mkdir()
+        os.replace(d / model, d / "pkg" / model)
+        (d / "pkg" / "extra.bin").write_bytes(b"not hashed")
+        m["files"] = {f"pkg/{model}" if k == model else k: v for k, v in m["files"].items()}
+        m["model_file"] = "pkg"
+
+    def no_conformance(m: dict, d: Path) -> None:
+        shutil.rmtree(d / "conformance")
+        m.pop("conformance", None)
+
+    def first_limit(value):
+        def fn(m: dict, d: Path) -> None:
+            m["quality"].setdefault("nonface", {"prototypes": [[1.0] + [0.0] * (meta0["embedding_size"] - 1)], "limits": [0.5]})
+            m["quality"]["nonface"]["limits"][0] = value
+        return fn
+
+    cases = [
+        ("missing_dir", "a path that does not exist", None),
+        ("no_meta", f"a directory without {BUNDLE_JSON}", lambda d: (d / BUNDLE_JSON).unlink()),
+        ("bad_json", f"{BUNDLE_JSON} replaced by '{{not json' (re-sealed)",
+         lambda d: (_replace(d / BUNDLE_JSON, b"{not json"), write_manifest_digest(d))),
+        ("tampered_manifest", f"the 1e-3 threshold lowered in {BUNDLE_JSON}, digest not updated",
+         meta_edit(lambda m, d: m["thresholds"]["at_far"]["1e-3"].update(threshold=0.2), reseal=False)),
+        ("no_digest", "edgeface.json.sha256 removed", lambda d: (d / "edgeface.json.sha256").unlink()),
+        ("schema", f"{BUNDLE_JSON} without its 'files' field", meta_edit(lambda m, d: m.pop("files"))),
+        ("path_escape", "a files entry '../x'", meta_edit(lambda m, d: m["files"].update({"../x": "a" * 64}))),
+        ("model_not_hashed", "model_file names a file that is not in 'files'", meta_edit(lambda m, d: m.update(model_file="other.onnx"))),
+        ("package_unhashed_file", "the model moved into a package directory 'pkg' that also holds an unhashed file", meta_edit(package_dir)),
+        ("input_contract", "input value_range [0, 1] with normalisation in the graph", meta_edit(lambda m, d: m["input"].update(value_range=[0, 1]))),
+        ("negative_threshold", "the 1e-3 threshold set to -0.5", meta_edit(lambda m, d: m["thresholds"]["at_far"]["1e-3"].update(threshold=-0.5))),
+        ("unknown_quality_key", "quality.verify gets a key 'min_smile'", meta_edit(lambda m, d: m["quality"].setdefault("verify", {}).update(min_smile=1.0))),
+        ("bad_nonface_limit", "quality.nonface.limits[0] set to 2", meta_edit(first_limit(2.0))),
+        ("other_major_version", "kit_version's major number changed", meta_edit(lambda m, d: m.update(kit_version="99.0.0"))),
+        ("status_failed", "status set to 'failed'", meta_edit(lambda m, d: m.update(status="failed"))),
+        ("tampered_model", "one byte of the model file flipped", flip_model_byte),
+        ("tampered_conformance", "conformance/expected.json changed, its hash not updated",
+         lambda d: _replace(d / "conformance" / "expected.json", (d / "conformance" / "expected.json").read_bytes() + b" ")),
+        ("garbage_model", "the model file replaced by text, its hash updated", meta_edit(garbage_model)),
+        ("conformance_mismatch", "conformance/expected.json embeddings rotated by one face (rehashed)",
+         meta_edit(edit_expected(lambda e: e.update(embeddings=e["embeddings"][1:] + e["embeddings"][:1])))),
+        ("conformance_thresholds", "conformance/expected.json records another 1e-3 threshold (rehashed)",
+         meta_edit(edit_expected(lambda e: e["thresholds"].update({"1e-3": e["thresholds"]["1e-3"] + 0.05})))),
+        ("no_conformance", "the conformance set removed (directory and manifest section)", meta_edit(no_conformance)),
+    ]
+    out_cases = []
+    for cid, make, edit in cases:
+        d = root / cid
+        if edit is not None:
+            _link_copy(bundle_dir, d)
+            edit(d)
+        try:
+            load_bundle(d)
+        except BundleError as exc:  # BundleNotFoundError (kind not_found) is also a FileNotFoundError
+            kind = "missing" if isinstance(exc, FileNotFoundError) else "bundle"
+            out_cases.append({"id": cid, "make": make, "dir": _rel(d, out), "kind": kind, "bundle_kind": exc.kind})
+            continue
+        raise RuntimeError(f"bundle error case {cid}: Python's load_bundle accepted it ({make})")
+    return out_cases
 
 
 def _json_landmarks(lm) -> object:
@@ -221,7 +352,7 @@ def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared
         flips, embs = flip_similarity(bundle, crop[None])
         emb = embs[0].astype(np.float32)
         _write_raw(out / "embeddings" / f"{fid}.f32", emb.astype("<f4"))
-        m = measure(crop, lm, flip_similarity=float(flips[0]), template=rec.template_points)
+        m = measure(crop, lm, flip_similarity=float(flips[0]), nonface_margin=_nonface_margin(rec, emb), template=rec.template_points)
         quality = {}
         for mode in MODES:
             rep = rec.gate.assess(m, mode)
@@ -313,7 +444,10 @@ def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared
     for case in _error_cases(out, items[0]):
         lm = np.array(case["landmarks"], dtype=np.float64)
         (res,) = rec.analyze([str(out / case["image"])], [lm.ravel()], mode="verify")
-        errors.append({**case, "landmarks": _json_landmarks(case["landmarks"]), "kind": res.reason if isinstance(res, Rejection) else "ok"})
+        entry = {**case, "landmarks": _json_landmarks(case["landmarks"]), "kind": res.reason if isinstance(res, Rejection) else "ok"}
+        if isinstance(res, Rejection) and res.quality is not None:
+            entry["failed"] = [c.name + ":" + c.kind for c in res.quality.failed]
+        errors.append(entry)
 
     doc = {
         "format": FORMAT,
@@ -348,16 +482,7 @@ def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared
         "pairs": pairs,
         "galleries": galleries,
         "errors": errors,
-        "bundle_errors": [
-            {"id": "missing_dir", "make": "a path that does not exist", "kind": "missing"},
-            {"id": "no_meta", "make": f"a directory without {BUNDLE_JSON}", "kind": "missing"},
-            {"id": "bad_json", "make": f"{BUNDLE_JSON} replaced by '{{not json'", "kind": "bundle"},
-            {"id": "schema", "make": f"{BUNDLE_JSON} without its 'files' field", "kind": "bundle"},
-            {"id": "tampered_model", "make": "one byte of the model file flipped", "kind": "bundle"},
-            {"id": "status_failed", "make": "status set to 'failed'", "kind": "bundle"},
-            {"id": "other_major_version", "make": "kit_version's major number changed", "kind": "bundle"},
-            {"id": "path_escape", "make": "a files entry '../x' ", "kind": "bundle"},
-        ],
+        "bundle_errors": _bundle_error_cases(Path(bundle_path), out),
         "gallery_errors": [
             {"id": "not_sqlite", "make": "a gallery file holding text", "kind": "gallery"},
             {"id": "foreign_sqlite", "make": "an SQLite file with another application_id", "kind": "gallery"},
@@ -404,7 +529,8 @@ def check_vectors(bundle: Bundle | str | os.PathLike, vectors_dir: str | os.Path
         if float(e[0] @ want) < tol["embedding_min_cosine"]:
             bad.append(f"{f['id']}: embedding cosine {float(e[0] @ want):.6f} < {tol['embedding_min_cosine']}")
         embs[f["id"]] = e[0]
-        m = measure(want_crop, np.array(f["landmarks"]), flip_similarity=float(flips[0]), template=rec.template_points)
+        m = measure(want_crop, np.array(f["landmarks"]), flip_similarity=float(flips[0]), nonface_margin=_nonface_margin(rec, e[0]),
+                    template=rec.template_points)
         for k, v in f["measurements"].items():
             if abs(m[k] - v) > tol["quality_abs"].get(k, 1e-3):
                 bad.append(f"{f['id']}: quality {k} {m[k]} vs {v}")
@@ -435,6 +561,17 @@ def check_vectors(bundle: Bundle | str | os.PathLike, vectors_dir: str | os.Path
         kind = res.reason if isinstance(res, Rejection) else "ok"
         if kind != e["kind"]:
             bad.append(f"error case {e['id']}: {kind} vs {e['kind']}")
+        failed = [c.name + ":" + c.kind for c in res.quality.failed] if isinstance(res, Rejection) and res.quality is not None else None
+        if "failed" in e and failed != e["failed"]:
+            bad.append(f"error case {e['id']}: failed checks {failed} vs {e['failed']}")
+    for e in doc["bundle_errors"]:
+        try:
+            load_bundle(d / e["dir"])
+            got = ("ok", None)
+        except BundleError as exc:
+            got = ("missing" if isinstance(exc, FileNotFoundError) else "bundle", exc.kind)
+        if got != (e["kind"], e["bundle_kind"]):
+            bad.append(f"bundle error case {e['id']}: {got} vs {(e['kind'], e['bundle_kind'])}")
     return bad
 
 

@@ -42,7 +42,7 @@ typedef enum ef_status {
     EF_ERR_INVALID = 6,        /* pixel buffer of the wrong shape */
     EF_ERR_BAD_LANDMARKS = 7,  /* not 5 finite points, eyes outside the image or coinciding */
     EF_ERR_QUALITY = 8,        /* the face failed the quality gate of the mode */
-    EF_ERR_BUNDLE = 9,         /* a bundle refused (schema, sha256, status, version) */
+    EF_ERR_BUNDLE = 9,         /* a bundle refused: ef_last_bundle_kind() says by which rule */
     EF_ERR_GALLERY = 10,       /* a gallery that cannot be opened or used */
     EF_ERR_MODEL_MISMATCH = 11,/* a gallery of another model */
     EF_ERR_NOT_ENROLLED = 12,  /* verify against a name that is not in the gallery */
@@ -59,13 +59,21 @@ typedef struct ef_gallery ef_gallery;
 
 /* -- errors ---------------------------------------------------------------------------- */
 EF_API const char* ef_last_error(void);            /* message of this thread's last failure ("" if none) */
+/* After ef_bundle_open failed (EF_ERR_BUNDLE, or EF_ERR_MISSING for "not_found"): the rule the bundle
+ * broke, the Python BundleError.kind - "not_found", "manifest_unreadable", "manifest_digest", "schema",
+ * "model_file", "input_contract", "thresholds", "quality", "version", "status", "file_hash",
+ * "model_load", "model_output", "conformance" (docs/runtime.md "Bundle refusal rules"). "" otherwise. */
+EF_API const char* ef_last_bundle_kind(void);
 EF_API const char* ef_status_kind(ef_status status);/* "ok", "missing", "unreadable", ... "bundle", "gallery" */
 EF_API const char* ef_version(void);                /* the kit version this core mirrors, e.g. "0.1.0" */
 
 /* -- bundle ------------------------------------------------------------------------------ */
-/* Open a bundle directory: validates edgeface.json against the bundle schema, the kit's major
- * version, the status ("verified" only) and the sha256 of every model file, then loads the model in
- * ONNX Runtime (threads 0 = its default). */
+/* Open a bundle directory with the refusals of the Python load_bundle, in its order: the manifest's
+ * digest (edgeface.json.sha256), the bundle schema and the semantic rules (paths, input contract,
+ * threshold ranges, quality keys and quality.nonface), the kit's major version, the status
+ * ("verified" only), the sha256 of every model and conformance file (and nothing unhashed inside a
+ * model package directory); then loads the model in ONNX Runtime (threads 0 = its default) and runs
+ * the load-time self-test on the bundle's conformance faces. ef_last_bundle_kind() names the rule. */
 EF_API ef_status ef_bundle_open(const char* dir, int threads, ef_bundle** out);
 EF_API void ef_bundle_close(ef_bundle* bundle);
 EF_API int ef_bundle_embedding_size(const ef_bundle* bundle);
@@ -109,7 +117,8 @@ EF_API ef_status ef_analyze_crop(const ef_bundle* bundle, const uint8_t* crop, c
 EF_API void ef_face_free(ef_face* face);
 EF_API const float* ef_face_embedding(const ef_face* face, size_t* dim);
 EF_API const uint8_t* ef_face_crop(const ef_face* face, int* height, int* width);
-/* A measure by its Python name ("sharpness", "flip_similarity", "abs_yaw", ...); EF_ERR_ARGUMENT if not measured. */
+/* A measure by its Python name ("sharpness", "flip_similarity", "nonface_margin" (bundles with
+ * quality.nonface), "abs_yaw", ...); EF_ERR_ARGUMENT if not measured. */
 EF_API ef_status ef_face_measure(const ef_face* face, const char* name, double* out);
 EF_API int ef_face_passed(const ef_face* face, ef_mode mode);
 /* Failed checks of a mode as "measure:kind" joined by ',' (e.g. "sharpness:min,brightness:min"),

@@ -2,9 +2,17 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <regex>
 #include <sstream>
 
@@ -30,7 +38,7 @@ std::string sha256_hex(const std::string& bytes) {
 
 std::string file_sha256(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
-    if (!f) fail(EF_ERR_BUNDLE, path + ": cannot be read");
+    if (!f) refuse("file_hash", path + ": cannot be read");
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> guard(ctx, EVP_MD_CTX_free);
     EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
@@ -149,25 +157,25 @@ std::string python_json_dumps(const json& j) {
 
 // -- model card ----------------------------------------------------------------------------------------
 Card card_from_json(const json& j) {
-    if (!j.is_object()) fail(EF_ERR_BUNDLE, "model card is not an object");
+    if (!j.is_object()) refuse("schema", "model card is not an object");
     static const std::vector<std::string> known = {"name", "arch", "input_size", "embedding_size", "template", "color_order", "mean",
                                                    "std", "licence", "description", "source", "params", "mflops", "arch_kwargs"};
     for (auto it = j.begin(); it != j.end(); ++it)
         if (std::find(known.begin(), known.end(), it.key()) == known.end())
-            fail(EF_ERR_BUNDLE, "model card has unknown field '" + it.key() + "'");
+            refuse("schema", "model card has unknown field '" + it.key() + "'");
     for (const char* k : {"name", "arch", "input_size", "embedding_size", "template"})
-        if (!j.contains(k)) fail(EF_ERR_BUNDLE, std::string("model card is missing required field '") + k + "'");
+        if (!j.contains(k)) refuse("schema", std::string("model card is missing required field '") + k + "'");
     json d = {{"color_order", "RGB"}, {"mean", {127.5, 127.5, 127.5}}, {"std", {128.0, 128.0, 128.0}}, {"licence", "unknown"},
               {"description", ""}, {"source", ""}, {"params", nullptr}, {"mflops", nullptr}, {"arch_kwargs", json::object()}};
     for (auto it = j.begin(); it != j.end(); ++it) d[it.key()] = it.value();
     Card c;
     try {
         const json& is = d["input_size"];
-        if (!is.is_array() || is.size() != 2) fail(EF_ERR_BUNDLE, "model card: input_size must be (height, width)");
+        if (!is.is_array() || is.size() != 2) refuse("schema", "model card: input_size must be (height, width)");
         c.height = (int)is[0].get<double>(), c.width = (int)is[1].get<double>();
         d["input_size"] = {c.height, c.width};
         for (const char* k : {"mean", "std"}) {
-            if (!d[k].is_array() || d[k].size() != 3) fail(EF_ERR_BUNDLE, std::string("model card: ") + k + " needs 3 values");
+            if (!d[k].is_array() || d[k].size() != 3) refuse("schema", std::string("model card: ") + k + " needs 3 values");
             json f = json::array();
             for (auto& v : d[k]) f.push_back(json(v.get<double>()));  // ModelCard makes them floats
             d[k] = f;
@@ -176,13 +184,13 @@ Card card_from_json(const json& j) {
         c.name = d["name"].get<std::string>();
         c.templ = d["template"].get<std::string>();
         std::string co = d["color_order"].get<std::string>();
-        if (co != "RGB" && co != "BGR" && co != "GRAY") fail(EF_ERR_BUNDLE, "model card: color_order must be RGB, BGR or GRAY");
+        if (co != "RGB" && co != "BGR" && co != "GRAY") refuse("schema", "model card: color_order must be RGB, BGR or GRAY");
     } catch (const json::exception& e) {
-        fail(EF_ERR_BUNDLE, std::string("model card: ") + e.what());
+        refuse("schema", std::string("model card: ") + e.what());
     }
-    if (c.height <= 0 || c.width <= 0 || c.dim <= 0 || c.dim > 65536) fail(EF_ERR_BUNDLE, "model card: input_size and embedding_size must be > 0");
+    if (c.height <= 0 || c.width <= 0 || c.dim <= 0 || c.dim > 65536) refuse("schema", "model card: input_size and embedding_size must be > 0");
     for (auto& v : d["std"])
-        if (!(v.get<double>() > 0)) fail(EF_ERR_BUNDLE, "model card: std must be > 0");
+        if (!(v.get<double>() > 0)) refuse("schema", "model card: std must be > 0");
     c.dict = d;
     return c;
 }
@@ -197,8 +205,9 @@ static bool type_ok(const json& v, const std::string& t) {
     if (t == "string") return v.is_string();
     if (t == "boolean") return v.is_boolean();
     if (t == "null") return v.is_null();
-    if (t == "number") return v.is_number();
-    if (t == "integer") return v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+    // Python's json: 3.0 is a float, not an integer; NaN / Infinity parse but are not JSON numbers
+    if (t == "number") return v.is_number() && std::isfinite(v.get<double>());
+    if (t == "integer") return v.is_number_integer();
     return false;
 }
 
@@ -206,6 +215,30 @@ static size_t utf8_len(const std::string& s) {
     size_t n = 0;
     for (unsigned char c : s) n += (c & 0xc0) != 0x80;
     return n;
+}
+
+// Python's re.search for the schema's patterns. The three the schema uses are matched by hand:
+// libstdc++'s std::regex recurses per character and overflows the stack on a long string (a
+// manifest may hold 4 MB). Python's '$' also matches before a final newline.
+static bool pattern_search(const std::string& pattern, const std::string& str) {
+    auto hex64 = [](const std::string& x) {
+        if (x.size() != 64) return false;
+        for (char c : x)
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+        return true;
+    };
+    if (pattern == "^[0-9a-f]{64}$") return hex64(str) || (str.size() == 65 && str.back() == '\n' && hex64(str.substr(0, 64)));
+    if (pattern == "^[0-9]+\\.[0-9]+") {
+        size_t i = 0;
+        while (i < str.size() && isdigit((unsigned char)str[i])) ++i;
+        return i > 0 && i + 1 < str.size() && str[i] == '.' && isdigit((unsigned char)str[i + 1]);
+    }
+    if (pattern == "^[^/\\\\][^\\\\:]*$")  // '\n' is in the class: '$' before a final newline changes nothing
+        return !str.empty() && str[0] != '/' && str[0] != '\\' && str.find_first_of("\\:", 1) == std::string::npos;
+    if (str.size() > 4096) return false;  // a pattern added to the schema later: refuse what std::regex cannot safely scan
+    std::regex re(pattern);
+    if (std::regex_search(str, re)) return true;
+    return !str.empty() && str.back() == '\n' && !pattern.empty() && pattern.back() == '$' && std::regex_search(str.substr(0, str.size() - 1), re);
 }
 
 static void validate(const json& v, const json& s, const std::string& path, std::vector<std::string>& errs) {
@@ -223,14 +256,14 @@ static void validate(const json& v, const json& s, const std::string& path, std:
         for (auto& e : s["enum"]) ok = ok || (v == e && v.is_boolean() == e.is_boolean());
         if (!ok) at(v.dump() + " is not one of " + s["enum"].dump());
     }
-    if (v.is_number()) {
+    if (v.is_number() && std::isfinite(v.get<double>())) {
         if (s.contains("minimum") && v.get<double>() < s["minimum"].get<double>()) at(v.dump() + " is less than the minimum of " + s["minimum"].dump());
         if (s.contains("maximum") && v.get<double>() > s["maximum"].get<double>()) at(v.dump() + " is greater than the maximum of " + s["maximum"].dump());
     }
     if (v.is_string()) {
         const std::string& str = v.get_ref<const std::string&>();
         if (s.contains("minLength") && utf8_len(str) < s["minLength"].get<size_t>()) at(v.dump() + " is too short");
-        if (s.contains("pattern") && !std::regex_search(str, std::regex(s["pattern"].get<std::string>()))) at(v.dump() + " does not match " + s["pattern"].dump());
+        if (s.contains("pattern") && !pattern_search(s["pattern"].get<std::string>(), str)) at(v.dump().substr(0, 80) + " does not match " + s["pattern"].dump());
     }
     if (v.is_array()) {
         if (s.contains("minItems") && v.size() < s["minItems"].get<size_t>()) at(v.dump() + " is too short");
@@ -268,18 +301,18 @@ static void validate(const json& v, const json& s, const std::string& path, std:
 
 void validate_schema(const json& meta, const std::string& where) {
     static const json schema = json::parse(BUNDLE_SCHEMA_JSON);
-    if (!meta.is_object()) fail(EF_ERR_BUNDLE, where + ": expected a JSON object");
+    if (!meta.is_object()) refuse("schema", where + ": expected a JSON object");
     std::vector<std::string> errs;
     validate(meta, schema, "", errs);
     if (!errs.empty()) {
         std::string shown;
         for (size_t i = 0; i < errs.size() && i < 5; ++i) shown += (i ? "; " : "") + errs[i];
         if (errs.size() > 5) shown += "; ... " + std::to_string(errs.size() - 5) + " more";
-        fail(EF_ERR_BUNDLE, where + " does not follow the bundle schema: " + shown);
+        refuse("schema", where + " does not follow the bundle schema: " + shown);
     }
 }
 
-// -- open --------------------------------------------------------------------------------------------------
+// -- open (load_bundle) ------------------------------------------------------------------------------------
 static bool is_dir(const std::string& p) {
     struct stat st;
     return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -292,69 +325,368 @@ static bool is_file(const std::string& p) {
 static std::map<std::string, double> at_far(const json& section) {
     std::map<std::string, double> out;
     if (!section.is_object() || !section.contains("at_far") || !section["at_far"].is_object()) return out;
-    for (auto it = section["at_far"].begin(); it != section["at_far"].end(); ++it) {
-        if (!it.value().is_object() || !it.value().contains("threshold") || !it.value()["threshold"].is_number())
-            fail(EF_ERR_BUNDLE, "thresholds at FAR " + it.key() + ": no numeric 'threshold'");
-        out[it.key()] = it.value()["threshold"].get<double>();
+    for (auto it = section["at_far"].begin(); it != section["at_far"].end(); ++it) out[it.key()] = it.value()["threshold"].get<double>();
+    return out;
+}
+
+constexpr size_t MAX_MANIFEST_BYTES = 4 << 20;  // manifest.MAX_MANIFEST_BYTES
+constexpr int MAX_JSON_DEPTH = 980;              // Python's json gives up (RecursionError) near 1000 levels
+
+static std::string read_manifest(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) refuse("manifest_unreadable", path + ": cannot read it");
+    std::string raw(MAX_MANIFEST_BYTES + 1, '\0');
+    f.read(&raw[0], (std::streamsize)raw.size());
+    raw.resize((size_t)f.gcount());
+    if (f.bad()) refuse("manifest_unreadable", path + ": cannot read it");
+    if (raw.size() > MAX_MANIFEST_BYTES) refuse("manifest_unreadable", path + ": larger than 4 MB, not a bundle manifest");
+    return raw;
+}
+
+// bundle.check_manifest_digest: edgeface.json.sha256 (sha256sum format) holds the sha256 of edgeface.json's bytes.
+static void check_manifest_digest(const std::string& dir, const std::string& raw) {
+    std::string f = dir + "/edgeface.json.sha256";
+    if (!is_file(f))
+        refuse("manifest_digest", dir + ": no edgeface.json.sha256: the manifest is not sealed (a bundle from before digests, or edited by hand); "
+                                        "re-export it");
+    std::ifstream in(f, std::ios::binary);
+    char buf[256];
+    in.read(buf, sizeof buf);
+    std::string head(buf, (size_t)std::max<std::streamsize>(in.gcount(), 0)), recorded;
+    // Python: bytes[:256].decode("ascii").split()[0].lower(); str.split() also splits on \x1c-\x1f
+    bool ascii = true;
+    for (unsigned char c : head) ascii = ascii && c < 128;
+    if (ascii) {
+        auto space = [](unsigned char c) { return c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f); };
+        size_t i = 0;
+        while (i < head.size() && space(head[i])) ++i;
+        while (i < head.size() && !space(head[i])) recorded += (char)std::tolower((unsigned char)head[i++]);
+    }
+    std::string actual = sha256_hex(raw);
+    if (recorded != actual)
+        refuse("manifest_digest", dir + ": edgeface.json does not match its digest in edgeface.json.sha256 (sha256 " + actual.substr(0, 16) +
+                                        "…): the manifest was changed after export; re-export the bundle");
+}
+
+// Python's json.loads reads NaN, Infinity, -Infinity and numbers beyond a double (as inf);
+// nlohmann refuses them. Such tokens (outside strings) become marker strings, turned back into
+// non-finite doubles after parsing, so the schema (finite numbers only) decides as in Python.
+static const std::string NONFINITE = "\x01" "edgeface-nonfinite:";
+static std::string mark_nonfinite(const std::string& text, bool& marked, int& depth_max) {
+    std::string out;
+    out.reserve(text.size());
+    int depth = 0;
+    depth_max = 0;
+    for (size_t i = 0; i < text.size();) {
+        char c = text[i];
+        if (c == '"') {  // copy the string, escapes included
+            size_t j = i + 1;
+            while (j < text.size() && text[j] != '"') j += text[j] == '\\' ? 2 : 1;
+            j = std::min(j + 1, text.size());
+            out.append(text, i, j - i);
+            i = j;
+            continue;
+        }
+        if (c == '[' || c == '{') depth_max = std::max(depth_max, ++depth);
+        if (c == ']' || c == '}') --depth;
+        const char* word = nullptr;
+        size_t len = 0;
+        for (const char* w : {"NaN", "Infinity", "-Infinity"})
+            if (text.compare(i, strlen(w), w) == 0) word = w, len = strlen(w);
+        if (word == nullptr && (c == '-' || (c >= '0' && c <= '9'))) {
+            size_t j = i + 1;
+            while (j < text.size() && (isdigit((unsigned char)text[j]) || strchr("+-.eE", text[j]))) ++j;
+            std::string tok = text.substr(i, j - i);
+            double v = std::strtod(tok.c_str(), nullptr);
+            if (std::isinf(v)) word = v > 0 ? "Infinity" : "-Infinity", len = j - i;
+        }
+        if (word != nullptr) {
+            out += "\"\\u0001edgeface-nonfinite:" + std::string(word) + "\"";
+            marked = true;
+            i += len;
+            continue;
+        }
+        out += c;
+        ++i;
     }
     return out;
+}
+
+template <class J>
+static void unmark_nonfinite(J& j) {
+    if (j.is_string()) {
+        const std::string& s = j.template get_ref<const std::string&>();
+        if (s.compare(0, NONFINITE.size(), NONFINITE) == 0) {
+            std::string w = s.substr(NONFINITE.size());
+            j = w == "NaN" ? NAN : w == "Infinity" ? INFINITY : -INFINITY;
+        }
+    } else if (j.is_structured()) {
+        for (auto& v : j) unmark_nonfinite(v);
+    }
+}
+
+template <class J>
+static J parse_manifest(const std::string& raw, const std::string& path) {
+    // Python decodes UTF-8 strictly and then refuses a byte-order mark (nlohmann would skip it)
+    if (raw.compare(0, 3, "\xef\xbb\xbf") == 0) refuse("manifest_unreadable", path + ": not valid JSON (it starts with a UTF-8 byte-order mark)");
+    bool marked = false;
+    int depth = 0;
+    std::string text = mark_nonfinite(raw, marked, depth);
+    if (depth > MAX_JSON_DEPTH) refuse("manifest_unreadable", path + ": JSON nested too deeply");
+    try {
+        J j = J::parse(text);
+        if (marked) unmark_nonfinite(j);
+        return j;
+    } catch (const std::exception& e) {
+        refuse("manifest_unreadable", path + ": not valid JSON (" + e.what() + ")");
+    }
+}
+
+static std::string real(const std::string& p) {
+    char* r = realpath(p.c_str(), nullptr);
+    if (r == nullptr) return "";
+    std::string s(r);
+    free(r);
+    return s;
+}
+
+// Where `p` leads (pathlib's resolve(strict=False)): its real path, or for a dangling link its
+// target made absolute, or for a missing file its real parent + name.
+static std::string resolve_lenient(const std::string& p) {
+    std::string r = real(p);
+    if (!r.empty()) return r;
+    size_t slash = p.find_last_of('/');
+    std::string parent = slash == std::string::npos ? "." : p.substr(0, slash), name = p.substr(slash + 1);
+    std::string rp = real(parent);
+    if (rp.empty()) return "";
+    struct stat st;
+    if (lstat(p.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+        char buf[4096];
+        ssize_t n = readlink(p.c_str(), buf, sizeof buf - 1);
+        if (n <= 0) return "";
+        std::string t(buf, (size_t)n);
+        return t[0] == '/' ? t : rp + "/" + t;  // may still hold ".." parts: within_root normalises
+    }
+    return rp + "/" + name;
+}
+
+static bool within_root(const std::string& path, const std::string& root) {
+    if (path.empty() || root.empty()) return false;
+    std::vector<std::string> parts;  // lexical normalisation of "." and ".."
+    std::stringstream ss(path);
+    std::string part;
+    while (std::getline(ss, part, '/')) {
+        if (part.empty() || part == ".") continue;
+        if (part == "..") {
+            if (!parts.empty()) parts.pop_back();
+        } else {
+            parts.push_back(part);
+        }
+    }
+    std::string norm;
+    for (auto& x : parts) norm += "/" + x;
+    return norm == root || norm.compare(0, root.size() + 1, root + "/") == 0;
+}
+
+static void check_hashed(const std::string& dir, const std::string& root, const nlohmann::ordered_json& entries, const std::string& what) {
+    for (auto it = entries.begin(); it != entries.end(); ++it) {
+        const std::string& name = it.key();
+        if (!safe_relative(name)) refuse("model_file", dir + ": " + what + " entry '" + name + "' points outside the bundle");
+        std::string p = dir + "/" + name;
+        if (!within_root(resolve_lenient(p), root)) refuse("model_file", dir + ": " + what + " " + name + " is a link to outside the bundle");
+        if (!is_file(p)) refuse("file_hash", dir + ": " + what + " " + name + " listed in edgeface.json is missing");
+        std::string actual = file_sha256(p), want = it.value().get<std::string>();
+        if (actual != want)
+            refuse("file_hash", p + ": sha256 " + actual.substr(0, 16) + "… does not match " + want.substr(0, 16) + "… recorded in edgeface.json: the " +
+                                    what + " was altered or replaced after export; re-export it");
+    }
+}
+
+// bundle.check_files: every model and conformance file has its recorded sha256; nothing inside a
+// model package directory goes unhashed.
+static void check_files(const std::string& dir, const nlohmann::ordered_json& meta) {
+    std::string root = real(dir);
+    check_hashed(dir, root, meta["files"], "model file");
+    if (meta.contains("conformance") && meta["conformance"].is_object() && meta["conformance"].contains("files"))
+        check_hashed(dir, root, meta["conformance"]["files"], "conformance file");
+    std::string mf = meta["model_file"], package = dir + "/" + mf;
+    if (is_dir(package)) {
+        std::vector<std::string> inside;
+        std::error_code ec;
+        for (auto it = std::filesystem::recursive_directory_iterator(package, ec); !ec && it != std::filesystem::recursive_directory_iterator();
+             it.increment(ec)) {
+            std::error_code e2;
+            if (it->is_symlink(e2) || it->is_regular_file(e2)) inside.push_back(std::filesystem::relative(it->path(), dir, e2).generic_string());
+        }
+        if (ec) refuse("model_file", package + ": cannot list the model package (" + ec.message() + ")");
+        std::sort(inside.begin(), inside.end());
+        for (auto& name : inside)
+            if (!meta["files"].contains(name))
+                refuse("model_file", dir + ": " + name + " inside the model package " + mf + " is not hashed in edgeface.json: it would be loaded unchecked");
+    }
+}
+
+// bundle.run_self_test: the bundle's own conformance faces through the model, at load.
+static void run_self_test(const Bundle& b) {
+    const int d = b.card.dim;
+    std::string cdir = b.dir + "/conformance";
+    json exp;
+    std::vector<uint8_t> crops;
+    size_t n = 0;
+    try {
+        std::ifstream f(cdir + "/expected.json", std::ios::binary);
+        if (!f) fail(EF_ERR_MISSING, b.dir + ": bundle has no conformance set (" + cdir + "/expected.json missing)");
+        std::stringstream ss;
+        ss << f.rdbuf();
+        exp = json::parse(ss.str());
+        int w0 = -1, h0 = -1;
+        for (auto& name : exp.at("faces")) {
+            auto img = read_image_file(cdir + "/" + name.get<std::string>());
+            if (n > 0 && (img.width != w0 || img.height != h0)) fail(EF_ERR_INVALID, "its crops differ in size");  // Python: np.stack fails
+            w0 = img.width, h0 = img.height;
+            crops.insert(crops.end(), img.rgb.begin(), img.rgb.end());
+            ++n;
+        }
+        if (n == 0) fail(EF_ERR_INVALID, "it lists no faces");
+        if (w0 != b.card.width || h0 != b.card.height)  // Python: check_faces inside raw_output
+            refuse("model_output", cdir + ": " + std::to_string(w0) + "x" + std::to_string(h0) + " crops, the model takes " +
+                                       std::to_string(b.card.width) + "x" + std::to_string(b.card.height));
+    } catch (const Error& e) {
+        if (!e.bundle_kind.empty()) throw;
+        refuse("conformance", b.dir + ": its conformance set cannot be used (" + e.message + "); a verified bundle carries one — re-export it");
+    } catch (const std::exception& e) {
+        refuse("conformance", b.dir + ": its conformance set cannot be used (" + e.what() + "); a verified bundle carries one — re-export it");
+    }
+    std::string model = b.dir + "/" + b.meta["model_file"].get<std::string>();
+    std::vector<float> raw;
+    if (n > 0) {
+        try {
+            raw = run_model(*b.runner, crops.data(), n);
+        } catch (const Error& e) {
+            refuse("model_output", model + ": running the model failed (" + e.message + ")");
+        }
+    }
+    for (float v : raw)
+        if (!std::isfinite(v)) refuse("model_output", model + ": the model returns NaN or infinite embeddings");
+    std::vector<float> emb(raw.size());
+    double nmin = 1e300, nmax = 0;
+    for (size_t i = 0; i < n; ++i) {
+        double s = 0;
+        for (int k = 0; k < d; ++k) s += (double)raw[i * d + k] * raw[i * d + k];
+        double norm = std::sqrt(s);
+        nmin = std::min(nmin, norm), nmax = std::max(nmax, norm);
+        for (int k = 0; k < d; ++k) emb[i * d + k] = (float)(raw[i * d + k] / std::max(norm, 1e-10));
+    }
+    if (n > 0 && nmin < 1e-6) refuse("model_output", model + ": the model returns all-zero embeddings");
+    if (n > 0 && b.meta["output"]["l2_normalized_in_graph"].get<bool>() && std::max(std::fabs(nmin - 1), std::fabs(nmax - 1)) > 0.02)
+        refuse("model_output", model + ": output norms " + std::to_string(nmin) + ".." + std::to_string(nmax) + ", but edgeface.json says the graph L2-normalises");
+    if (n > 1) {
+        double off = 0;
+        for (size_t i = 0; i < n; ++i)
+            for (size_t j = 0; j < n; ++j)
+                if (i != j)
+                    for (int k = 0; k < d; ++k) off += (double)emb[i * d + k] * emb[j * d + k];
+        off /= (double)(n * (n - 1));
+        if (off > 0.98)
+            refuse("model_output", model + ": the model returns (nearly) the same embedding for every face (mean cosine " + std::to_string(off) +
+                                       " between " + std::to_string(n) + " different conformance photos)");
+    }
+    try {
+        const json& ref = exp.at("embeddings");
+        if (!ref.is_array() || ref.size() != n) fail(EF_ERR_RUNTIME, "shape");
+        double need = exp.at("tolerance").at("min_cosine_to_expected").get<double>(), cmin = 2;
+        for (size_t i = 0; i < n; ++i) {
+            const json& r = ref[i];
+            if (!r.is_array() || r.size() != (size_t)d) fail(EF_ERR_RUNTIME, "shape");
+            double dotp = 0, rn = 0;
+            for (int k = 0; k < d; ++k) {
+                float rv = r[k].get<float>();
+                dotp += (double)emb[i * d + k] * rv, rn += (double)rv * rv;
+            }
+            cmin = std::min(cmin, dotp / std::max(std::sqrt(rn), 1e-10));
+        }
+        if (n == 0 || cmin < need)
+            refuse("conformance", b.dir + ": the model does not reproduce its conformance embeddings (min cosine " + std::to_string(cmin) + " < " +
+                                      std::to_string(need) + "); the model file, the input contract or the runtime differ from what was exported");
+    } catch (const Error& e) {
+        if (!e.bundle_kind.empty()) throw;
+        refuse("conformance", b.dir + ": conformance embeddings do not have the model's shape (" + std::to_string(n) + ", " + std::to_string(d) + ")");
+    } catch (const std::exception& e) {
+        refuse("conformance", b.dir + ": its conformance set cannot be used (" + e.what() + ")");
+    }
+    if (exp.contains("thresholds") && exp["thresholds"].is_object())
+        for (auto it = exp["thresholds"].begin(); it != exp["thresholds"].end(); ++it) {
+            auto live = b.cosine_thresholds.find(it.key());
+            if (!it.value().is_number() || live == b.cosine_thresholds.end() || std::fabs(live->second - it.value().get<double>()) > 1e-6)
+                refuse("thresholds", b.dir + ": thresholds differ from those recorded with the conformance set (FAR " + it.key() + ")");
+        }
 }
 
 std::unique_ptr<Bundle> open_bundle(const std::string& dir_in, int threads) {
     std::string dir = dir_in;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    if (!is_dir(dir)) fail(EF_ERR_MISSING, dir + ": bundle directory not found");
+    if (!is_dir(dir)) refuse("not_found", dir + ": bundle directory not found");
     std::string meta_path = dir + "/edgeface.json";
-    if (!is_file(meta_path)) fail(EF_ERR_MISSING, dir + ": not a bundle (no edgeface.json); make one with `edgeface export`");
-    std::ifstream f(meta_path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
+    if (!is_file(meta_path)) refuse("not_found", dir + ": not a bundle (no edgeface.json); make one with `edgeface export`");
+    std::string raw = read_manifest(meta_path);
+    check_manifest_digest(dir, raw);
     auto b = std::make_unique<Bundle>();
     b->dir = dir;
-    try {
-        b->meta = json::parse(ss.str());
-    } catch (const json::exception& e) {
-        fail(EF_ERR_BUNDLE, meta_path + ": not valid JSON (" + e.what() + ")");
-    }
+    b->meta = parse_manifest<json>(raw, meta_path);
     validate_schema(b->meta, meta_path);
+    auto sem = semantic_errors(b->meta);
+    if (!sem.empty()) {
+        std::string shown;
+        for (size_t i = 0; i < sem.size() && i < 5; ++i) shown += (i ? "; " : "") + sem[i].second;
+        if (sem.size() > 5) shown += "; … " + std::to_string(sem.size() - 5) + " more";
+        refuse(sem[0].first.c_str(), meta_path + ": refused: " + shown);
+    }
     const json& m = b->meta;
     std::string kit = m["kit_version"], mine = EF_KIT_VERSION;
     if (kit.substr(0, kit.find('.')) != mine.substr(0, mine.find('.')))
-        fail(EF_ERR_BUNDLE, dir + ": written by edgeface " + kit + ", this is edgeface " + mine +
-                                "; bundles are only read by the same major version — re-export the model with this version");
+        refuse("version", dir + ": written by edgeface " + kit + ", this is edgeface " + mine +
+                              "; bundles are only read by the same major version — re-export the model with this version");
     std::string status = m["status"];
     if (status != "verified") {
         std::string why = status == "failed" ? "its export failed verification"
                           : status == "not-built" ? "its engine was not built on the export machine (see build settings in the bundle)"
+                          : status == "not-verified" ? "its model file was not run at export"
                           : status == "unverified" ? "it has not been verified yet"
                                                    : "its status is '" + status + "'";
-        fail(EF_ERR_BUNDLE, dir + ": refusing to load this bundle: " + why);
+        refuse("status", dir + ": refusing to load this bundle: " + why);
     }
-    for (auto it = m["files"].begin(); it != m["files"].end(); ++it) {
-        const std::string& name = it.key();
-        bool escapes = name.empty() || name[0] == '/';
-        std::stringstream parts(name);
-        std::string part;
-        while (std::getline(parts, part, '/')) escapes = escapes || part == "..";
-        if (escapes) fail(EF_ERR_BUNDLE, dir + ": file entry '" + name + "' points outside the bundle");
-        std::string p = dir + "/" + name;
-        if (!is_file(p)) fail(EF_ERR_BUNDLE, dir + ": model file " + name + " listed in edgeface.json is missing");
-        std::string actual = file_sha256(p), want = it.value();
-        if (actual != want)
-            fail(EF_ERR_BUNDLE, p + ": sha256 " + actual.substr(0, 16) + "… does not match " + want.substr(0, 16) +
-                                    "… recorded in edgeface.json: the model file was altered or replaced after export; re-export it");
-    }
+    // the hashed files in the manifest's own order, as Python walks them (the first failure decides the kind)
+    check_files(dir, parse_manifest<nlohmann::ordered_json>(raw, meta_path));
     b->card = card_from_json(m["card"]);
-    if (m["format"] != "onnx") fail(EF_ERR_BUNDLE, dir + ": this core runs ONNX bundles; this one is " + m["format"].get<std::string>());
+    static const std::set<std::string> onnx_precisions = {"fp32", "fp16", "int8"};  // edgeface.targets: the onnx-* targets
+    std::string format = m["format"], precision = m["precision"];
+    if (format == "onnx" && !onnx_precisions.count(precision)) refuse("schema", meta_path + ": no export target " + format + "-" + precision);
+    if (format != "onnx")
+        refuse("model_load", dir + ": this core runs ONNX bundles (ONNX Runtime); this one is " + format + ": open it with the Python runtime or export to onnx");
     b->cosine_thresholds = at_far(m["thresholds"]);
     if (m["thresholds"].contains("codecs") && m["thresholds"]["codecs"].is_object())
         for (auto it = m["thresholds"]["codecs"].begin(); it != m["thresholds"]["codecs"].end(); ++it)
             b->codec_thresholds[it.key()] = at_far(it.value());
-    b->gate = merge_thresholds(m["quality"]);
-    template_landmarks(b->card.templ, b->card.height, b->card.width);  // refuses an unknown template now
-    std::string model = m["model_file"];
-    if (!m["files"].contains(model)) fail(EF_ERR_BUNDLE, dir + ": model_file " + model + " is not among the hashed files");
-    b->runner = make_runner(dir + "/" + model, m["input"], b->card, threads);
+    try {
+        b->gate = merge_thresholds(m["quality"]);
+    } catch (const Error& e) {
+        refuse("quality", e.message);
+    }
+    if (m["quality"].contains("nonface")) b->nonface = parse_nonface(m["quality"]["nonface"], b->card.dim);
+    try {
+        template_landmarks(b->card.templ, b->card.height, b->card.width);
+    } catch (const Error& e) {
+        refuse("schema", meta_path + ": " + e.message);  // Python: the aligner's ValueError at the first face; refused here at load
+    }
+    std::string model = dir + "/" + m["model_file"].get<std::string>();
+    try {
+        b->runner = make_runner(model, m["input"], b->card, threads);
+    } catch (const Error& e) {
+        refuse("model_load", model + ": onnxruntime cannot load this model (" + e.message.substr(0, 300) + ")");
+    }
+    if (runner_takes_uint8(*b->runner) != (m["input"]["dtype"] == "uint8"))
+        refuse("input_contract", dir + ": the model's input type does not match edgeface.json's input dtype " + m["input"]["dtype"].get<std::string>());
+    run_self_test(*b);
     return b;
 }
 

@@ -27,16 +27,17 @@ struct ef_face {
     double weight = 1.0;
 };
 
-static thread_local std::string last_error;
+static thread_local std::string last_error, last_bundle_kind;
 
 template <class F>
 static ef_status guard(F&& f) {
     try {
-        last_error.clear();
+        last_error.clear(), last_bundle_kind.clear();
         f();
         return EF_OK;
     } catch (const ef::Error& e) {
         last_error = e.message;
+        last_bundle_kind = e.bundle_kind;
         return e.status;
     } catch (const std::bad_alloc&) {
         last_error = "out of memory";
@@ -59,6 +60,7 @@ static bool valid_mode(ef_mode m) { return m == EF_MODE_VERIFY || m == EF_MODE_E
 extern "C" {
 
 const char* ef_last_error(void) { return last_error.c_str(); }
+const char* ef_last_bundle_kind(void) { return last_bundle_kind.c_str(); }
 
 const char* ef_status_kind(ef_status s) {
     switch (s) {
@@ -202,6 +204,7 @@ static std::unique_ptr<ef_face> finish_face(const ef::Bundle& b, std::vector<uin
     f->embedding.assign(e.begin(), e.begin() + d);
     f->crop = std::move(crop);
     f->measures = ef::measure(f->crop.data(), f->h, f->w, lm, score, score >= 0, flip, true);
+    if (b.nonface.present()) f->measures["nonface_margin"] = b.nonface.margin(f->embedding.data());
     for (int m = 0; m < 2; ++m) {
         auto checks = ef::assess(f->measures, b.gate.of((ef_mode)m));
         f->passed[m] = true;

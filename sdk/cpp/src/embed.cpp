@@ -83,6 +83,8 @@ std::shared_ptr<Runner> make_runner(const std::string& model_path, const json& i
     return r;
 }
 
+bool runner_takes_uint8(const Runner& r) { return r.input_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
+
 std::vector<float> run_model(Runner& r, const uint8_t* crops, size_t n) {
     const size_t per = (size_t)r.h * r.w * 3;
     std::vector<float> out;

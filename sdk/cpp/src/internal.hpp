@@ -20,10 +20,15 @@ using json = nlohmann::json;
 struct Error : std::exception {
     ef_status status;
     std::string message;
-    Error(ef_status s, std::string m) : status(s), message(std::move(m)) {}
+    std::string bundle_kind;  // a refused bundle: the rule broken (Python BundleError.kind), see ef_last_bundle_kind
+    Error(ef_status s, std::string m, std::string k = "") : status(s), message(std::move(m)), bundle_kind(std::move(k)) {}
     const char* what() const noexcept override { return message.c_str(); }
 };
 [[noreturn]] inline void fail(ef_status s, const std::string& m) { throw Error(s, m); }
+// A bundle refused by rule `kind` (edgeface/runtime/manifest.py KINDS; docs/runtime.md "Bundle refusal rules").
+[[noreturn]] inline void refuse(const char* kind, const std::string& m) {
+    throw Error(std::string(kind) == "not_found" ? EF_ERR_MISSING : EF_ERR_BUNDLE, m, kind);
+}
 
 // -- images (image.cpp) ---------------------------------------------------------------------
 constexpr int MIN_SIDE = 24;             // edgeface.imageio.MIN_SIDE
@@ -62,6 +67,17 @@ GateThresholds merge_thresholds(const json& overrides);
 using Measures = std::map<std::string, double>;
 Measures measure(const uint8_t* crop, int h, int w, const Landmarks& lm, double detector_score, bool has_score, double flip_similarity,
                  bool has_flip);
+// quality.nonface: one unit prototype per synthetic non-face family and its limit (calibrated at export).
+struct Nonface {
+    int dim = 0;
+    std::vector<float> prototypes;  // n x dim
+    std::vector<float> limits;      // n
+    bool present() const { return !limits.empty(); }
+    double margin(const float* embedding) const;  // quality.nonface_margins: max over families of similarity - limit
+};
+// What is wrong with a bundle's quality.nonface section (quality.check_nonface_section); empty: usable.
+std::vector<std::string> nonface_section_errors(const json& section, int dims);
+Nonface parse_nonface(const json& section, int dims);
 struct Check {
     std::string name, kind, message;
     double value, threshold;
@@ -99,6 +115,9 @@ std::string py_float(double v);  // Python's repr(float)  // json.dumps(j, sort_
 std::string sha256_hex(const std::string& bytes);
 std::string file_sha256(const std::string& path);
 void validate_schema(const json& meta, const std::string& where);
+// manifest.semantic_errors: (kind, message) for every rule a schema cannot say (manifest.cpp).
+std::vector<std::pair<std::string, std::string>> semantic_errors(const json& meta);
+bool safe_relative(const std::string& name);
 
 struct Runner;  // ONNX Runtime session (embed.cpp)
 struct Bundle {
@@ -108,13 +127,15 @@ struct Bundle {
     std::map<std::string, double> cosine_thresholds;
     std::map<std::string, std::map<std::string, double>> codec_thresholds;  // Hamming codecs
     GateThresholds gate;
+    Nonface nonface;
     std::shared_ptr<Runner> runner;
     std::vector<float> embed(const uint8_t* crops, size_t n) const;  // n x dim, L2-normalised
     double threshold(const std::string& codec, const std::string& far) const;
 };
 std::unique_ptr<Bundle> open_bundle(const std::string& dir, int threads);
 std::shared_ptr<Runner> make_runner(const std::string& model_path, const json& input, const Card& card, int threads);
-std::vector<float> run_model(Runner& r, const uint8_t* crops, size_t n);
+std::vector<float> run_model(Runner& r, const uint8_t* crops, size_t n);  // raw outputs, n x dim
+bool runner_takes_uint8(const Runner& r);
 
 // -- gallery (gallery.cpp) ---------------------------------------------------------------------------
 struct Match {

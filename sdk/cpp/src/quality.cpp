@@ -10,15 +10,14 @@ namespace ef {
 static const Thresholds DEFAULT_VERIFY = {
     {"min_interocular", 16.0}, {"min_face_size", 40.0}, {"min_sharpness", 12.0}, {"min_brightness", 35.0},
     {"max_brightness", 225.0}, {"min_contrast", 18.0},  {"max_abs_yaw", 45.0},   {"max_abs_pitch", 35.0},
-    {"max_abs_roll", 40.0},    {"min_detector_score", 0.6}, {"min_flip_similarity", 0.80}};
+    {"max_abs_roll", 40.0},    {"min_detector_score", 0.6}, {"min_flip_similarity", 0.80}, {"max_nonface_margin", 0.0}};
 static const Thresholds DEFAULT_ENROLL = {
     {"min_interocular", 24.0}, {"min_face_size", 56.0}, {"min_sharpness", 25.0}, {"min_brightness", 50.0},
     {"max_brightness", 210.0}, {"min_contrast", 22.0},  {"max_abs_yaw", 30.0},   {"max_abs_pitch", 25.0},
-    {"max_abs_roll", 30.0},    {"min_detector_score", 0.8}, {"min_flip_similarity", 0.88}};
-static const std::map<std::string, std::string> ALIASES = {
-    {"min_detection_score", "min_detector_score"}, {"min_interocular_px", "min_interocular"}, {"min_face_size_px", "min_face_size"},
-    {"max_abs_yaw_deg", "max_abs_yaw"},             {"max_abs_pitch_deg", "max_abs_pitch"},   {"max_abs_roll_deg", "max_abs_roll"}};
-static const std::set<std::string> INFO_KEYS = {"source", "notes", "description"};
+    {"max_abs_roll", 30.0},    {"min_detector_score", 0.8}, {"min_flip_similarity", 0.88}, {"max_nonface_margin", 0.0}};
+const std::map<std::string, std::string>& quality_aliases();  // manifest.cpp
+// provenance and the non-face prototypes, not thresholds
+static const std::set<std::string> INFO_KEYS = {"source", "notes", "description", "nonface"};
 
 struct CheckSpec {
     const char *name, *key, *kind, *message;  // message: printf format with the value then the threshold
@@ -36,6 +35,8 @@ static const CheckSpec CHECKS[] = {
     {"detector_score", "min_detector_score", "min", "detector unsure this is a face (score %.2f < %.2f)"},
     {"flip_similarity", "min_flip_similarity", "min",
      "unstable embedding: face and its mirror image disagree (cosine %.2f < %.2f; occlusion, pose or lighting)"},
+    {"nonface_margin", "max_nonface_margin", "max",
+     "not a face: the embedding lies with those of noise / blank / texture crops (margin %+.3f over the calibrated limit)"},
 };
 
 static double as_number(const json& v, const std::string& key, const std::string& where) {
@@ -56,8 +57,8 @@ static Thresholds clean(const json& d, const std::string& where) {
     for (auto it = d.begin(); it != d.end(); ++it) {
         const std::string& k = it.key();
         if (INFO_KEYS.count(k) || k == "verify" || k == "enroll") continue;
-        auto a = ALIASES.find(k);
-        std::string key = a == ALIASES.end() ? k : a->second;
+        auto a = quality_aliases().find(k);
+        std::string key = a == quality_aliases().end() ? k : a->second;
         if (!DEFAULT_VERIFY.count(key)) fail(EF_ERR_BUNDLE, "quality thresholds (" + where + "): unknown key '" + k + "'");
         res[key] = as_number(it.value(), k, where);
     }
@@ -137,6 +138,53 @@ std::vector<Check> assess(const Measures& m, const Thresholds& thr) {
         checks.push_back({c.name, c.kind, buf, v, t, ok});
     }
     return checks;
+}
+
+// -- non-face evidence (quality.nonface_margins, check_nonface_section) ---------------------------
+std::vector<std::string> nonface_section_errors(const json& section, int dims) {
+    if (!section.is_object()) return {"quality.nonface: expected an object"};
+    const json* protos = section.contains("prototypes") ? &section["prototypes"] : nullptr;
+    const json* limits = section.contains("limits") ? &section["limits"] : nullptr;
+    if (!protos || !limits || !protos->is_array() || !limits->is_array() || protos->empty() || protos->size() != limits->size())
+        return {"quality.nonface: needs 'prototypes' and 'limits' lists of the same non-zero length"};
+    std::vector<std::string> errs;
+    for (size_t i = 0; i < protos->size(); ++i) {
+        const json &p = (*protos)[i], &lim = (*limits)[i];
+        bool ok = p.is_array() && p.size() == (size_t)dims;
+        double norm2 = 0;
+        for (size_t k = 0; ok && k < p.size(); ++k) {
+            ok = p[k].is_number() && std::isfinite(p[k].get<double>());
+            if (ok) norm2 += p[k].get<double>() * p[k].get<double>();
+        }
+        if (!ok || std::fabs(std::sqrt(norm2) - 1) > 1e-3)
+            errs.push_back("quality.nonface.prototypes[" + std::to_string(i) + "]: not a unit vector of " + std::to_string(dims) + " finite numbers");
+        if (!lim.is_number() || !(lim.get<double>() >= -1.0 && lim.get<double>() <= 1.0))
+            errs.push_back("quality.nonface.limits[" + std::to_string(i) + "]: " + lim.dump() + " is not a similarity in [-1, 1]");
+    }
+    return errs;
+}
+
+Nonface parse_nonface(const json& section, int dims) {
+    Nonface nf;
+    auto errs = nonface_section_errors(section, dims);
+    if (!errs.empty()) refuse("quality", errs[0]);
+    nf.dim = dims;
+    for (size_t i = 0; i < section["prototypes"].size(); ++i) {
+        for (auto& v : section["prototypes"][i]) nf.prototypes.push_back((float)v.get<double>());
+        nf.limits.push_back((float)section["limits"][i].get<double>());
+    }
+    return nf;
+}
+
+double Nonface::margin(const float* e) const {
+    // float32 like numpy's (N, D) @ (D, F) - limits; the sums accumulate in double (within 1e-6 of numpy's)
+    float best = -INFINITY;
+    for (size_t f = 0; f < limits.size(); ++f) {
+        double s = 0;
+        for (int k = 0; k < dim; ++k) s += (double)e[k] * prototypes[f * dim + k];
+        best = std::max(best, (float)s - limits[f]);
+    }
+    return best;
 }
 
 double quality_weight(const Measures& m) {

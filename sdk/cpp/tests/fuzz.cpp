@@ -1,9 +1,16 @@
 // A bounded random fuzz harness over the C ABI: random and mutated images, landmarks (NaN, inf,
 // huge, wrong counts), sizes, NULLs, codec names, gallery files. Every call must return a status
 // (never crash, never leak under AddressSanitizer) and a failure must come with a message.
+// Bundle manifests too: edgeface.json mutated (bytes, and JSON values swapped for wrong types, NaN,
+// huge numbers, deep nesting), re-sealed so the mutation reaches the schema and semantic rules; a
+// refusal must name its rule (ef_last_bundle_kind), never be an internal error.
 //   edgeface_fuzz BUNDLE SEED_IMAGE SCRATCH [ITERATIONS] [SEED]
+#include <openssl/evp.h>
+
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <map>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -13,7 +20,22 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "edgeface.h"
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+static std::string sha256_hex(const std::string& bytes) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_Digest(bytes.data(), bytes.size(), d, &n, EVP_sha256(), nullptr);
+    static const char* H = "0123456789abcdef";
+    std::string s;
+    for (unsigned i = 0; i < n; ++i) s += H[d[i] >> 4], s += H[d[i] & 15];
+    return s;
+}
 
 static int failures = 0;
 static void check(ef_status st, const char* what) {
@@ -126,7 +148,62 @@ int main(int argc, char** argv) {
             ef_gallery_close(g);
         }
     }
+    // 6. mutated manifests in a copy of the bundle, re-sealed
+    fs::path fb = fs::path(scratch) / "fuzz-bundle";
+    fs::remove_all(fb);
+    fs::copy(argv[1], fb, fs::copy_options::recursive);
+    std::ifstream mf(fb / "edgeface.json", std::ios::binary);
+    const std::string manifest((std::istreambuf_iterator<char>(mf)), std::istreambuf_iterator<char>());
+    const json meta = json::parse(manifest);
+    const char* weird[] = {"NaN", "-Infinity", "1e999", "-1e999", "1e-400", "3.0", "true", "null", "\"\"", "\"../../etc/passwd\"", "[]", "{}",
+                           "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", "-0.5", "2", "65537", "\"1e-3\"",
+                           "\"\\u0000\"", "99999999999999999999999"};
+    std::map<std::string, int> kinds;
+    int manifests = iters / 2 + 1;
+    for (int it = 0; it < manifests; ++it) {
+        std::string text;
+        int op = (int)ri(0, 3);
+        if (op == 0) {  // byte mutations
+            text = manifest;
+            for (int k = 0; k < ri(1, 8); ++k) text[ri(0, text.size() - 1)] = (char)ri(0, 255);
+        } else if (op == 1) {  // truncated, or nested far too deep
+            text = ri(0, 1) ? manifest.substr(0, ri(0, manifest.size())) : std::string(ri(900, 5000), '[') + std::string(ri(0, 5000), ']');
+        } else {  // a JSON value somewhere replaced by a weird one, or a key dropped
+            json m = meta;
+            std::vector<json::json_pointer> ptrs;
+            json flat = m.flatten();
+            for (auto& [k, v] : flat.items()) ptrs.emplace_back(k);
+            auto ptr = ptrs[ri(0, ptrs.size() - 1)];
+            for (int up = (int)ri(0, 3); up > 0 && !ptr.empty(); --up) ptr = ptr.parent_pointer();
+            std::string w = weird[ri(0, sizeof weird / sizeof *weird - 1)];
+            if (ri(0, 4) == 0 && !ptr.empty()) {
+                json& parent = m[ptr.parent_pointer()];
+                if (parent.is_object()) parent.erase(ptr.back());
+                text = m.dump();
+            } else {
+                const std::string mark = "\"@@WEIRD@@\"";
+                m[ptr] = "@@WEIRD@@";
+                text = m.dump();
+                text.replace(text.find(mark), mark.size(), w);
+            }
+        }
+        std::ofstream(fb / "edgeface.json", std::ios::binary | std::ios::trunc) << text;
+        std::ofstream(fb / "edgeface.json.sha256", std::ios::trunc) << sha256_hex(text) << "  edgeface.json\n";
+        ef_bundle* x = nullptr;
+        ef_status st = ef_bundle_open(fb.c_str(), 1, &x);
+        check(st, "bundle_open mutated manifest");
+        std::string bk = ef_last_bundle_kind();
+        kinds[st == EF_OK ? "ok" : bk.empty() ? std::string("NO-KIND:") + ef_status_kind(st) : bk]++;
+        if (st != EF_OK && (bk.empty() || st == EF_ERR_RUNTIME)) {
+            std::cerr << "mutated manifest refused without a rule: " << ef_status_kind(st) << ": " << ef_last_error() << "\n";
+            ++failures;
+        }
+        ef_bundle_close(x);
+    }
     ef_bundle_close(b);
-    std::printf("{\"iterations\": %d, \"accepted_faces\": %d, \"failures\": %d}\n", iters, accepted, failures);
+    std::string kj;
+    for (auto& [k, n] : kinds) kj += (kj.empty() ? "" : ", ") + ("\"" + k + "\": " + std::to_string(n));
+    std::printf("{\"iterations\": %d, \"accepted_faces\": %d, \"manifests\": %d, \"manifest_outcomes\": {%s}, \"failures\": %d}\n", iters, accepted,
+                manifests, kj.c_str(), failures);
     return failures ? 1 : 0;
 }

@@ -10,13 +10,33 @@
 
 namespace {
 
+// NewStringUTF takes modified UTF-8: a message may quote a file name or manifest text with any
+// bytes, and invalid input aborts the VM under -Xcheck:jni. Keep well-formed 1-3 byte sequences
+// (no NUL), replace everything else with '?'.
+std::string modified_utf8(const char* s) {
+    std::string out;
+    const unsigned char* p = (const unsigned char*)s;
+    while (*p) {
+        int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : 0;
+        bool ok = len > 0;
+        for (int k = 1; ok && k < len; ++k) ok = (p[k] & 0xc0) == 0x80;
+        if (ok && len == 2) ok = *p >= 0xc2;                                    // no overlong forms
+        if (ok && len == 3) ok = !(*p == 0xe0 && p[1] < 0xa0);
+        if (ok) out.append((const char*)p, len), p += len;
+        else out += '?', ++p;
+    }
+    return out;
+}
+
 void throw_ef(JNIEnv* env, ef_status st) {
     jclass cls = env->FindClass("com/edgeface/sdk/EdgefaceException");
     if (cls == nullptr) return;  // NoClassDefFoundError already pending
-    jmethodID ctor = env->GetMethodID(cls, "<init>", "(Ljava/lang/String;Ljava/lang/String;)V");
+    jmethodID ctor = env->GetMethodID(cls, "<init>", "(Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;)V");
+    if (ctor == nullptr) return;
     jstring kind = env->NewStringUTF(ef_status_kind(st));
-    jstring msg = env->NewStringUTF(ef_last_error());
-    jobject ex = env->NewObject(cls, ctor, kind, msg);
+    jstring msg = env->NewStringUTF(modified_utf8(ef_last_error()).c_str());
+    jstring bundle_kind = env->NewStringUTF(ef_last_bundle_kind());
+    jobject ex = env->NewObject(cls, ctor, kind, msg, bundle_kind);
     if (ex != nullptr) env->Throw((jthrowable)ex);
 }
 

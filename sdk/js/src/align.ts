@@ -134,3 +134,31 @@ export function estimatePose(landmarks: unknown): Pose {
   const pitch = Math.asin(clip(2 * (pitchRatio - 0.55))) * DEG;
   return { roll, yaw, pitch, interocular: iod };
 }
+
+/**
+ * align.landmark_residual: how far 5 landmarks are from being a face — the RMS residual of the
+ * least-squares similarity fit of the landmarks onto the template (the fit alignFace uses, which
+ * cannot reflect), divided by the template's inter-ocular distance. Float64 closed form
+ * (docs/runtime.md): with p, q the centred points as complex numbers, Spp = Σ|p|², Sqq = Σ|q|²,
+ * C = Σ conj(p)·q, SSE = Sqq − |C|²/Spp (Sqq when Spp = 0, clamped at 0); residual = sqrt(SSE/5)/IOD.
+ */
+export function landmarkResidual(landmarks: unknown, template: unknown): number {
+  const p = checkLandmarks(landmarks);
+  const q = checkLandmarks(template, "template");
+  const iod = Math.hypot(q[1][0] - q[0][0], q[1][1] - q[0][1]);
+  if (!(iod > 0)) throw new EdgefaceError("argument", "template: the two eye points coincide");
+  const centred = (pts: Point[]) => {
+    const mx = pts.reduce((s, v) => s + v[0], 0) / pts.length, my = pts.reduce((s, v) => s + v[1], 0) / pts.length;
+    return pts.map(([x, y]) => [x - mx, y - my]);
+  };
+  const pc = centred(p), qc = centred(q);
+  let spp = 0, sqq = 0, cRe = 0, cIm = 0;
+  for (let i = 0; i < 5; i++) {
+    spp += pc[i][0] * pc[i][0] + pc[i][1] * pc[i][1];
+    sqq += qc[i][0] * qc[i][0] + qc[i][1] * qc[i][1];
+    cRe += pc[i][0] * qc[i][0] + pc[i][1] * qc[i][1];
+    cIm += pc[i][0] * qc[i][1] - pc[i][1] * qc[i][0];
+  }
+  const sse = spp === 0 ? sqq : sqq - (cRe * cRe + cIm * cIm) / spp;
+  return Math.sqrt(Math.max(sse, 0) / 5) / iod;
+}

@@ -15,14 +15,30 @@ export type ErrorKind =
   | "argument"        // Python ValueError for a programming error
   | "backend";        // the inference runtime failed or is missing
 
-/** Every error the SDK throws: `kind` is stable across SDKs, `message` names the problem. */
+/**
+ * Why a bundle is refused: Python's BundleError.kind (edgeface/runtime/manifest.py KINDS; docs/runtime.md
+ * "Bundle refusal rules" explains each), in the order load_bundle checks them.
+ */
+export const BUNDLE_KINDS = ["not_found", "manifest_unreadable", "manifest_digest", "schema", "version", "status", "model_file", "file_hash",
+  "input_contract", "thresholds", "quality", "model_load", "model_output", "conformance"] as const;
+export type BundleKind = (typeof BUNDLE_KINDS)[number];
+
+/** Every error the SDK throws: `kind` is stable across SDKs, `message` names the problem. A refused
+ * bundle also carries `bundleKind`, the rule it broke (Python's BundleError.kind). */
 export class EdgefaceError extends Error {
   readonly kind: ErrorKind;
-  constructor(kind: ErrorKind, message: string) {
+  readonly bundleKind?: BundleKind;
+  constructor(kind: ErrorKind, message: string, bundleKind?: BundleKind) {
     super(message);
     this.kind = kind;
     this.name = "EdgefaceError";
+    if (bundleKind !== undefined) this.bundleKind = bundleKind;
   }
+}
+
+/** A refused bundle: kind "missing" for not_found (Python's BundleNotFoundError is a FileNotFoundError), else "bundle". */
+export function bundleError(bundleKind: BundleKind, message: string): EdgefaceError {
+  return new EdgefaceError(bundleKind === "not_found" ? "missing" : "bundle", message, bundleKind);
 }
 
 export const MIN_SIDE = 24; // imageio.MIN_SIDE: below this no detector finds a face

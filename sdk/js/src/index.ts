@@ -12,5 +12,7 @@ export * from "./recognizer.js";
 export * from "./detect.js";
 export { ortRunner, type OrtModule, type OrtOptions } from "./ort.js";
 export * from "./conformance.js";
+export * from "./manifest.js";
+export { parsePythonJson, JsonSyntaxError, MAX_JSON_DEPTH } from "./pyjson.js";
 export { sha256, sha256Hex, toHex, fromHex } from "./sha256.js";
 export { KIT_VERSION } from "./generated/kit.js";

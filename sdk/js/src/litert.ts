@@ -5,7 +5,6 @@
  * `output.quantized_as` (scale, zero_point) as the integration contract says.
  */
 import type { BundleMeta, Runner, RunnerFactory } from "./bundle.js";
-import { EdgefaceError } from "./errors.js";
 
 interface LiteRtTensor {
   toTypedArray(): ArrayLike<number>;
@@ -23,7 +22,8 @@ export function litertRunner(litert: LiteRtModule, accelerator = "wasm"): Runner
     try {
       compiled = await litert.loadAndCompile(model, { accelerator });
     } catch (exc) {
-      throw new EdgefaceError("backend", `LiteRT.js could not compile ${meta.model_file}: ${(exc as Error).message}`);
+      // the model file itself (loadBundle refuses it as model_load), not a missing runtime
+      throw new Error(`LiteRT.js could not compile ${meta.model_file}: ${(exc as Error).message}`);
     }
     const q = (meta.output as { quantized_as?: { scale: number; zero_point: number } }).quantized_as;
     return {

@@ -14,6 +14,8 @@ export interface OrtModule {
 }
 interface OrtSession {
   readonly inputNames: readonly string[];
+  /** onnxruntime-common >= 1.22: per input {name, isTensor, type} */
+  readonly inputMetadata?: readonly { name: string; isTensor?: boolean; type?: string }[];
   readonly outputNames: readonly string[];
   run(feeds: Record<string, unknown>): Promise<Record<string, { data: ArrayLike<number> | Uint16Array; type: string; dims: readonly number[] }>>;
   release?(): Promise<void>;
@@ -35,14 +37,18 @@ export function ortRunner(ort: OrtModule, options: OrtOptions = {}): RunnerFacto
     try {
       session = await ort.InferenceSession.create(model, opts);
     } catch (exc) {
-      throw new EdgefaceError("backend", `ONNX Runtime could not open ${meta.model_file}: ${(exc as Error).message}`);
+      // the model file itself (loadBundle refuses it as model_load), not a missing runtime
+      throw new Error(`ONNX Runtime could not open ${meta.model_file}: ${(exc as Error).message}`);
     }
     const inputName = session.inputNames.includes(meta.input.name) ? meta.input.name : session.inputNames[0];
     const outputName = session.outputNames.includes(meta.output.name) ? meta.output.name : session.outputNames[0];
     const fixedBatch = typeof meta.input.shape[0] === "number" ? (meta.input.shape[0] as number) : 0;
     const inputType = meta.input.normalization_in_graph ? meta.input.dtype : "float32";
+    // what the graph really takes, as the Python backend reads it: uint8, or float32 for anything else
+    const declared = session.inputMetadata?.[0]?.type;
     return {
       name: "onnxruntime",
+      ...(declared !== undefined ? { inputDtype: declared.includes("uint8") ? "uint8" : "float32" } : {}),
       maxBatch: fixedBatch,
       async run(input, dims) {
         const feeds = { [inputName]: new ort.Tensor(inputType, input, dims) };

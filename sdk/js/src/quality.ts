@@ -2,7 +2,7 @@
  * The quality gate (edgeface/runtime/quality.py): the same measures, names, thresholds (kit
  * defaults merged with the bundle's `quality` section) and decisions as the Python runtime.
  */
-import { estimatePose, type Image } from "./align.js";
+import { estimatePose, landmarkResidual, type Image } from "./align.js";
 import { EdgefaceError } from "./errors.js";
 
 export type Mode = "verify" | "enroll";
@@ -10,12 +10,13 @@ export const MODES: Mode[] = ["verify", "enroll"];
 
 export const DEFAULT_THRESHOLDS: Record<Mode, Record<string, number>> = {
   verify: { min_interocular: 16.0, min_face_size: 40.0, min_sharpness: 12.0, min_brightness: 35.0, max_brightness: 225.0, min_contrast: 18.0,
-    max_abs_yaw: 45.0, max_abs_pitch: 35.0, max_abs_roll: 40.0, min_detector_score: 0.6, min_flip_similarity: 0.8 },
+    max_abs_yaw: 45.0, max_abs_pitch: 35.0, max_abs_roll: 40.0, min_detector_score: 0.6, min_flip_similarity: 0.8, max_nonface_margin: 0.0, max_landmark_residual: 0.25 },
   enroll: { min_interocular: 24.0, min_face_size: 56.0, min_sharpness: 25.0, min_brightness: 50.0, max_brightness: 210.0, min_contrast: 22.0,
-    max_abs_yaw: 30.0, max_abs_pitch: 25.0, max_abs_roll: 30.0, min_detector_score: 0.8, min_flip_similarity: 0.88 },
+    max_abs_yaw: 30.0, max_abs_pitch: 25.0, max_abs_roll: 30.0, min_detector_score: 0.8, min_flip_similarity: 0.88, max_nonface_margin: 0.0, max_landmark_residual: 0.21 },
 };
 
 const f0 = (v: number) => v.toFixed(0), f1 = (v: number) => v.toFixed(1), f2 = (v: number) => v.toFixed(2);
+const signed3 = (v: number) => (v >= 0 ? "+" : "") + v.toFixed(3);
 /** [measure, threshold key, kind, message when it fails], in the Python gate's order. */
 const CHECKS: [string, string, "min" | "max", (v: number, t: number) => string][] = [
   ["interocular", "min_interocular", "min", (v, t) => `face too small (eyes ${f0(v)} px apart, need ${f0(t)}): move closer or use a larger image`],
@@ -27,8 +28,10 @@ const CHECKS: [string, string, "min" | "max", (v: number, t: number) => string][
   ["abs_yaw", "max_abs_yaw", "max", (v, t) => `head turned too far sideways (yaw ${f0(v)}° > ${f0(t)}°)`],
   ["abs_pitch", "max_abs_pitch", "max", (v, t) => `head tilted too far up/down (pitch ${f0(v)}° > ${f0(t)}°)`],
   ["abs_roll", "max_abs_roll", "max", (v, t) => `head rotated too far (roll ${f0(v)}° > ${f0(t)}°)`],
+  ["landmark_residual", "max_landmark_residual", "max", (v, t) => `landmarks do not have the shape of a face (residual ${v.toFixed(3)} of the fit onto the template > ${t.toFixed(3)}: swapped, mirrored or misplaced points)`],
   ["detector_score", "min_detector_score", "min", (v, t) => `detector unsure this is a face (score ${f2(v)} < ${f2(t)})`],
   ["flip_similarity", "min_flip_similarity", "min", (v, t) => `unstable embedding: face and its mirror image disagree (cosine ${f2(v)} < ${f2(t)}; occlusion, pose or lighting)`],
+  ["nonface_margin", "max_nonface_margin", "max", (v) => `not a face: the embedding lies with those of noise / blank / texture crops (margin ${signed3(v)} over the calibrated limit)`],
 ];
 
 /** Names the bundle writer uses for the same thresholds. */
@@ -36,7 +39,8 @@ export const ALIASES: Record<string, string> = {
   min_detection_score: "min_detector_score", min_interocular_px: "min_interocular", min_face_size_px: "min_face_size",
   max_abs_yaw_deg: "max_abs_yaw", max_abs_pitch_deg: "max_abs_pitch", max_abs_roll_deg: "max_abs_roll",
 };
-const INFO_KEYS = new Set(["source", "notes", "description"]);
+// provenance and the non-face prototypes, not thresholds
+const INFO_KEYS = new Set(["source", "notes", "description", "nonface"]);
 
 export interface Check {
   name: string;
@@ -137,7 +141,10 @@ export function centralStats(g: Float32Array, w: number, h: number): { mean: num
 }
 
 /** quality.measure: every measurement for one face (crop aligned, landmarks in the original image). */
-export function measure(crop: Image, landmarks: unknown, extra: { detectorScore?: number | null; box?: number[] | null; flipSimilarity?: number | null } = {}): Record<string, number> {
+export function measure(crop: Image, landmarks: unknown,
+  extra: { detectorScore?: number | null; box?: number[] | null; flipSimilarity?: number | null; nonfaceMargin?: number | null;
+    /** the bundle's 5 alignment points in crop pixels (Bundle.template), for landmark_residual */
+    template?: unknown } = {}): Record<string, number> {
   const pose = estimatePose(landmarks);
   const g = gray(crop);
   const inner = centralStats(g, crop.width, crop.height);
@@ -153,10 +160,62 @@ export function measure(crop: Image, landmarks: unknown, extra: { detectorScore?
     abs_pitch: Math.abs(pose.pitch),
     abs_roll: Math.abs(pose.roll),
   };
+  if (extra.template != null) m.landmark_residual = landmarkResidual(landmarks, extra.template);
   if (extra.box != null) m.face_size = Math.min(extra.box[2] - extra.box[0], extra.box[3] - extra.box[1]);
   if (extra.detectorScore != null) m.detector_score = extra.detectorScore;
   if (extra.flipSimilarity != null) m.flip_similarity = extra.flipSimilarity;
+  if (extra.nonfaceMargin != null) m.nonface_margin = extra.nonfaceMargin;
   return m;
+}
+
+// -- non-face evidence (quality.py) ------------------------------------------------------
+// With the app's own landmarks no detector vouches for a face: noise crops embed close to one another
+// and flip similarity scores them higher than faces. The export keeps, per synthetic non-face family
+// (uniform / smooth noise, flat, gratings), a unit prototype and a limit just above the highest
+// similarity any calibration face reaches; a crop whose embedding exceeds a limit is "not a face".
+
+/** The bundle's quality.nonface section (prototypes: unit vectors, limits: similarities). */
+export interface NonfaceSection {
+  prototypes: number[][];
+  limits: number[];
+  families?: string[];
+  [key: string]: unknown;
+}
+
+/** quality.check_nonface_section: what is wrong with a quality.nonface section (empty: usable). */
+export function checkNonfaceSection(section: unknown, dims: number): string[] {
+  if (section === null || typeof section !== "object" || Array.isArray(section)) return ["quality.nonface: expected an object"];
+  const { prototypes: protos, limits } = section as Record<string, unknown>;
+  if (!Array.isArray(protos) || !Array.isArray(limits) || protos.length === 0 || protos.length !== limits.length) {
+    return ["quality.nonface: needs 'prototypes' and 'limits' lists of the same non-zero length"];
+  }
+  const errs: string[] = [];
+  protos.forEach((p, i) => {
+    const ok = Array.isArray(p) && p.length === dims && p.every((v) => typeof v === "number" && Number.isFinite(v));
+    if (!ok || Math.abs(Math.hypot(...(p as number[])) - 1) > 1e-3) errs.push(`quality.nonface.prototypes[${i}]: not a unit vector of ${dims} finite numbers`);
+    const lim = limits[i];
+    if (typeof lim !== "number" || !(lim >= -1 && lim <= 1)) errs.push(`quality.nonface.limits[${i}]: ${JSON.stringify(lim)} is not a similarity in [-1, 1]`);
+  });
+  return errs;
+}
+
+/** quality.nonface_margins: per embedding (rows of `d`), max over prototypes of (similarity - limit),
+ * in float32 like numpy's; > 0 means "not a face". */
+export function nonfaceMargins(embeddings: Float32Array, d: number, section: NonfaceSection): Float32Array {
+  const protos = section.prototypes.map((p) => Float32Array.from(p));
+  const limits = Float32Array.from(section.limits);
+  const n = embeddings.length / d;
+  const out = new Float32Array(n);
+  for (let r = 0; r < n; r++) {
+    let best = -Infinity;
+    for (let k = 0; k < protos.length; k++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += embeddings[r * d + j] * protos[k][j];
+      best = Math.max(best, Math.fround(Math.fround(s) - limits[k]));
+    }
+    out[r] = best;
+  }
+  return out;
 }
 
 export class QualityGate {

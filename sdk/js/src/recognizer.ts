@@ -10,7 +10,7 @@ import type { Bundle } from "./bundle.js";
 import { EdgefaceError, MIN_SIDE, type RejectionReason } from "./errors.js";
 import type { Gallery, Match } from "./gallery.js";
 import { pickPrimary, type Detection } from "./detect.js";
-import { measure, mirror, QualityGate, QualityReport, type Mode } from "./quality.js";
+import { checkNonfaceSection, measure, mirror, nonfaceMargins, QualityGate, QualityReport, type Mode, type NonfaceSection } from "./quality.js";
 
 export const UNKNOWN = "unknown";
 
@@ -118,6 +118,8 @@ export function toRgb(image: Image, source = "<array>"): Image | Rejection {
 
 export class FaceRecognizer {
   readonly gate: QualityGate;
+  /** the non-face prototypes calibrated at export (quality.nonface); null for bundles without them */
+  readonly nonface: NonfaceSection | null;
   readonly gallery: Gallery | null;
   /** the thresholds gallery scores are decided with */
   readonly thresholds: Record<string, number>;
@@ -133,7 +135,13 @@ export class FaceRecognizer {
     this.detector = options.detector ?? null;
     this.multipleFaces = options.multipleFaces ?? "primary";
     if (!["primary", "reject"].includes(this.multipleFaces)) throw new EdgefaceError("argument", `multipleFaces must be "primary" or "reject", got ${JSON.stringify(this.multipleFaces)}`);
-    this.gate = new QualityGate(options.quality ?? bundle.quality);
+    const qualitySection = options.quality ?? bundle.quality;
+    this.gate = new QualityGate(qualitySection);
+    this.nonface = (qualitySection?.nonface ?? null) as NonfaceSection | null;
+    if (this.nonface !== null) {
+      const errs = checkNonfaceSection(this.nonface, bundle.card.embedding_size);
+      if (errs.length) throw new EdgefaceError("argument", errs.join("; "));
+    }
     this.gateEnabled = options.gate ?? true;
     this.gallery = options.gallery ?? null;
     const explicit = options.thresholds !== undefined;
@@ -228,12 +236,14 @@ export class FaceRecognizer {
     });
     const emb = await this.bundle.embed(batch, 2 * n);
     if (!emb.every(Number.isFinite)) throw new EdgefaceError("backend", `embedder ${this.bundle.card.name} returned non-finite values`);
+    const margins = this.nonface ? nonfaceMargins(emb.subarray(0, n * d), d, this.nonface) : null;
     good.forEach((i, j) => {
       const { crop, landmarks, face } = located[i] as { crop: Image; landmarks: Point[]; face: FaceInput };
       const e = emb.slice(j * d, (j + 1) * d);
       let flip = 0;
       for (let k = 0; k < d; k++) flip += e[k] * emb[(n + j) * d + k];
-      const report = this.gate.assess(measure(crop, landmarks, { detectorScore: face.detectorScore, box: face.box, flipSimilarity: Math.fround(flip) }), mode);
+      const report = this.gate.assess(measure(crop, landmarks, { detectorScore: face.detectorScore, box: face.box, flipSimilarity: Math.fround(flip),
+        nonfaceMargin: margins ? margins[j] : null, template: this.bundle.template }), mode);
       const src = sourceName(face.image);
       out[i] = this.gateEnabled && !report.passed
         ? { ...rejection("quality", report.reasons.join("; "), src), quality: report }

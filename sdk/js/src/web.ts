@@ -5,18 +5,20 @@
  * pass onnxruntime-react-native as `ort` and your own decoder).
  */
 import type { Image } from "./align.js";
-import { loadBundle, type Bundle, type BundleSource, type LoadOptions, type RunnerFactory } from "./bundle.js";
+import { loadBundle, type Bundle, type BundleSource, type CropDecoder, type LoadOptions, type RunnerFactory } from "./bundle.js";
 import { MAX_PIXELS, MIN_SIDE } from "./errors.js";
 import type { Gallery } from "./gallery.js";
 import { openIdbGallery } from "./gallery-idb.js";
 import { ortRunner, type OrtModule, type OrtOptions } from "./ort.js";
+import { YuNetDetector } from "./detect.js";
 import { FaceRecognizer, rejection, toRgb, type Rejection, type RecognizerOptions } from "./recognizer.js";
 
 export * from "./index.js";
 export { openIdbGallery, deleteIdbGallery, IDB_SCHEMA_VERSION, type IdbGalleryOptions } from "./gallery-idb.js";
 export { litertRunner, type LiteRtModule } from "./litert.js";
 
-/** A bundle directory served over HTTP(S): `base` is its URL. */
+/** A bundle directory served over HTTP(S): `base` is its URL. Every file is revalidated with the server
+ * (a cached edgeface.json.sha256 from an earlier export would refuse a re-exported bundle). */
 export function urlSource(base: string): BundleSource {
   const root = base.replace(/\/+$/, "");
   return {
@@ -24,14 +26,45 @@ export function urlSource(base: string): BundleSource {
     async exists() {
       return true; // HTTP has no directories: a missing bundle shows as a missing edgeface.json
     },
-    async readBytes(name: string) {
-      const res = await fetch(`${root}/${name.split("/").map(encodeURIComponent).join("/")}`);
+    async readBytes(name: string, limit?: number) {
+      const res = await fetch(`${root}/${name.split("/").map(encodeURIComponent).join("/")}`, { cache: "no-cache" });
       if (res.status === 404 || res.status === 410) return null;
       if (!res.ok) throw new Error(`${root}/${name}: HTTP ${res.status}`);
-      return new Uint8Array(await res.arrayBuffer());
+      if (limit === undefined || !res.body) return new Uint8Array(await res.arrayBuffer());
+      // read no more than limit + 1 bytes: a huge file is refused without downloading it
+      const reader = res.body.getReader();
+      const parts: Uint8Array[] = [];
+      let got = 0;
+      while (got <= limit) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parts.push(value);
+        got += value.length;
+      }
+      await reader.cancel().catch(() => undefined);
+      const out = new Uint8Array(Math.min(got, limit + 1));
+      let off = 0;
+      for (const p of parts) {
+        const take = Math.min(p.length, out.length - off);
+        out.set(p.subarray(0, take), off);
+        off += take;
+      }
+      return out;
     },
   };
 }
+
+/** A stored conformance crop decoded exactly by the browser (PNG, no colour conversion), no size limits. */
+export const decodeCrop: CropDecoder = async (bytes) => {
+  try {
+    const bitmap = await createImageBitmap(new Blob([bytes as BlobPart]), { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    const img = pixelsOf(bitmap, bitmap.width, bitmap.height);
+    bitmap.close();
+    return img;
+  } catch {
+    return null;
+  }
+};
 
 export interface WebBundleOptions extends LoadOptions, OrtOptions {
   /** the onnxruntime-web module (import * as ort from "onnxruntime-web") */
@@ -39,9 +72,13 @@ export interface WebBundleOptions extends LoadOptions, OrtOptions {
   runners?: Record<string, RunnerFactory>;
 }
 
+/** Open a bundle served at `url` (load_bundle): the same refusals as Python (EdgefaceError.bundleKind), the
+ * manifest digest and file hashes through WebCrypto (pure JS outside secure contexts), the load-time
+ * self-test on the bundle's conformance faces. Not checkable over HTTP: links leaving the bundle and
+ * unhashed files inside a model package directory (the server decides what a URL serves). */
 export async function openBundle(url: string, options: WebBundleOptions): Promise<Bundle> {
   const runners = options.runners ?? (options.ort ? { onnx: ortRunner(options.ort, options) } : {});
-  return loadBundle(urlSource(url), runners, options);
+  return loadBundle(urlSource(url), runners, { decodeCrop, ...options });
 }
 
 function pixelsOf(source: CanvasImageSource | ImageBitmap, w: number, h: number): Image {
@@ -100,5 +137,12 @@ export async function createRecognizer(bundleUrl: string, options: WebRecognizer
   const gallery = typeof options.gallery === "string"
     ? await openIdbGallery(options.gallery, { card: bundle.card, codec: options.codec })
     : options.gallery ?? null;
-  return new FaceRecognizer(bundle, { ...options, gallery, decode: decodeImage });
+  // as FaceRecognizer.from_bundle: no detector given (undefined) uses the one shipped in the bundle; null uses none
+  let detector = options.detector;
+  if (detector === undefined) {
+    const model = await bundle.detectorModel();
+    const ort = options.ort;
+    if (model && ort) detector = await YuNetDetector.create(ort, model);
+  }
+  return new FaceRecognizer(bundle, { ...options, gallery, detector, decode: decodeImage });
 }

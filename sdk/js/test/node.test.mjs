@@ -7,7 +7,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import * as sdk from "../dist/node.js";
-import { makeBundleCase } from "./lib/cases.mjs";
 import { SKIP, VECTORS_DIR, loadVectors, raw, f32, dot, landmarksFromJson } from "./lib/vectors.mjs";
 
 let doc, bundle, rec, tmp;
@@ -75,7 +74,8 @@ test("embed + quality: embeddings within tolerance, every measure and gate decis
     const e = both.slice(0, d);
     const cos = dot(e, f32(f.embedding));
     assert.ok(cos >= tol.embedding_min_cosine, `${f.id}: embedding cosine ${cos}`);
-    const m = sdk.measure(crop, f.landmarks, { flipSimilarity: dot(e, both.slice(d)) });
+    const nonfaceMargin = rec.nonface ? sdk.nonfaceMargins(e, d, rec.nonface)[0] : null;
+    const m = sdk.measure(crop, f.landmarks, { flipSimilarity: dot(e, both.slice(d)), nonfaceMargin, template: bundle.template });
     for (const [k, v] of Object.entries(f.measurements)) {
       assert.ok(Math.abs(m[k] - v) <= (tol.quality_abs[k] ?? 1e-3), `${f.id}: ${k} ${m[k]} vs ${v}`);
     }
@@ -218,30 +218,40 @@ test("bad images and landmarks: the Python runtime's rejection reasons", { skip:
   for (const e of doc.errors) {
     const [r] = await rec.analyze([{ image: join(VECTORS_DIR, e.image), landmarks: landmarksFromJson(e.landmarks) }], "verify");
     assert.equal(r.ok ? "ok" : r.reason, e.kind, `${e.id}: ${r.ok ? "accepted" : r.detail}`);
+    if (e.failed) assert.deepEqual(r.quality.failed.map((c) => `${c.name}:${c.kind}`), e.failed, e.id);
   }
   const [arr] = await rec.analyze([{ image: { width: 10, height: 10, channels: 3, data: new Uint8Array(300) }, landmarks: doc.faces[0].landmarks }]);
   assert.equal(arr.reason, "tiny");
 });
 
-test("the bundle's conformance set: passes as in `edgeface export --check`, and a wrong expectation fails", { skip: SKIP }, async () => {
-  const ok = await sdk.checkConformance(bundle, sdk.decodeImage);
-  assert.ok(ok.passed && ok.faces === 8 && ok.cosine_min >= ok.required_min_cosine, JSON.stringify(ok));
+test("the bundle's conformance set: passes as in `edgeface export --check`; a wrong expectation is refused at load and fails the check", { skip: SKIP }, async () => {
+  const ok = await sdk.checkConformance(bundle, sdk.decodeCrop);
+  assert.ok(ok.passed && ok.faces === 8 && ok.cosine_min >= ok.required_min_cosine && ok.threshold_mismatches.length === 0, JSON.stringify(ok));
   const dir = join(tmp, "bundle-conformance");
   cpSync(doc.bundle.path, dir, { recursive: true });
   const f = join(dir, "conformance", "expected.json");
   const exp = JSON.parse(readFileSync(f, "utf8"));
   exp.embeddings[0] = exp.embeddings[0].map((v) => -v);
   writeFileSync(f, JSON.stringify(exp));
-  const other = await sdk.openBundle(dir);
-  const bad = await sdk.checkConformance(other, sdk.decodeImage);
+  // the conformance files are hashed in edgeface.json (file_hash); without hash checks the self-test refuses it
+  await assert.rejects(sdk.openBundle(dir), (e) => e.kind === "bundle" && e.bundleKind === "file_hash");
+  await assert.rejects(sdk.openBundle(dir, { verifyHash: false }), (e) => e.kind === "bundle" && e.bundleKind === "conformance");
+  const other = await sdk.openBundle(dir, { verifyHash: false, selfTest: false });
+  const bad = await sdk.checkConformance(other, sdk.decodeCrop);
   await other.dispose();
   assert.equal(bad.passed, false);
   assert.ok(bad.cosine_min < 0);
 });
 
-test("bad bundles: the same refusals as load_bundle", { skip: SKIP }, async () => {
+test("bad bundles (vectors' bundles/<id>): the same refusals as load_bundle, by the same rule", { skip: SKIP }, async () => {
+  assert.ok(doc.bundle_errors.length >= 20);
   for (const c of doc.bundle_errors) {
-    await assert.rejects(sdk.openBundle(makeBundleCase(doc, tmp, c.id)), (e) => e instanceof sdk.EdgefaceError && e.kind === c.kind, c.id);
+    await assert.rejects(sdk.openBundle(join(VECTORS_DIR, c.dir)), (e) => {
+      assert.ok(e instanceof sdk.EdgefaceError, `${c.id}: ${e}`);
+      assert.equal(e.kind, c.kind, `${c.id}: ${e.message}`);
+      assert.equal(e.bundleKind, c.bundle_kind, `${c.id}: ${e.message}`);
+      return true;
+    }, c.id);
   }
 });
 

@@ -71,3 +71,54 @@ test("quality thresholds: a flat bundle section sets verify and never loosens en
   const rep = new sdk.QualityGate().assess({ sharpness: 5, brightness: NaN }, "verify");
   assert.deepEqual(rep.failed.map((c) => c.name), ["sharpness", "brightness", "brightness"]);
 });
+
+test("manifest rules: Python's inv_cdf, threshold floors, FAR keys, safe paths, JSON as Python reads it", () => {
+  // statistics.NormalDist().inv_cdf(1 - far) for far in (1e-3, 1e-4, 1e-2, 0.5, 1e-9, 0.3, 0.99), CPython 3.11
+  const want = [3.090232306167813, 3.7190164854557084, 2.3263478740408408, 0.0, 5.997807019601638, 0.5244005127080407, -2.3263478740408408];
+  // (within 1e-14: V8's Math.log and glibc's log may differ in the last bit; only a threshold exactly on its floor could tell)
+  [1e-3, 1e-4, 1e-2, 0.5, 1e-9, 0.3, 0.99].forEach((f, i) => assert.ok(Math.abs(sdk.normalInvCdf(1 - f) - want[i]) <= 1e-14, `${f}: ${sdk.normalInvCdf(1 - f)}`));
+  assert.ok(Math.abs(sdk.thresholdFloor(1e-3, 128) - 0.13657) < 1e-5); // docs/runtime.md: 0.137 at 1e-3 for 128-d
+  assert.deepEqual(["1e-3", " 1e-2 ", "5_0e-3", "0", "1", "abc", "1e-3_", "nan", "-1e-3"].map(sdk.farValue), [1e-3, 1e-2, 0.05, null, null, null, null, null, null]);
+  assert.deepEqual(["model.onnx", "a/./b", "a//b", "../x", "/abs", "C:\\m", "a\\b", "a\u0001", "", "sub/../x"].map(sdk.safeRelative),
+    [true, true, false, false, false, false, false, false, false, false]);
+  const { value, floats } = sdk.parsePythonJson('{"a": NaN, "b": [1.0, 2, -Infinity], "__proto__": {"x": 1}, "a": 3}');
+  assert.equal(value.a, 3); // a repeated key takes the last value
+  assert.ok(Number.isNaN(sdk.parsePythonJson("NaN").value) && Object.getPrototypeOf(value) === Object.prototype && Object.hasOwn(value, "__proto__"));
+  assert.deepEqual([...floats], ['["b",0]']);
+  for (const bad of ["", "{", "[1,]", "01", "1.", '"\u0001"', "nan", "[".repeat(1000) + "]".repeat(1000), "{} x"]) {
+    assert.throws(() => sdk.parsePythonJson(bad), sdk.JsonSyntaxError, JSON.stringify(bad.slice(0, 20)));
+  }
+  // 1.0 is a float to Python: not an "integer"; "$" also matches before a final newline, as in re
+  assert.equal(validate(1.0, { type: "integer" }, [], new Set(["[]"])).length, 1);
+  assert.equal(validate(1, { type: "integer" }).length, 0);
+  assert.equal(validate(NaN, { type: "number" }).length, 1);
+  assert.equal(validate("a".repeat(64) + "\n", { type: "string", pattern: "^[0-9a-f]{64}$" }).length, 0);
+  assert.equal(validate({ x: 1 }, { type: "object", additionalProperties: false }).length, 1);
+});
+
+test("quality.nonface: the section check and the margins (max over prototypes of similarity - limit)", () => {
+  const section = { prototypes: [[1, 0, 0], [0, 1, 0]], limits: [0.5, 0.9] };
+  assert.deepEqual(sdk.checkNonfaceSection(section, 3), []);
+  assert.equal(sdk.checkNonfaceSection(section, 4).length, 2);
+  assert.equal(sdk.checkNonfaceSection({ prototypes: [[2, 0, 0]], limits: [true] }, 3).length, 2);
+  assert.equal(sdk.checkNonfaceSection([], 3).length, 1);
+  const m = sdk.nonfaceMargins(Float32Array.from([0.6, 0.8, 0, 1, 0, 0]), 3, section);
+  assert.deepEqual(Array.from(m, (v) => Math.round(v * 1e6) / 1e6), [0.1, 0.5]);
+  const gate = new sdk.QualityGate({ max_nonface_margin: 0.2 });
+  assert.equal(gate.assess({ nonface_margin: 0.1 }).passed, true);
+  const r = gate.assess({ nonface_margin: 0.5 }, "enroll"); // enrolment keeps the stricter of default (0) and 0.2
+  assert.deepEqual(r.failed.map((c) => [c.name, c.threshold]), [["nonface_margin", 0]]);
+  assert.match(r.reasons[0], /^not a face: .*margin \+0\.500/);
+});
+
+test("landmark_residual: docs/runtime.md's reference values, and the gate check", () => {
+  const arcface = [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]];
+  const L = [[106.772, 111.625], [145.867, 111.411], [124.32, 135.35], [110.753, 155.892], [141.391, 155.573]];
+  assert.ok(Math.abs(sdk.landmarkResidual(L, arcface) - 0.03062103) < 5e-9, String(sdk.landmarkResidual(L, arcface)));
+  const swapped = [L[0], L[1], L[2], L[4], L[3]];
+  assert.ok(Math.abs(sdk.landmarkResidual(swapped, arcface) - 0.47459928) < 5e-9);
+  assert.ok(sdk.landmarkResidual(arcface.map(([x, y]) => [2 * x + 5, 2 * y - 3]), arcface) < 1e-6); // a scaled, shifted copy
+  const gate = new sdk.QualityGate({});
+  assert.deepEqual(gate.assess({ landmark_residual: 0.47 }).failed.map((c) => `${c.name}:${c.kind}:${c.threshold}`), ["landmark_residual:max:0.25"]);
+  assert.equal(gate.assess({ landmark_residual: 0.22 }, "enroll").passed, false);
+});

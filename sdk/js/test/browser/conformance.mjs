@@ -18,8 +18,10 @@ const maxDiff = (a, b) => {
   return { max: m, fraction: n / a.length };
 };
 const kindOf = async (p) => { try { await p; return "ok"; } catch (e) { return e.kind ?? `untyped: ${e.message}`; } };
+// "kind/bundleKind" of a refused bundle (e.g. "bundle/file_hash"), "ok" when it loads
+const refusal = async (p) => { try { const b = await p; await b.dispose(); return "ok"; } catch (e) { return e.kind ? `${e.kind}/${e.bundleKind ?? ""}` : `untyped: ${e.message}`; } };
 
-export async function run({ bundleErrorCases }) {
+export async function run({ bundleErrorDirs }) {
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.wasmPaths = "/node_modules/onnxruntime-web/dist/";
   const doc = await (await fetch("/vectors/vectors.json")).json();
@@ -30,7 +32,7 @@ export async function run({ bundleErrorCases }) {
   const out = {
     cardJson: sdk.cardToJson(bundle.card), fingerprint: sdk.modelFingerprint(bundle.card), thresholds: bundle.thresholds,
     codecThresholds: Object.fromEntries(["binary", "binary256", "binary512"].map((c) => [c, bundle.codecThresholds(c)])),
-    gate: rec.gate.thresholds, faces: {}, compare: {}, galleries: {}, errors: {}, bundleErrors: {}, galleryErrors: {},
+    gate: rec.gate.thresholds, faces: {}, compare: {}, galleries: {}, errors: {}, errorsFailed: {}, bundleErrors: {}, galleryErrors: {},
   };
   const face = (f) => ({ image: `/vectors/${f.image}`, landmarks: f.landmarks });
   const emb = {};
@@ -44,7 +46,8 @@ export async function run({ bundleErrorCases }) {
     const e = both.slice(0, d);
     emb[f.id] = e;
     const expected = new Float32Array((await bytes(`/vectors/${f.embedding}`)).buffer);
-    const m = sdk.measure(vcrop, f.landmarks, { flipSimilarity: dot(e, both.slice(d)) });
+    const nonfaceMargin = rec.nonface ? sdk.nonfaceMargins(e, d, rec.nonface)[0] : null;
+    const m = sdk.measure(vcrop, f.landmarks, { flipSimilarity: dot(e, both.slice(d)), nonfaceMargin, template: bundle.template });
     out.faces[f.id] = {
       decode: decoded.data ? maxDiff(decoded.data, pixels) : decoded.reason,
       crop: maxDiff(crop.data, want),
@@ -91,8 +94,9 @@ export async function run({ bundleErrorCases }) {
   for (const e of doc.errors) {
     const [r] = await rec.analyze([{ image: `/vectors/${e.image}`, landmarks: fromJson(e.landmarks) }]);
     out.errors[e.id] = r.ok ? "ok" : r.reason;
+    if (!r.ok && r.quality) out.errorsFailed[e.id] = r.quality.failed.map((c) => `${c.name}:${c.kind}`);
   }
-  for (const id of bundleErrorCases) out.bundleErrors[id] = await kindOf(sdk.openBundle(`/cases/bundle-${id}`, { ort }));
+  for (const [id, dir] of Object.entries(bundleErrorDirs)) out.bundleErrors[id] = await refusal(sdk.openBundle(`/vectors/${dir}`, { ort, executionProviders: ["wasm"] }));
   // gallery errors, made in IndexedDB the way the SQLite cases are made in files
   await sdk.deleteIdbGallery("edgeface-test-foreign");
   await new Promise((ok, bad) => { const r = indexedDB.open("edgeface-test-foreign", 1); r.onupgradeneeded = () => r.result.createObjectStore("t"); r.onsuccess = () => { r.result.close(); ok(); }; r.onerror = bad; });
@@ -104,7 +108,7 @@ export async function run({ bundleErrorCases }) {
   await other.close();
   out.galleryErrors.other_model = await kindOf(sdk.openIdbGallery("edgeface-test-other", { readonly: true, card: bundle.card }));
   out.galleryErrors.missing = await kindOf(sdk.openIdbGallery("edgeface-test-never-made", { readonly: true }));
-  out.conformance = await sdk.checkConformance(bundle, sdk.decodeImage);
+  out.conformance = await sdk.checkConformance(bundle, sdk.decodeCrop);
   await bundle.dispose();
   return out;
 }

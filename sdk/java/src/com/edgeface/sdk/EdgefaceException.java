@@ -8,14 +8,30 @@ package com.edgeface.sdk;
 public class EdgefaceException extends RuntimeException {
     private static final long serialVersionUID = 1L;
     private final String kind;
+    private final String bundleKind;
 
     public EdgefaceException(String kind, String message) {
+        this(kind, message, "");
+    }
+
+    public EdgefaceException(String kind, String message, String bundleKind) {
         super(kind + ": " + message);
         this.kind = kind;
+        this.bundleKind = bundleKind == null ? "" : bundleKind;
     }
 
     public String kind() {
         return kind;
+    }
+
+    /**
+     * For a refused bundle (kind "bundle", or "missing" when there is none): the rule it broke, the
+     * Python runtime's BundleError.kind ("manifest_digest", "schema", "model_file", "input_contract",
+     * "thresholds", "quality", "version", "status", "file_hash", "model_load", "model_output",
+     * "conformance", "not_found", "manifest_unreadable"; docs/runtime.md); "" otherwise.
+     */
+    public String bundleKind() {
+        return bundleKind;
     }
 
     /** Input the user can fix (a bad photo, bad landmarks, the quality gate), not a programming error. */
