@@ -175,3 +175,39 @@ def test_channel_pruning_of_residual_blocks_equals_masking(method):
     rebuilt = build_from_card(card)
     rebuilt.load_state_dict(small.state_dict())
     assert card.params < 0.6 * sum(p.numel() for p in net.parameters())
+
+
+def test_the_packaged_edge_model_is_small_and_follows_the_dense_network(shared, yunet):
+    """dlib_resnet_edge (benchmarks/dlib_edge.py): under 2 M parameters, CC0 card, and on real LFW faces its
+    embeddings agree with the dense network it was distilled from while still telling people apart
+    (a network with its channels pruned but not retrained, or random weights, fails the agreement)."""
+    from edgeface import paths, zoo
+    from edgeface.align import align_face
+    from edgeface.compress.finetune import embed
+    from edgeface.data import load_pairs
+    from edgeface.detect import pick_primary
+    from edgeface.imageio import read_image
+    from edgeface.models import names
+
+    if "dlib_resnet_edge" not in names():
+        pytest.fail("the package ships edgeface/weights/dlib_resnet_edge.safetensors: dlib_resnet_edge must be registered")
+    edge, card = zoo.load_torch_model("dlib_resnet_edge")
+    dense, dense_card = zoo.load_torch_model("dlib_resnet")
+    assert card.template == dense_card.template and card.input_size == dense_card.input_size
+    assert "CC0" in card.licence
+    n_params = sum(p.numel() for p in edge.parameters())
+    assert n_params < 2_000_000 and n_params == card.params
+    files = sorted({p.a for p in load_pairs(paths.lfw_dev())})[::97][:12]
+    crops = []
+    for f in files:
+        img = read_image(f).pixels
+        det = pick_primary(yunet.detect(img), img.shape)
+        assert det is not None, f
+        crops.append(align_face(img, det.landmarks, card.template, tuple(card.input_size)))
+    crops = np.stack(crops)
+    e, d = embed(edge, crops, card), embed(dense, crops, dense_card)
+    agreement = np.sum(e * d, axis=1)
+    assert agreement.mean() >= 0.9 and agreement.min() >= 0.8, agreement
+    # each face's edge embedding is nearest to the dense embedding of the same face, not of another person
+    # (dlib's impostor cosines sit near 0.8, so agreement alone would not show this)
+    assert (np.argmax(e @ d.T, axis=1) == np.arange(len(e))).all()

@@ -1,12 +1,15 @@
 """Face embedding architectures, the registry and checkpoint I/O (training side: needs torch)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..card import ModelCard
 from .dlib_resnet import CARD as DLIB_RESNET_CARD
 from .dlib_resnet import build_dlib_resnet, dlib_resnet_weights
 from .lightcnn import LightCNN
 from .mobilefacenet import MobileFaceNet, build_pruned_mobilefacenet
 from .mobilenet import MobileNetV1
+from .checkpoints import read_checkpoint_card
 from .registry import build_from_card, get, names, register, register_arch
 
 register_arch("mobilefacenet", lambda **kw: MobileFaceNet(input_size=tuple(kw.get("input_size", (112, 112))), embedding_size=kw.get("embedding_size", 128)))
@@ -77,5 +80,13 @@ register(
     DLIB_RESNET_CARD.replace(name="default", description="edgeface's default model: " + DLIB_RESNET_CARD.description),
     weights=dlib_resnet_weights,
 )
+
+# The edge model of issue 15: dlib's ResNet with its inner channels pruned in stages by correlation
+# (benchmarks/dlib_edge.py) and retrained by distillation from the dense network. The weights are
+# derived from the CC0 dlib model by this kit, so they ship in the package (fp16 storage: 3.7 MB;
+# the network computes in fp32, and its int8 bundles are under 2 MB). Card from the file itself.
+_EDGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "dlib_resnet_edge.safetensors"
+if _EDGE_WEIGHTS.is_file():
+    register(read_checkpoint_card(_EDGE_WEIGHTS), weights=str(_EDGE_WEIGHTS))
 
 __all__ = ["LightCNN", "MobileNetV1", "MobileFaceNet", "ModelCard", "build_from_card", "get", "names", "register", "register_arch"]
