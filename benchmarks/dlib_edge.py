@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeface import zoo  # noqa: E402
-from edgeface.compress import channel, faces, finetune  # noqa: E402
+from edgeface import face_sets as faces  # noqa: E402
+from edgeface.compress import channel, finetune  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx  # noqa: E402
 from edgeface.models.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from edgeface.models.complexity import count_mflops, count_params  # noqa: E402
