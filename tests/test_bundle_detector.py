@@ -134,3 +134,10 @@ def test_cli_uses_the_shipped_detector_and_names_the_options_without_one(bundle_
     rc = main(["identify", str(img), "--bundle", str(plain), "--gallery", str(tmp_path / "g.db")])
     err = capsys.readouterr().err
     assert rc == 1 and "--detector" in err and "edgeface export" in err and "Traceback" not in err, err
+
+
+def test_model_size_does_not_count_the_bundled_detector(bundle_with_detector):
+    from edgeface.bench.adapters import model_size_bytes
+
+    b = load_bundle(bundle_with_detector)
+    assert model_size_bytes(b) == (bundle_with_detector / "model.onnx").stat().st_size

@@ -190,7 +190,9 @@ def model_size_bytes(model) -> int:
     meta = getattr(model, "meta", {}) or {}
     base = Path(getattr(model, "path", "."))
     if isinstance(meta.get("files"), dict) and base.is_dir():
-        return sum((base / name).stat().st_size for name in meta["files"])
+        from ..runtime.bundle import model_files
+
+        return sum((base / name).stat().st_size for name in model_files(meta))  # a bundled detector is not the model
     f = model_file_of(model)
     size = f.stat().st_size
     if f.suffix == ".xml" and f.with_suffix(".bin").is_file():  # OpenVINO IR: weights live in the .bin

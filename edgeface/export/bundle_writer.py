@@ -22,7 +22,7 @@ from ..align import template_landmarks
 from ..card import ModelCard
 from ..preprocess import l2_normalize
 from ..runtime.codecs import HAMMING_CODECS, get_codec
-from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, validate_meta, write_manifest_digest
+from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, load_bundle, model_files, validate_meta, write_manifest_digest
 from ..targets import TARGETS
 from ..targets import target as lookup_target
 from . import verify as V
@@ -379,7 +379,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     elif not conv.built:
         log(f"{out}: {meta['status']}: {conv.unbuilt_reason or 'TensorRT engine NOT built (TensorRT not installed here)'}; {vfile} was verified through {vbackend}")
     else:
-        log(f"{out}: verified ({tgt.key}, {sum((out / f).stat().st_size for f in files) / 1e6:.2f} MB)")
+        log(f"{out}: verified ({tgt.key}, {sum((out / f).stat().st_size for f in model_files(meta)) / 1e6:.2f} MB)")
     return meta
 
 

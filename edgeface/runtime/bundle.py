@@ -182,6 +182,14 @@ def _check_hashed(bundle_dir: Path, entries: dict, what: str) -> None:
             )
 
 
+def model_files(meta: dict) -> dict[str, str]:
+    """The hashed files of the embedding model itself: `files` less a bundled detector's (its ONNX
+    and licence), so sizes reported for a model do not count the detector."""
+    det = meta.get("detector") if isinstance(meta.get("detector"), dict) else {}
+    extra = {det.get("file"), det.get("licence_file")}
+    return {k: v for k, v in meta["files"].items() if k not in extra}
+
+
 def check_files(bundle_dir: Path, meta: dict) -> None:
     """Every model file and conformance file has the sha256 recorded in edgeface.json."""
     _check_hashed(bundle_dir, meta["files"], "model file")
