@@ -1,7 +1,9 @@
-"""The C++ core (sdk/cpp) next to the Python runtime on the same faces, in one run: ms per face for
-align, quality (measures + both gate modes, no embedding), embed (one crop, ONNX Runtime, 1 thread)
-and match (exact search of one query in a 1,000-identity float32 gallery), peak memory of each
-process, and library sizes.
+"""The C++ core (sdk/cpp) and its Java front (sdk/java) next to the Python runtime on the same faces,
+in one run: ms per face for align, quality (measures + both gate modes, no embedding), embed (one
+crop, ONNX Runtime, 1 thread) and match (exact search of one query in a 1,000-identity float32
+gallery), peak memory of each process, and library sizes. The Java front exposes only the app's
+calls, so its row is analyze (FaceRecognizer.embed: align + crop and mirror embedded + quality)
+and match (identify - analyze); see sdk/java/test/com/edgeface/sdk/Bench.java.
 
     $V/bin/python benchmarks/sdk_bench.py [--repeats 5] [--out benchmarks/results/sdk_bench.json]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,8 +102,15 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     gallery = make_gallery(vec["bundle"], work / "gallery-1k.db")
     args = [vec["bundle"], vec["vectors"], str(gallery), str(a.repeats)]
+    load_before = os.getloadavg()
     cpp = json.loads(subprocess.run([str(core / "edgeface_bench"), *args], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
     py = json.loads(subprocess.run([sys.executable, "-c", PY_RUNTIME, *args], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    java = None
+    if shutil.which("java") and (core / "libedgeface_jni.so").exists() and (core / "java-test").is_dir():
+        cp = f"{core / 'java'}:{core / 'java-test'}"
+        out = subprocess.run(["java", f"-Djava.library.path={core}", "-cp", cp, "com.edgeface.sdk.Bench", *args], capture_output=True, text=True, check=True)
+        java = json.loads(out.stdout.strip().splitlines()[-1])
+    load_after = os.getloadavg()
     ort_dir = Path(onnxruntime.__file__).parent
     sizes = {
         "libedgeface.so": (core / "libedgeface.so").stat().st_size,
@@ -110,12 +120,18 @@ def main() -> int:
         "onnxruntime Python package": dir_size(ort_dir),
         "edgeface Python package": dir_size(REPO / "edgeface"),
     }
-    result = {"command": f"python benchmarks/sdk_bench.py --repeats {a.repeats}", "cpp": cpp, "python": py, "sizes_bytes": sizes,
-              "note": "2 shared CPU cores, other jobs running: timings are noisy; each runtime in its own process, ONNX Runtime with 1 thread"}
+    result = {"command": f"python benchmarks/sdk_bench.py --repeats {a.repeats}", "cpp": cpp, "java": java, "python": py, "sizes_bytes": sizes,
+              "load_average_1_5_15": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in load_after]},
+              "cpus": os.cpu_count(),
+              "note": "each runtime in its own process, ONNX Runtime with 1 thread; on a shared machine the load average above says how "
+                      "much the timings are worth (compare the columns of one run, not runs)"}
     Path(a.out).write_text(json.dumps(result, indent=1))
     print(f"{'stage':<14}{'C++ core':>12}{'Python':>12}")
     for k in ("align_ms", "quality_ms", "embed_ms", "match_ms", "open_bundle_ms", "peak_rss_mb"):
         print(f"{k:<14}{cpp[k]:>12.3f}{py[k]:>12.3f}")
+    if java:
+        print("Java front: " + ", ".join(f"{k} {v:.3f}" for k, v in java.items() if k != "faces"))
+    print(f"load average before {load_before}, after {load_after} ({os.cpu_count()} CPUs)")
     for k, v in sizes.items():
         print(f"{k:<46}{(v or 0) / 1e6:>8.2f} MB")
     print(f"wrote {a.out}")

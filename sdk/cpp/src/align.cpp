@@ -1,6 +1,7 @@
 // 5-point alignment, as edgeface.align: least-squares similarity onto the template and a bilinear
 // inverse warp with a constant 0 border (OpenCV 5's warpAffine interpolates in floating point: a
 // double-precision warp rounded to nearest is within 1 level of it).
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -10,6 +11,8 @@ namespace ef {
 
 static const double ARCFACE_112[10] = {38.2946, 51.6963, 73.5318, 51.5014, 56.0252, 71.7366, 41.5493, 92.3655, 70.7299, 92.2041};
 static const double SPHEREFACE_112x96[10] = {30.2946, 51.6963, 65.5318, 51.5014, 48.0252, 71.7366, 33.5493, 92.3655, 62.7299, 92.2041};
+// edgeface.align.DLIB_150: dlib's 150x150 face chip in YuNet's 5 points
+static const double DLIB_150[10] = {48.433, 45.8269, 101.2684, 45.5386, 75.6365, 77.6155, 52.5396, 101.6837, 98.0997, 101.3311};
 
 Landmarks check_landmarks(const double* values, size_t n, const char* what) {
     if (values == nullptr || n != 10) {
@@ -45,8 +48,10 @@ std::array<double, 10> template_landmarks(const std::string& name, int height, i
         pts = ARCFACE_112, th = 112, tw = 112;
     } else if (name == "sphereface_112x96") {
         pts = SPHEREFACE_112x96, th = 112, tw = 96;
+    } else if (name == "dlib_150x150") {
+        pts = DLIB_150, th = 150, tw = 150;
     } else {
-        fail(EF_ERR_BUNDLE, "unknown alignment template '" + name + "'; known: ['arcface_112x112', 'sphereface_112x96']");
+        fail(EF_ERR_BUNDLE, "unknown alignment template '" + name + "'; known: ['arcface_112x112', 'dlib_150x150', 'sphereface_112x96']");
     }
     std::array<double, 10> out;
     for (int i = 0; i < 5; ++i) {
@@ -109,6 +114,24 @@ std::vector<uint8_t> align_face(const uint8_t* rgb, int width, int height, const
     std::array<double, 10> src;
     for (int i = 0; i < 10; ++i) src[i] = lm[i];
     return warp_affine(rgb, width, height, similarity_transform(src, dst), out_h, out_w);
+}
+
+// edgeface.align.landmark_residual (docs/runtime.md "Landmark geometry"): the RMS residual of the
+// least-squares similarity fit of the landmarks onto the template, in template inter-ocular
+// distances; float64, the sums in index order as specified there.
+double landmark_residual(const Landmarks& L, const std::array<double, 10>& T) {
+    double mlx = 0, mly = 0, mtx = 0, mty = 0;
+    for (int i = 0; i < 5; ++i) mlx += L[2 * i], mly += L[2 * i + 1], mtx += T[2 * i], mty += T[2 * i + 1];
+    mlx /= 5, mly /= 5, mtx /= 5, mty /= 5;
+    double spp = 0, sqq = 0, cre = 0, cim = 0;
+    for (int i = 0; i < 5; ++i) {
+        double px = L[2 * i] - mlx, py = L[2 * i + 1] - mly, qx = T[2 * i] - mtx, qy = T[2 * i + 1] - mty;
+        spp += px * px + py * py, sqq += qx * qx + qy * qy;
+        cre += px * qx + py * qy, cim += px * qy - py * qx;
+    }
+    double iod = std::hypot(T[2] - T[0], T[3] - T[1]);
+    double sse = spp == 0.0 ? sqq : sqq - (cre * cre + cim * cim) / spp;
+    return std::sqrt(std::max(sse, 0.0) / 5.0) / iod;
 }
 
 Pose estimate_pose(const Landmarks& p) {

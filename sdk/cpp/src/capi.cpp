@@ -205,6 +205,7 @@ static std::unique_ptr<ef_face> finish_face(const ef::Bundle& b, std::vector<uin
     f->crop = std::move(crop);
     f->measures = ef::measure(f->crop.data(), f->h, f->w, lm, score, score >= 0, flip, true);
     if (b.nonface.present()) f->measures["nonface_margin"] = b.nonface.margin(f->embedding.data());
+    f->measures["landmark_residual"] = ef::landmark_residual(lm, ef::template_landmarks(b.card.templ, b.card.height, b.card.width));
     for (int m = 0; m < 2; ++m) {
         auto checks = ef::assess(f->measures, b.gate.of((ef_mode)m));
         f->passed[m] = true;

@@ -56,6 +56,7 @@ struct Pose {
     double roll, yaw, pitch, interocular;
 };
 Pose estimate_pose(const Landmarks& lm);
+double landmark_residual(const Landmarks& lm, const std::array<double, 10>& templ);  // templ: crop pixels
 
 // -- quality gate (quality.cpp) --------------------------------------------------------------
 using Thresholds = std::map<std::string, double>;

@@ -131,6 +131,7 @@ static const std::map<std::string, std::pair<double, double>> QUALITY_RANGES = {
     {"min_brightness", {0.0, 255.0}},    {"max_brightness", {0.0, 255.0}},    {"min_contrast", {0.0, 255.0}},
     {"max_abs_yaw", {0.0, 180.0}},       {"max_abs_pitch", {0.0, 180.0}},     {"max_abs_roll", {0.0, 180.0}},
     {"min_detector_score", {0.0, 1.0}},  {"min_flip_similarity", {-1.0, 1.0}}, {"max_nonface_margin", {-1.0, 1.0}},
+    {"max_landmark_residual", {0.0, 1.0}},  // in template inter-ocular distances; above 1 it accepts any 5 points
 };
 const std::map<std::string, std::string>& quality_aliases() {
     static const std::map<std::string, std::string> A = {
@@ -207,6 +208,16 @@ Errors semantic_errors(const json& meta) {
         for (auto it = files.begin(); it != files.end() && !inside; ++it) inside = it.key().compare(0, prefix.size(), prefix) == 0;
         if (!inside) out.push_back({"model_file", "model_file '" + mf + "' is not one of the hashed files: it would be loaded unchecked"});
     }
+    if (meta.contains("detector") && meta["detector"].is_object())  // a bundled face detector: hashed like the model
+        for (const char* key : {"file", "licence_file"}) {
+            const json& det = meta["detector"];
+            if (!det.contains(key) || det[key].is_null()) continue;
+            std::string name = det[key];
+            if (!safe_relative(name))
+                out.push_back({"model_file", std::string("detector.") + key + " '" + name + "' is not a plain relative path inside the bundle"});
+            else if (!files.contains(name))
+                out.push_back({"model_file", std::string("detector.") + key + " '" + name + "' is not one of the hashed files: it would be loaded unchecked"});
+        }
     if (meta.contains("conformance") && meta["conformance"].is_object() && meta["conformance"].contains("files") &&
         meta["conformance"]["files"].is_object())
         for (auto it = meta["conformance"]["files"].begin(); it != meta["conformance"]["files"].end(); ++it)

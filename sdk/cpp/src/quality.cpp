@@ -10,11 +10,13 @@ namespace ef {
 static const Thresholds DEFAULT_VERIFY = {
     {"min_interocular", 16.0}, {"min_face_size", 40.0}, {"min_sharpness", 12.0}, {"min_brightness", 35.0},
     {"max_brightness", 225.0}, {"min_contrast", 18.0},  {"max_abs_yaw", 45.0},   {"max_abs_pitch", 35.0},
-    {"max_abs_roll", 40.0},    {"min_detector_score", 0.6}, {"min_flip_similarity", 0.80}, {"max_nonface_margin", 0.0}};
+    {"max_abs_roll", 40.0},    {"min_detector_score", 0.6}, {"min_flip_similarity", 0.80}, {"max_nonface_margin", 0.0},
+    {"max_landmark_residual", 0.25}};
 static const Thresholds DEFAULT_ENROLL = {
     {"min_interocular", 24.0}, {"min_face_size", 56.0}, {"min_sharpness", 25.0}, {"min_brightness", 50.0},
     {"max_brightness", 210.0}, {"min_contrast", 22.0},  {"max_abs_yaw", 30.0},   {"max_abs_pitch", 25.0},
-    {"max_abs_roll", 30.0},    {"min_detector_score", 0.8}, {"min_flip_similarity", 0.88}, {"max_nonface_margin", 0.0}};
+    {"max_abs_roll", 30.0},    {"min_detector_score", 0.8}, {"min_flip_similarity", 0.88}, {"max_nonface_margin", 0.0},
+    {"max_landmark_residual", 0.21}};
 const std::map<std::string, std::string>& quality_aliases();  // manifest.cpp
 // provenance and the non-face prototypes, not thresholds
 static const std::set<std::string> INFO_KEYS = {"source", "notes", "description", "nonface"};
@@ -32,6 +34,8 @@ static const CheckSpec CHECKS[] = {
     {"abs_yaw", "max_abs_yaw", "max", "head turned too far sideways (yaw %.0f\xc2\xb0 > %.0f\xc2\xb0)"},
     {"abs_pitch", "max_abs_pitch", "max", "head tilted too far up/down (pitch %.0f\xc2\xb0 > %.0f\xc2\xb0)"},
     {"abs_roll", "max_abs_roll", "max", "head rotated too far (roll %.0f\xc2\xb0 > %.0f\xc2\xb0)"},
+    {"landmark_residual", "max_landmark_residual", "max",
+     "landmarks do not have the shape of a face (residual %.3f of the fit onto the template > %.3f: swapped, mirrored or misplaced points)"},
     {"detector_score", "min_detector_score", "min", "detector unsure this is a face (score %.2f < %.2f)"},
     {"flip_similarity", "min_flip_similarity", "min",
      "unstable embedding: face and its mirror image disagree (cosine %.2f < %.2f; occlusion, pose or lighting)"},

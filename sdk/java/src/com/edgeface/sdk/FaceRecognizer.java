@@ -39,7 +39,12 @@ public final class FaceRecognizer implements AutoCloseable {
      * {@code codec} when absent: "float32", "fp16", "int8", "binary", "binary256", "binary512").
      */
     public static FaceRecognizer open(String bundleDir, String galleryPath, String codec) {
-        long b = Native.openBundle(bundleDir, 0);
+        return open(bundleDir, galleryPath, codec, 0);
+    }
+
+    /** As {@link #open(String, String, String)} with ONNX Runtime limited to {@code threads} (0: its default, all cores). */
+    public static FaceRecognizer open(String bundleDir, String galleryPath, String codec, int threads) {
+        long b = Native.openBundle(bundleDir, threads);
         try {
             long g = galleryPath == null ? 0 : Native.openGallery(galleryPath, b, codec, false);
             return new FaceRecognizer(b, g);
