@@ -154,6 +154,25 @@ def test_conformance_files_are_covered(bundle):
     refused(bundle, M.CONFORMANCE, "conformance set")
 
 
+@pytest.mark.parametrize("damage", ["ragged", "no_tolerance", "text_tolerance"])
+def test_a_damaged_conformance_record_is_refused_not_a_crash(bundle, damage):
+    """expected.json re-hashed and re-sealed (so only the self-test can notice): a ragged embedding list or
+    a missing / non-numeric tolerance is a conformance refusal, never a KeyError or ValueError traceback."""
+    path = bundle / "conformance" / "expected.json"
+    exp = json.loads(path.read_text())
+    if damage == "ragged":
+        exp["embeddings"][0] = exp["embeddings"][0][:-1]
+    elif damage == "no_tolerance":
+        del exp["tolerance"]
+    else:
+        exp["tolerance"]["min_cosine_to_expected"] = "high"
+    path.write_text(json.dumps(exp))
+    meta = read(bundle)
+    meta["conformance"]["files"]["conformance/expected.json"] = file_sha256(path)
+    reseal(bundle, meta)
+    refused(bundle, M.CONFORMANCE)
+
+
 def test_unreadable_manifests_are_refused_with_a_kind(bundle):
     from edgeface.runtime.bundle import write_manifest_digest
 

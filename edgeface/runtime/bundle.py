@@ -371,11 +371,15 @@ def run_self_test(bundle: Bundle) -> dict:
         if mean_off > CONSTANT_OUTPUT_COSINE:
             raise BundleError(f"{bundle.model_file}: the model returns (nearly) the same embedding for every face (mean cosine {mean_off:.4f} "
                               f"between {len(emb)} different conformance photos)", M.MODEL_OUTPUT)
-    ref = np.asarray(exp["embeddings"], np.float32)
+    try:  # a ragged, missing or non-numeric record is a damaged conformance set, not a crash
+        ref = np.asarray(exp["embeddings"], np.float32)
+        need = float(exp["tolerance"]["min_cosine_to_expected"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{bundle.path}: its conformance record is damaged ({type(exc).__name__}: {str(exc)[:200]}); re-export the bundle",
+                          M.CONFORMANCE) from None
     if ref.shape != emb.shape:
         raise BundleError(f"{bundle.path}: conformance embeddings have shape {ref.shape}, the model gives {emb.shape}", M.CONFORMANCE)
     cos = np.sum(emb * l2_normalize(ref), axis=1)
-    need = float(exp["tolerance"]["min_cosine_to_expected"])
     if cos.min() < need:
         raise BundleError(f"{bundle.path}: the model does not reproduce its conformance embeddings (min cosine {cos.min():.4f} < {need}); "
                           "the model file, the input contract or the runtime differ from what was exported", M.CONFORMANCE)
