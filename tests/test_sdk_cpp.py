@@ -142,7 +142,7 @@ def test_fuzz_the_c_abi(core, sdk_vectors, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("EDGEFACE_SDK_ASAN"), reason="opt-in (EDGEFACE_SDK_ASAN=1; passed on 2026-12-02: vectors 0 mismatches, 150 fuzz iterations): a second full build of the core with "
-                    "-fsanitize=address,undefined; not yet run to completion on the shared 2-core machine")
+                    "-fsanitize=address,undefined (several minutes on 2 cores)")
 def test_vectors_and_fuzz_under_address_sanitizer(sdk_vectors, tmp_path):
     asan = build_core(asan=True)
     supp = tmp_path / "lsan.supp"
