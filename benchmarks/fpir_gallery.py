@@ -107,13 +107,18 @@ def measure(bundle_dir: Path, seed: int = 0, embedder: str | None = None, cache:
         if n > len(g_ids):
             continue
         best = np.concatenate([scores[:, rng.choice(len(g_ids), n, replace=False)].max(axis=1) for _ in range(REPEATS[n])])
-        t_fpir, far_needed = threshold_for_fpir(th["far_curve"], TARGET_FPIR, n)
         row = {"gallery_size": n, "searches": int(best.size), "repeats": REPEATS[n]}
         for name, thr in fixed.items():
             row[name] = {"threshold": thr, "fpir": float(np.mean(best >= thr)), "predicted": fpir_for_far(cal_far[name], n)}
-        row[f"identify --fpir {TARGET_FPIR:g}"] = {"threshold": t_fpir, "far_per_comparison": far_needed, "fpir": float(np.mean(best >= t_fpir)), "predicted": TARGET_FPIR}
+        key = f"identify --fpir {TARGET_FPIR:g}"
+        try:
+            t_fpir, far_needed = threshold_for_fpir(th["far_curve"], TARGET_FPIR, n)
+            row[key] = {"threshold": t_fpir, "far_per_comparison": far_needed, "fpir": float(np.mean(best >= t_fpir)), "predicted": TARGET_FPIR}
+        except ValueError as exc:  # the FAR this size needs is beyond the calibrated curve: identify refuses, and so do we
+            row[key] = {"threshold": None, "fpir": None, "predicted": TARGET_FPIR, "refused": str(exc)}
         rows.append(row)
-        print(f"  N={n:>6}: " + "  ".join(f"{k}: FPIR {v['fpir']:.4f} (pred {v['predicted']:.4f}, t={v['threshold']:.3f})" for k, v in row.items() if isinstance(v, dict)), flush=True)
+        print(f"  N={n:>6}: " + "  ".join(f"{k}: " + (f"FPIR {v['fpir']:.4f} (pred {v['predicted']:.4f}, t={v['threshold']:.3f})" if v["fpir"] is not None else "refused (FAR beyond the calibrated curve)")
+                                          for k, v in row.items() if isinstance(v, dict)), flush=True)
     return {"model": meta["card"]["name"], "bundle": str(bundle_dir), "embedded_by": embedder or "the bundle", "pool": len(g_ids), "probes": len(p_ids), "probe_people": len(set(p_ids)), "rows": rows}
 
 
@@ -128,7 +133,8 @@ def plot(results: list[dict], path: Path) -> None:
         ns = [r["gallery_size"] for r in res["rows"]]
         keys = [k for k in res["rows"][0] if isinstance(res["rows"][0][k], dict)]
         for k, colour in zip(keys, ("C0", "C1", "C2", "C3")):
-            ax.plot(ns, [max(r[k]["fpir"], 1e-4) for r in res["rows"]], "o-", color=colour, label=f"{k}: measured")
+            done = [r for r in res["rows"] if r[k]["fpir"] is not None]  # identify --fpir refuses sizes beyond its calibrated FAR range
+            ax.plot([r["gallery_size"] for r in done], [max(r[k]["fpir"], 1e-4) for r in done], "o-", color=colour, label=f"{k}: measured")
             ax.plot(ns, [max(r[k]["predicted"], 1e-4) for r in res["rows"]], "--", color=colour, alpha=0.6, label=f"{k}: 1-(1-FAR)^N")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -138,7 +144,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("FPIR: strangers identified as someone")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle("False positive identification rate vs gallery size (values below 1e-4 drawn at 1e-4)", fontsize=10)
+    fig.suptitle("False positive identification rate vs gallery size\n(values below 1e-4 drawn at 1e-4)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -152,7 +158,8 @@ def md(results: list[dict]) -> str:
         out.append("| N enrolled | " + " | ".join(keys) + " |")
         out.append("|---|" + "---|" * len(keys))
         for r in res["rows"]:
-            out.append(f"| {r['gallery_size']:,} | " + " | ".join(f"{100 * r[k]['fpir']:.2f} % ({100 * r[k]['predicted']:.2f} %), t={r[k]['threshold']:.3f}" for k in keys) + " |")
+            out.append(f"| {r['gallery_size']:,} | " + " | ".join(f"{100 * r[k]['fpir']:.2f} % ({100 * r[k]['predicted']:.2f} %), t={r[k]['threshold']:.3f}" if r[k]["fpir"] is not None
+                                                              else "refused: needs a FAR below the calibrated curve" for k in keys) + " |")
         out.append("")
     return "\n".join(out)
 
