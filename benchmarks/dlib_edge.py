@@ -149,7 +149,7 @@ def main() -> int:
         prune = any(frac < 1 for frac in rel.values())
         if prune:
             acts = channel.expansion_activations(net, finetune.batches(stats, card))
-            idx = {name: channel.select_channels(net, frac, "correlation", acts)[name] for name, frac in rel.items()}
+            idx = channel.select_channels(net, rel, "correlation", acts)
             net = channel.shrink_bottlenecks(net, idx)
         acc0 = pairs.evaluate(embed_with_onnx(net, card, pairs.crops, args.threads))["accuracy_mean"]
         print(f"keep {keep}: {count_params(net)} params, before retraining {100 * acc0:.2f} %", flush=True)

@@ -79,24 +79,29 @@ def test_port_matches_dlib_on_crafted_chips(port, dlib_net, pattern):
     assert np.abs(out - ref).max() < 1e-4, np.abs(out - ref).max()
 
 
-def test_port_matches_dlib_on_real_faces(port, dlib_net, shared, yunet):
+def _lfw_faces(yunet, count: int):
+    """(pixels, YuNet detection) of `count` LFW-dev photos of different people, spread over the pair list."""
     from edgeface import paths
     from edgeface.data import load_pairs
     from edgeface.detect import pick_primary
     from edgeface.imageio import read_image
 
+    out = []
+    for f in sorted({p.a for p in load_pairs(paths.lfw_dev())})[::97][:count]:
+        img = read_image(f).pixels
+        det = pick_primary(yunet.detect(img), img.shape)
+        assert det is not None, f
+        out.append((img, det))
+    return out
+
+
+def test_port_matches_dlib_on_real_faces(port, dlib_net, shared, yunet):
+
     from edgeface.train.teacher import DlibTeacher
 
     model, _, mean = port
     teacher = DlibTeacher()  # dlib's own chip: its 5-point predictor in YuNet's box, get_face_chip
-    files = sorted({p.a for p in load_pairs(paths.lfw_dev())})[:: 97][:6]
-    chips = []
-    for f in files:
-        img = read_image(f).pixels
-        det = pick_primary(yunet.detect(img), img.shape)
-        assert det is not None, f
-        chips.append(teacher.chip(img, det.box))
-    chips = np.stack(chips)
+    chips = np.stack([teacher.chip(img, det.box) for img, det in _lfw_faces(yunet, 6)])
     ref = np.array([np.array(dlib_net.compute_face_descriptor(c)) for c in chips])
     out = _port_embed(model, chips, mean)
     cos = np.sum(out * ref, axis=1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
@@ -181,12 +186,9 @@ def test_the_packaged_edge_model_is_small_and_follows_the_dense_network(shared, 
     """dlib_resnet_edge (benchmarks/dlib_edge.py): under 2 M parameters, CC0 card, and on real LFW faces its
     embeddings agree with the dense network it was distilled from while still telling people apart
     (a network with its channels pruned but not retrained, or random weights, fails the agreement)."""
-    from edgeface import paths, zoo
+    from edgeface import zoo
     from edgeface.align import align_face
     from edgeface.compress.finetune import embed
-    from edgeface.data import load_pairs
-    from edgeface.detect import pick_primary
-    from edgeface.imageio import read_image
     from edgeface.models import names
 
     if "dlib_resnet_edge" not in names():
@@ -197,14 +199,7 @@ def test_the_packaged_edge_model_is_small_and_follows_the_dense_network(shared, 
     assert "CC0" in card.licence
     n_params = sum(p.numel() for p in edge.parameters())
     assert n_params < 2_000_000 and n_params == card.params
-    files = sorted({p.a for p in load_pairs(paths.lfw_dev())})[::97][:12]
-    crops = []
-    for f in files:
-        img = read_image(f).pixels
-        det = pick_primary(yunet.detect(img), img.shape)
-        assert det is not None, f
-        crops.append(align_face(img, det.landmarks, card.template, tuple(card.input_size)))
-    crops = np.stack(crops)
+    crops = np.stack([align_face(img, det.landmarks, card.template, tuple(card.input_size)) for img, det in _lfw_faces(yunet, 12)])
     e, d = embed(edge, crops, card), embed(dense, crops, dense_card)
     agreement = np.sum(e * d, axis=1)
     assert agreement.mean() >= 0.9 and agreement.min() >= 0.8, agreement

@@ -110,14 +110,16 @@ def greedy_select(informative: np.ndarray, corr: np.ndarray, n_keep: int) -> np.
     return np.flatnonzero(kept)
 
 
-def select_channels(model: nn.Module, keep: float, method: str = "correlation", activations: dict[str, torch.Tensor] | None = None, min_channels: int = 8) -> dict[str, np.ndarray]:
-    """Inner channels to keep per block (same fraction `keep` in each)."""
+def select_channels(model: nn.Module, keep: float | dict[str, float], method: str = "correlation", activations: dict[str, torch.Tensor] | None = None,
+                    min_channels: int = 8) -> dict[str, np.ndarray]:
+    """Inner channels to keep per block: the same fraction `keep` in each, or {block: fraction}."""
     out = {}
     for u in units(model):
         b = u.block
         producer, consumer = model.get_submodule(f"{b}.{u.producer}"), model.get_submodule(f"{b}.{u.consumer}")
         c = producer.out_channels
-        n_keep = min(c, max(min_channels, int(round(keep * c))))
+        frac = keep[b] if isinstance(keep, dict) else keep
+        n_keep = min(c, max(min_channels, int(round(frac * c))))
         if method == "magnitude":
             l1 = producer.weight.detach().abs().flatten(1).sum(1).numpy()
             out[b] = np.sort(np.argsort(-l1, kind="stable")[:n_keep])
