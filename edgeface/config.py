@@ -31,8 +31,18 @@ class ModelJob:
     input_size: tuple[int, int] | None = None
     template: str | None = None
     embedding_size: int = 128
+    eval_folds: int = 5  # LFW-dev folds measured before and after (0: none)
+    out: str | None = None
 
     @classmethod
     def from_namespace(cls, ns):
         """The job from an argparse namespace (or any object with the fields as attributes)."""
         return cls(**{f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)})
+
+
+@dataclass(kw_only=True)
+class JobResult:
+    """What every library job that writes a report returns besides its own outputs."""
+
+    report: dict
+    report_files: tuple[Path, Path]  # JSON, Markdown

@@ -275,21 +275,17 @@ class AlignedPairs:
             return AlignedPairs(z["crops"], z["ia"], z["ib"], z["same"], z["folds"], int(z["num_failed"]) if "num_failed" in z else 0)
 
     def subset(self, folds: int) -> "AlignedPairs":
-        """Only the pairs of the first `folds` folds, with only the crops they use."""
+        """Only the pairs of the first `folds` folds, with only the crops they use (itself when that is all of them)."""
+        if folds > int(self.folds.max(initial=-1)):
+            return self
         sel = self.folds < folds
         used, inv = np.unique(np.concatenate([self.ia[sel], self.ib[sel]]), return_inverse=True)
         n = int(sel.sum())
         return AlignedPairs(self.crops[used], inv[:n], inv[n:], self.same[sel], self.folds[sel], self.num_failed)
 
     def evaluate(self, embeddings: np.ndarray) -> dict:
-        from .protocol import evaluate_scores
-
         e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-10)
-        scores = np.sum(e[self.ia] * e[self.ib], axis=1)
-        report, _ = evaluate_scores(scores, self.same, self.folds)
-        d = report.to_dict()
-        d.update(num_pairs=int(len(self.ia)), num_failed=self.num_failed, num_folds=int(np.unique(self.folds).size))
-        return d
+        return self.evaluate_scores(np.sum(e[self.ia] * e[self.ib], axis=1))
 
     def evaluate_scores(self, scores: np.ndarray) -> dict:
         from .protocol import evaluate_scores
@@ -298,6 +294,12 @@ class AlignedPairs:
         d = report.to_dict()
         d.update(num_pairs=int(len(self.ia)), num_failed=self.num_failed, num_folds=int(np.unique(self.folds).size))
         return d
+
+    def headline(self, embeddings: np.ndarray) -> dict:
+        """The rounded numbers a job's report keeps of `evaluate`: accuracy (mean, std), AUC, EER, pairs."""
+        r = self.evaluate(embeddings)
+        return {"accuracy": round(r["accuracy_mean"], 5), "accuracy_std": round(r["accuracy_std"], 5), "auc": round(r["auc"], 5),
+                "eer": round(r["eer"], 5), "lfw_pairs": r["num_pairs"]}
 
 
 def lfw_pairs(card: ModelCard, data: str | os.PathLike | None = None, folds: int | None = None, show_progress: bool = True) -> AlignedPairs:

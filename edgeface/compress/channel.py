@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..card import ModelCard
+from .correlation import run_hooked
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,7 @@ def expansion_activations(model: nn.Module, batches, positions_per_face: int = 1
             chunks[b].append(torch.gather(flat, 1, idx[:, :, None].expand(-1, -1, c)).reshape(-1, c).float())
 
         hooks.append(model.get_submodule(f"{b}.{consumer[b]}").register_forward_hook(hook))
-    was = model.training
-    model.eval()
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
+    run_hooked(model, batches, hooks)
     return {b: torch.cat(v) for b, v in chunks.items()}
 
 

@@ -89,13 +89,26 @@ class CorrelationAccumulator:
         return mean.reshape(c.out_channels, c.in_channels, *c.kernel_size).float().numpy()
 
 
+def run_hooked(model: nn.Module, batches, handles: list) -> None:
+    """One eval-mode pass of `model` over `batches` for the forward hooks in `handles`
+    (already registered): the hooks are removed and the training flag restored afterwards,
+    also when the pass fails."""
+    was_training = model.training
+    model.eval()
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+
 @torch.no_grad()
 def connection_correlations(model: nn.Module, layer_names: list[str], batches) -> dict[str, np.ndarray]:
     """Correlation of every connection of the named convs, from one pass over `batches`
     (an iterable of normalised (N, 3, H, W) float tensors)."""
     accs, handles, pending = {}, [], {}
-    was_training = model.training
-    model.eval()
     try:
         for name in layer_names:
             conv = model.get_submodule(name)
@@ -109,12 +122,11 @@ def connection_correlations(model: nn.Module, layer_names: list[str], batches) -
 
             handles.append(conv.register_forward_pre_hook(pre))
             handles.append(_activation_module(model, name).register_forward_hook(post))
-        for x in batches:
-            model(x)
-    finally:
+    except BaseException:  # a wrong layer name: leave no hook behind on the caller's model
         for h in handles:
             h.remove()
-        model.train(was_training)
+        raise
+    run_hooked(model, batches, handles)
     return {n: a.result() for n, a in accs.items()}
 
 
@@ -122,23 +134,14 @@ def connection_correlations(model: nn.Module, layer_names: list[str], batches) -
 def channel_activations(model: nn.Module, module_name: str, batches, use_input: bool = True, max_samples: int = 200_000, seed: int = 0) -> torch.Tensor:
     """Activations of a module's input (or output) channels as (samples, C): every face at
     every position is one sample (sub-sampled to max_samples)."""
-    chunks, handles = [], []
+    chunks = []
     mod = model.get_submodule(module_name)
 
     def hook(m, args, out):
         t = args[0] if use_input else out
         chunks.append(t.permute(0, 2, 3, 1).reshape(-1, t.shape[1]).float())
 
-    was_training = model.training
-    model.eval()
-    handles.append(mod.register_forward_hook(hook))
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    run_hooked(model, batches, [mod.register_forward_hook(hook)])
     a = torch.cat(chunks)
     if len(a) > max_samples:
         a = a[torch.randperm(len(a), generator=torch.Generator().manual_seed(seed))[:max_samples]]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import face_sets as faces
 from ..card import ModelCard
-from ..config import ModelJob
+from ..config import JobResult, ModelJob
 from . import channel, finetune, prune
 from .evalfast import embed_with_onnx
 from .masks import save_pruned, sparsity_table
@@ -35,17 +35,13 @@ class PruneJob(ModelJob):
     lr: float = 1e-4
     faces: int = 1000
     stats_faces: int = 256
-    eval_folds: int = 5
-    out: str | None = None
     seed: int = 0
 
 
-@dataclass
-class PruneResult:
+@dataclass(kw_only=True)
+class PruneResult(JobResult):
     checkpoint: Path
     card: ModelCard
-    report: dict
-    report_files: tuple[Path, Path]  # JSON, Markdown
 
     def summary(self) -> str:
         r = self.report
@@ -112,12 +108,9 @@ def prune_model(job: PruneJob, log=print) -> PruneResult:
         report["after"]["nonzero_params"] = report["params_nonzero"]
         report["after"]["sparse_bytes_estimate"] = report["params_nonzero"] * 4 + sum(r["weights"] for r in report["layers"] if r["layer"] in masks) // 8
     if job.eval_folds:
-        pairs = faces.lfw_pairs(card)
-        if job.eval_folds < 5:
-            pairs = pairs.subset(job.eval_folds)
+        pairs = faces.lfw_pairs(card).subset(job.eval_folds)
         for key, net in (("before", dense), ("after", model)):
-            r = pairs.evaluate(embed_with_onnx(net, card, pairs.crops))
-            report[key].update(accuracy=round(r["accuracy_mean"], 5), accuracy_std=round(r["accuracy_std"], 5), auc=round(r["auc"], 5), eer=round(r["eer"], 5), lfw_pairs=r["num_pairs"])
+            report[key].update(pairs.headline(embed_with_onnx(net, card, pairs.crops)))
         log(f"LFW-dev ({pairs.folds.max() + 1} folds): {100 * report['before']['accuracy']:.2f} % -> {100 * report['after']['accuracy']:.2f} %")
     plots = []
     stem = out.with_suffix("")
@@ -129,4 +122,4 @@ def prune_model(job: PruneJob, log=print) -> PruneResult:
     report["plots"] = plots
     report["seconds"] = round(time.time() - t0)
     js, md = write_report(stem.with_name(stem.name + "_report"), report, f"edgeface prune: {new_card.name}")
-    return PruneResult(out, new_card, report, (Path(js), Path(md)))
+    return PruneResult(checkpoint=out, card=new_card, report=report, report_files=(Path(js), Path(md)))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import face_sets as faces
 from ..card import ModelCard
-from ..config import ModelJob
+from ..config import JobResult, ModelJob
 from ..compress.quantize import FloatScope, compare_embeddings
 from ..compress.report import write_report
 from ..runtime.model_file import ModelFile
@@ -34,18 +34,14 @@ class QuantizeJob(ModelJob):
     plain_storage: bool = False
     qat: int = 0
     qat_lr: float = 1e-5
-    eval_folds: int = 5
-    out: str | None = None
     threads: int = 2
 
 
-@dataclass
-class QuantizeResult:
+@dataclass(kw_only=True)
+class QuantizeResult(JobResult):
     model_file: Path
     card_file: Path
     card: ModelCard
-    report: dict
-    report_files: tuple[Path, Path]  # JSON, Markdown
 
     def summary(self) -> str:
         r = self.report
@@ -99,14 +95,11 @@ def quantize_model(job: QuantizeJob, log=print) -> QuantizeResult:
     report["size_ratio"] = round(report["before"]["file_bytes"] / report["after"]["file_bytes"], 3)
     plots = []
     if job.eval_folds:
-        pairs = faces.lfw_pairs(card)
-        if job.eval_folds < 5:
-            pairs = pairs.subset(job.eval_folds)
+        pairs = faces.lfw_pairs(card).subset(job.eval_folds)
         e32 = ModelFile(ref, card, job.threads).embed(pairs.crops)
         eq = ModelFile(path, card, job.threads).embed(pairs.crops)
         for key, e in (("before", e32), ("after", eq)):
-            r = pairs.evaluate(e)
-            report[key].update(accuracy=round(r["accuracy_mean"], 5), accuracy_std=round(r["accuracy_std"], 5), auc=round(r["auc"], 5), eer=round(r["eer"], 5), lfw_pairs=r["num_pairs"])
+            report[key].update(pairs.headline(e))
         report["accuracy_drop_pt"] = round(100 * (report["before"]["accuracy"] - report["after"]["accuracy"]), 3)
         report.update(compare_embeddings(e32, eq))
         import matplotlib
@@ -128,4 +121,4 @@ def quantize_model(job: QuantizeJob, log=print) -> QuantizeResult:
     report["plots"] = plots
     report["seconds"] = round(time.time() - t0)
     js, md = write_report(out / "report", report, f"edgeface quantize: {qcard.name}")
-    return QuantizeResult(path, out / "card.json", qcard, report, (Path(js), Path(md)))
+    return QuantizeResult(model_file=path, card_file=out / "card.json", card=qcard, report=report, report_files=(Path(js), Path(md)))

@@ -98,12 +98,9 @@ def _lfw_crops(pairs, store, card, show_progress: bool):
     return _CROPS[key]
 
 
-def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostors: bool = False, codecs: tuple[str, ...] = ()):
-    """(report, pair scores, labels) through any embedder (bundle or torch), with
-    edgeface.evaluate's protocol and failure rule. With `with_impostors`, a 4th value: the
-    scores of all pairs of detected pair images whose identities (LFW folder names) differ,
-    and a 5th: {codec: (genuine scores, impostor scores)} for each template codec in `codecs`
-    (the same pairs scored as a gallery of that codec would score them)."""
+def _embed_pairs(embedder, pairs, store, show_progress: bool):
+    """(image paths, PairEmbeddings, verification report) of a pair list through any embedder,
+    with edgeface.evaluate's protocol and failure rule (undetected images are not embedded)."""
     from ..evaluate import PairEmbeddings, embed_crops, verification_report
 
     paths, faces, crops, ok = _lfw_crops(pairs, store, embedder.card, show_progress)
@@ -111,7 +108,27 @@ def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostor
     if ok.any():
         emb[ok] = embed_crops(embedder, crops[ok], show_progress=show_progress)
     pe = PairEmbeddings(paths, {p: i for i, p in enumerate(paths)}, emb, ok, faces)
-    rep = verification_report(pe, pairs)
+    return paths, pe, verification_report(pe, pairs)
+
+
+def _codec_vectors(codec: str, pe) -> np.ndarray:
+    """Every image's scoring vector under a template codec ((images, bits) for the binary
+    codecs, not D wide); zero rows for the images without a usable face."""
+    if not pe.usable.any():
+        return np.zeros((len(pe.embeddings), 0), np.float32)
+    vec = get_codec(codec, pe.embeddings.shape[1]).score_vectors(pe.embeddings[pe.usable])
+    out = np.zeros((len(pe.embeddings), vec.shape[1]), np.float32)
+    out[pe.usable] = vec
+    return out
+
+
+def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostors: bool = False, codecs: tuple[str, ...] = ()):
+    """(report, pair scores, labels) through any embedder (bundle or torch), with
+    edgeface.evaluate's protocol and failure rule. With `with_impostors`, a 4th value: the
+    scores of all pairs of detected pair images whose identities (LFW folder names) differ,
+    and a 5th: {codec: (genuine scores, impostor scores)} for each template codec in `codecs`
+    (the same pairs scored as a gallery of that codec would score them)."""
+    paths, pe, rep = _embed_pairs(embedder, pairs, store, show_progress)
     ia = np.array([pe.index[p.a] for p in pairs])
     ib = np.array([pe.index[p.b] for p in pairs])
     usable = pe.usable[ia] & pe.usable[ib]
@@ -124,9 +141,7 @@ def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostor
     identities = [Path(p).parent.name for p, u in zip(paths, pe.usable) if u]
     by_codec = {}
     for name in codecs:
-        sv = get_codec(name, pe.embeddings.shape[1]).score_vectors(pe.embeddings[pe.usable])  # (n, bits): not D wide
-        v = np.zeros((len(pe.embeddings), sv.shape[1]), np.float32)
-        v[pe.usable] = sv
+        v = _codec_vectors(name, pe)
         by_codec[name] = (np.sum(v[ia] * v[ib], axis=1)[usable], cross_identity_scores(v[pe.usable], identities))
     return out, scores, labels, cross_identity_scores(pe.embeddings[pe.usable], identities), by_codec
 
@@ -205,16 +220,11 @@ def benchmark_scores(embedder, name: str, store, limit_folds: int | None = None,
     and the same for each template codec in `codecs`."""
     from .. import benchmarks
     from ..data import dataset_identity
-    from ..evaluate import PairEmbeddings, embed_crops, pair_scores, verification_report
+    from ..evaluate import pair_scores
 
     bench = benchmarks.get(name)
     pairs = pairs if pairs is not None else bench.pairs(limit_folds)  # pairs: the same benchmark from another folder
-    paths_, faces, crops, ok = _lfw_crops(pairs, store, embedder.card, show_progress)
-    emb = np.zeros((len(paths_), embedder.card.embedding_size), np.float32)
-    if ok.any():
-        emb[ok] = embed_crops(embedder, crops[ok], show_progress=show_progress)
-    pe = PairEmbeddings(paths_, {p: i for i, p in enumerate(paths_)}, emb, ok, faces)
-    rep = verification_report(pe, pairs)
+    paths_, pe, rep = _embed_pairs(embedder, pairs, store, show_progress)
     keep = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far", "num_pairs", "num_scored", "num_failed", "num_excluded", "num_folds", "num_images", "image_problems")
     report = {k: rep[k] for k in keep if k in rep}
     report["dataset"] = dataset_identity(pairs)
@@ -236,11 +246,7 @@ def benchmark_scores(embedder, name: str, store, limit_folds: int | None = None,
     out = {"report": report, "genuine": scores[usable & labels], "impostor": cross(pe.embeddings)}
     out["codecs"] = {}
     for codec in codecs:
-        sv = np.zeros((len(paths_), 0), np.float32)
-        if ok.any():
-            vec = get_codec(codec, emb.shape[1]).score_vectors(pe.embeddings[pe.usable])
-            sv = np.zeros((len(paths_), vec.shape[1]), np.float32)
-            sv[pe.usable] = vec
+        sv = _codec_vectors(codec, pe)
         out["codecs"][codec] = (np.sum(sv[[pe.index[p.a] for p in pairs]] * sv[[pe.index[p.b] for p in pairs]], axis=1)[usable & labels], cross(sv))
     return out
 

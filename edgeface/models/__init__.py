@@ -16,18 +16,15 @@ register_arch("mobilefacenet", lambda **kw: MobileFaceNet(input_size=tuple(kw.ge
 # Channel-pruned MobileFaceNet (edgeface prune --level channel): per-bottleneck widths in arch_kwargs["mid_channels"].
 register_arch("mobilefacenet_pruned", build_pruned_mobilefacenet)
 
-register(
-    ModelCard(
-        name="mobilefacenet",
-        arch="mobilefacenet",
-        input_size=(112, 112),
-        embedding_size=128,
-        template="arcface_112x112",
-        licence="architecture: Chen et al. 2018; untrained (train with `edgeface train`)",
-        description="MobileFaceNet, ArcFace 112x112 crop, 128-d (untrained)",
-        arch_kwargs={"input_size": [112, 112], "embedding_size": 128},
-    )
-)
+
+def _untrained(name: str, arch: str, side: int, embedding_size: int, paper: str, description: str, **arch_kwargs) -> ModelCard:
+    """The card of an architecture without weights (trained with `edgeface train`): square input on the ArcFace template."""
+    return ModelCard(name=name, arch=arch, input_size=(side, side), embedding_size=embedding_size, template="arcface_112x112",
+                     licence=f"architecture: {paper}; untrained (train with `edgeface train`)", description=description,
+                     arch_kwargs={**arch_kwargs, "input_size": [side, side], "embedding_size": embedding_size})
+
+
+register(_untrained("mobilefacenet", "mobilefacenet", 112, 128, "Chen et al. 2018", "MobileFaceNet, ArcFace 112x112 crop, 128-d (untrained)"))
 
 register_arch("mobilenet_v1", lambda **kw: MobileNetV1(alpha=kw.get("alpha", 1.0), input_size=tuple(kw.get("input_size", (112, 112))), embedding_size=kw.get("embedding_size", 128)))
 register_arch(
@@ -39,33 +36,13 @@ register_arch(
 # template scaled to that side, so every variant sees the same face framing).
 for _alpha in (1.0, 0.75, 0.5, 0.25):
     for _side in (112, 96, 80, 64):
-        register(
-            ModelCard(
-                name=f"mobilenet_v1_a{_alpha:g}_r{_side}",
-                arch="mobilenet_v1",
-                input_size=(_side, _side),
-                embedding_size=128,
-                template="arcface_112x112",
-                licence="architecture: Howard et al. 2017; untrained (train with `edgeface train`)",
-                description=f"MobileNet v1, width {_alpha:g}, {_side}x{_side} input, 128-d (untrained)",
-                arch_kwargs={"alpha": _alpha, "input_size": [_side, _side], "embedding_size": 128},
-            )
-        )
+        register(_untrained(f"mobilenet_v1_a{_alpha:g}_r{_side}", "mobilenet_v1", _side, 128, "Howard et al. 2017",
+                            f"MobileNet v1, width {_alpha:g}, {_side}x{_side} input, 128-d (untrained)", alpha=_alpha))
 
 for _depth in (9, 29):
     for _mfm, _suffix in (("2/1", ""), ("3/2", "_mfm32")):
-        register(
-            ModelCard(
-                name=f"lightcnn{_depth}{_suffix}",
-                arch="lightcnn",
-                input_size=(112, 112),
-                embedding_size=256,
-                template="arcface_112x112",
-                licence="architecture: Wu et al. 2018; untrained (train with `edgeface train`)",
-                description=f"Light CNN-{_depth}, MFM {_mfm}, 112x112 RGB, 256-d (untrained)",
-                arch_kwargs={"depth": _depth, "mfm": _mfm, "input_size": [112, 112], "embedding_size": 256},
-            )
-        )
+        register(_untrained(f"lightcnn{_depth}{_suffix}", "lightcnn", 112, 256, "Wu et al. 2018",
+                            f"Light CNN-{_depth}, MFM {_mfm}, 112x112 RGB, 256-d (untrained)", depth=_depth, mfm=_mfm))
 
 # dlib's CC0 ResNet: weights converted on first use from the installed face-recognition-models
 # package (nothing downloaded, nothing committed).

@@ -128,36 +128,32 @@ class Codec:
         return f"{type(self).__name__}(dim={self.dim}, bytes={self.bytes_per_template})"
 
 
-class Float32Codec(Codec):
+class _FloatCodec(Codec):
+    """D little-endian IEEE floats of `dtype` (lossless for float32)."""
+
+    dtype = "<f4"
+
+    @property
+    def bytes_per_template(self) -> int:
+        return np.dtype(self.dtype).itemsize * self.dim
+
+    def encode(self, x):
+        x = _as_matrix(x, self.dim)
+        return np.ascontiguousarray(x.astype(self.dtype)).view(np.uint8).reshape(len(x), -1)
+
+    def decode(self, codes):
+        codes = _as_codes(codes, self.bytes_per_template)
+        return np.ascontiguousarray(codes).view(self.dtype).reshape(len(codes), self.dim).astype(np.float32)
+
+
+class Float32Codec(_FloatCodec):
     name = "float32"
-
-    @property
-    def bytes_per_template(self) -> int:
-        return 4 * self.dim
-
-    def encode(self, x):
-        x = _as_matrix(x, self.dim)
-        return np.ascontiguousarray(x.astype("<f4")).view(np.uint8).reshape(len(x), -1)
-
-    def decode(self, codes):
-        codes = _as_codes(codes, self.bytes_per_template)
-        return np.ascontiguousarray(codes).view("<f4").reshape(len(codes), self.dim).astype(np.float32)
+    dtype = "<f4"
 
 
-class Float16Codec(Codec):
+class Float16Codec(_FloatCodec):
     name = "fp16"
-
-    @property
-    def bytes_per_template(self) -> int:
-        return 2 * self.dim
-
-    def encode(self, x):
-        x = _as_matrix(x, self.dim)
-        return np.ascontiguousarray(x.astype("<f2")).view(np.uint8).reshape(len(x), -1)
-
-    def decode(self, codes):
-        codes = _as_codes(codes, self.bytes_per_template)
-        return np.ascontiguousarray(codes).view("<f2").reshape(len(codes), self.dim).astype(np.float32)
+    dtype = "<f2"
 
 
 class Int8Codec(Codec):

@@ -41,6 +41,13 @@ REJECTION_REASONS = ("missing", "unreadable", "empty", "tiny", "huge", "invalid"
                      "bad_landmarks", "quality")
 
 
+def _with_quality(d: dict[str, Any], quality: QualityReport | None) -> dict[str, Any]:
+    """`d` with the quality gate's report under "quality" when the face was gated."""
+    if quality is not None:
+        d["quality"] = quality.to_dict()
+    return d
+
+
 @dataclass
 class Rejection:
     """Why an image gave no usable face. reason is a stable code, detail a sentence."""
@@ -53,10 +60,7 @@ class Rejection:
     ok = False
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"ok": False, "source": self.source, "reason": self.reason, "detail": self.detail}
-        if self.quality is not None:
-            d["quality"] = self.quality.to_dict()
-        return d
+        return _with_quality({"ok": False, "source": self.source, "reason": self.reason, "detail": self.detail}, self.quality)
 
 
 @dataclass
@@ -84,9 +88,7 @@ class Face:
              "faces_detected": self.faces_detected}
         if self.detector_score is not None:
             d["detector_score"] = round(float(self.detector_score), 4)
-        if self.quality is not None:
-            d["quality"] = self.quality.to_dict()
-        return d
+        return _with_quality(d, self.quality)
 
 
 @dataclass

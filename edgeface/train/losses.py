@@ -64,40 +64,46 @@ class MultibatchLoss(nn.Module):
         return loss[offdiag].mean()
 
 
-class ContrastiveLoss(nn.Module):
+class _DistanceMarginLoss(nn.Module):
+    """A loss on the batch's pairwise Euclidean distances with a fixed margin, on normalised
+    embeddings by default: `distances` gives (d, same, different) for the subclasses."""
+
+    def __init__(self, margin: float, normalize: bool = True):
+        super().__init__()
+        self.margin = margin
+        self.normalize = normalize
+
+    def distances(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = F.normalize(emb, dim=1) if self.normalize else emb
+        return (pairwise_distance(x), *pair_masks(labels))
+
+
+class ContrastiveLoss(_DistanceMarginLoss):
     """DeepID2's verification signal (Sun et al. 2014) over all ordered pairs i != j:
     same: 1/2 ||f_i - f_j||^2; different: 1/2 max(0, m - ||f_i - f_j||)^2, on normalised
     embeddings by default. Averaged over all pairs."""
 
     def __init__(self, margin: float = 1.0, normalize: bool = True):
-        super().__init__()
-        self.margin = margin
-        self.normalize = normalize
+        super().__init__(margin, normalize)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(emb, dim=1) if self.normalize else emb
-        d = pairwise_distance(x)
-        same, diff = pair_masks(labels)
+        d, same, diff = self.distances(emb, labels)
         pos = 0.5 * d.pow(2)
         neg = 0.5 * F.relu(self.margin - d).pow(2)
         loss = torch.where(same, pos, neg)
         return loss[same | diff].mean()
 
 
-class BatchHardTripletLoss(nn.Module):
+class BatchHardTripletLoss(_DistanceMarginLoss):
     """Hermans et al. 2017 "batch hard": for each anchor the farthest positive and the
     nearest negative in the batch, max(0, d_ap - d_an + margin), averaged over anchors that
     have both (P x K batches guarantee it for K >= 2)."""
 
     def __init__(self, margin: float = 0.3, normalize: bool = True):
-        super().__init__()
-        self.margin = margin
-        self.normalize = normalize
+        super().__init__(margin, normalize)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(emb, dim=1) if self.normalize else emb
-        d = pairwise_distance(x)
-        same, diff = pair_masks(labels)
+        d, same, diff = self.distances(emb, labels)
         valid = same.any(1) & diff.any(1)
         if not valid.any():
             return emb.sum() * 0.0
