@@ -1,11 +1,87 @@
 """Configuration files of the kit (device profiles, export recipes, training recipes): TOML, read
-by one reader that names the file in every error. Standard library only."""
+by one reader that names the file in every error, found by one finder. Standard library only.
+
+The kit's own files ship inside the package (edgeface/configs/<kind>/NAME.toml), so an installed
+wheel finds them outside any checkout; a user's own files are found first, from the folders in
+the kind's environment variable and then ./<folder> of the current directory:
+
+    kind      folder     variable                 read by
+    profile   profiles   EDGEFACE_PROFILES        profiles.load_profile  (edgeface bench/export --profile)
+    export    export     EDGEFACE_RECIPES         profiles.load_recipe   (edgeface export --recipe)
+    train     train      EDGEFACE_TRAIN_RECIPES   commands.train         (edgeface train --recipe)
+"""
 from __future__ import annotations
 
 import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+
+PACKAGED = Path(__file__).resolve().parent / "configs"
+KINDS = {"profile": ("profiles", "EDGEFACE_PROFILES"), "export": ("export", "EDGEFACE_RECIPES"), "train": ("train", "EDGEFACE_TRAIN_RECIPES")}
+_WHAT = {"profile": "device profile", "export": "export recipe", "train": "training recipe"}
+
+
+def search_dirs(kind: str) -> list[Path]:
+    """Where files of `kind` are looked for, first match wins: $VARIABLE's folders, ./<folder>, the package's."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown configuration kind {kind!r}; known: {sorted(KINDS)}")
+    folder, variable = KINDS[kind]
+    env = os.environ.get(variable)
+    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []
+    return dirs + [Path.cwd() / folder, PACKAGED / folder]
+
+
+def find(kind: str, name: str | os.PathLike) -> Path:
+    """The file of a configuration given by name (searched, see `search_dirs`) or by path (a .toml or a name with a folder in it)."""
+    dirs = search_dirs(kind)
+    what = _WHAT[kind]
+    p = Path(name)
+    if p.suffix == ".toml" or os.sep in str(name):
+        if p.is_file():
+            return p
+        raise FileNotFoundError(f"{what} file {p} not found")
+    for d in dirs:
+        cand = d / f"{name}.toml"
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"no {what} named {str(name)!r}; known: {', '.join(names(kind)) or 'none'} (searched {', '.join(str(d) for d in dirs)})")
+
+
+def names(kind: str) -> list[str]:
+    """Every name of `kind` that `find` resolves, the user's and the package's."""
+    return sorted({f.stem for d in search_dirs(kind) if d.is_dir() for f in d.glob("*.toml")})
+
+
+def load_table(kind: str, name: str | os.PathLike, schema: type | None = None, section: str | None = None,
+               error: type[Exception] = ValueError) -> tuple[dict, Path]:
+    """(table, path) of a configuration; with a dataclass `schema`, every key must be one of its
+    fields (the error names the file and the unknown keys). `section`: read [section] when the file has one."""
+    path = find(kind, name)
+    table = read_toml(path, error)
+    if section is not None:
+        table = table.get(section, table)
+    if schema is not None:
+        known = {f.name for f in fields(schema)}
+        unknown = set(table) - known
+        if unknown:
+            raise error(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return table, path
+
+
+def load(kind: str, name: str | os.PathLike):
+    """A validated, typed configuration: a profiles.Profile ("profile"), a profiles.Recipe
+    ("export"), or the table of a training recipe ("train"; commands.train makes its TrainConfig)."""
+    if kind == "profile":
+        from .profiles import load_profile
+
+        return load_profile(name)
+    if kind == "export":
+        from .profiles import load_recipe
+
+        return load_recipe(name)
+    return load_table(kind, name, section="train")[0]
 
 
 def read_toml(path: str | os.PathLike, error: type[Exception] = ValueError) -> dict:

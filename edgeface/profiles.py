@@ -1,4 +1,5 @@
-"""Device profiles (profiles/*.toml) and the export recipes they name (export/*.toml).
+"""Device profiles (configs/profiles/*.toml) and the export recipes they name (configs/export/*.toml;
+both found by edgeface.config.find: the user's folders first, then the package's).
 
 A profile says what a device runs and what it must achieve: the export recipe (format,
 precision, options), the backend, threads, batch, budgets (latency, memory, size) and an
@@ -16,23 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import config
 from .config import read_toml
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 DEVICE_KINDS = ("local", "ssh", "adb")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def profile_dirs() -> list[Path]:
-    env = os.environ.get("EDGEFACE_PROFILES")
-    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []
-    return dirs + [CHECKOUT / "profiles", Path.cwd() / "profiles"]
+    return config.search_dirs("profile")
 
 
 def recipe_dirs() -> list[Path]:
-    env = os.environ.get("EDGEFACE_RECIPES")
-    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []
-    return dirs + [CHECKOUT / "export", Path.cwd() / "export"]
+    return config.search_dirs("export")
 
 
 @dataclass(frozen=True)
@@ -114,20 +111,6 @@ def _check_table(where: str, table: dict, schema: dict, required: tuple[str, ...
             raise ProfileError(f"{where}: {key} must be {_type_name(want)}, got {type(value).__name__} {value!r}")
 
 
-def _find(name: str, dirs: list[Path], what: str) -> Path:
-    p = Path(name)
-    if p.suffix == ".toml" or os.sep in name:
-        if p.is_file():
-            return p
-        raise FileNotFoundError(f"{what} file {p} not found")
-    for d in dirs:
-        cand = d / f"{name}.toml"
-        if cand.is_file():
-            return cand
-    known = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.toml")})
-    raise FileNotFoundError(f"no {what} named {name!r}; known: {', '.join(known) or 'none'} (searched {', '.join(str(d) for d in dirs)})")
-
-
 def _check_target(where: str, fmt: str, precision: str, backend: str | None = None, graph: str | None = None) -> None:
     """Format, precision and backend must be a target the kit knows (edgeface.targets)."""
     if precision not in PRECISIONS:
@@ -157,7 +140,7 @@ def load_recipe(name: str | os.PathLike) -> Recipe:
     """An export recipe (export/NAME.toml): `format`, `precision` and the exporter's options
     (graph, n_calib, n_verify, n_impostor, lfw_folds, threads). The one reader of recipes:
     `edgeface export --recipe` and a profile read it here, so a recipe means the same thing to both."""
-    path = _find(str(name), recipe_dirs(), "export recipe")
+    path = config.find("export", name)
     data = read_toml(path, ProfileError)
     unknown = set(data) - RECIPE_KEYS
     if unknown:
@@ -175,7 +158,7 @@ def load_recipe(name: str | os.PathLike) -> Recipe:
 
 def load_profile(name: str | os.PathLike) -> Profile:
     """A profile by name (profiles/NAME.toml) or path, validated, with its recipe loaded."""
-    path = _find(str(name), profile_dirs(), "device profile")
+    path = config.find("profile", name)
     data = read_toml(path, ProfileError)
     where = str(path)
     _check_table(where, data, _PROFILE_KEYS, ("recipe", "backend"))
@@ -221,12 +204,7 @@ def load_profile(name: str | os.PathLike) -> Profile:
 
 
 def list_profiles() -> list[str]:
-    seen: dict[str, Path] = {}
-    for d in profile_dirs():
-        if d.is_dir():
-            for f in sorted(d.glob("*.toml")):
-                seen.setdefault(f.stem, f)
-    return sorted(seen)
+    return config.names("profile")
 
 
 def export_args(profile: Profile | str) -> tuple[str, str, dict[str, Any]]:

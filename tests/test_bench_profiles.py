@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface import profiles, targets
+from edgeface import config, profiles, targets
 from edgeface.profiles import ProfileError, check_budgets, export_args, list_profiles, load_profile, load_recipe
 
 SHIPPED = list_profiles()
@@ -55,7 +55,7 @@ def test_shipped_profile_is_consistent_with_its_recipe(name):
 
 
 def test_every_recipe_file_loads():
-    files = sorted((profiles.CHECKOUT / "export").glob("*.toml"))
+    files = sorted((config.PACKAGED / "export").glob("*.toml"))
     assert len(files) >= 5
     for f in files:
         r = load_recipe(f.stem)

@@ -36,7 +36,7 @@ def _threads(text: str) -> tuple[int, ...]:
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmark targets/profiles: size, latency, memory, parity, accuracy", description=HELP)
     p.add_argument("models", nargs="+", metavar="MODEL|BUNDLE", help="source model, bundle directory, or .onnx/.xml/.tflite file")
-    p.add_argument("--profile", action="append", default=[], help="device profile (profiles/NAME.toml); repeatable. Exports/measures what it names and checks its budgets")
+    p.add_argument("--profile", action="append", default=[], help="device profile: a name (edgeface/configs/profiles/NAME.toml, or your own in ./profiles or $EDGEFACE_PROFILES) or a .toml path; repeatable. Exports/measures what it names and checks its budgets")
     p.add_argument("--targets", help="comma-separated TARGET-PRECISION list for source models (default: every target available here), e.g. onnx-fp32,tflite-int8")
     p.add_argument("--source", help="source model the given bundles/files came from (for cosine parity)")
     p.add_argument("--card", help="model card JSON for plain model files")

@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--graph", choices=("full", "core"), help="full (default where the target has it): uint8 NHWC faces in, normalisation and "
                    "L2 norm in the graph; core: the bare network (float32 NCHW, opset 11), the runtime normalises and L2-normalises "
                    "from the card (ncnn and Core ML take only core; column 'graph' below)")
-    p.add_argument("--recipe", help="export recipe: a name from the checkout's export/ folder or a .toml path (flags override it)")
+    p.add_argument("--recipe", help="export recipe: a name (edgeface/configs/export/NAME.toml, or your own in ./export or $EDGEFACE_RECIPES) or a .toml path (flags override it)")
     p.add_argument("--out", help="bundle directory to write (replaced if it is already a bundle)")
     p.add_argument("--calib", help="folder of face photos for int8 calibration and the conformance set (default: fixed-seed CelebA-299 + AAF-8k from ../shared; never LFW)")
     p.add_argument("--card", help="model card JSON (or a bundle's edgeface.json) for an .onnx MODEL without edgeface metadata")

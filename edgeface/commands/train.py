@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 HELP = """Train a face embedder. Faces are detected (YuNet) and aligned once, then cached;
 batches are P identities x K images; augmentation runs on the training device.
@@ -21,7 +20,7 @@ Teacher in the loop (a torch teacher: registry name or checkpoint, e.g. dlib_res
 it on every batch (needed by --feature-weight); --relational-weight matches the batch's
 similarity matrices. A --data entry ending in .npz is a pre-aligned face set (uint8 crops).
 
-A recipe (--recipe FILE.toml) holds the same options; command-line options override it.
+A recipe (--recipe NAME or FILE.toml) holds the same options; command-line options override it.
 Writes OUT/last.safetensors (weights + card), state.safetensors (for --resume: the exact
 step, optimizer, sampler and RNG states), history.json and curves.png. --stop-after-steps /
 --sitting-time end a sitting with a resumable state (so does Ctrl-C); --resume continues it.
@@ -38,7 +37,7 @@ RECIPE_KEYS = {
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a face embedder (metric losses, margin heads, distillation)", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", help="TOML recipe (e.g. edgeface/recipes/default.toml); flags override it")
+    p.add_argument("--recipe", help="training recipe: a name (default: edgeface/configs/train/default.toml) or a .toml path; flags override it")
     p.add_argument("--arch", help="registry name of the architecture (default mobilefacenet; see `edgeface models`)")
     p.add_argument("--loss", help="identity losses, comma-separated (default multibatch); 'none' for distillation only")
     p.add_argument("--loss-weights", help="weights of the losses, comma-separated")
@@ -81,17 +80,14 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def load_recipe(path: str) -> dict:
-    from ..config import read_toml
+def load_recipe(name: str) -> dict:
+    """A training recipe's [train] table by name (`default`: edgeface/configs/train/default.toml) or path."""
+    from ..config import load_table
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: recipe not found")
-    raw = read_toml(p)
-    body = raw.get("train", raw)
+    body, path = load_table("train", name, section="train")
     unknown = set(body) - RECIPE_KEYS
     if unknown:
-        raise ValueError(f"{p}: unknown recipe keys {sorted(unknown)}; known: {sorted(RECIPE_KEYS)}")
+        raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}; known: {sorted(RECIPE_KEYS)}")
     return body
 
 

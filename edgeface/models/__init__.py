@@ -52,7 +52,7 @@ register(DLIB_RESNET_CARD, weights=dlib_resnet_weights)
 # `default`: the model edgeface ships. dlib's ResNet is the one accurate model whose weights
 # may be redistributed (CC0); the MobileFaceNet trained here before (84.4 % on LFW-dev, trained
 # on non-commercial research data) is kept only as history in benchmarks/results/train_report.md
-# and is reproduced by `edgeface train --recipe edgeface/recipes/default.toml`.
+# and is reproduced by `edgeface train --recipe edgeface/configs/train/default.toml`.
 register(
     DLIB_RESNET_CARD.replace(name="default", description="edgeface's default model: " + DLIB_RESNET_CARD.description),
     weights=dlib_resnet_weights,
