@@ -75,7 +75,7 @@ def device_bundle_dir(profile_name: str) -> Path:
 
 def export_for_profile(profile_name: str, out: Path) -> None:
     """`edgeface export` of the reference model for a profile (minutes on 2 cores: opt-in)."""
-    from edgeface.commands.bench import export_bundle
+    from edgeface.bench.plan import export_in_subprocess as export_bundle
 
     try:
         export_bundle(str(paths.reference_mobilefacenet()), out, profile=str(load_profile(profile_name).path), quiet=True,

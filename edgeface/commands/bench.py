@@ -1,11 +1,7 @@
 """`edgeface bench`: size, cold start, latency, throughput, memory, parity and accuracy per target."""
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
 import sys
-from pathlib import Path
 
 
 HELP = """Benchmark face embedders per export target and device profile.
@@ -59,109 +55,6 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def available_targets() -> list[tuple[str, str]]:
-    """(format, precision) pairs the target table says this machine can export and run."""
-    try:
-        from .. import targets
-    except ImportError:
-        raise ValueError("no target table (edgeface.targets) in this install: pass bundles/model files, or name --profile / --targets") from None
-    # A target counts when it can be exported AND run here (a TensorRT engine without a GPU cannot).
-    return [(t.format, t.precision) for t in targets.available_targets("export") if t.can_run()]
-
-
-def _parse_targets(text: str) -> list[tuple[str, str]]:
-    out = []
-    for item in text.split(","):
-        fmt, sep, prec = item.strip().rpartition("-")
-        if not sep or not fmt:
-            raise ValueError(f"--targets: expected FORMAT-PRECISION such as onnx-fp32, got {item!r}")
-        out.append((fmt, prec))
-    return out
-
-
-def export_in_subprocess(source: str, out_dir: Path, fmt: str | None = None, precision: str | None = None, profile: str | None = None, rebuild: bool = False, quiet: bool = False, extra: str = "") -> Path:
-    """`edgeface export` in a subprocess (the exporter may import torch and converters; this
-    process stays lean), reusing an existing bundle unless asked to rebuild."""
-    if (out_dir / "edgeface.json").is_file() and not rebuild:
-        return out_dir
-    cmd = [sys.executable, "-m", "edgeface", "export", source, "--out", str(out_dir)]
-    if profile:
-        from ..profiles import load_profile
-
-        cmd += ["--recipe", str(load_profile(profile).recipe.path)]  # exactly the profile's recipe
-    else:
-        cmd += ["--target", fmt, "--precision", precision]
-    cmd += shlex.split(extra)
-    env = dict(os.environ)
-    checkout = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([checkout] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    if not quiet:
-        print(f"exporting: {' '.join(cmd[2:])}", file=sys.stderr)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"export failed ({' '.join(cmd[3:])}): {(proc.stderr or proc.stdout).strip()[-1500:]}")
-    return out_dir
-
-
-def _stem(spec: str) -> str:
-    p = Path(spec)
-    return p.stem if p.suffix else p.name
-
-
-def _bundle_label(path: Path) -> str:
-    import json
-
-    try:
-        meta = json.loads((path / "edgeface.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}/edgeface.json: cannot read bundle metadata ({exc})") from None
-    return f"{meta.get('format', '?')}-{meta.get('precision', '?')}", meta
-
-
-def build_targets(args) -> tuple[list, list[dict]]:
-    from ..bench.harness import BenchItem, classify
-    from ..profiles import load_profile
-
-    profiles = [load_profile(name) for name in args.profile]
-    targets, skipped = [], []
-    out = Path(args.out)
-    for spec in args.models:
-        kind = classify(spec)
-        if kind == "source":
-            wanted = []
-            if profiles:
-                wanted = [(p.recipe.format, p.recipe.precision, p) for p in profiles]
-            else:
-                pairs = _parse_targets(args.targets) if args.targets else available_targets()
-                wanted = [(f, pr, None) for f, pr in pairs]
-            for fmt, prec, prof in wanted:
-                label = prof.name if prof else f"{fmt}-{prec}"
-                bdir = out / "bundles" / _stem(spec) / label
-                try:
-                    export_in_subprocess(spec, bdir, fmt, prec, str(prof.path) if prof else None, args.rebuild, args.quiet, args.export_args)
-                except RuntimeError as exc:
-                    skipped.append({"target": f"{_stem(spec)}:{label}", "path": str(bdir), "error": str(exc)})
-                    continue
-                targets.append(BenchItem(label=f"{fmt}-{prec}", path=bdir, source=spec, profile=prof))
-        elif kind == "bundle":
-            label, meta = _bundle_label(Path(spec))
-            prof = next((p for p in profiles if (p.recipe.format, p.recipe.precision) == (meta.get("format"), meta.get("precision"))), None)
-            targets.append(BenchItem(label=label, path=Path(spec), source=args.source, profile=prof))
-        else:
-            p = Path(spec)
-            fmt = {".onnx": "onnx", ".xml": "openvino", ".tflite": "tflite"}[p.suffix]
-            prof = next((pr for pr in profiles if pr.recipe.format == fmt), None)
-            targets.append(BenchItem(label=f"{fmt}:{p.stem}", path=p, card=args.card, source=args.source, profile=prof))
-    # Distinct labels: the same target of two models gets the model's name in front.
-    seen: dict[str, int] = {}
-    for t in targets:
-        seen[t.label] = seen.get(t.label, 0) + 1
-    for t in targets:
-        if seen[t.label] > 1 and t.source:
-            t.label = f"{_stem(t.source)}:{t.label}"
-    return targets, skipped
-
-
 def source_embeddings(source: str, faces):
     """The source model's (torch) embeddings of the parity faces: the bench's parity reference."""
     from ..zoo import load_embedder
@@ -170,30 +63,16 @@ def source_embeddings(source: str, faces):
 
 
 def run(args) -> int:
-    from .. import benchmarks
     from ..bench import report
-    from ..bench.harness import BenchSettings, run_bench
+    from ..bench.plan import BenchJob, bench
 
-    if args.pairs and not args.data:
-        raise ValueError("--pairs names the pairs file of --data DIR; pass --data too")
-
-    threads = _threads(args.threads)
-    targets, skipped = build_targets(args)
-    if not targets:
-        for s in skipped:
-            print(f"{s['target']}: {s['error']}", file=sys.stderr)
-        raise ValueError("nothing to benchmark: every export failed or no target is available here")
-    settings = BenchSettings(
-        threads=threads, throughput_batch=args.throughput_batch, min_time=args.min_time, max_time=args.max_time, min_reps=args.min_reps,
-        accuracy=not args.no_accuracy, data=args.data or "", pairs=args.pairs, benchmarks=benchmarks.parse(args.benchmarks), limit_folds=args.limit_folds, parity_faces=args.parity_faces, show_progress=not args.quiet,
-    )
-    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    result = run_bench(targets, settings, Path(args.out) / "work", log=log, embed_source=source_embeddings)
-    result["errors"] = skipped + result["errors"]
-    files = report.write_all(result, args.out, args.name)
-    print(report.table(result))
-    print("wrote " + ", ".join(files.values()), file=sys.stderr)
-    failed = [r["target"] for r in result["rows"] if r.get("pass") is False]
-    if failed:
-        print(f"over budget: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed or (result["errors"] and not result["rows"]) else 0
+    job = BenchJob(models=args.models, profiles=args.profile, targets=args.targets, source=args.source, card=args.card, out=args.out, name=args.name,
+                   threads=_threads(args.threads), throughput_batch=args.throughput_batch, min_time=args.min_time, max_time=args.max_time,
+                   min_reps=args.min_reps, accuracy=not args.no_accuracy, benchmarks=args.benchmarks, data=args.data, pairs=args.pairs,
+                   limit_folds=args.limit_folds, parity_faces=args.parity_faces, export_args=args.export_args, rebuild=args.rebuild, quiet=args.quiet)
+    done = bench(job, embed_source=source_embeddings)
+    print(report.table(done.result))
+    print("wrote " + ", ".join(done.files.values()), file=sys.stderr)
+    if done.over_budget:
+        print(f"over budget: {', '.join(done.over_budget)}", file=sys.stderr)
+    return 0 if done.ok else 1
