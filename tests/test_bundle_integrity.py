@@ -231,3 +231,26 @@ def test_builtin_validator_agrees_with_jsonschema(bundle):
         assert ours == theirs, (path, m)
         agree += 1
     assert agree == 300
+
+
+def test_manifest_is_a_typed_value_that_round_trips_and_validates(tmp_path):
+    """The typed Manifest (what the writer builds stage by stage) reads every section of a real
+    manifest, writes the same JSON document back, cannot be patched, and refuses what load_bundle refuses."""
+    import dataclasses
+
+    from edgeface.runtime.bundle import BundleError, Manifest
+
+    meta = read(make_tiny_bundle(tmp_path / "b"))
+    m = Manifest.from_dict(meta)
+    assert m.to_dict() == meta and list(m.to_dict()) == list(meta)
+    assert m.input.shape == tuple(meta["input"]["shape"]) and m.input.get("normalization_in_graph") == meta["input"]["normalization_in_graph"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.status = "verified"
+    later = dataclasses.replace(m, status="failed", verification={"failures": ["x"], "passed": False})
+    assert later.to_dict()["status"] == "failed" and m.to_dict()["status"] == meta["status"]
+    bad = dict(meta, input=dict(meta["input"], normalization_in_graph=not meta["input"]["normalization_in_graph"]))
+    with pytest.raises(BundleError) as err:
+        Manifest.from_dict(bad)
+    with pytest.raises(BundleError) as reader:
+        validate_meta(bad)
+    assert err.value.kind == reader.value.kind and str(err.value) == str(reader.value)

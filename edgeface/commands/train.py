@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = """Train a face embedder. Faces are detected (YuNet) and aligned once, then cached;
 batches are P identities x K images; augmentation runs on the training device.
@@ -148,49 +147,10 @@ def build_config(args):
 
 
 def run(args) -> int:
-    import numpy as np
-    import torch
+    from ..train.job import TrainJob, run_training
 
-    from .. import models
-    from ..train.data import load_aligned, load_training_sources
-    from ..train.distributed import world_from_env
-    from ..face_sets import AlignedPairs, crop_card, lfw_pairs
-    from ..train.loop import train
-    from ..train.teacher import TorchTeacher, teacher_embeddings
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = build_config(args)
-    models.get(cfg.arch)  # fail early on an unknown architecture
-    main = world_from_env().is_main
-    quiet = args.quiet or not main
-    npz = [d for d in cfg.data if d.endswith(".npz")]
-    if npz and len(npz) != len(cfg.data):
-        raise ValueError("--data: give either pre-aligned .npz sets or named sources / folders, not both")
-    if npz:
-        from ..train.data import AlignedSet
-
-        parts = [load_aligned(d) for d in npz]
-        data = AlignedSet.concat(parts) if len(parts) > 1 else parts[0]
-        if cfg.max_images:
-            data = data.subset(np.arange(min(len(data), cfg.max_images)))
-    else:
-        data = load_training_sources(cfg.data, show_progress=not quiet, max_per_source=cfg.max_images)
-    if main:
-        print(f"training set: {len(data)} faces, {data.num_classes} identities from {', '.join(cfg.data)}", file=sys.stderr)
-    teacher = teacher_emb = None
-    if cfg.teacher and cfg.teacher_mode == "clean":
-        teacher_emb = teacher_embeddings(cfg.teacher, data, show_progress=not quiet, sources=cfg.teacher_sources)
-    elif cfg.teacher:
-        teacher = TorchTeacher(cfg.teacher, device=cfg.device)
-    lfw = None
-    if cfg.eval_lfw and main:
-        if args.lfw_crops:
-            lfw = AlignedPairs.load(args.lfw_crops)
-        else:
-            lfw = lfw_pairs(crop_card(), show_progress=not quiet)
-    result = train(cfg, data, args.out, teacher_emb, lfw, resume=args.resume, show_progress=not quiet, teacher=teacher, stop_after_steps=args.stop_after_steps, sitting_s=args.sitting_time)
-    if main:
-        last = result["history"][-1] if result["history"] else {}
-        print(json.dumps({"out": result["out"], "epochs": last.get("epoch"), "steps": len(result["steps"]), "loss": last.get("loss"), "lfw_dev_accuracy": last.get("lfw_accuracy"), "stopped": result["stopped"], "world_size": result["world_size"]}))
+    result = run_training(TrainJob(config=build_config(args), out=args.out, resume=args.resume, lfw_crops=args.lfw_crops, quiet=args.quiet,
+                                   threads=args.threads, stop_after_steps=args.stop_after_steps, sitting_s=args.sitting_time))
+    if result.is_main:
+        print(json.dumps(result.summary()))
     return 0

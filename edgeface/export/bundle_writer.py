@@ -1,5 +1,7 @@
 """`export_bundle`: source model -> converted file(s) -> edgeface.json -> verification ->
-conformance set, in a staging directory that replaces BUNDLE_DIR only at the end.
+conformance set, in a staging directory that replaces BUNDLE_DIR only at the end. Each stage
+(plan_export, convert, draft_manifest, check_parity, calibrate_thresholds, calibrated_quality,
+write_conformance_set, seal) is a function of typed values.
 
 A bundle that fails verification is still written (status "failed", with the failures and
 figures, so it can be inspected) and load_bundle refuses it; the CLI exits non-zero.
@@ -12,7 +14,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +24,11 @@ from ..align import template_landmarks
 from ..card import ModelCard
 from ..preprocess import l2_normalize
 from ..runtime.codecs import HAMMING_CODECS, get_codec
-from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, file_sha256, model_files, validate_meta, write_manifest_digest
-from ..targets import TARGETS
+from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, Manifest, file_sha256, model_files, validate_meta, write_manifest_digest
+from ..targets import TARGETS, Target
 from ..targets import target as lookup_target
 from . import verify as V
-from .converters import CONVERTERS, ExportSource, onnx_io
+from .converters import CONVERTERS, Converted, ExportSource, onnx_io
 
 def quality_defaults() -> dict:
     """The bundle's quality section: the runtime's own thresholds under the runtime's own key
@@ -250,53 +252,59 @@ def _staging(out: Path) -> Path:
     return stage
 
 
-def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike, opts: ExportOptions | None = None,
-                  card_json: str | None = None, src: ExportSource | None = None, **model_kwargs) -> dict:
-    """Export, verify, write BUNDLE_DIR. Returns the edgeface.json written (status says how it went)."""
-    opts = opts or ExportOptions()
-    tgt = lookup_target(format, precision)
-    out = Path(out)
-    if opts.threads:
-        try:
-            import torch
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export makes: the loaded source, its target row and graph variant, where it goes."""
 
-            torch.set_num_threads(opts.threads)
-        except ImportError:
-            pass
+    source: ExportSource
+    target: Target
+    graph: str
+    out: Path
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    """The converted model against its source on the verification faces, and what failed."""
+
+    parity: dict
+    failures: tuple[str, ...]
+
+
+def plan_export(spec: str, format: str, precision: str, out: str | os.PathLike, opts: ExportOptions, card_json: str | None = None,
+                src: ExportSource | None = None, **model_kwargs) -> ExportPlan:
+    """Stage 0: the target row, the graph variant and the loaded source; every refusal happens here, before any work."""
+    tgt = lookup_target(format, precision)
     graph = opts.graph or tgt.graphs[0]
     if graph not in tgt.graphs:
         raise ValueError(f"{tgt.key} writes the {' or '.join(tgt.graphs)} graph, not {graph!r}")
     src = src or load_source(spec, card_json, **model_kwargs)
-    card = src.card
     if src.kind == "onnx" and not tgt.from_onnx:
         raise ValueError(f"{src.path}: {tgt.key} is exported from a PyTorch model only; from an ONNX file the targets are "
                          f"{', '.join(t.key for t in TARGETS if t.from_onnx)}")
-    log(f"{card.name} -> {tgt.key} ({tgt.from_onnx if src.kind == 'onnx' else tgt.notes})")
-    calib, calib_desc, verify, impostors = _faces(card, opts)
-    if len(verify) < 8:
-        raise ValueError(f"only {len(verify)} verification faces could be aligned; need at least 8")
-    stage = _staging(out)
-    detector_section, det_files = None, {}
-    if opts.detector:  # before the (slow) conversion: a wrong file fails now
-        try:
-            detector_section, det_files = add_detector(stage, opts.detector, opts.detector_licence)
-        except (OSError, ValueError):
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-        log(f"detector {detector_section['name']} -> {detector_section['file']} ({detector_section['licence']})")
+    return ExportPlan(src, tgt, graph, Path(out))
+
+
+def convert(plan: ExportPlan, stage: Path, calib) -> tuple[Converted, float]:
+    """Stage 1: the target's converter writes the model file(s) into the staging folder."""
+    tgt = plan.target
     t0 = time.time()
-    conv = CONVERTERS[tgt.converter](src, stage, calib.crops if tgt.needs_calibration else None, **({"graph": graph} if len(tgt.graphs) > 1 else {}))
+    conv = CONVERTERS[tgt.converter](plan.source, stage, calib.crops if tgt.needs_calibration else None,
+                                     **({"graph": plan.graph} if len(tgt.graphs) > 1 else {}))
     seconds = time.time() - t0
     log(f"converted in {seconds:.1f} s -> {conv.model_file}")
-    files = {f: file_sha256(stage / f) for f in conv.files}
-    files.update(det_files)
+    return conv, seconds
+
+
+def draft_manifest(plan: ExportPlan, conv: Converted, files: dict[str, str], seconds: float, calib_desc: dict, detector_section: dict | None) -> Manifest:
+    """Stage 2: edgeface.json before verification (status "unverified", thresholds that accept nothing)."""
+    src, tgt, card = plan.source, plan.target, plan.source.card
     h, w = card.input_size
     meta = {
         "schema_version": SCHEMA_VERSION,
         "kit_version": __version__,
         "status": "unverified",
-        "format": format,
-        "precision": precision,
+        "format": tgt.format,
+        "precision": tgt.precision,
         "backend": tgt.backend,
         "model_file": conv.model_file,
         "files": files,
@@ -318,35 +326,34 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
         "card": card.to_dict(),
         "export": {"converter": tgt.converter, "target": tgt.key, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    "seconds": round(seconds, 2), "details": conv.info, "calibration": calib_desc if tgt.needs_calibration else None,
-                   "engine_built": conv.built, "graph": graph},
+                   "engine_built": conv.built, "graph": plan.graph},
         "conformance": None,
     }
     if detector_section:
         meta["detector"] = detector_section
-    _write_meta(stage, meta)
+    return Manifest.from_dict(meta, "draft edgeface.json")
 
-    # ---- verification through the bundle's own runtime
-    vfile, vbackend = conv.model_file, tgt.backend
-    if not conv.built:
-        vfile, vbackend = conv.verify_file, conv.verify_backend
-        log(f"verifying {vfile} through {vbackend} ({conv.model_file} cannot run here)")
-    meta_v = dict(meta, model_file=vfile)
-    bundle = load_bundle_for_verification(stage, meta_v, card, vbackend, opts.threads)
-    src_emb = source_embedder(src)
-    t1 = time.time()
+
+def check_parity(bundle: Bundle, src_emb, verify, precision: str, conv: Converted) -> ParityCheck:
+    """Stage 3: cosine of the bundle's embeddings (through its own runtime) to the source's, and the output norms."""
     raw = bundle.raw_output(verify.crops)
     par = V.parity(l2_normalize(raw), src_emb.embed(verify.crops))  # what Bundle.embed returns
     par.update(faces_from="CelebA-299 + AAF-8k photos not used for calibration", tolerance=V.TOLERANCES[precision],
-               runtime=vbackend, measured_on=vfile)
+               runtime=bundle.backend, measured_on=bundle.meta["model_file"])
     failures = V.tolerance_failures(par, precision)
     if conv.output.get("l2_normalized_in_graph"):
         par.update(V.output_norms(raw))
         failures += V.norm_failures(par)
     log(f"parity on {par['num_faces']} faces: cosine min {par['cosine_min']:.5f} mean {par['cosine_mean']:.5f}")
-    thresholds = {"metric": "cosine", "at_far": {}, "method": "not measured (LFW skipped)"}
+    return ParityCheck(par, tuple(failures))
+
+
+def calibrate_thresholds(bundle: Bundle, plan: ExportPlan, src_emb, impostors, opts: ExportOptions) -> tuple[dict, dict]:
+    """Stage 4: (benchmark records for the parity section, the thresholds section)."""
     if opts.lfw_folds != 0:
-        thresholds = verify_on_benchmarks(bundle, src, src_emb, par, opts)
-    elif impostors is not None and len(impostors) > 1:
+        return verify_on_benchmarks(bundle, plan.source, src_emb, opts)
+    thresholds = {"metric": "cosine", "at_far": {}, "method": "not measured (LFW skipped)"}
+    if impostors is not None and len(impostors) > 1:
         emb = bundle.embed(impostors.crops)
         imp = V.impostor_scores(emb)
         thresholds = {"metric": "cosine", "at_far": V.calibrate_thresholds(np.zeros(0), imp), "num_genuine": 0, "num_impostor": int(len(imp)),
@@ -355,28 +362,84 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
                                                     for name in HAMMING_CODECS})}
     if not thresholds["at_far"]:
         thresholds["at_far"] = {k: {"threshold": 1.0, "note": "not calibrated"} for k in V.FARS}
-    par["seconds"] = round(time.time() - t1, 1)
-    meta["parity"] = par
-    meta["thresholds"] = thresholds
-    bundle.meta["thresholds"] = thresholds
-    meta["quality"] = calibrated_quality(bundle, calib.crops, calib_desc["source"], calib.landmarks)
-    log(f"quality gate: min_flip_similarity verify {meta['quality']['verify']['min_flip_similarity']:.3f}, enroll {meta['quality']['enroll']['min_flip_similarity']:.3f}")
-    if len(calib) and opts.n_conformance:
-        pick = _conformance_pick(calib, opts.n_conformance)
-        meta["conformance"] = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])
-    meta["verification"] = {"failures": failures, "passed": not failures}
-    if not conv.built and conv.unbuilt_reason:
-        meta["verification"]["reason"] = conv.unbuilt_reason
-    meta["status"] = "failed" if failures else ("verified" if conv.built else conv.unbuilt_status)
-    _write_meta(stage, meta)
-    bundle.runner = None
+    return {}, thresholds
+
+
+def seal(stage: Path, out: Path, manifest: Manifest) -> None:
+    """Last stage: the final edgeface.json (validated, digest written), then the staging folder replaces OUT."""
+    _write_meta(stage, manifest)
     if out.exists():
         shutil.rmtree(out)
     os.replace(stage, out)
+
+
+def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike, opts: ExportOptions | None = None,
+                  card_json: str | None = None, src: ExportSource | None = None, **model_kwargs) -> dict:
+    """Export, verify, write BUNDLE_DIR. Returns the edgeface.json written (status says how it went).
+
+    The stages, each taking and returning values: plan -> convert -> draft manifest -> parity ->
+    thresholds -> quality -> conformance -> seal. The bundle used for verification is rebuilt
+    with each new section (dataclasses.replace), never patched."""
+    opts = opts or ExportOptions()
+    if opts.threads:
+        try:
+            import torch
+
+            torch.set_num_threads(opts.threads)
+        except ImportError:
+            pass
+    plan = plan_export(spec, format, precision, out, opts, card_json, src, **model_kwargs)
+    tgt, card, out = plan.target, plan.source.card, plan.out
+    log(f"{card.name} -> {tgt.key} ({tgt.from_onnx if plan.source.kind == 'onnx' else tgt.notes})")
+    calib, calib_desc, verify, impostors = _faces(card, opts)
+    if len(verify) < 8:
+        raise ValueError(f"only {len(verify)} verification faces could be aligned; need at least 8")
+    stage = _staging(out)
+    detector_section, det_files = None, {}
+    if opts.detector:  # before the (slow) conversion: a wrong file fails now
+        try:
+            detector_section, det_files = add_detector(stage, opts.detector, opts.detector_licence)
+        except (OSError, ValueError):
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        log(f"detector {detector_section['name']} -> {detector_section['file']} ({detector_section['licence']})")
+    conv, seconds = convert(plan, stage, calib)
+    files = {f: file_sha256(stage / f) for f in conv.files}
+    files.update(det_files)
+    manifest = draft_manifest(plan, conv, files, seconds, calib_desc, detector_section)
+    _write_meta(stage, manifest)
+
+    # ---- verification through the bundle's own runtime
+    vfile, vbackend = conv.model_file, tgt.backend
+    if not conv.built:
+        vfile, vbackend = conv.verify_file, conv.verify_backend
+        log(f"verifying {vfile} through {vbackend} ({conv.model_file} cannot run here)")
+    bundle = load_bundle_for_verification(stage, dict(manifest.to_dict(), model_file=vfile), card, vbackend, opts.threads)
+    src_emb = source_embedder(plan.source)
+    t1 = time.time()
+    checked = check_parity(bundle, src_emb, verify, precision, conv)
+    records, thresholds = calibrate_thresholds(bundle, plan, src_emb, impostors, opts)
+    parity = {**checked.parity, **records, "seconds": round(time.time() - t1, 1)}
+    bundle = replace(bundle, meta={**bundle.meta, "thresholds": thresholds})
+    quality = calibrated_quality(bundle, calib.crops, calib_desc["source"], calib.landmarks)
+    log(f"quality gate: min_flip_similarity verify {quality['verify']['min_flip_similarity']:.3f}, enroll {quality['enroll']['min_flip_similarity']:.3f}")
+    conformance = None
+    if len(calib) and opts.n_conformance:
+        pick = _conformance_pick(calib, opts.n_conformance)
+        conformance = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])
+    failures = list(checked.failures)
+    verification = {"failures": failures, "passed": not failures}
+    if not conv.built and conv.unbuilt_reason:
+        verification["reason"] = conv.unbuilt_reason
+    status = "failed" if failures else ("verified" if conv.built else conv.unbuilt_status)
+    manifest = replace(manifest, parity=parity, thresholds=thresholds, quality=quality, conformance=conformance, verification=verification, status=status)
+    del bundle  # the runtime session goes before its files move
+    seal(stage, out, manifest)
+    meta = manifest.to_dict()
     if failures:
         log(f"VERIFICATION FAILED for {tgt.key}: {'; '.join(failures)} — bundle written to {out} with status 'failed'")
     elif not conv.built:
-        log(f"{out}: {meta['status']}: {conv.unbuilt_reason or 'TensorRT engine NOT built (TensorRT not installed here)'}; {vfile} was verified through {vbackend}")
+        log(f"{out}: {status}: {conv.unbuilt_reason or 'TensorRT engine NOT built (TensorRT not installed here)'}; {vfile} was verified through {vbackend}")
     else:
         log(f"{out}: verified ({tgt.key}, {sum((out / f).stat().st_size for f in model_files(meta)) / 1e6:.2f} MB)")
     return meta
@@ -397,10 +460,12 @@ def _threshold_population(card: ModelCard, opts: ExportOptions):
     return _CALIBRATION[key]
 
 
-def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, par: dict, opts: ExportOptions) -> dict:
-    """Fill par[<benchmark>] (LFW-dev, CFP-FF, CFP-FP through the bundle's own runtime, each with
-    its dataset identity) and return the thresholds section: calibrated on people none of them
-    contains, with what each threshold achieves on each of them."""
+def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, opts: ExportOptions) -> tuple[dict, dict]:
+    """(records, thresholds): records[<benchmark>] for the parity section (LFW-dev, CFP-FF, CFP-FP
+    through the bundle's own runtime, each with its dataset identity, and the source's LFW-dev),
+    and the thresholds section: calibrated on people none of them contains, with what each
+    threshold achieves on each of them."""
+    par: dict = {}
     from .. import benchmarks
     from ..landmarks import LandmarkStore
 
@@ -442,7 +507,7 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, par: dict, 
             entry["achieved"] = V.achieved_at_thresholds({key: entry}, {p: c[codec] for p, c in by_codec_pop.items()})[0][key]
     for n in notes:
         log(f"threshold note: {n}")
-    return {
+    return par, {
         "metric": "cosine",
         "at_far": at_far,
         "method": (f"calibrated on {description}: threshold = lowest cosine at which the calibration FAR <= target. "
@@ -471,7 +536,8 @@ def write_conformance_set(bundle: Bundle, crops: np.ndarray, identities: list[st
     return write_conformance(bundle, crops, identities)
 
 
-def _write_meta(stage: Path, meta: dict) -> None:
+def _write_meta(stage: Path, manifest: Manifest | dict) -> None:
+    meta = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
     validate_meta(meta, str(stage / BUNDLE_JSON))
     tmp = stage / (BUNDLE_JSON + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=False))

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..card import INPUT_NAME, OUTPUT_NAME, ModelCard
+from ..targets import TARGETS
 from ..compress.quantize import CalibrationSet, FloatScope, QuantizeConfig, quantize
 
 ONNX_OPSET = 18
@@ -774,12 +775,10 @@ def coreml_int8(src, out, calib):
     return _coreml(src, out, calib, "int8")
 
 
-CONVERTERS: dict[str, Callable[[ExportSource, Path, np.ndarray | None], Converted]] = {
-    "onnx_fp32": onnx_fp32, "onnx_fp16": onnx_fp16, "onnx_int8": onnx_int8,
-    "openvino_fp32": openvino_fp32, "openvino_fp16": openvino_fp16, "openvino_int8": openvino_int8,
-    "tflite_fp32": tflite_fp32, "tflite_fp16": tflite_fp16, "tflite_int8": tflite_int8,
-    "tensorrt_fp16": tensorrt_fp16, "tensorrt_int8": tensorrt_int8,
-    "mnn_fp32": mnn_fp32, "mnn_fp16": mnn_fp16, "mnn_int8": mnn_int8,
-    "ncnn_fp32": ncnn_fp32, "ncnn_fp16": ncnn_fp16, "ncnn_int8": ncnn_int8,
-    "coreml_fp16": coreml_fp16, "coreml_int8": coreml_int8,
-}
+# One converter function per row of the target table, found by the name the row gives: adding a
+# target is its row in edgeface.targets plus its function here (and, for a new format, a backend).
+CONVERTERS: dict[str, Callable[[ExportSource, Path, np.ndarray | None], Converted]] = {}
+for _row in TARGETS:
+    if not callable(globals().get(_row.converter)):
+        raise ImportError(f"edgeface.targets row {_row.key} names converter {_row.converter!r}, which edgeface.export.converters does not define")
+    CONVERTERS[_row.converter] = globals()[_row.converter]

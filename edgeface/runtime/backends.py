@@ -357,15 +357,9 @@ class CoreMLBackend(InferenceBackend):
         return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
 
 
-BACKENDS: dict[str, type[InferenceBackend]] = {
-    "onnxruntime": OnnxRuntimeBackend,
-    "openvino": OpenVINOBackend,
-    "litert": LiteRTBackend,
-    "tensorrt": TensorRTBackend,
-    "mnn": MNNBackend,
-    "ncnn": NcnnBackend,
-    "coreml": CoreMLBackend,
-}
+# Every backend class by its `name` (the target table's backend column): a new format's backend
+# is one subclass of InferenceBackend here, nothing to register by hand.
+BACKENDS: dict[str, type[InferenceBackend]] = {cls.name: cls for cls in InferenceBackend.__subclasses__()}
 assert set(BACKENDS) == set(TABLE_BACKENDS), "edgeface.targets and the runtime must name the same backends"
 
 def available_backends() -> list[str]:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from dataclasses import fields as _fields
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,96 @@ def validate_meta(meta: Any, where: str = BUNDLE_JSON) -> None:
     sem = M.semantic_errors(meta)
     if sem:
         raise BundleError(f"{where}: refused: {_shown([m for _, m in sem])}", sem[0][0])
+
+
+def _listed(v: Any) -> Any:
+    """JSON form of a manifest value: tuples back to lists (nested), everything else as it is."""
+    if isinstance(v, tuple):
+        return [_listed(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _listed(x) for k, x in v.items()}
+    return v
+
+
+def _tupled(v: Any) -> Any:
+    return tuple(_tupled(x) for x in v) if isinstance(v, list) else v
+
+
+@dataclass(frozen=True)
+class TensorContract:
+    """The manifest's `input` or `output` section: how to feed the model / what it returns.
+    Fields the schema names are typed; any other key (a converter's note on quantised outputs,
+    say) rides along in `extra`."""
+
+    name: str
+    shape: tuple
+    dtype: str
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorContract":
+        return cls(d["name"], _tupled(d["shape"]), d["dtype"], {k: v for k, v in d.items() if k not in ("name", "shape", "dtype")})
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": _listed(self.shape), "dtype": self.dtype, **_listed(self.extra)}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """edgeface.json as a typed, immutable value (the writer builds it stage by stage with
+    dataclasses.replace; `from_dict` validates exactly as load_bundle does: schema + semantic rules).
+    Sections the schema leaves open (thresholds, quality, parity, ...) stay mappings."""
+
+    schema_version: int
+    kit_version: str
+    status: str
+    format: str
+    precision: str
+    backend: str
+    model_file: str
+    files: dict
+    input: TensorContract
+    output: TensorContract
+    alignment: dict
+    embedding_size: int
+    thresholds: dict
+    quality: dict
+    source: dict
+    parity: dict
+    licence: str
+    card: dict
+    export: dict
+    conformance: dict | None = None
+    detector: dict | None = None
+    verification: dict | None = None
+    extra: dict = field(default_factory=dict)  # keys a later kit version may add
+
+    @classmethod
+    def from_dict(cls, meta: Any, where: str = BUNDLE_JSON, validate: bool = True) -> "Manifest":
+        if validate:
+            validate_meta(meta, where)
+        elif not isinstance(meta, dict):
+            raise BundleError(f"{where}: expected a JSON object, got {type(meta).__name__}", M.SCHEMA)
+        names = {f.name for f in _fields(cls)} - {"extra", "input", "output"}
+        kw = {k: _tupled(v) if k == "files" else v for k, v in meta.items() if k in names}
+        return cls(**kw, input=TensorContract.from_dict(meta["input"]), output=TensorContract.from_dict(meta["output"]),
+                   extra={k: v for k, v in meta.items() if k not in names | {"input", "output"}})
+
+    def to_dict(self) -> dict:
+        """The JSON document, keys in the schema's order (optional sections only when present)."""
+        d: dict[str, Any] = {}
+        for f in _fields(self):
+            if f.name == "extra":
+                continue
+            v = getattr(self, f.name)
+            if f.name in ("detector", "verification") and v is None:
+                continue
+            d[f.name] = v.to_dict() if isinstance(v, TensorContract) else _listed(v)
+        d.update(_listed(self.extra))
+        return d
 
 
 def _shown(errs: list[str]) -> str:
