@@ -158,7 +158,7 @@ def main() -> int:
     result = {
         "machine": {**flags, "torch": torch.__version__, "threads": torch.get_num_threads(), "load_average_at_start": os.getloadavg()},
         "unit": "faces per CPU-second (1 torch thread)", "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
-        "note": "shared 2-core VM (load average ~28 from other jobs): steps timed in process CPU time, 1 torch thread, medians of short repeats; 'faces_per_s' = faces per CPU-second.",
+        "note": "a machine shared with other jobs (its load average at the start is under machine): steps timed in process CPU time, 1 torch thread, medians of short repeats; 'faces_per_s' = faces per CPU-second.",
         "models": {},
     }
     for label, arch in ARCHS.items():
