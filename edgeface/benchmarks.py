@@ -54,6 +54,7 @@ DEFAULT = ("lfw-dev",)
 
 
 def get(name: str) -> Benchmark:
+    """The named benchmark; raises ValueError listing the known names for an unknown one."""
     try:
         return BENCHMARKS[name]
     except KeyError:

@@ -15,6 +15,7 @@ COMMAND_MODULES = ["models", "train", "eval", "prune", "quantize", "export", "re
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `edgeface` argument parser, with a subcommand registered by each module in COMMAND_MODULES."""
     parser = argparse.ArgumentParser(
         prog="edgeface",
         description="Face-recognition models from training to phones and embedded boards.",
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `edgeface` command line; returns the exit code. Expected errors (user_error_kind) print one line
+    (and a JSON error with --json) and return 1, Ctrl-C returns 130, no command prints the help and returns 2; other
+    exceptions propagate with their traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

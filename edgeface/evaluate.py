@@ -86,6 +86,8 @@ class Detections:
 
 
 def detect_all(paths: list[str], store: LandmarkStore, show_progress: bool = True) -> Detections:
+    """Face records of every image (through the landmark cache, flushed even on errors) and the mean landmarks per
+    image size from at least 10 successful detections, used for images without a face."""
 
     records: dict[str, FaceRecord] = {}
     try:
@@ -145,6 +147,8 @@ class PairEmbeddings:
 
 
 def embed_pairs(embedder: Embedder, pairs: list[Pair], store: LandmarkStore, flip: str = "none", on_fail: str = "fallback", show_progress: bool = True) -> PairEmbeddings:
+    """Detect, align and embed every image of the pairs once. Images that cannot be aligned get zero rows and
+    ok=False; flip="concat" doubles the embedding width."""
     paths = sorted({p for pr in pairs for p in (pr.a, pr.b)})
     faces = detect_all(paths, store, show_progress)
     crops, ok = aligned_crops(paths, faces, embedder.card, on_fail, show_progress)
@@ -165,6 +169,8 @@ def pair_scores(pe: PairEmbeddings, pairs: list[Pair]) -> tuple[np.ndarray, np.n
 
 def verification_report(pe: PairEmbeddings, pairs: list[Pair], roc_png: str | None = None, title: str = "",
                         roc_points: dict[str, tuple[float, float]] | None = None) -> dict:
+    """Verification report over the usable pairs: the evaluate_scores metrics plus pair, image and failure counts;
+    with `roc_png` also draws the ROC curve there."""
     scores, labels, folds, usable = pair_scores(pe, pairs)
     report, (far, tar, _) = evaluate_scores(scores[usable], labels[usable], folds[usable])
     failed_imgs = {p for p, r in pe.faces.records.items() if r.status == "no_face"}

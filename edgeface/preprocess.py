@@ -34,5 +34,6 @@ def normalize(faces_rgb: np.ndarray, card: ModelCard, layout: str = "NCHW") -> n
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:
+    """Rows scaled to unit L2 length along the last axis, as float32 (norms below `eps` are divided by `eps`)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)

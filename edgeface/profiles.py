@@ -25,10 +25,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def profile_dirs() -> list[Path]:
+    """Folders searched for device profiles, first match wins ($EDGEFACE_PROFILES, ./profiles, the package's)."""
     return config.search_dirs("profile")
 
 
 def recipe_dirs() -> list[Path]:
+    """Folders searched for export recipes, first match wins ($EDGEFACE_RECIPES, ./export, the package's)."""
     return config.search_dirs("export")
 
 
@@ -204,6 +206,7 @@ def load_profile(name: str | os.PathLike) -> Profile:
 
 
 def list_profiles() -> list[str]:
+    """Names of every device profile found in the profile folders, sorted."""
     return config.names("profile")
 
 

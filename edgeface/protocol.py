@@ -88,6 +88,7 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def auc(far: np.ndarray, tar: np.ndarray) -> float:
+    """Area under the ROC curve: TAR integrated over FAR by the trapezoid rule."""
     return float(np.trapezoid(tar, far))
 
 
@@ -135,6 +136,7 @@ FARS = (1e-1, 1e-2, 1e-3)
 
 
 def far_key(far: float) -> str:
+    """The key a FAR is stored under: 0.001 -> "1e-3", 0.0001 -> "1e-4"."""
     return f"{far:.0e}".replace("e-0", "e-")
 
 

@@ -158,6 +158,7 @@ def find_tool(name: str) -> str | None:
 
 
 def target(format: str, precision: str) -> Target:
+    """The export target FORMAT-PRECISION; raises ValueError listing the targets for a combination the table lacks."""
     for t in TARGETS:
         if t.format == format and t.precision == precision:
             return t
@@ -166,12 +167,14 @@ def target(format: str, precision: str) -> Target:
 
 
 def precisions_for(format: str) -> tuple[str, ...]:
+    """Precisions the table has for a format; raises ValueError for an unknown format."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     return tuple(t.precision for t in TARGETS if t.format == format)
 
 
 def backend_for_format(format: str) -> str:
+    """The runtime backend that runs a format's files; raises ValueError for an unknown format."""
     for t in TARGETS:
         if t.format == format:
             return t.backend
@@ -186,6 +189,7 @@ def available_targets(purpose: str = "export") -> list[Target]:
 
 
 def format_table(targets: list[Target] | tuple[Target, ...] = TARGETS) -> str:
+    """The target table as aligned plain text: file, backend, layout, batch, graphs, and whether each can be exported and run here."""
     yes = lambda ok: "yes" if ok else "no"  # noqa: E731
     rows = [("target", "file", "backend", "layout", "batch", "graph", "export here", "from ONNX here", "run here")]
     for t in targets:

@@ -13,6 +13,7 @@ import numpy as np
 
 
 def summarize(seconds: list[float]) -> dict:
+    """Statistics of call durations given in seconds, reported in milliseconds: n, mean, min, p25/p50/p75/p90/p99, max and IQR."""
     ms = np.asarray(seconds, np.float64) * 1e3
     q = np.percentile(ms, [25, 50, 75, 90, 99])
     return {

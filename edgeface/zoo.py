@@ -51,6 +51,7 @@ def load_torch_model(spec: str, arch: str | None = None, input_size: tuple[int, 
 
 
 def load_embedder(spec: str, device: str | None = None, **kwargs):
+    """A TorchEmbedder for a model spec (registry name or checkpoint, as load_torch_model takes) on `device`."""
     from .models.embedder import TorchEmbedder
 
     model, card = load_torch_model(spec, **kwargs)

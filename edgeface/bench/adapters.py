@@ -17,12 +17,15 @@ from ..runtime.model_file import SUFFIX_BACKENDS, ModelFile
 
 
 def resolve_threads(threads: int) -> int:
+    """Inference threads to use: `threads` when positive, else every usable core (0 = all)."""
     from .machine import usable_cores
 
     return threads if threads and threads > 0 else usable_cores()
 
 
 def find_card(model_path: Path, card_path: str | os.PathLike | None = None) -> ModelCard:
+    """The model card for a plain model file: `card_path` if given, else MODEL.card.json or an edgeface.json beside
+    the model. Raises FileNotFoundError for a missing `card_path`, ValueError for invalid JSON or when no card is found."""
     candidates = [Path(card_path)] if card_path else [model_path.with_suffix(".card.json"), model_path.parent / "edgeface.json"]
     for cand in candidates:
         if not cand.is_file():

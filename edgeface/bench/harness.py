@@ -59,6 +59,7 @@ class BenchSettings:
 
 
 def is_bundle_dir(path: Path) -> bool:
+    """True for a directory holding an edgeface.json (a bundle), False for a plain model file."""
     return path.is_dir() and (path / "edgeface.json").is_file()
 
 

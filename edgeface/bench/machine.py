@@ -24,6 +24,7 @@ def _read(path: str) -> str:
 
 
 def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (sysctl on macOS), else platform's processor/machine, else "unknown"."""
     text = _read("/proc/cpuinfo")
     for key in ("model name", "Hardware", "Model", "cpu model"):
         for line in text.splitlines():
@@ -40,6 +41,7 @@ def cpu_model() -> str:
 
 
 def physical_cores() -> int | None:
+    """Physical core count (psutil, else distinct (physical id, core id) pairs in /proc/cpuinfo); None when unknown."""
     try:
         import psutil
 
@@ -66,6 +68,7 @@ def usable_cores() -> int:
 
 
 def total_memory_mb() -> float | None:
+    """Total RAM in MiB (one decimal) from /proc/meminfo, else psutil; None when neither is available."""
     for line in _read("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
             return round(int(line.split()[1]) / 1024, 1)
@@ -78,6 +81,7 @@ def total_memory_mb() -> float | None:
 
 
 def library_versions(names=LIBRARIES) -> dict[str, str]:
+    """Installed versions of the given distributions ({name: version}); ones not installed are left out."""
     out = {}
     for name in names:
         try:
@@ -110,6 +114,7 @@ def describe() -> dict:
 
 
 def summary_line(m: dict) -> str:
+    """One line describing a machine from `describe()`'s dict: CPU, cores, RAM, OS, Python and library versions."""
     libs = ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items())
     mem = f"{m['memory_mb'] / 1024:.1f} GiB RAM" if m.get("memory_mb") else "RAM unknown"
     return f"{m['cpu']} ({m['arch']}), {m['usable_cores']} usable / {m['logical_cores']} logical cores, {mem}, {m['os']}, Python {m['python']}; {libs}"

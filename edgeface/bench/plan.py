@@ -67,6 +67,8 @@ def available_targets() -> list[tuple[str, str]]:
 
 
 def parse_targets(text: str) -> list[tuple[str, str]]:
+    """Parse --targets "onnx-fp32,tflite-int8" into [(format, precision), ...]; raises ValueError for an item
+    without FORMAT-PRECISION."""
     out = []
     for item in text.split(","):
         fmt, sep, prec = item.strip().rpartition("-")
@@ -101,11 +103,14 @@ def export_in_subprocess(source: str, out_dir: Path, fmt: str | None = None, pre
 
 
 def stem(spec: str) -> str:
+    """Short label for a model spec: the file stem of a path with a suffix, else its last component (a bundle folder)."""
     p = Path(spec)
     return p.stem if p.suffix else p.name
 
 
 def bundle_label(path: Path) -> str:
+    """A bundle's "FORMAT-PRECISION" label and its edgeface.json as a dict (a tuple of the two); raises ValueError
+    naming the file when it cannot be read or parsed."""
     import json
 
     try:

@@ -63,6 +63,7 @@ def load_faces(path: str | None, card, count: int = 64, seed: int = 0) -> tuple[
 
 
 def batch_of(faces: np.ndarray, n: int) -> np.ndarray:
+    """Exactly `n` faces from `faces` (repeated as needed), as one C-contiguous batch."""
     reps = -(-n // len(faces))
     return np.ascontiguousarray(np.concatenate([faces] * reps)[:n])
 
@@ -70,6 +71,9 @@ def batch_of(faces: np.ndarray, n: int) -> np.ndarray:
 def probe(model_path: str, threads: int = 0, backend: str | None = None, card: str | None = None, faces_path: str | None = None,
           reference_path: str | None = None, batch: int = 1, throughput_batch: int = 32, timing: dict | None = None,
           describe_machine: bool = True) -> dict:
+    """Measure one model in this process: load and first-inference time, latency at `batch`, throughput at
+    `throughput_batch` (images/s), file size, peak RSS and, with `reference_path`, cosine parity to reference embeddings
+    of the same `faces_path` faces. Returns the JSON-ready result dict; raises ValueError when the reference does not match."""
     from .adapters import model_size_bytes, open_model, resolve_threads
 
     timing = timing or {}
@@ -127,6 +131,7 @@ def probe(model_path: str, threads: int = 0, backend: str | None = None, card: s
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of `python -m edgeface.bench.probe`: print or write the probe's JSON; returns the exit code (1 on a bad model or input)."""
     ap = argparse.ArgumentParser(prog="python -m edgeface.bench.probe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="bundle directory or model file (.onnx, .xml, .tflite)")
     ap.add_argument("--out", help="write the JSON result here (default: stdout)")

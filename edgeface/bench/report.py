@@ -63,6 +63,8 @@ def _accuracy_heads(rows: list[dict], suffix: str) -> list[str]:
 
 
 def table(result: dict) -> str:
+    """The benchmark result as a plain-text table, a row per target (size, cold start, latency, throughput, RSS,
+    parity, accuracy, budget verdict), followed by errors and the machine line."""
     rows = result["rows"]
     n_all = next((r["threads_all"] for r in rows if r.get("threads_all")), None)
     tb = result["settings"].get("throughput_batch")
@@ -118,6 +120,7 @@ def markdown(result: dict) -> str:
 
 
 def write_csv(result: dict, path: str | Path) -> None:
+    """Write the result's rows as CSV (the fixed columns plus a set of accuracy columns per benchmark); creates the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     per_bench = ("accuracy", "accuracy_std", "tar_at_far_1e-3", "accuracy_source")
@@ -134,6 +137,7 @@ def write_csv(result: dict, path: str | Path) -> None:
 
 
 def write_json(result: dict, path: str | Path) -> None:
+    """Write the result as indented JSON, atomically (a .json.tmp file renamed over `path`); creates the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -201,6 +205,8 @@ def plot(result: dict, path: str | Path, latency_key: str = "latency_p50_ms_1t",
 
 
 def write_all(result: dict, out_dir: str | Path, stem: str = "bench") -> dict[str, str]:
+    """Write OUT_DIR/STEM.json, .csv, .md and .png (the plot only when it can be drawn); returns {kind: path} of the
+    files written."""
     out_dir = Path(out_dir)
     files = {"json": out_dir / f"{stem}.json", "csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
     write_json(result, files["json"])

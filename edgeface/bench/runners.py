@@ -159,6 +159,7 @@ class AdbRunner(Runner):
 
 
 def runner_for(device: Device, workdir: str | None = None) -> Runner:
+    """The Runner for a device (local, ssh or adb), working in `workdir` or the device's default; raises ValueError for another kind."""
     if device.kind == "local":
         return LocalRunner(workdir=workdir or device.workdir or str(Path.cwd() / "device-work"))
     if device.kind == "ssh":

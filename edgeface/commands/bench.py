@@ -30,6 +30,7 @@ def _threads(text: str) -> tuple[int, ...]:
 
 
 def register(sub) -> None:
+    """Add the `bench` subcommand and its options to the subparsers `sub`."""
     p = sub.add_parser("bench", help="benchmark targets/profiles: size, latency, memory, parity, accuracy", description=HELP)
     p.add_argument("models", nargs="+", metavar="MODEL|BUNDLE", help="source model, bundle directory, or .onnx/.xml/.tflite file")
     p.add_argument("--profile", action="append", default=[], help="device profile: a name (edgeface/configs/profiles/NAME.toml, or your own in ./profiles or $EDGEFACE_PROFILES) or a .toml path; repeatable. Exports/measures what it names and checks its budgets")
@@ -63,6 +64,7 @@ def source_embeddings(source: str, faces):
 
 
 def run(args) -> int:
+    """`edgeface bench`: run the benchmark job, print the table and the files written; returns 1 when a target is over budget or nothing could be measured."""
     from ..bench import report
     from ..bench.plan import BenchJob, bench
 

@@ -26,6 +26,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Add the MODEL argument and the options that describe a foreign checkpoint (--arch, --input-size, --template, --embedding-size)."""
     p.add_argument("model", help="registry name (see `edgeface models`), .safetensors checkpoint, or foreign .ckpt/.pt")
     p.add_argument("--arch", help="architecture of a foreign checkpoint that edgeface does not recognise")
     p.add_argument("--input-size", type=_size, help="HxW input of a foreign checkpoint (e.g. 112x96)")
@@ -34,6 +35,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
+    """Add the `eval` subcommand and its options to the subparsers `sub`."""
     p = sub.add_parser("eval", help="verification accuracy on a pairs dataset (LFW protocol)", description=HELP)
     add_model_args(p)
     p.add_argument("--benchmark", choices=sorted(benchmarks.BENCHMARKS), help="a named benchmark instead of --data/--pairs: lfw-dev (default), cfp-ff, cfp-fp")
@@ -53,6 +55,7 @@ def register(sub) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
+    """Report dicts as a plain-text table: accuracy ± std, AUC, EER and TAR at FAR 1e-2/1e-3 in %, pairs and failed pairs."""
     cols = ["model", "backend", "accuracy", "auc", "eer", "tar@far=1e-2", "tar@far=1e-3", "pairs", "failed"]
     body = []
     for r in rows:
@@ -119,6 +122,9 @@ def bundle_operating_points(embedder, pe, pairs) -> dict | None:
 
 
 def run(args) -> int:
+    """`edgeface eval`: embed the selected pairs (detect, align, embed), print the verification table and the
+    bundle's thresholds on these pairs, optionally write the JSON report and ROC plot; returns 0. Raises ValueError
+    when no pairs are selected."""
     from ..data import dataset_identity
     from ..detect import YuNetDetector
     from ..evaluate import embed_pairs, verification_report
@@ -163,6 +169,7 @@ def run(args) -> int:
 
 
 def format_operating_points(ops: dict) -> str:
+    """The bundle's calibrated thresholds and the FAR / TAR they achieve on these pairs, as text lines."""
     lines = ["bundle thresholds on these pairs:"]
     for far, o in ops.items():
         achieved = "n/a" if o["far"] is None else f"{o['far']:.2e} ({o['impostors_accepted']}/{o['num_impostor']} impostor pairs)"

@@ -20,6 +20,7 @@ targets (this machine):
 
 
 def register(sub) -> None:
+    """Add the `export` and `view` subcommands and their options to the subparsers `sub`."""
     p = sub.add_parser("export", help="export a model to ONNX / OpenVINO / TFLite / TensorRT as a verified bundle", description=HELP,
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="registry name, .safetensors/.ckpt checkpoint, or .onnx file")
@@ -79,6 +80,8 @@ def apply_recipe(args) -> None:
 
 
 def run(args) -> int:
+    """`edgeface export`: list the targets, check a bundle (--check) or export and verify one and print its summary.
+    Returns 1 when verification failed, else 0; raises ValueError when MODEL, --target or --out is missing."""
     apply_recipe(args)
     if args.list_targets:
         print(targets.format_table())
@@ -111,6 +114,7 @@ def run(args) -> int:
 
 
 def summary(meta: dict, out) -> str:
+    """Plain-text summary of an exported bundle's metadata: target, input, cosine parity, LFW-dev accuracy and thresholds."""
     par = meta["parity"]
     lines = [f"bundle      {out}  ({meta['status']})",
              f"target      {meta['format']}-{meta['precision']}  file {meta['model_file']}  backend {meta['backend']}",
@@ -125,6 +129,8 @@ def summary(meta: dict, out) -> str:
 
 
 def run_check(path: str) -> int:
+    """`edgeface export --check BUNDLE`: load the bundle (hashes checked) and re-run its conformance set; prints the
+    report and returns 1 if it does not reproduce, else 0. A not-verified bundle is accepted: this check is its verification."""
     from ..runtime.bundle import load_bundle
     from ..runtime.conformance import check_conformance
 
@@ -159,6 +165,7 @@ def view_plan(path: str, browse: bool = True, host: str = "localhost", port: int
 
 
 def run_view(args) -> int:
+    """`edgeface view`: serve the model file with Netron until stopped; raises ValueError when Netron is not installed."""
     plan = view_plan(args.bundle, not args.no_browser, args.host, args.port)
     try:
         import netron

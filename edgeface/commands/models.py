@@ -5,12 +5,15 @@ import json
 
 
 def register(sub) -> None:
+    """Add the `models` subcommand to the subparsers `sub`."""
     p = sub.add_parser("models", help="list registered architectures/models with their cards", description="List the model registry: input size, template, embedding size, parameters and MFLOPs (multiply-accumulates per face), measured by building each model.")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    """`edgeface models`: build every registered network to count its parameters and MFLOPs, then print a table (or
+    JSON with --json); returns 0. Raises ImportError with an install hint when PyTorch is missing."""
     try:
         from .. import models
         from ..models.complexity import count_mflops, count_params

@@ -25,6 +25,7 @@ retrained on its identity-labelled training set, which is not available here."""
 
 
 def register(sub) -> None:
+    """Add the `prune` subcommand and its options to the subparsers `sub`."""
     p = sub.add_parser("prune", help="correlation / magnitude pruning of connections or channels, with retraining and a report", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     p.add_argument("--method", choices=["correlation", "magnitude"], default="correlation")
@@ -47,6 +48,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    """`edgeface prune`: run the pruning job (torch limited to --threads when given) and print its summary; returns 0."""
     from ..compress.prune_job import PruneJob, prune_model
 
     if args.threads:

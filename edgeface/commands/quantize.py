@@ -20,6 +20,7 @@ Writes OUT/model.onnx, OUT/card.json and OUT/report.{json,md,png}."""
 
 
 def register(sub) -> None:
+    """Add the `quantize` subcommand and its options to the subparsers `sub`."""
     p = sub.add_parser("quantize", help="fp16 / int8 PTQ (NNCF) of a model, with accuracy report", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     p.add_argument("--precision", choices=["fp16", "int8"], required=True)
@@ -37,6 +38,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    """`edgeface quantize`: run the quantization job and print its summary; returns 0."""
     from ..export.quantize_job import QuantizeJob, quantize_model
 
     print(quantize_model(QuantizeJob.from_namespace(args)).summary())

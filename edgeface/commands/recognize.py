@@ -57,6 +57,7 @@ def _add_common(p, need_bundle: bool = True, landmarks: bool = False) -> None:
 
 
 def register(sub) -> None:
+    """Add the `enroll`, `verify`, `identify` and `gallery` subcommands to the subparsers `sub`."""
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("enroll", help="enrol a person from one or more face images into a gallery", formatter_class=fmt, epilog=EXIT_CODES,
                        description="Quality-gate each image (strict enrolment thresholds), embed, and store one quality-weighted template.")
@@ -137,6 +138,8 @@ def _rejections_text(rejected) -> str:
 
 
 def run_enroll(args) -> int:
+    """`edgeface enroll`: quality-gate and embed the images and store the person's template; returns EXIT_OK, or
+    EXIT_REJECTED when no image passed. The name is checked before the model loads."""
     from ..runtime.gallery import normalize_name
 
     args.name = normalize_name(args.name)  # a bad name fails before the model and detector load
@@ -150,6 +153,7 @@ def run_enroll(args) -> int:
 
 
 def run_verify(args) -> int:
+    """`edgeface verify`: compare the face in IMAGE with NAME's template; returns EXIT_OK (match), EXIT_NO_MATCH or EXIT_REJECTED (no usable face)."""
     rec = _recognizer(args)
     res = rec.verify(args.image, args.name, far=args.far, landmarks=args.landmarks)
     if res.match is None:
@@ -161,6 +165,8 @@ def run_verify(args) -> int:
 
 
 def run_identify(args) -> int:
+    """`edgeface identify`: rank the gallery against the face in IMAGE at the --far or --fpir threshold; returns
+    EXIT_OK (identified), EXIT_NO_MATCH (unknown) or EXIT_REJECTED (no usable face)."""
     rec = _recognizer(args)
     res = rec.identify(args.image, top_k=args.top_k, far=args.far, landmarks=args.landmarks, fpir=args.fpir)
     at = f"FAR {res.far}" if res.fpir is None else f"FPIR {res.fpir:g} for {res.gallery_size} enrolled (FAR {res.far} per comparison)"
@@ -174,6 +180,8 @@ def run_identify(args) -> int:
 
 
 def run_gallery(args) -> int:
+    """`edgeface gallery info|list|remove|rename`; returns EXIT_OK, or EXIT_NO_MATCH when a name to remove or
+    rename is not enrolled. Raises ValueError for wrong NAME arguments."""
     from ..runtime.gallery import Gallery, display_name
 
     if args.action in ("info", "list"):

@@ -35,6 +35,7 @@ RECIPE_KEYS = {
 
 
 def register(sub) -> None:
+    """Add the `train` subcommand and its options to the subparsers `sub`."""
     p = sub.add_parser("train", help="train a face embedder (metric losses, margin heads, distillation)", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", help="training recipe: a name (default: edgeface/configs/train/default.toml) or a .toml path; flags override it")
     p.add_argument("--arch", help="registry name of the architecture (default mobilefacenet; see `edgeface models`)")
@@ -97,6 +98,8 @@ def _split(v):
 
 
 def build_config(args):
+    """The TrainConfig for a `train` command line: defaults, then the recipe, then the flags given. Raises ValueError
+    for inconsistent settings (teacher mode without a teacher, nothing to train, loss weights not matching the losses, ...)."""
     from ..train.loop import TrainConfig
 
     recipe = load_recipe(args.recipe) if args.recipe else {}
@@ -147,6 +150,7 @@ def build_config(args):
 
 
 def run(args) -> int:
+    """`edgeface train`: run the training job; the main process prints the result summary as JSON. Returns 0."""
     from ..train.job import TrainJob, run_training
 
     result = run_training(TrainJob(config=build_config(args), out=args.out, resume=args.resume, lfw_crops=args.lfw_crops, quiet=args.quiet,

@@ -61,6 +61,7 @@ def bottlenecks(model: nn.Module) -> list[str]:
 
 
 def mid_channels(model: nn.Module) -> list[int]:
+    """Inner (mid) channel count of each prunable unit, in `units(model)` order."""
     return [model.get_submodule(f"{u.block}.{u.producer}").out_channels for u in units(model)]
 
 
@@ -210,6 +211,8 @@ def shrink_bottlenecks(model: nn.Module, keep_idx: dict[str, np.ndarray]) -> nn.
 
 
 def pruned_card(model: nn.Module, card: ModelCard, name: str, note: str) -> ModelCard:
+    """Card of a channel-pruned model: the pruned architecture with its inner widths, measured params and MFLOPs,
+    the new `name`, and `note` appended to the description."""
     from ..models.complexity import count_mflops, count_params
 
     kwargs = dict(card.arch_kwargs)

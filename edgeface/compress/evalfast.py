@@ -19,6 +19,7 @@ from ..timing import time_calls
 
 
 def export_onnx(model: nn.Module, card: ModelCard, path: str | os.PathLike, opset: int = 17) -> Path:
+    """Export the model to ONNX at `path` (input "input" (B, 3, H, W), output "embedding", dynamic batch); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -32,6 +33,7 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | os.PathLike, opse
 
 
 def embed_with_onnx(model: nn.Module, card: ModelCard, faces: np.ndarray, threads: int = 2) -> np.ndarray:
+    """Embed (N, H, W, 3) uint8 faces through a temporary ONNX export of the model (onnxruntime, `threads` threads)."""
     with tempfile.TemporaryDirectory() as d:
         path = export_onnx(model, card, Path(d) / "model.onnx")
         return ModelFile(path, card, threads).embed(faces)

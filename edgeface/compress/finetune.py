@@ -23,16 +23,19 @@ from .masks import Masks, apply_masks
 
 
 def to_tensor(faces: np.ndarray, card: ModelCard) -> torch.Tensor:
+    """Aligned uint8 faces normalised as the card says, as a float32 (N, C, H, W) tensor."""
     return torch.from_numpy(normalize(faces, card))
 
 
 def batches(faces: np.ndarray, card: ModelCard, batch_size: int = 64):
+    """Yield the faces as normalised tensors of at most `batch_size` faces."""
     for i in range(0, len(faces), batch_size):
         yield to_tensor(faces[i : i + batch_size], card)
 
 
 @torch.no_grad()
 def embed(model: nn.Module, faces: np.ndarray, card: ModelCard, batch_size: int = 64) -> np.ndarray:
+    """Embeddings of the faces in eval mode, no gradients: (N, D) float32 unit vectors ((0, D) for no faces)."""
     model.eval()
     out = [F.normalize(model(x), dim=1).numpy() for x in batches(faces, card, batch_size)]
     return np.concatenate(out) if out else np.zeros((0, card.embedding_size), np.float32)

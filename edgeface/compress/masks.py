@@ -41,6 +41,7 @@ def bake_masks(model: nn.Module) -> None:
 
 
 def zero_masked(model: nn.Module, masks: Masks) -> None:
+    """Set the masked-out weights of each masked layer to zero, in place."""
     with torch.no_grad():
         for name, mask in masks.items():
             w = model.get_submodule(name).weight
@@ -48,6 +49,8 @@ def zero_masked(model: nn.Module, masks: Masks) -> None:
 
 
 def sparsity_table(model: nn.Module, masks: Masks) -> list[dict]:
+    """Per Conv2d layer: weights, kept weights (from its mask, else the non-zero ones), sparsity and groups, as
+    a list of dicts."""
     rows = []
     for name, mod in model.named_modules():
         if isinstance(mod, nn.Conv2d):
@@ -58,6 +61,7 @@ def sparsity_table(model: nn.Module, masks: Masks) -> list[dict]:
 
 
 def mask_file(checkpoint: str | os.PathLike) -> Path:
+    """Path of the masks file stored beside a checkpoint: NAME.safetensors -> NAME.masks.safetensors."""
     p = Path(checkpoint)
     return p.with_name(p.name.removesuffix(".safetensors") + ".masks.safetensors")
 

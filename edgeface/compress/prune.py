@@ -140,6 +140,8 @@ def prune_connections(
 
 
 def overall_sparsity(model: nn.Module, masks: Masks) -> dict:
+    """Parameter counts after pruning: total, non-zero and pruned weights, and the kept fraction of the pruned
+    layers and of all parameters."""
     total = sum(p.numel() for p in model.parameters())
     pruned = sum(int((~m).sum()) for m in masks.values())
     conv_total = sum(model.get_submodule(n).weight.numel() for n in masks)
@@ -178,4 +180,5 @@ def nonzero_mflops(model: nn.Module, card: ModelCard, masks: Masks) -> float:
 
 
 def ceil_half(k: int) -> int:
+    """Half of k, rounded up."""
     return math.ceil(k / 2)

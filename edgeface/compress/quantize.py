@@ -104,5 +104,6 @@ def _nncf(model, calibration_set: CalibrationSet, float_scope: FloatScope):
 
 
 def compare_embeddings(reference: np.ndarray, other: np.ndarray) -> dict:
+    """Mean, minimum and 1st-percentile cosine between row-paired unit embeddings (both (N, D))."""
     cos = np.sum(reference * other, axis=1)
     return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "p01_cosine": float(np.quantile(cos, 0.01))}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def plot_curves(curves: dict[str, tuple[list, list]], path: str | os.PathLike, xlabel: str, ylabel: str, title: str, hline: tuple[float, str] | None = None) -> Path:
+    """Plot named (xs, ys) curves, with an optional labelled horizontal line, to a PNG at `path` (matplotlib, Agg);
+    returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,6 +33,7 @@ def plot_curves(curves: dict[str, tuple[list, list]], path: str | os.PathLike, x
 
 
 def write_markdown_table(path: str | os.PathLike, header: list[str], rows: list[list], preamble: str = "") -> Path:
+    """Write a Markdown table (optionally after a preamble paragraph) to `path`; returns the path."""
     lines = ([preamble, ""] if preamble else []) + ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     path = Path(path)

@@ -144,6 +144,7 @@ class ExportOptions:
 
 
 def log(msg: str) -> None:
+    """Print an export progress message to stderr, prefixed with [export]."""
     print(f"[export] {msg}", file=sys.stderr, flush=True)
 
 
@@ -184,6 +185,8 @@ def load_source(spec: str, card_json: str | None = None, **model_kwargs) -> Expo
 
 
 def source_embedder(src: ExportSource):
+    """The source model as an embedder, the reference for parity: its torch network on the CPU, or its ONNX file
+    through onnxruntime (wrapped as a Bundle)."""
     if src.kind == "torch":
         from ..models.embedder import TorchEmbedder
 
@@ -525,12 +528,14 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, opts: Expor
 
 
 def load_bundle_for_verification(stage: Path, meta: dict, card: ModelCard, backend: str, threads: int) -> Bundle:
+    """The staged bundle opened directly with `backend` (`threads` threads) to verify it: not sealed yet, so no hash checks."""
     from ..runtime.backends import make_backend
 
     return Bundle(stage, meta, card, backend, make_backend(backend, stage / meta["model_file"], threads))
 
 
 def write_conformance_set(bundle: Bundle, crops: np.ndarray, identities: list[str]) -> dict:
+    """Embed `crops` through the bundle and store them with the expected results as its conformance set (runtime.conformance)."""
     from ..runtime.conformance import write_conformance
 
     return write_conformance(bundle, crops, identities)

@@ -248,6 +248,8 @@ def _graph_onnx(src: ExportSource, path: Path, graph: str) -> Path:
 
 
 def onnx_fp32(src: ExportSource, out: Path, calib: np.ndarray | None, graph: str = "full") -> Converted:
+    """ONNX fp32: the full graph (uint8 NHWC in, normalisation and L2 norm inside, opset ONNX_OPSET) or, with
+    graph="core", the bare network (float32 NCHW, opset CORE_OPSET); both onnxslim-simplified with a dynamic batch."""
     if graph == "core":
         path = core_onnx(src, out / "model.onnx")
         i, o = onnx_io(path, src.card)
@@ -258,6 +260,7 @@ def onnx_fp32(src: ExportSource, out: Path, calib: np.ndarray | None, graph: str
 
 
 def onnx_fp16(src: ExportSource, out: Path, calib: np.ndarray | None) -> Converted:
+    """ONNX fp16, exported from the PyTorch model in half precision (L2 norm in float32); raises ValueError for an ONNX source."""
     if src.kind != "torch":
         raise ValueError("onnx fp16 is exported from a PyTorch model; for an ONNX file use --target openvino --precision fp16")
     path = torch_to_onnx(src.graph(), src.card, out / "model.onnx", half=True)
@@ -355,14 +358,17 @@ def _openvino(src: ExportSource, out: Path, calib, precision: str, float_scope: 
 
 
 def openvino_fp32(src, out, calib):
+    """OpenVINO IR (model.xml + model.bin) in float32."""
     return _openvino(src, out, calib, "fp32")
 
 
 def openvino_fp16(src, out, calib):
+    """OpenVINO IR with weights compressed to float16 (the CPU plugin computes in fp32)."""
     return _openvino(src, out, calib, "fp16")
 
 
 def openvino_int8(src, out, calib):
+    """OpenVINO IR quantized to int8 with NNCF on the calibration faces; raises ValueError without them."""
     return _openvino(src, out, calib, "int8")
 
 
@@ -423,6 +429,7 @@ def _tflite_io(src: ExportSource, path: Path) -> tuple[dict, dict]:
 
 
 def tflite_fp32(src, out, calib):
+    """TFLite float32, batch 1: litert-torch from a PyTorch model, onnx2tf from an ONNX file."""
     if src.kind == "onnx":
         return _tflite_from_onnx(src, out, "fp32", calib)
     p = _tflite_fp32(src, out / "model.tflite")
@@ -431,6 +438,8 @@ def tflite_fp32(src, out, calib):
 
 
 def tflite_fp16(src, out, calib):
+    """TFLite with float16 weights (float32 compute on CPU), batch 1: the fp32 conversion cast by ai-edge-quantizer,
+    or onnx2tf from an ONNX file."""
     if src.kind == "onnx":
         return _tflite_from_onnx(src, out, "fp16", calib)
     from ai_edge_quantizer import quantizer
@@ -569,10 +578,14 @@ def _make_calibrator(trt, calib: np.ndarray, cache: Path):
 
 
 def tensorrt_fp16(src, out, calib):
+    """TensorRT fp16 engine with a dynamic-batch profile; where TensorRT is not installed, only the TensorRT-ready
+    ONNX and tensorrt_build.json (built=False, verified through onnxruntime)."""
     return _tensorrt(src, out, calib, "fp16")
 
 
 def tensorrt_int8(src, out, calib):
+    """TensorRT int8 engine calibrated on the faces (saved as calibration_faces.npy); where TensorRT is not installed,
+    only the ONNX, the faces and tensorrt_build.json. Raises ValueError without calibration faces."""
     return _tensorrt(src, out, calib, "int8")
 
 
@@ -634,14 +647,17 @@ def _mnn(src: ExportSource, out: Path, precision: str, graph: str) -> Converted:
 
 
 def mnn_fp32(src, out, calib, graph: str = "full"):
+    """MNN model (model.mnn) in float32, converted by mnnconvert from the full or core ONNX graph."""
     return _mnn(src, out, "fp32", graph)
 
 
 def mnn_fp16(src, out, calib, graph: str = "full"):
+    """MNN model (model.mnn) with float16 weights, converted by mnnconvert from the full or core ONNX graph."""
     return _mnn(src, out, "fp16", graph)
 
 
 def mnn_int8(src, out, calib, graph: str = "full"):
+    """MNN model (model.mnn) with int8 weights, converted by mnnconvert from the full or core ONNX graph."""
     return _mnn(src, out, "int8", graph)
 
 
@@ -684,10 +700,12 @@ def _ncnn(src: ExportSource, out: Path, precision: str) -> Converted:
 
 
 def ncnn_fp32(src, out, calib):
+    """ncnn model (model.ncnn.param + .bin) in float32, converted by pnnx from the core graph; batch 1."""
     return _ncnn(src, out, "fp32")
 
 
 def ncnn_fp16(src, out, calib):
+    """ncnn model (model.ncnn.param + .bin) with float16 weights, converted by pnnx from the core graph; batch 1."""
     return _ncnn(src, out, "fp16")
 
 
@@ -768,10 +786,12 @@ def _coreml(src: ExportSource, out: Path, calib, precision: str) -> Converted:
 
 
 def coreml_fp16(src, out, calib):
+    """Core ML ML program in float16 from the PyTorch model (verified through its core ONNX; not-verified until run on the device)."""
     return _coreml(src, out, calib, "fp16")
 
 
 def coreml_int8(src, out, calib):
+    """Core ML ML program with int8 weights from the PyTorch model (verified through its core ONNX; not-verified until run on the device)."""
     return _coreml(src, out, calib, "int8")
 
 

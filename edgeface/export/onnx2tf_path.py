@@ -33,6 +33,7 @@ TIMEOUT_S = 3600
 
 
 def available() -> bool:
+    """True when onnx2tf and tensorflow are both importable here."""
     return all(importlib.util.find_spec(m) is not None for m in ("onnx2tf", "tensorflow"))
 
 
@@ -83,6 +84,7 @@ def convert(onnx_path: Path, card, calib: np.ndarray | None, work: Path, int8: b
 
 
 def output_file(folder: Path, precision: str) -> Path:
+    """The .tflite file onnx2tf wrote for `precision` in `folder`; raises RuntimeError listing the .tflite files there when it is missing."""
     path = folder / f"model_{OUTPUT_KIND[precision]}.tflite"
     if not path.is_file():
         raise RuntimeError(f"{folder}: onnx2tf wrote no {path.name} (files: {sorted(p.name for p in folder.glob('*.tflite'))})")

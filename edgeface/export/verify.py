@@ -35,6 +35,7 @@ FARS = ("1e-3", "1e-4")
 
 
 def parity(exported: np.ndarray, source: np.ndarray) -> dict:
+    """Cosine between row-paired unit embeddings (N, D) of the exported and the source model: min, mean, 1st percentile and N."""
     cos = np.sum(exported * source, axis=1)
     return {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "cosine_p01": float(np.quantile(cos, 0.01)), "num_faces": int(len(cos))}
 
@@ -45,11 +46,14 @@ OUTPUT_NORM_TOLERANCE = 1e-2
 
 
 def output_norms(raw: np.ndarray) -> dict:
+    """Smallest and largest L2 norm of the raw output rows (N, D)."""
     n = np.linalg.norm(raw, axis=1)
     return {"output_norm_min": float(n.min()), "output_norm_max": float(n.max())}
 
 
 def norm_failures(par: dict) -> list[str]:
+    """A failure message when the output norms are more than OUTPUT_NORM_TOLERANCE off 1 although the graph is
+    said to L2-normalise, else an empty list."""
     worst = max(abs(par["output_norm_min"] - 1), abs(par["output_norm_max"] - 1))
     if worst > OUTPUT_NORM_TOLERANCE:
         return [f"output norm {par['output_norm_min']:.4f}..{par['output_norm_max']:.4f}: not unit-length although the bundle says the graph "
@@ -58,6 +62,7 @@ def norm_failures(par: dict) -> list[str]:
 
 
 def tolerance_failures(par: dict, precision: str) -> list[str]:
+    """One message per parity figure below the precision's bound in TOLERANCES; an empty list when all pass."""
     tol = TOLERANCES[precision]
     fails = []
     for key, bound in tol.items():
@@ -70,6 +75,7 @@ _PAIRS: dict = {}
 
 
 def lfw_pairs(lfw_dir: str | Path, folds: int | None = None):
+    """The LFW-style pairs of `lfw_dir` (only folds below `folds` when given), read once per process and cached."""
     from ..data import load_pairs
 
     key = (str(lfw_dir), folds)

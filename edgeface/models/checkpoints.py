@@ -42,6 +42,8 @@ def save_checkpoint(model: nn.Module, card: ModelCard, path: str | os.PathLike, 
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelCard, dict]:
+    """Read an edgeface .safetensors checkpoint: (state dict, ModelCard from its metadata, extra metadata dict).
+    Raises FileNotFoundError for a missing file, ValueError naming the file when it cannot be read."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     from safetensors import safe_open
@@ -79,6 +81,8 @@ def _card_from_metadata(meta: dict, path) -> ModelCard:
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
+    """The checkpoint's network (built from its card, weights loaded, eval mode) and its card; raises ValueError
+    naming the file when the weights do not fit the architecture."""
     state, card, _ = read_checkpoint(path)
     model = registry.build_from_card(card)
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -7,6 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of parameters (elements of every parameter tensor)."""
     return sum(p.numel() for p in model.parameters())
 
 

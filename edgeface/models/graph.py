@@ -54,6 +54,7 @@ class FaceEmbeddingGraph(nn.Module):
 
 
 def sample_faces(card: ModelCard, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """Deterministic random faces for tracing and checks: (batch, H, W, 3) uint8 at the card's input size, seeded by `seed`."""
     h, w = card.input_size
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch, h, w, 3), generator=g, dtype=torch.uint8)

@@ -48,16 +48,19 @@ def register(card: ModelCard, build: Callable[..., nn.Module] | None = None, wei
 
 
 def get(name: str) -> RegistryEntry:
+    """The registry entry of a model name; raises KeyError listing the known names for an unknown one."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; `edgeface models` lists: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
 def names() -> list[str]:
+    """Registered model names, sorted."""
     return sorted(_REGISTRY)
 
 
 def build_from_card(card: ModelCard) -> nn.Module:
+    """A new (untrained) network of the card's architecture, built with its arch_kwargs; raises ValueError for an unregistered arch."""
     if card.arch not in _ARCHS:
         raise ValueError(f"card {card.name!r} names arch {card.arch!r}, which is not registered; known: {sorted(_ARCHS)}")
     return _ARCHS[card.arch](**card.arch_kwargs)

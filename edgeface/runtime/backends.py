@@ -368,6 +368,8 @@ def available_backends() -> list[str]:
 
 
 def make_backend(name: str, model_path: str | os.PathLike, threads: int = 0) -> InferenceBackend:
+    """Load a model file with the named inference backend (`threads` threads, 0 = the backend's default).
+    Raises ValueError for an unknown backend, FileNotFoundError when the file is missing."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     if not Path(model_path).exists():  # a file, or a directory package (.mlpackage)

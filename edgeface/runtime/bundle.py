@@ -60,6 +60,7 @@ class BundleNotFoundError(BundleError, FileNotFoundError):
 
 
 def load_schema() -> dict:
+    """The edgeface.json JSON Schema shipped in the package (schemas/bundle.schema.json), as a dict."""
     from importlib import resources
 
     return json.loads(resources.files("edgeface").joinpath("schemas/bundle.schema.json").read_text())
@@ -203,6 +204,8 @@ def _parse_manifest(raw: bytes, meta_path: Path) -> Any:
 
 
 def read_meta(bundle_dir: str | os.PathLike, validate: bool = True) -> dict:
+    """A bundle's edgeface.json as a dict, validated against the schema and its rules unless `validate` is False.
+    Does not check the digest or file hashes (load_bundle does); raises BundleError for a missing or invalid manifest."""
     meta_path = _manifest_path(Path(bundle_dir))
     meta = _parse_manifest(_read_manifest_bytes(meta_path), meta_path)
     if validate:
@@ -228,6 +231,8 @@ def write_manifest_digest(bundle_dir: str | os.PathLike) -> str:
 
 
 def check_manifest_digest(bundle_dir: Path, manifest_bytes: bytes) -> None:
+    """Raise BundleError (kind manifest_digest) unless edgeface.json.sha256 exists and matches the sha256 of
+    `manifest_bytes`: catches a manifest edited after export."""
     f = bundle_dir / MANIFEST_DIGEST_FILE
     if not f.is_file():
         raise BundleError(f"{bundle_dir}: no {MANIFEST_DIGEST_FILE}: the manifest is not sealed (a bundle from before digests, or "

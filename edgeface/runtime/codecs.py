@@ -289,23 +289,28 @@ HAMMING_CODECS = tuple(name for name, c in CODECS.items() if c.hamming_scores)
 
 
 def get_codec(name: str, dim: int) -> Codec:
+    """A template codec instance for `dim`-dimensional embeddings; raises ValueError for an unknown codec name."""
     if name not in CODECS:
         raise ValueError(f"unknown template codec {name!r}; choose one of {sorted(CODECS)}")
     return CODECS[name](dim)
 
 
 def bytes_per_template(name: str, dim: int) -> int:
+    """Bytes one stored template takes with the named codec at dimension `dim`."""
     return get_codec(name, dim).bytes_per_template
 
 
 def encode(name: str, x: np.ndarray) -> np.ndarray:
+    """Encode (N, D) embeddings with the named codec: (N, bytes_per_template) uint8 codes."""
     x = np.asarray(x)
     return get_codec(name, x.shape[-1]).encode(x)
 
 
 def decode(name: str, codes: np.ndarray, dim: int) -> np.ndarray:
+    """Decode (N, bytes_per_template) codes of the named codec back to (N, dim) float32 embeddings."""
     return get_codec(name, dim).decode(codes)
 
 
 def similarity(name: str, query: np.ndarray, codes: np.ndarray, dim: int) -> np.ndarray:
+    """(M, N) cosine-like scores of float queries (M, dim) against stored codes (N, bytes) of the named codec."""
     return get_codec(name, dim).similarity(query, codes)

@@ -124,6 +124,7 @@ def safe_relative(name: Any) -> bool:
 
 
 def far_value(key: str) -> float | None:
+    """A FAR key such as "1e-3" as a float, or None when it is not a number strictly between 0 and 1."""
     try:
         f = float(key)
     except (TypeError, ValueError):

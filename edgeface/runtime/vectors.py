@@ -314,6 +314,7 @@ def _json_landmarks(lm) -> object:
 
 
 def landmarks_from_json(lm) -> list:
+    """Landmarks read back from JSON, nested lists kept: numbers as floats, the string "nan" as NaN."""
     if isinstance(lm, list):
         return [landmarks_from_json(v) for v in lm]
     return float("nan") if lm == "nan" else float(lm)
@@ -495,6 +496,8 @@ def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared
 
 
 def read_vectors(vectors_dir: str | os.PathLike) -> dict:
+    """The vectors.json document of a vector directory; raises FileNotFoundError when it is missing, ValueError when
+    it is another format or version."""
     f = Path(vectors_dir) / VECTORS_JSON
     if not f.is_file():
         raise FileNotFoundError(f"{vectors_dir}: no {VECTORS_JSON} (write one with `python -m edgeface.runtime.vectors write`)")
@@ -583,6 +586,8 @@ def _ties(got, want, tol: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line `python -m edgeface.runtime.vectors write|check`: write a vector directory, or check the Python
+    runtime reproduces one. Returns 0, 1 on mismatches, 2 on an error."""
     ap = argparse.ArgumentParser(prog="python -m edgeface.runtime.vectors", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write", help="write a vector directory from real faces")

@@ -44,6 +44,7 @@ class LFWLeakError(ValueError):
 
 
 def lfw_forbidden_identities(lfw_root: str | os.PathLike | None = None) -> set[str]:
+    """Identities in LFW-dev's pairs (kept out of training); empty when the dataset has no pairs.txt."""
     root = Path(lfw_root) if lfw_root else paths.lfw_dev()
     if not (root / "pairs.txt").is_file():
         return set()
@@ -186,6 +187,7 @@ def align_items(items: list[tuple[str, str]], source: str, detector=None, cache:
 
 
 def save_aligned(s: AlignedSet, path: str | os.PathLike) -> Path:
+    """Save an aligned set as an uncompressed .npz, atomically (written beside it as NAME.tmp.npz, then renamed); returns the path."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(
@@ -204,6 +206,8 @@ def save_aligned(s: AlignedSet, path: str | os.PathLike) -> Path:
 
 
 def load_aligned(path: str | os.PathLike) -> AlignedSet:
+    """Load an aligned set written by save_aligned. Raises FileNotFoundError when missing, ValueError naming the
+    file when arrays are missing or the crops are not (N, H, W, 3) uint8."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: aligned training set not found")
@@ -250,6 +254,8 @@ def encode_jpeg_stack(crops: np.ndarray, quality: int = 92) -> tuple[np.ndarray,
 
 
 def decode_jpeg_stack(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Decode concatenated JPEG crops (crop i is buf[offsets[i]:offsets[i+1]]) to (N, H, W, 3) uint8 RGB; raises
+    ValueError naming a crop that cannot be decoded."""
     import cv2
 
     out = []

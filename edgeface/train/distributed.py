@@ -61,6 +61,7 @@ def init(world: World, device: torch.device) -> World:
 
 
 def finish(world: World) -> None:
+    """Tear down the process group if this process created it (after a barrier); otherwise do nothing."""
     import torch.distributed as dist
 
     if world.owns_group and dist.is_initialized():
@@ -120,6 +121,7 @@ def from_main(values: list[float], world: World, device) -> list[float]:
 
 
 def mean_over_ranks(values: np.ndarray, world: World, device) -> np.ndarray:
+    """Element-wise mean of `values` over all ranks (all-reduce in float64); the values themselves when not distributed."""
     if not world.distributed:
         return values
     import torch.distributed as dist

@@ -61,6 +61,9 @@ def load_training_data(cfg: TrainConfig, quiet: bool):
 
 
 def run_training(job: TrainJob) -> TrainResult:
+    """Run a training job: load the data and teacher (cached clean-crop embeddings or an online TorchTeacher), the
+    LFW-dev pairs on the main process, then train. Returns the TrainResult; raises for an unknown architecture before
+    loading anything."""
     import torch
 
     from .. import models

@@ -203,6 +203,7 @@ def recalibrate_batchnorm(model: nn.Module, crops: torch.Tensor, card: ModelCard
 
 
 def crops_to_tensor(crops: np.ndarray, device) -> torch.Tensor:
+    """(N, H, W, 3) uint8 crops as a uint8 (N, 3, H, W) tensor on `device` (a permuted view of the NHWC data)."""
     return torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2)  # uint8 NCHW view
 
 
@@ -211,6 +212,7 @@ def crops_to_tensor(crops: np.ndarray, device) -> torch.Tensor:
 
 @torch.no_grad()
 def embed_tensor(model: nn.Module, crops: np.ndarray, card: ModelCard, device, batch: int = 512) -> np.ndarray:
+    """Embeddings of uint8 crops in eval mode, no gradients, in batches of `batch`: (N, D) float32 unit vectors."""
     model.eval()
     outs = []
     for i in range(0, len(crops), batch):
@@ -220,6 +222,7 @@ def embed_tensor(model: nn.Module, crops: np.ndarray, card: ModelCard, device, b
 
 
 def pair_accuracy(model: nn.Module, pairs: AlignedPairs, card: ModelCard, device) -> dict:
+    """Verification accuracy (mean and std over folds) and AUC of the model on pre-aligned pairs."""
     from ..protocol import evaluate_scores
 
     e = embed_tensor(model, pairs.crops, card, device)
@@ -289,6 +292,7 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer, loss_modul
 
 
 def plot_curves(history: list[dict], png: str | os.PathLike, title: str) -> None:
+    """Plot the training losses and LFW-dev accuracy per epoch from the history to a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")

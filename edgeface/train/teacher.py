@@ -71,6 +71,8 @@ def make_teacher(spec: str, device: str | None = None):
 
 
 def teacher_cache_file(teacher_name: str, data: AlignedSet) -> Path:
+    """Cache file for a teacher's embeddings of a training set, keyed by the teacher name and a hash of the set's
+    image paths and boxes."""
     h = hashlib.sha256()
     for p in data.paths:
         h.update(p.encode() + b"\0")
