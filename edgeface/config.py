@@ -19,15 +19,16 @@ from pathlib import Path
 
 
 PACKAGED = Path(__file__).resolve().parent / "configs"
-KINDS = {"profile": ("profiles", "EDGEFACE_PROFILES"), "export": ("export", "EDGEFACE_RECIPES"), "train": ("train", "EDGEFACE_TRAIN_RECIPES")}
-_WHAT = {"profile": "device profile", "export": "export recipe", "train": "training recipe"}
+# kind -> (folder, environment variable, what the error messages call it)
+KINDS = {"profile": ("profiles", "EDGEFACE_PROFILES", "device profile"), "export": ("export", "EDGEFACE_RECIPES", "export recipe"),
+         "train": ("train", "EDGEFACE_TRAIN_RECIPES", "training recipe")}
 
 
 def search_dirs(kind: str) -> list[Path]:
     """Where files of `kind` are looked for, first match wins: $VARIABLE's folders, ./<folder>, the package's."""
     if kind not in KINDS:
         raise ValueError(f"unknown configuration kind {kind!r}; known: {sorted(KINDS)}")
-    folder, variable = KINDS[kind]
+    folder, variable, _ = KINDS[kind]
     env = os.environ.get(variable)
     dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []
     return dirs + [Path.cwd() / folder, PACKAGED / folder]
@@ -36,7 +37,7 @@ def search_dirs(kind: str) -> list[Path]:
 def find(kind: str, name: str | os.PathLike) -> Path:
     """The file of a configuration given by name (searched, see `search_dirs`) or by path (a .toml or a name with a folder in it)."""
     dirs = search_dirs(kind)
-    what = _WHAT[kind]
+    what = KINDS[kind][2]
     p = Path(name)
     if p.suffix == ".toml" or os.sep in str(name):
         if p.is_file():
@@ -54,25 +55,19 @@ def names(kind: str) -> list[str]:
     return sorted({f.stem for d in search_dirs(kind) if d.is_dir() for f in d.glob("*.toml")})
 
 
-def load_table(kind: str, name: str | os.PathLike, schema: type | None = None, section: str | None = None,
-               error: type[Exception] = ValueError) -> tuple[dict, Path]:
-    """(table, path) of a configuration; with a dataclass `schema`, every key must be one of its
-    fields (the error names the file and the unknown keys). `section`: read [section] when the file has one."""
+def load_table(kind: str, name: str | os.PathLike, section: str | None = None, error: type[Exception] = ValueError) -> tuple[dict, Path]:
+    """(table, path) of a configuration found by `find`; `section`: read [section] when the file has one."""
     path = find(kind, name)
     table = read_toml(path, error)
     if section is not None:
         table = table.get(section, table)
-    if schema is not None:
-        known = {f.name for f in fields(schema)}
-        unknown = set(table) - known
-        if unknown:
-            raise error(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
     return table, path
 
 
 def load(kind: str, name: str | os.PathLike):
-    """A validated, typed configuration: a profiles.Profile ("profile"), a profiles.Recipe
-    ("export"), or the table of a training recipe ("train"; commands.train makes its TrainConfig)."""
+    """A validated, typed configuration: a profiles.Profile ("profile") or a profiles.Recipe ("export").
+    Training recipes are read and checked by edgeface.commands.train.load_recipe (their keys are
+    the train command's options)."""
     if kind == "profile":
         from .profiles import load_profile
 
@@ -81,7 +76,7 @@ def load(kind: str, name: str | os.PathLike):
         from .profiles import load_recipe
 
         return load_recipe(name)
-    return load_table(kind, name, section="train")[0]
+    raise ValueError(f"config.load reads profiles and export recipes, not {kind!r}" + ("; use edgeface.commands.train.load_recipe" if kind == "train" else ""))
 
 
 def read_toml(path: str | os.PathLike, error: type[Exception] = ValueError) -> dict:

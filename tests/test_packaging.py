@@ -44,7 +44,7 @@ def run_installed(site: Path, cwd: Path, code: str) -> subprocess.CompletedProce
 
 
 def test_the_wheel_carries_every_packaged_configuration(installed):
-    for kind, (folder, _) in config.KINDS.items():
+    for kind, (folder, _, _) in config.KINDS.items():
         shipped = sorted(p.name for p in (config.PACKAGED / folder).glob("*.toml"))
         assert shipped, kind
         assert sorted(p.name for p in (installed / "edgeface" / "configs" / folder).glob("*.toml")) == shipped
@@ -55,12 +55,13 @@ def test_profiles_and_recipes_resolve_by_name_outside_a_checkout(installed, tmp_
         "import json, edgeface\n"
         "from edgeface import config\n"
         "from edgeface.commands.export import apply_recipe\n"
+        "from edgeface.commands.train import load_recipe\n"
         "from edgeface.cli import build_parser\n"
         "args = build_parser().parse_args(['export', 'default', '--recipe', 'android-tflite-int8', '--out', 'x'])\n"
         "apply_recipe(args)\n"
         "p = config.load('profile', 'x86-server-onnxruntime')\n"
         "print(json.dumps({'package': edgeface.__file__, 'target': args.target, 'precision': args.precision,\n"
-        "                  'profile': str(p.path), 'recipe': str(p.recipe.path), 'train': config.load('train', 'default')['arch'],\n"
+        "                  'profile': str(p.path), 'recipe': str(p.recipe.path), 'train': load_recipe('default')['arch'],\n"
         "                  'names': config.names('profile')}))\n"
     )
     r = run_installed(installed, tmp_path, code)

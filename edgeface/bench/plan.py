@@ -108,7 +108,7 @@ def stem(spec: str) -> str:
     return p.stem if p.suffix else p.name
 
 
-def bundle_label(path: Path) -> str:
+def bundle_label(path: Path) -> tuple[str, dict]:
     """A bundle's "FORMAT-PRECISION" label and its edgeface.json as a dict (a tuple of the two); raises ValueError
     naming the file when it cannot be read or parsed."""
     import json
@@ -120,7 +120,7 @@ def bundle_label(path: Path) -> str:
     return f"{meta.get('format', '?')}-{meta.get('precision', '?')}", meta
 
 
-def build_items(job: "BenchJob") -> tuple[list, list[dict]]:
+def build_items(job: BenchJob) -> tuple[list, list[dict]]:
     """The BenchItems a job measures (source models exported first, one bundle per target or
     profile) and the exports that failed ({target, path, error})."""
     from ..profiles import load_profile

@@ -334,7 +334,7 @@ def draft_manifest(plan: ExportPlan, conv: Converted, files: dict[str, str], sec
     }
     if detector_section:
         meta["detector"] = detector_section
-    return Manifest.from_dict(meta, "draft edgeface.json")
+    return Manifest.from_dict(meta, "draft edgeface.json", validate=False)  # export_bundle writes it next: _write_meta validates
 
 
 def check_parity(bundle: Bundle, src_emb, verify, precision: str, conv: Converted) -> ParityCheck:
@@ -368,12 +368,14 @@ def calibrate_thresholds(bundle: Bundle, plan: ExportPlan, src_emb, impostors, o
     return {}, thresholds
 
 
-def seal(stage: Path, out: Path, manifest: Manifest) -> None:
-    """Last stage: the final edgeface.json (validated, digest written), then the staging folder replaces OUT."""
-    _write_meta(stage, manifest)
+def seal(stage: Path, out: Path, manifest: Manifest) -> dict:
+    """Last stage: the final edgeface.json (validated, digest written), then the staging folder replaces OUT.
+    Returns the document written."""
+    meta = _write_meta(stage, manifest)
     if out.exists():
         shutil.rmtree(out)
     os.replace(stage, out)
+    return meta
 
 
 def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike, opts: ExportOptions | None = None,
@@ -410,14 +412,14 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     files = {f: file_sha256(stage / f) for f in conv.files}
     files.update(det_files)
     manifest = draft_manifest(plan, conv, files, seconds, calib_desc, detector_section)
-    _write_meta(stage, manifest)
+    draft = _write_meta(stage, manifest)
 
     # ---- verification through the bundle's own runtime
     vfile, vbackend = conv.model_file, tgt.backend
     if not conv.built:
         vfile, vbackend = conv.verify_file, conv.verify_backend
         log(f"verifying {vfile} through {vbackend} ({conv.model_file} cannot run here)")
-    bundle = load_bundle_for_verification(stage, dict(manifest.to_dict(), model_file=vfile), card, vbackend, opts.threads)
+    bundle = load_bundle_for_verification(stage, dict(draft, model_file=vfile), card, vbackend, opts.threads)
     src_emb = source_embedder(plan.source)
     t1 = time.time()
     checked = check_parity(bundle, src_emb, verify, precision, conv)
@@ -437,8 +439,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     status = "failed" if failures else ("verified" if conv.built else conv.unbuilt_status)
     manifest = replace(manifest, parity=parity, thresholds=thresholds, quality=quality, conformance=conformance, verification=verification, status=status)
     del bundle  # the runtime session goes before its files move
-    seal(stage, out, manifest)
-    meta = manifest.to_dict()
+    meta = seal(stage, out, manifest)
     if failures:
         log(f"VERIFICATION FAILED for {tgt.key}: {'; '.join(failures)} — bundle written to {out} with status 'failed'")
     elif not conv.built:
@@ -541,10 +542,11 @@ def write_conformance_set(bundle: Bundle, crops: np.ndarray, identities: list[st
     return write_conformance(bundle, crops, identities)
 
 
-def _write_meta(stage: Path, manifest: Manifest | dict) -> None:
-    meta = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
+def _write_meta(stage: Path, manifest: Manifest) -> dict:
+    meta = manifest.to_dict()
     validate_meta(meta, str(stage / BUNDLE_JSON))
     tmp = stage / (BUNDLE_JSON + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=False))
     os.replace(tmp, stage / BUNDLE_JSON)
     write_manifest_digest(stage)  # edgeface.json.sha256: load_bundle refuses a manifest changed after this
+    return meta

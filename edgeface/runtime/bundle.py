@@ -152,7 +152,7 @@ class Manifest:
         elif not isinstance(meta, dict):
             raise BundleError(f"{where}: expected a JSON object, got {type(meta).__name__}", M.SCHEMA)
         names = {f.name for f in _fields(cls)} - {"extra", "input", "output"}
-        kw = {k: _tupled(v) if k == "files" else v for k, v in meta.items() if k in names}
+        kw = {k: v for k, v in meta.items() if k in names}
         return cls(**kw, input=TensorContract.from_dict(meta["input"]), output=TensorContract.from_dict(meta["output"]),
                    extra={k: v for k, v in meta.items() if k not in names | {"input", "output"}})
 
