@@ -26,7 +26,8 @@ START, END = "<!-- bench:targets:start -->", "<!-- bench:targets:end -->"
 
 def default_models() -> list[str]:
     sys.path.insert(0, str(ROOT))
-    from edgeface import models, paths
+    from edgeface import models
+    from edgeface.core import paths
 
     out = [str(paths.reference_mobilefacenet())] if paths.reference_mobilefacenet().is_file() else []
     # one row set per weights: `default` is an alias of a registry model

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compress_common import add_setup_args, setup  # noqa: E402
-from edgeface import face_sets as faces  # noqa: E402
+from edgeface.eval import faces
 from edgeface.compress import channel, finetune  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx, export_onnx, latency_ms, torch_latency_ms  # noqa: E402
 from edgeface.compress.report import plot_curves, write_markdown_table  # noqa: E402

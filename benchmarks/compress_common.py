@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from edgeface import paths, zoo
-from edgeface import face_sets as faces
+from edgeface import zoo
+from edgeface.core import paths
+from edgeface.eval import faces
 
 
 def add_setup_args(ap: argparse.ArgumentParser, folds: int) -> None:

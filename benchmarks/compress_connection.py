@@ -21,8 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeface import paths, zoo  # noqa: E402
-from edgeface import face_sets as faces  # noqa: E402
+from edgeface import zoo
+from edgeface.core import paths
+from edgeface.eval import faces
 from edgeface.compress import finetune, prune  # noqa: E402
 from edgeface.compress.correlation import top_down_order  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx  # noqa: E402

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compress_common import add_setup_args, setup  # noqa: E402
-from edgeface import face_sets as faces  # noqa: E402
+from edgeface.eval import faces
 from edgeface.compress.quantize import FloatScope, compare_embeddings  # noqa: E402
 from edgeface.export.converters import onnx_at_precision  # noqa: E402
 from edgeface.runtime.model_file import ModelFile  # noqa: E402

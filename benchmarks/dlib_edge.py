@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeface import zoo  # noqa: E402
-from edgeface import face_sets as faces  # noqa: E402
+from edgeface.eval import faces
 from edgeface.compress import channel, finetune  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx  # noqa: E402
 from edgeface.models.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402

@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeface import paths  # noqa: E402
-from edgeface.face_sets import lfw_pairs  # noqa: E402
-from edgeface.data import load_pairs  # noqa: E402
-from edgeface.detect import YuNetDetector, pick_primary  # noqa: E402
-from edgeface.evaluate import progress  # noqa: E402
-from edgeface.imageio import read_image  # noqa: E402
+from edgeface.core import paths
+from edgeface.eval.faces import lfw_pairs  # noqa: E402
+from edgeface.eval.datasets import load_pairs  # noqa: E402
+from edgeface.core.detect import YuNetDetector, pick_primary  # noqa: E402
+from edgeface.eval.verification import progress  # noqa: E402
+from edgeface.core.imageio import read_image  # noqa: E402
 from edgeface.models.embedder import TorchEmbedder  # noqa: E402
 from edgeface.train.teacher import DLIB_CHIP_SIZE, DlibTeacher  # noqa: E402
 from edgeface.zoo import load_torch_model  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> int:
     index = {p: i for i, p in enumerate(images)}
     keep = [p for p in pairs if found[index[p.a]] and found[index[p.b]]]
     emb_dlib = embedder.embed(chips)
-    from edgeface.protocol import evaluate_scores
+    from edgeface.eval.protocol import evaluate_scores
 
     ia, ib = np.array([index[p.a] for p in keep]), np.array([index[p.b] for p in keep])
     same, folds = np.array([p.same for p in keep]), np.array([p.fold for p in keep])

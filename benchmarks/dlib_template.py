@@ -20,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeface import paths  # noqa: E402
-from edgeface.align import similarity_transform  # noqa: E402
-from edgeface.data import IMAGE_SUFFIXES  # noqa: E402
-from edgeface.detect import YuNetDetector, pick_primary  # noqa: E402
-from edgeface.evaluate import progress  # noqa: E402
-from edgeface.imageio import ImageError, read_image  # noqa: E402
+from edgeface.core import paths
+from edgeface.core.align import similarity_transform  # noqa: E402
+from edgeface.eval.datasets import IMAGE_SUFFIXES  # noqa: E402
+from edgeface.core.detect import YuNetDetector, pick_primary  # noqa: E402
+from edgeface.eval.verification import progress  # noqa: E402
+from edgeface.core.imageio import ImageError, read_image  # noqa: E402
 from edgeface.train.teacher import DLIB_CHIP_PADDING, DLIB_CHIP_SIZE, dlib_model_files  # noqa: E402
 
 # dlib's 5-point chip positions (interpolation.h, get_face_chip_details), unit square.

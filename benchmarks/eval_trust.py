@@ -26,7 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeface import benchmarks, paths  # noqa: E402
+from edgeface.eval import benchmarks  # noqa: E402
+from edgeface.core import paths  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BENCH = ("lfw-dev", "cfp-ff", "cfp-fp")
@@ -48,9 +49,9 @@ def export(spec: str, out: Path, threads: int) -> dict:
 
 def cfp_analysis(bundle_dir: Path) -> dict:
     """Detection failures per pose, the failure rule's effect, and the quality gate on CFP-FP."""
-    from edgeface.evaluate import aligned_crops, detect_all
-    from edgeface.landmarks import LandmarkStore
-    from edgeface.protocol import best_threshold, evaluate_scores
+    from edgeface.eval.verification import aligned_crops, detect_all
+    from edgeface.core.landmarks import LandmarkStore
+    from edgeface.eval.protocol import best_threshold, evaluate_scores
     from edgeface.runtime.bundle import load_bundle
     from edgeface.runtime.quality import QualityGate, flip_similarity, measure
 

@@ -25,7 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from edgeface import __version__, paths, targets
+    from edgeface import __version__
+    from edgeface.core import paths
+    from edgeface.core import targets
     from edgeface.export import ExportOptions, export_bundle, load_source
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

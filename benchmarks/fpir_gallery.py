@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeface import paths  # noqa: E402
-from edgeface.data import IMAGE_SUFFIXES, identity_folder  # noqa: E402
+from edgeface.core import paths  # noqa: E402
+from edgeface.eval.datasets import IMAGE_SUFFIXES, identity_folder  # noqa: E402
 from edgeface.runtime.openset import fpir_for_far, threshold_for_fpir  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -56,7 +56,7 @@ def populations(seed: int = 0, probe_lfw: int = 400, probe_celeba: int = 100, pe
 
 
 def embed_files(bundle, items, store):
-    from edgeface.face_sets import align_files
+    from edgeface.eval.faces import align_files
 
     fs = align_files([f for f, _ in items], bundle.card, [i for _, i in items], store=store, show_progress=False)
     embs = np.concatenate([bundle.embed(fs.crops[s : s + 256]) for s in range(0, len(fs), 256)])
@@ -67,7 +67,7 @@ def embeddings(bundle_dir: Path, embedder: str | None, seed: int, cache: Path | 
     """(gallery pool embeddings, identities, probe embeddings, identities), through the bundle, or
     through `embedder` (its torch source: cosine parity to an fp32 bundle is 1.00000, so the
     scores are the bundle's to 1e-5) when given; kept in `cache` (.npz) between runs."""
-    from edgeface.landmarks import LandmarkStore
+    from edgeface.core.landmarks import LandmarkStore
     from edgeface.runtime.bundle import load_bundle
 
     if cache and cache.is_file():

@@ -24,9 +24,9 @@ def main() -> int:
     import onnx
 
     from edgeface.export import load_source
-    from edgeface.face_sets import align_files, default_split
+    from edgeface.eval.faces import align_files, default_split
     from edgeface.runtime.backends import make_backend
-    from edgeface.preprocess import l2_normalize
+    from edgeface.core.preprocess import l2_normalize
 
     ap = argparse.ArgumentParser()
     ap.add_argument("onnx")

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from edgeface import paths  # noqa: E402
-from edgeface.cache import cache_dir  # noqa: E402
+from edgeface.core import paths  # noqa: E402
+from edgeface.core.cache import cache_dir  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -34,7 +34,7 @@ def onnx_reference(threads: int = 2):
     import onnxruntime as ort
     import torch
 
-    from edgeface.preprocess import l2_normalize, normalize
+    from edgeface.core.preprocess import l2_normalize, normalize
     from edgeface.zoo import load_torch_model
 
     model, card = load_torch_model(str(paths.reference_mobilefacenet()))
@@ -88,10 +88,10 @@ def folder_faces(embedder, root, show_progress: bool = True, flip: bool = True) 
     detection use the evaluation's fallback (dataset mean landmarks) and are marked
     detected=False. flip=False skips the mirrored-crop embeddings (half the time; no
     flip-consistency quality score)."""
-    from edgeface.data import identity_folder
-    from edgeface.detect import YuNetDetector
-    from edgeface.evaluate import aligned_crops, detect_all
-    from edgeface.landmarks import LandmarkStore
+    from edgeface.eval.datasets import identity_folder
+    from edgeface.core.detect import YuNetDetector
+    from edgeface.eval.verification import aligned_crops, detect_all
+    from edgeface.core.landmarks import LandmarkStore
     from edgeface.runtime.quality import flip_similarity, measure
 
     items = identity_folder(root)

@@ -28,7 +28,7 @@ import numpy as np
 
 from runtime_common import save_result
 
-from edgeface.card import ModelCard
+from edgeface.core.card import ModelCard
 from edgeface.runtime.gallery import Gallery
 
 

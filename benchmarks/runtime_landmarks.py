@@ -1,4 +1,4 @@
-"""Issue 20: the quality gate's landmark-geometry check (landmark_residual, edgeface.align).
+"""Issue 20: the quality gate's landmark-geometry check (landmark_residual, edgeface.core.align).
 
 For each shipped template (arcface_112x112: the reference MobileFaceNet; dlib_150x150: `default`):
   1. the thresholds the export writes: LANDMARK_PERCENTILES of the residual of YuNet's landmarks
@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeface.align import align_face, landmark_residual, template_landmarks, TEMPLATES  # noqa: E402
+from edgeface.core.align import align_face, landmark_residual, template_landmarks, TEMPLATES  # noqa: E402
 from edgeface.runtime.quality import DEFAULT_THRESHOLDS, LANDMARK_PERCENTILES, QualityGate, calibrate_landmark_thresholds, measure  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -66,10 +66,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULTS / "runtime_landmarks.json"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    from edgeface.face_sets import default_split
-    from edgeface.landmarks import LandmarkStore
-    from edgeface.imageio import ImageError, read_image
-    from edgeface import benchmarks
+    from edgeface.eval.faces import default_split
+    from edgeface.core.landmarks import LandmarkStore
+    from edgeface.core.imageio import ImageError, read_image
+    from edgeface.eval import benchmarks
 
     t0 = time.time()
     store = LandmarkStore.default()

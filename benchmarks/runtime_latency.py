@@ -49,12 +49,12 @@ WORKER = textwrap.dedent(
     import_s = time.perf_counter() - t0
     rss_after_import = peak_mb()
     cfg = json.loads(sys.argv[1])
-    from edgeface.align import align_face
-    from edgeface.detect import YuNetDetector, pick_primary
-    from edgeface.imageio import read_image
+    from edgeface.core.align import align_face
+    from edgeface.core.detect import YuNetDetector, pick_primary
+    from edgeface.core.imageio import read_image
     from edgeface.runtime.quality import measure, QualityGate
-    from edgeface.preprocess import l2_normalize, normalize
-    from edgeface.card import ModelCard
+    from edgeface.core.preprocess import l2_normalize, normalize
+    from edgeface.core.card import ModelCard
     threads = cfg["threads"]
     if cfg.get("bundle"):
         from edgeface.runtime.bundle import load_bundle
@@ -138,9 +138,9 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from runtime_common import onnx_reference, save_result
 
-    from edgeface import paths
-    from edgeface.cache import cache_dir
-    from edgeface.data import identity_folder
+    from edgeface.core import paths
+    from edgeface.core.cache import cache_dir
+    from edgeface.eval.datasets import identity_folder
 
     files = [p for p, _ in identity_folder(paths.lfw_dev())][:: 6922 // args.images][: args.images]
     cfg = {"threads": args.threads, "yunet": str(paths.yunet_model()), "files": files, "gallery": str(cache_dir("bench") / "latency-gallery.db")}

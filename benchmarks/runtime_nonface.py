@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface import paths
+from edgeface.core import paths
 
 
 def main(argv=None) -> int:

@@ -25,11 +25,11 @@ import numpy as np
 
 from runtime_common import bundle_quality, folder_faces, lfw_faces, measurements, onnx_reference, save_result
 
-from edgeface import paths
-from edgeface.align import align_face
-from edgeface.data import load_pairs
-from edgeface.detect import YuNetDetector, pick_primary
-from edgeface.imageio import read_image
+from edgeface.core import paths
+from edgeface.core.align import align_face
+from edgeface.eval.datasets import load_pairs
+from edgeface.core.detect import YuNetDetector, pick_primary
+from edgeface.core.imageio import read_image
 from edgeface.runtime.quality import QualityGate, flip_similarity, measure
 
 
@@ -38,7 +38,7 @@ def pct(x):
 
 
 def calibration_percentiles(emb, n: int = 400) -> dict:
-    from edgeface.data import identity_folder
+    from edgeface.eval.datasets import identity_folder
 
     items = identity_folder(paths.shared_dir() / "datasets" / "celeba-299")
     rng = np.random.default_rng(0)

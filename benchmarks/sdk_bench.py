@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 PY_RUNTIME = r"""
 import json, resource, sys, time
 import numpy as np
-from edgeface.align import align_face
+from edgeface.core.align import align_face
 from edgeface.runtime.bundle import load_bundle
 from edgeface.runtime.gallery import Gallery
 from edgeface.runtime.quality import QualityGate, measure
@@ -69,7 +69,7 @@ def make_gallery(bundle_dir: str, path: Path, n: int = 1000) -> Path:
     import numpy as np
 
     from edgeface.runtime.bundle import read_meta
-    from edgeface.card import ModelCard
+    from edgeface.core.card import ModelCard
     from edgeface.runtime.gallery import Gallery
 
     card = ModelCard.from_dict(read_meta(bundle_dir)["card"])

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgeface.train.data import encode_jpeg_stack, load_training_sources  # noqa: E402
-from edgeface.face_sets import crop_card, lfw_pairs  # noqa: E402
+from edgeface.eval.faces import crop_card, lfw_pairs  # noqa: E402
 from edgeface.train.teacher import teacher_embeddings  # noqa: E402
 
 

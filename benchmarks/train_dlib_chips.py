@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeface.imageio import read_image  # noqa: E402
+from edgeface.core.imageio import read_image  # noqa: E402
 from edgeface.train.data import encode_jpeg_stack, load_aligned  # noqa: E402
 from edgeface.train.teacher import DlibTeacher  # noqa: E402
 

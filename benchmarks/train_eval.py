@@ -24,11 +24,11 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from edgeface import paths
-    from edgeface.data import load_pairs
-    from edgeface.detect import YuNetDetector
-    from edgeface.evaluate import embed_pairs, verification_report
-    from edgeface.landmarks import LandmarkStore
+    from edgeface.core import paths
+    from edgeface.eval.datasets import load_pairs
+    from edgeface.core.detect import YuNetDetector
+    from edgeface.eval.verification import embed_pairs, verification_report
+    from edgeface.core.landmarks import LandmarkStore
     from edgeface.models.complexity import count_mflops, count_params
     from edgeface.zoo import load_embedder
 

@@ -27,7 +27,7 @@ SUITE = {
 
 def load_bundle(bundle: Path):
     from edgeface.train.data import AlignedSet, decode_jpeg_stack
-    from edgeface.face_sets import AlignedPairs
+    from edgeface.eval.faces import AlignedPairs
 
     with np.load(bundle / "train_faces.npz", allow_pickle=False) as z:
         crops = decode_jpeg_stack(z["jpeg"], z["offsets"])

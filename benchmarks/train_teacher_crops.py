@@ -24,8 +24,8 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/train_teacher_crops.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from edgeface.protocol import evaluate_scores
-    from edgeface.face_sets import crop_card, lfw_pairs
+    from edgeface.eval.protocol import evaluate_scores
+    from edgeface.eval.faces import crop_card, lfw_pairs
     from edgeface.train.loop import crops_to_tensor
     from edgeface.train.teacher import TorchTeacher
 

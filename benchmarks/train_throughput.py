@@ -112,8 +112,8 @@ def real_faces(n: int) -> tuple[np.ndarray, list[str], np.ndarray]:
 
 def jpeg_align_cost(paths, landmarks, reps: int) -> float:
     """Seconds per face to decode the JPEG and warp it onto the template (landmarks known)."""
-    from edgeface.align import align_face
-    from edgeface.imageio import read_image
+    from edgeface.core.align import align_face
+    from edgeface.core.imageio import read_image
 
     t = []
     for _ in range(reps):

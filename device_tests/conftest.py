@@ -14,8 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from edgeface import paths  # noqa: E402
-from edgeface.profiles import load_profile  # noqa: E402
+from edgeface.core import paths
+from edgeface.core.profiles import load_profile  # noqa: E402
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 PARITY_FACES = 32
@@ -54,10 +54,10 @@ def _export_available() -> bool:
 
 
 def _real_faces(card, n: int) -> np.ndarray:
-    from edgeface.data import load_pairs
-    from edgeface.detect import YuNetDetector
-    from edgeface.evaluate import aligned_crops, detect_all
-    from edgeface.landmarks import LandmarkStore
+    from edgeface.eval.datasets import load_pairs
+    from edgeface.core.detect import YuNetDetector
+    from edgeface.eval.verification import aligned_crops, detect_all
+    from edgeface.core.landmarks import LandmarkStore
 
     pairs = load_pairs(paths.lfw_dev())
     images = sorted({p for pr in pairs[: 2 * n] for p in (pr.a, pr.b)})[: 2 * n]

@@ -26,7 +26,7 @@ import sys
 import pytest
 
 from edgeface.bench.runners import LocalRunner, SshRunner, deploy_runtime, fill_wheelhouse, run_on_device, runner_for
-from edgeface.profiles import check_budgets, list_profiles, load_profile
+from edgeface.core.profiles import check_budgets, list_profiles, load_profile
 
 from device_helpers import pinned, wheelhouse_dir
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .card import ModelCard
+from .core.card import ModelCard
 
 TORCH_SUFFIXES = {".ckpt", ".pt", ".pth", ".tar"}
 

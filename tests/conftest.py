@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface import paths
+from edgeface.core import paths
 
 SHARED = paths.shared_dir()
 
@@ -18,7 +18,7 @@ def shared() -> Path:
 
 @pytest.fixture(scope="session")
 def yunet(shared):
-    from edgeface.detect import YuNetDetector
+    from edgeface.core.detect import YuNetDetector
 
     return YuNetDetector(paths.yunet_model())
 

@@ -40,7 +40,7 @@ def cache_key(checkpoint: Path) -> str:
 
 def build(shared: Path | None = None) -> dict[str, str]:
     """{"bundle": dir, "vectors": dir}: cached, or exported + written now (under a file lock)."""
-    from edgeface import paths
+    from edgeface.core import paths
 
     if shared is not None:
         os.environ["EDGEFACE_SHARED"] = str(shared)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeface.align import (
+from edgeface.core.align import (
     ARCFACE_112,
     SPHEREFACE_112x96,
     align_face,

@@ -134,7 +134,7 @@ def test_classify(tiny, tmp_path):
 
 
 def test_run_bench_and_reports(tiny, tmp_path):
-    from edgeface.profiles import load_profile
+    from edgeface.core.profiles import load_profile
 
     settings = BenchSettings(threads=(1, 0), throughput_batch=4, min_time=0.05, min_reps=5, warmup=2, accuracy=False, show_progress=False)
     targets = [BenchItem("onnx:u8", tiny["u8"], profile=load_profile("x86-server-onnxruntime")), BenchItem("onnx:f32", tiny["f32"]), BenchItem("broken", tmp_path / "nothing.onnx")]

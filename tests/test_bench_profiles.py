@@ -3,8 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from edgeface import config, profiles, targets
-from edgeface.profiles import ProfileError, check_budgets, export_args, list_profiles, load_profile, load_recipe
+from edgeface.core import config
+from edgeface.core import profiles
+from edgeface.core import targets
+from edgeface.core.profiles import ProfileError, check_budgets, export_args, list_profiles, load_profile, load_recipe
 
 SHIPPED = list_profiles()
 GOOD = """

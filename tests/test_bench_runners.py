@@ -7,7 +7,7 @@ import pytest
 
 from edgeface.bench import runners
 from edgeface.bench.runners import AdbRunner, DeviceError, LocalRunner, SshRunner, runner_for
-from edgeface.profiles import Device, load_profile
+from edgeface.core.profiles import Device, load_profile
 
 AWKWARD = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))", "a b", "it's", '"q"', "$HOME", "semi;colon", "*"]
 

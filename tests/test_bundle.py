@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface import __version__, targets
+from edgeface import __version__
+from edgeface.core import targets
 from edgeface.runtime.bundle import BUNDLE_JSON, Bundle, BundleError, load_bundle, validate_meta
 from edgeface.runtime.conformance import check_conformance, write_conformance
 
@@ -45,7 +46,7 @@ def test_every_target_has_a_converter():
 
 
 def test_runtime_imports_no_torch():
-    code = ("import sys, edgeface.runtime, edgeface.runtime.bundle, edgeface.runtime.conformance, edgeface.targets; "
+    code = ("import sys, edgeface.runtime, edgeface.runtime.bundle, edgeface.runtime.conformance, edgeface.core.targets; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith(('edgeface.models', 'edgeface.zoo', 'edgeface.export'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)

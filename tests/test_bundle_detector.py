@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edgeface import paths
+from edgeface.core import paths
 from edgeface.runtime.bundle import BundleError, load_bundle
 from tiny_bundle import make_tiny_bundle, read, reseal
 

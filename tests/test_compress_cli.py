@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeface import paths
+from edgeface.core import paths
 from edgeface.cli import main
 
 
@@ -53,7 +53,7 @@ def test_quantize_int8_cli(shared, tmp_path):
     # int8 weights with the embedding head kept in float (the default): measured 3.99 MB -> 1.40 MB
     # (2.85x); graph overhead and the float head keep it under 4x. Below 2.5x means weights stayed float.
     assert rep["size_ratio"] > 2.5, rep
-    from edgeface.card import ModelCard
+    from edgeface.core.card import ModelCard
     from edgeface.runtime.model_file import ModelFile
 
     card = ModelCard.from_json((out / "card.json").read_text())
@@ -78,8 +78,8 @@ def test_quantize_qat_cli_trains_and_stores_int8_weights(shared, tmp_path):
     m = onnx.load(str(out / "model.onnx"))
     consts = {t.name for t in m.graph.initializer}
     assert not [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in consts]
-    from edgeface.card import ModelCard
-    from edgeface import face_sets as faces
+    from edgeface.core.card import ModelCard
+    from edgeface.eval import faces
     from edgeface.export.converters import onnx_at_precision
     from edgeface.runtime.model_file import ModelFile
     from edgeface.zoo import load_torch_model

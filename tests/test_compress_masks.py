@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeface.card import ModelCard
+from edgeface.core.card import ModelCard
 from edgeface.compress import channel, finetune, prune
 from edgeface.compress.masks import bake_masks, load_pruned, mask_file, save_pruned, zero_masked
 from edgeface.models import register_arch

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.data import DataError, identity_folder, load_pairs, read_lfw_pairs, read_pairs_csv
-from edgeface.imageio import ImageError, read_image, to_uint8_rgb
+from edgeface.eval.datasets import DataError, identity_folder, load_pairs, read_lfw_pairs, read_pairs_csv
+from edgeface.core.imageio import ImageError, read_image, to_uint8_rgb
 
 cv2 = pytest.importorskip("cv2")
 

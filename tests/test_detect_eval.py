@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgeface.cli import main
-from edgeface import paths
+from edgeface.core import paths
 
 cv2 = pytest.importorskip("cv2")
 REF = str(paths.reference_mobilefacenet())
@@ -18,7 +18,7 @@ def _lfw_images(shared, n):
 
 def test_yunet_decoding_matches_opencv(shared, yunet):
     """Our ONNX Runtime decoding + NMS equals OpenCV's FaceDetectorYN on the same input."""
-    from edgeface.imageio import read_image
+    from edgeface.core.imageio import read_image
 
     cvd = cv2.FaceDetectorYN.create(str(paths.yunet_model()), "", (640, 640), yunet.score_threshold, yunet.nms_threshold)
     for p in _lfw_images(shared, 6):
@@ -32,8 +32,8 @@ def test_yunet_decoding_matches_opencv(shared, yunet):
 
 
 def test_primary_face_is_the_centred_one(shared, yunet):
-    from edgeface.detect import pick_primary
-    from edgeface.imageio import read_image
+    from edgeface.core.detect import pick_primary
+    from edgeface.core.imageio import read_image
 
     img = read_image(_lfw_images(shared, 1)[0]).pixels
     # Paste a second, smaller copy of the face in a corner: the centred one must be chosen.

@@ -81,10 +81,10 @@ def test_port_matches_dlib_on_crafted_chips(port, dlib_net, pattern):
 
 def _lfw_faces(yunet, count: int):
     """(pixels, YuNet detection) of `count` LFW-dev photos of different people, spread over the pair list."""
-    from edgeface import paths
-    from edgeface.data import load_pairs
-    from edgeface.detect import pick_primary
-    from edgeface.imageio import read_image
+    from edgeface.core import paths
+    from edgeface.eval.datasets import load_pairs
+    from edgeface.core.detect import pick_primary
+    from edgeface.core.imageio import read_image
 
     out = []
     for f in sorted({p.a for p in load_pairs(paths.lfw_dev())})[::97][:count]:
@@ -187,7 +187,7 @@ def test_the_packaged_edge_model_is_small_and_follows_the_dense_network(shared, 
     embeddings agree with the dense network it was distilled from while still telling people apart
     (a network with its channels pruned but not retrained, or random weights, fails the agreement)."""
     from edgeface import zoo
-    from edgeface.align import align_face
+    from edgeface.core.align import align_face
     from edgeface.compress.finetune import embed
     from edgeface.models import names
 

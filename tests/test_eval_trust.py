@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.data import Pair, dataset_identity, first_folds, load_pairs
+from edgeface.eval.datasets import Pair, dataset_identity, first_folds, load_pairs
 from tiny_models import TINY_CARD, write_tiny_onnx
 
 
@@ -117,14 +117,14 @@ def _small_lfw_csv(lfw: Path, out: Path, per_class: int = 12) -> Path:
 
 
 def _local_targets():
-    from edgeface.targets import available_targets
+    from edgeface.core.targets import available_targets
 
     return [t.key for t in available_targets("export") if t.can_run()]
 
 
 @pytest.fixture(scope="module")
 def reference_source(shared):
-    from edgeface import paths
+    from edgeface.core import paths
     from edgeface.export import load_source
 
     return load_source(str(paths.reference_mobilefacenet()))
@@ -136,7 +136,7 @@ def test_eval_takes_a_bundle_and_a_pairs_file_without_torch(target, reference_so
     """`edgeface eval BUNDLE --data DIR --pairs FILE`, torch made impossible to import: the report
     is the source model's report (same protocol), measured through the bundle's own runtime."""
     from edgeface.export import ExportOptions, export_bundle
-    from edgeface.targets import target as lookup
+    from edgeface.core.targets import target as lookup
     from test_runtime_notorch import run_blocked
 
     fmt, precision = target.rsplit("-", 1)
@@ -162,9 +162,9 @@ def test_eval_takes_a_bundle_and_a_pairs_file_without_torch(target, reference_so
     ops = rep["bundle_thresholds"]
     assert set(ops) == set(meta["thresholds"]["at_far"]) and ops["1e-3"]["num_genuine"] == 12 and ops["1e-3"]["num_impostor"] == 12
     # Same pairs through the torch source: the same protocol gives (nearly) the same report.
-    from edgeface.data import load_pairs as lp
-    from edgeface.evaluate import embed_pairs, verification_report
-    from edgeface.landmarks import LandmarkStore
+    from edgeface.eval.datasets import load_pairs as lp
+    from edgeface.eval.verification import embed_pairs, verification_report
+    from edgeface.core.landmarks import LandmarkStore
     from edgeface.models.embedder import TorchEmbedder
 
     pairs = lp(lfw, pairs_csv)
@@ -183,9 +183,9 @@ def test_threshold_calibration_shares_no_identity_with_the_reported_sets(shared)
       identities there is no such statement, and CFP shares about a third of its people with LFW)."""
     import hashlib as h
 
-    from edgeface import benchmarks
-    from edgeface.data import lfw_pair_identities
-    from edgeface.face_sets import threshold_calibration_population
+    from edgeface.eval import benchmarks
+    from edgeface.eval.datasets import lfw_pair_identities
+    from edgeface.eval.faces import threshold_calibration_population
 
     pop = threshold_calibration_population()
     assert len(pop.files) == len(pop.identities) >= 3900 and len(set(pop.files)) == len(pop.files)
@@ -211,7 +211,7 @@ def test_threshold_calibration_shares_no_identity_with_the_reported_sets(shared)
 def test_export_records_benchmarks_and_thresholds_calibrated_elsewhere(reference_source, shared, tmp_path):
     """The verification record: LFW-dev, CFP-FF, CFP-FP each with its dataset identity; thresholds
     calibrated on the calibration population, with what they achieve on each reported set."""
-    from edgeface import benchmarks
+    from edgeface.eval import benchmarks
     from edgeface.export import ExportOptions, export_bundle
     from edgeface.runtime.bundle import read_meta
 

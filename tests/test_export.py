@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeface import paths
+from edgeface.core import paths
 from edgeface.runtime.bundle import BUNDLE_JSON, BundleError, load_bundle, read_meta
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
@@ -34,7 +34,7 @@ def onnx_bundle(source, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def verify_faces(source):
-    from edgeface.face_sets import align_files, default_split
+    from edgeface.eval.faces import align_files, default_split
 
     split = default_split(SMALL["n_calib"], SMALL["n_verify"], 0)
     return align_files(split.verify_files[:16], source.card, show_progress=False).crops
@@ -93,7 +93,7 @@ def test_quality_gate_calibrated_on_the_exported_models_own_flip_similarity(onnx
     gate = FaceRecognizer(b).gate
     assert gate.thresholds["verify"]["min_flip_similarity"] == b.quality["verify"]["min_flip_similarity"]
     # landmark geometry: the rule applied to the detector's landmarks on the same calibration faces
-    from edgeface.align import landmark_residual, template_landmarks
+    from edgeface.core.align import landmark_residual, template_landmarks
     from edgeface.runtime.quality import LANDMARK_PERCENTILES
 
     res = [landmark_residual(lm, template_landmarks(source.card.template, source.card.input_size)) for lm in calib.landmarks]
@@ -144,9 +144,9 @@ def test_bundle_carries_thresholds_for_each_hamming_codec(onnx_bundle, source, t
 def test_lfw_calibration_scores_each_hamming_codec_on_the_same_pairs(onnx_bundle):
     """The LFW-dev path of threshold calibration (skipped by the small exports above), on fold 1:
     each codec's genuine and impostor scores are its Hamming similarities of the same pairs."""
-    from edgeface.evaluate import aligned_crops, detect_all
+    from edgeface.eval.verification import aligned_crops, detect_all
     from edgeface.export import verify as V
-    from edgeface.landmarks import LandmarkStore
+    from edgeface.core.landmarks import LandmarkStore
     from edgeface.runtime.codecs import HAMMING_CODECS, get_codec
 
     out, _ = onnx_bundle

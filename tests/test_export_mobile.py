@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface import paths, targets
+from edgeface.core import paths
+from edgeface.core import targets
 from edgeface.runtime.bundle import BundleError, load_bundle, read_meta
 
 from tiny_models import TINY_CARD, reference_embed, write_tiny_onnx
@@ -60,7 +61,7 @@ def test_ncnn_int8_names_the_missing_tools(tmp_path):
 
 
 def test_profiles_for_the_mobile_engines_export_what_their_device_runs(tmp_path):
-    from edgeface.profiles import ProfileError, export_args, load_profile, load_recipe
+    from edgeface.core.profiles import ProfileError, export_args, load_profile, load_recipe
 
     assert export_args("android-phone-mnn")[:2] == ("mnn", "int8") and load_profile("android-phone-mnn").device.kind == "adb"
     assert export_args("android-phone-ncnn") == ("ncnn", "fp16", {"graph": "core"})
@@ -181,7 +182,7 @@ def source(shared):
 
 @pytest.fixture(scope="module")
 def verify_faces(source):
-    from edgeface.face_sets import align_files, default_split
+    from edgeface.eval.faces import align_files, default_split
 
     split = default_split(SMALL["n_calib"], SMALL["n_verify"], 0)
     return align_files(split.verify_files[:16], source.card, show_progress=False).crops
@@ -222,7 +223,7 @@ def test_core_graph_makes_the_full_graphs_decisions_on_lfw_dev_fold_1(source, tm
     scores every pair of LFW-dev fold 1 like the full graph and decides every pair the same at
     each calibrated threshold and at the fold's own best threshold."""
     from edgeface.export import verify as V
-    from edgeface.landmarks import LandmarkStore
+    from edgeface.core.landmarks import LandmarkStore
 
     full_dir, full = _export(source, tmp_path, "onnx", "fp32")
     core_dir, core = _export(source, tmp_path, "onnx", "fp32", "core")

@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edgeface.imageio import ImageError, read_image
+from edgeface.core.imageio import ImageError, read_image
 from edgeface.runtime import manifest as M
 from edgeface.runtime.bundle import BundleError, load_bundle, write_manifest_digest
 from edgeface.runtime.face import REJECTION_REASONS, FaceRecognizer

@@ -11,7 +11,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from edgeface.card import ModelCard
+from edgeface.core.card import ModelCard
 from edgeface.runtime.gallery import Gallery, GalleryError, display_name, normalize_name
 
 CARD = ModelCard(name="test-net", arch="mobilefacenet", input_size=(112, 96), embedding_size=32, template="sphereface_112x96")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface import imageio
-from edgeface.imageio import ImageError, read_image
+from edgeface.core import imageio
+from edgeface.core.imageio import ImageError, read_image
 
 Image = pytest.importorskip("PIL.Image")
 from PIL import ImageOps  # noqa: E402
@@ -64,7 +64,7 @@ def test_real_png_bomb_costs_little_memory(tmp_path):
     refused, and the process's peak RSS stays far below the decoded size (363 MB as RGB)."""
     path = png_bomb(tmp_path / "bomb.png", 11000, 11000, real=True)
     assert path.stat().st_size < 10 << 20
-    code = ("import resource, sys, json\nfrom edgeface.imageio import read_image, ImageError\n"
+    code = ("import resource, sys, json\nfrom edgeface.core.imageio import read_image, ImageError\n"
             "import PIL.Image, numpy\ntry:\n    import cv2\nexcept ImportError:\n    pass\n"  # the decoders' own import cost is not the image's
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "try:\n    read_image(sys.argv[1]); r = 'decoded'\nexcept ImageError as e:\n    r = e.reason\n"

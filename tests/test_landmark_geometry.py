@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeface.align import TEMPLATES, landmark_residual, similarity_transform, template_landmarks
+from edgeface.core.align import TEMPLATES, landmark_residual, similarity_transform, template_landmarks
 from edgeface.runtime.quality import (DEFAULT_THRESHOLDS, LANDMARK_PERCENTILES, MIN_FACES_TO_CALIBRATE, QualityGate,
                                       calibrate_landmark_thresholds, measure)
 
@@ -112,7 +112,7 @@ class _Embedder:
 
 @pytest.fixture(scope="module")
 def lfw_faces(shared, yunet):
-    from edgeface.imageio import read_image
+    from edgeface.core.imageio import read_image
 
     root = shared / "datasets" / "lfw-dev" / "images"
     people = sorted(p.name for p in root.iterdir())[::60][:30]
@@ -129,7 +129,7 @@ def lfw_faces(shared, yunet):
 @pytest.mark.shared
 @pytest.mark.parametrize("template", ["arcface_112x112", "dlib_150x150"])
 def test_real_faces_pass_and_corrupted_landmarks_are_refused(lfw_faces, template):
-    from edgeface.card import ModelCard
+    from edgeface.core.card import ModelCard
     from edgeface.runtime.face import Face, FaceRecognizer, Rejection
 
     h, w = TEMPLATES[template][1]

@@ -4,9 +4,10 @@ Every import of every module under edgeface/ is read from its syntax tree, the l
 inside functions included, and checked against LAYERS. A layer may import its own modules
 and any lower layer; layers of one rank stand beside each other and import neither the other.
 
-    core      torch-free basics: card, targets, preprocess, align, imageio, detect, landmarks,
-              data, protocol, evaluate, benchmarks, profiles, paths, cache
+    core      edgeface/core: torch-free basics: card, targets, config, profiles, preprocess, align,
+              imageio, detect, landmarks, paths, cache, digest, timing, ort_session
     runtime   the torch-free runtime that reads bundles
+    eval      edgeface/eval: pair lists, benchmarks, the face store, pair sets, the protocol
     models    torch architectures, checkpoints, the zoo  |  bench: measures files and bundles
     compress  pruning, quantization (NNCF / PT2E / QAT), fine-tuning
     export    converters and the bundle writer (calls compress for quantization)  |  train
@@ -25,22 +26,21 @@ PACKAGE = Path(__file__).resolve().parent.parent / "edgeface"
 LAYERS = {
     "core": 0,
     "runtime": 1,
-    "models": 2,
-    "bench": 2,  # beside models: the bench never loads a torch model itself
-    "compress": 3,
-    "export": 4,
-    "train": 4,  # beside export
-    "commands": 5,
+    "eval": 2,  # scores any embedder: torch models, bundles, plain model files (runtime)
+    "models": 3,
+    "bench": 3,  # beside models: the bench never loads a torch model itself
+    "compress": 4,
+    "export": 5,
+    "train": 5,  # beside export
+    "commands": 6,
 }
 
 # Top-level modules and packages, by layer (a package's modules share its layer).
 MODULE_LAYER = {
     "edgeface": "core",  # the package's face (__version__)
-    "card": "core", "targets": "core", "preprocess": "core", "align": "core", "imageio": "core", "detect": "core",
-    "landmarks": "core", "data": "core", "protocol": "core", "evaluate": "core", "benchmarks": "core", "profiles": "core",
-    "paths": "core", "cache": "core", "face_sets": "core", "ort_session": "core",
-    "digest": "core", "timing": "core", "config": "core",
+    "core": "core",
     "runtime": "runtime",
+    "eval": "eval",
     "models": "models", "zoo": "models",
     "bench": "bench",
     "compress": "compress",

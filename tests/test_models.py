@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edgeface import models
-from edgeface.card import ModelCard
+from edgeface.core.card import ModelCard
 from edgeface.models.checkpoints import load_checkpoint, map_foreign_state_dict, save_checkpoint
 from edgeface.models.complexity import count_mflops, count_params
 from edgeface.zoo import load_torch_model
@@ -79,7 +79,7 @@ def test_reference_checkpoint_imports_and_caches(reference_model, shared):
     out = model(torch.zeros(1, 3, 112, 96))
     assert out.shape == (1, 128) and torch.isfinite(out).all()
     # The weights-only copy in the cache loads to the very same function.
-    from edgeface import paths
+    from edgeface.core import paths
 
     model2, _ = load_torch_model(str(paths.reference_mobilefacenet()))
     x = torch.randn(3, 3, 112, 96)

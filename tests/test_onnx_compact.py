@@ -79,7 +79,7 @@ def test_parts_can_be_applied_alone():
 
 def test_verification_fails_outputs_that_are_not_unit_length():
     from edgeface.export import verify as V
-    from edgeface.preprocess import l2_normalize
+    from edgeface.core.preprocess import l2_normalize
 
     unit = l2_normalize(np.random.default_rng(3).normal(size=(20, 8)))
     assert V.norm_failures(V.output_norms(unit)) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface import config
+from edgeface.core import config
 from tiny_models import write_tiny_onnx
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def test_the_wheel_carries_every_packaged_configuration(installed):
 def test_profiles_and_recipes_resolve_by_name_outside_a_checkout(installed, tmp_path):
     code = (
         "import json, edgeface\n"
-        "from edgeface import config\n"
+        "from edgeface.core import config\n"
         "from edgeface.commands.export import apply_recipe\n"
         "from edgeface.commands.train import load_recipe\n"
         "from edgeface.cli import build_parser\n"

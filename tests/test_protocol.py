@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeface.protocol import auc, best_threshold, eer, evaluate_scores, kfold_accuracy, roc_curve, tar_at_far
+from edgeface.eval.protocol import auc, best_threshold, eer, evaluate_scores, kfold_accuracy, roc_curve, tar_at_far
 
 
 def test_kfold_accuracy_matches_hand_computation():

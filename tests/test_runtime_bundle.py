@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface import paths
+from edgeface.core import paths
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.shared, pytest.mark.slow]

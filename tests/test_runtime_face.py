@@ -67,8 +67,8 @@ def test_template_is_quality_weighted_mean(rec, lfw):
 
 
 def test_same_alignment_as_evaluation_and_app_landmarks(rec, lfw, yunet, embedder):
-    from edgeface.evaluate import aligned_crops, detect_all
-    from edgeface.landmarks import LandmarkStore
+    from edgeface.eval.verification import aligned_crops, detect_all
+    from edgeface.core.landmarks import LandmarkStore
 
     files = lfw["Colin_Powell"][:3]
     faces = detect_all(files, LandmarkStore(yunet, None), show_progress=False)
@@ -114,7 +114,7 @@ def test_bad_images_are_rejected_with_reasons(rec, lfw, tmp_path):
 
 
 def test_several_faces_reject_or_primary(embedder, yunet, lfw, tmp_path):
-    from edgeface.imageio import read_image
+    from edgeface.core.imageio import read_image
 
     a = read_image(lfw["Laura_Bush"][0]).pixels
     b = read_image(lfw["Hugo_Chavez"][0]).pixels
@@ -165,7 +165,7 @@ def test_bad_landmarks_are_rejected(embedder, lfw):
 def test_quality_gate_explains_and_enroll_is_stricter(embedder, yunet, lfw):
     import cv2
 
-    from edgeface.imageio import read_image
+    from edgeface.core.imageio import read_image
 
     for k, v in DEFAULT_THRESHOLDS["verify"].items():
         e = DEFAULT_THRESHOLDS["enroll"][k]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.card import ModelCard
+from edgeface.core.card import ModelCard
 from edgeface.runtime.gallery import SCHEMA_VERSION, Gallery, GalleryError, ModelMismatchError
 
 CARD = ModelCard(name="test-net", arch="mobilefacenet", input_size=(112, 96), embedding_size=32, template="sphereface_112x96")
@@ -243,7 +243,7 @@ def test_reader_sees_only_committed_data_while_writer_is_busy(tmp_path, rng):
 WRITER = textwrap.dedent(
     """
     import sys, numpy as np
-    from edgeface.card import ModelCard
+    from edgeface.core.card import ModelCard
     from edgeface.runtime.gallery import Gallery
     card = ModelCard(name="test-net", arch="mobilefacenet", input_size=(112, 96), embedding_size=32, template="sphereface_112x96")
     g = Gallery(sys.argv[1], card=card, codec="fp16")
@@ -290,18 +290,18 @@ def test_index_then_onnxruntime_session_does_not_crash(tmp_path, shared):
     """Regression: importing usearch before onnxruntime made ORT sessions segfault."""
     if not (_has("usearch") and _has("onnxruntime")):
         pytest.skip("needs usearch and onnxruntime")
-    from edgeface import paths
+    from edgeface.core import paths
 
     code = textwrap.dedent(
         """
         import sys, numpy as np
-        from edgeface.card import ModelCard
+        from edgeface.core.card import ModelCard
         from edgeface.runtime.gallery import Gallery
         card = ModelCard(name="t", arch="a", input_size=(112, 96), embedding_size=8, template="sphereface_112x96")
         g = Gallery(sys.argv[1], card=card, index_threshold=1)
         g.add_many([(f"p{i}", np.random.rand(8), 1, 1.0) for i in range(20)])
         assert g.search(np.random.rand(8), top_k=1)[0] and g._index is not None
-        from edgeface.detect import YuNetDetector
+        from edgeface.core.detect import YuNetDetector
         YuNetDetector(sys.argv[2])
         print("OK")
         """

@@ -40,11 +40,11 @@ def test_runtime_modules_and_commands_import_without_torch(tmp_path):
     else:
         raise SystemExit("torch import was not blocked")
     for m in ["edgeface.runtime.codecs", "edgeface.runtime.quality", "edgeface.runtime.gallery", "edgeface.runtime.face",
-              "edgeface.commands.recognize", "edgeface.cli", "edgeface.align", "edgeface.detect", "edgeface.imageio"]:
+              "edgeface.commands.recognize", "edgeface.cli", "edgeface.core.align", "edgeface.core.detect", "edgeface.core.imageio"]:
         importlib.import_module(m)
     from edgeface.cli import build_parser, main
     build_parser()
-    from edgeface.card import ModelCard
+    from edgeface.core.card import ModelCard
     from edgeface.runtime.gallery import Gallery
     import numpy as np
     card = ModelCard(name="n", arch="a", input_size=(112, 112), embedding_size=8, template="arcface_112x112")
@@ -81,8 +81,8 @@ def test_enroll_and_verify_through_onnxruntime_without_torch(onnx_model, shared,
     code = """
     import sys, glob, numpy as np, onnxruntime as ort
     from pathlib import Path
-    from edgeface.card import ModelCard
-    from edgeface.preprocess import normalize, l2_normalize
+    from edgeface.core.card import ModelCard
+    from edgeface.core.preprocess import normalize, l2_normalize
     from edgeface.runtime.face import FaceRecognizer
 
     class OrtEmbedder:
@@ -113,7 +113,7 @@ def test_enroll_and_verify_through_onnxruntime_without_torch(onnx_model, shared,
     print("OK")
     """
     lfw = shared / "datasets" / "lfw-dev" / "images"
-    from edgeface import paths
+    from edgeface.core import paths
 
     p = run_blocked(code, str(onnx_model), str(tmp_path / "g.db"), str(lfw), str(paths.yunet_model()))
     assert p.returncode == 0, p.stderr[-3000:]

@@ -56,7 +56,7 @@ def tflite_bundle(shared):
     import fcntl
 
     import sdk_vectors
-    from edgeface import paths
+    from edgeface.core import paths
 
     root = sdk_vectors.cache_root() / sdk_vectors.cache_key(paths.reference_mobilefacenet())
     out, done = root / "bundle-tflite", root / "bundle-tflite.complete"
@@ -117,7 +117,7 @@ def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
     the web demo end to end with a fake camera (test/demo.test.mjs)."""
     if not Path("/usr/bin/chromium").is_file():
         pytest.skip("no /usr/bin/chromium (.ci/run installs Debian's chromium)")
-    from edgeface import paths
+    from edgeface.core import paths
 
     env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_YUNET=str(paths.yunet_model()))
     counts = run_node_tests(["test/browser.test.mjs", "test/demo.test.mjs"], env)
@@ -135,7 +135,7 @@ def test_sdk_judges_bundles_like_load_bundle(js_package, sdk_vectors, tmp_path):
     nonface = sdk_bundle_cases.write_nonface_case(Path(sdk_vectors["bundle"]), Path(sdk_vectors["vectors"]), tmp_path / "nonface")
     assert len({c["kind"] for c in cases}) == 15  # the 14 kinds and "ok"
     assert any("nonface_margin:max" in (im["failed"] or []) for im in nonface["images"])
-    from edgeface import paths
+    from edgeface.core import paths
 
     env = dict(os.environ, EDGEFACE_BUNDLE_CASES=str(tmp_path / "cases" / "cases.json"), EDGEFACE_NONFACE_CASE=str(tmp_path / "nonface" / "nonface.json"),
                EDGEFACE_YUNET=str(paths.yunet_model()))

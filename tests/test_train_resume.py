@@ -81,7 +81,7 @@ def test_augmentation_applied_per_row_equals_the_batch():
 
 
 def test_teacher_crops_reframe_the_training_crop_as_the_teacher_template(rng):
-    from edgeface.align import ARCFACE_112, align_face
+    from edgeface.core.align import ARCFACE_112, align_face
     from edgeface.train.teacher import crop_to_template
 
     img = rng.integers(0, 255, (250, 250, 3), dtype=np.uint8)

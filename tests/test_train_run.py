@@ -28,7 +28,7 @@ def test_lfw_pair_identities_never_reach_training(shared, tmp_path):
 def test_short_training_lowers_loss_and_raises_pair_accuracy(shared, tmp_path):
     import torch
 
-    from edgeface.face_sets import AlignedPairs
+    from edgeface.eval.faces import AlignedPairs
     from edgeface.train.loop import TrainConfig, pair_accuracy, train
 
     torch.set_num_threads(2)

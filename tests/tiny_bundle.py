@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeface import __version__
-from edgeface.card import ModelCard
+from edgeface.core.card import ModelCard
 from edgeface.runtime.bundle import BUNDLE_JSON, Bundle, file_sha256, write_manifest_digest
 
 H, W, D = 8, 6, 16

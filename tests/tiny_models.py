@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.card import ModelCard
+from edgeface.core.card import ModelCard
 
 TINY_CARD = ModelCard(name="tiny_linear", arch="linear", input_size=(112, 96), embedding_size=16, template="sphereface_112x96", licence="test weights")
 

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 from ..runtime.model_file import SUFFIX_BACKENDS, ModelFile
 
 

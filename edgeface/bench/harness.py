@@ -5,7 +5,7 @@ inference), latency p50/p90/p99 at batch 1 and throughput at a larger batch, wit
 with all threads, peak RSS — each measured by `edgeface.bench.probe` in its own subprocess, so
 one model's memory and warm caches never colour another's — then, in this process, cosine
 parity to the source model on real aligned faces and LFW-dev verification accuracy through the
-target's own runtime (edgeface.evaluate with the bundle as the embedder).
+target's own runtime (edgeface.eval.verification with the bundle as the embedder).
 """
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ from typing import Callable
 
 import numpy as np
 
-from ..profiles import Profile, check_budgets
+from ..core.profiles import Profile, check_budgets
 
 MODEL_SUFFIXES = (".onnx", ".xml", ".tflite")
 
 
 @dataclass
 class BenchItem:
-    """One thing to measure: a bundle directory or a plain model file (not a row of the target table, edgeface.targets.Target)."""
+    """One thing to measure: a bundle directory or a plain model file (not a row of the target table, edgeface.core.targets.Target)."""
 
     label: str
     path: Path
@@ -51,7 +51,7 @@ class BenchSettings:
     accuracy: bool = True
     data: str = ""  # a pairs dataset of the user's instead of the named benchmarks
     pairs: str | None = None
-    benchmarks: tuple[str, ...] = ("lfw-dev",)  # edgeface.benchmarks names, used when data is empty
+    benchmarks: tuple[str, ...] = ("lfw-dev",)  # edgeface.eval.benchmarks names, used when data is empty
     limit_folds: int | None = None
     parity_faces: int = 64
     show_progress: bool = True
@@ -104,8 +104,8 @@ class FaceData:
     """One pairs set detected once, aligned once per (input size, template), shared by all targets."""
 
     def __init__(self, name: str, title: str, pairs: list, show_progress: bool = True):
-        from ..evaluate import detect_all
-        from ..landmarks import LandmarkStore
+        from ..eval.verification import detect_all
+        from ..core.landmarks import LandmarkStore
 
         if not pairs:
             raise ValueError(f"{title}: no pairs to evaluate")
@@ -118,15 +118,15 @@ class FaceData:
 
     @property
     def identity(self) -> dict:
-        """edgeface.data.dataset_identity of these pairs (hashing the images once, on demand)."""
-        from ..data import dataset_identity
+        """edgeface.eval.datasets.dataset_identity of these pairs (hashing the images once, on demand)."""
+        from ..eval.datasets import dataset_identity
 
         if self._identity is None:
             self._identity = dataset_identity(self.pairs)
         return self._identity
 
     def crops(self, card) -> tuple[np.ndarray, np.ndarray]:
-        from ..evaluate import aligned_crops
+        from ..eval.verification import aligned_crops
 
         key = (tuple(card.input_size), card.template)
         if key not in self._crops:
@@ -134,7 +134,7 @@ class FaceData:
         return self._crops[key]
 
     def accuracy(self, embedder) -> dict:
-        from ..evaluate import PairEmbeddings, embed_crops, verification_report
+        from ..eval.verification import PairEmbeddings, embed_crops, verification_report
 
         crops, ok = self.crops(embedder.card)
         emb = np.zeros((len(self.paths), embedder.card.embedding_size), np.float32)
@@ -150,8 +150,8 @@ class FaceData:
 
 def face_data_sets(settings: BenchSettings) -> list[FaceData]:
     """The pairs sets accuracy is measured on: the user's --data, or the named benchmarks."""
-    from .. import benchmarks
-    from ..data import first_folds, load_pairs
+    from ..eval import benchmarks
+    from ..eval.datasets import first_folds, load_pairs
 
     if settings.data:
         pairs = first_folds(load_pairs(settings.data, settings.pairs), settings.limit_folds)
@@ -166,11 +166,11 @@ MEASURED = "measured"
 
 def verified_accuracy(path: str | os.PathLike, identity: dict) -> dict | None:
     """A report the bundle's export verification measured through the bundle's own runtime
-    on provably the same data (same protocol: edgeface.evaluate), so that a bench right after
+    on provably the same data (same protocol: edgeface.eval.verification), so that a bench right after
     an export does not embed the pairs a second time.
 
     Provably the same: a verification record (parity.<benchmark>) whose dataset identity
-    (edgeface.data.dataset_identity: the exact pair list and the sha256 of every image) equals
+    (edgeface.eval.datasets.dataset_identity: the exact pair list and the sha256 of every image) equals
     `identity`. A record without one (bundles exported before identities were recorded), a
     changed model file (sha256 in edgeface.json), or any other data: None, measure."""
     from ..runtime.bundle import BundleError, check_files, read_meta

@@ -59,9 +59,9 @@ class BenchRun:
 def available_targets() -> list[tuple[str, str]]:
     """(format, precision) pairs the target table says this machine can export and run."""
     try:
-        from .. import targets
+        from ..core import targets
     except ImportError:
-        raise ValueError("no target table (edgeface.targets) in this install: pass bundles/model files, or name --profile / --targets") from None
+        raise ValueError("no target table (edgeface.core.targets) in this install: pass bundles/model files, or name --profile / --targets") from None
     # A target counts when it can be exported AND run here (a TensorRT engine without a GPU cannot).
     return [(t.format, t.precision) for t in targets.available_targets("export") if t.can_run()]
 
@@ -85,7 +85,7 @@ def export_in_subprocess(source: str, out_dir: Path, fmt: str | None = None, pre
         return out_dir
     cmd = [sys.executable, "-m", "edgeface", "export", source, "--out", str(out_dir)]
     if profile:
-        from ..profiles import load_profile
+        from ..core.profiles import load_profile
 
         cmd += ["--recipe", str(load_profile(profile).recipe.path)]  # exactly the profile's recipe
     else:
@@ -123,7 +123,7 @@ def bundle_label(path: Path) -> tuple[str, dict]:
 def build_items(job: BenchJob) -> tuple[list, list[dict]]:
     """The BenchItems a job measures (source models exported first, one bundle per target or
     profile) and the exports that failed ({target, path, error})."""
-    from ..profiles import load_profile
+    from ..core.profiles import load_profile
     from .harness import BenchItem, classify
 
     profiles = [load_profile(name) for name in job.profiles]
@@ -169,7 +169,7 @@ def bench(job: BenchJob, embed_source=None, log=None) -> BenchRun:
 
     embed_source(source, faces) -> embeddings: the source model's own embeddings, the parity
     reference (the caller supplies it: the bench itself never loads a torch model)."""
-    from .. import benchmarks
+    from ..eval import benchmarks
     from . import report
     from .harness import BenchSettings, run_bench
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..timing import time_calls
+from ..core.timing import time_calls
 
 
 def rss_mb() -> float | None:

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..profiles import Device
+from ..core.profiles import Device
 
 
 class DeviceError(RuntimeError):

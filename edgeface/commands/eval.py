@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from .. import benchmarks, paths
+from ..eval import benchmarks
+from ..core import paths
 
 HELP = """Evaluate a face embedder on labelled pairs: detect (YuNet, cached) -> align to the
 model card's template -> embed -> k-fold accuracy (threshold from the other folds), ROC AUC,
@@ -96,7 +97,7 @@ def open_model(args):
 
 def select_pairs(args) -> tuple[str, list]:
     """(title, pairs) from --benchmark, or --data/--pairs (default LFW-dev), first --limit-folds folds."""
-    from ..data import first_folds, load_pairs
+    from ..eval.datasets import first_folds, load_pairs
 
     if args.benchmark and (args.data or args.pairs):
         raise ValueError("--benchmark names its own data: pass either --benchmark or --data/--pairs")
@@ -110,8 +111,8 @@ def select_pairs(args) -> tuple[str, list]:
 
 def bundle_operating_points(embedder, pe, pairs) -> dict | None:
     """For a bundle: FAR / TAR its calibrated thresholds reach on these pairs."""
-    from ..evaluate import pair_scores
-    from ..protocol import operating_points
+    from ..eval.verification import pair_scores
+    from ..eval.protocol import operating_points
 
     at_far = (getattr(embedder, "meta", None) or {}).get("thresholds", {}).get("at_far", {})
     thresholds = {k: v["threshold"] for k, v in at_far.items() if isinstance(v, dict) and "threshold" in v}
@@ -125,10 +126,10 @@ def run(args) -> int:
     """`edgeface eval`: embed the selected pairs (detect, align, embed), print the verification table and the
     bundle's thresholds on these pairs, optionally write the JSON report and ROC plot; returns 0. Raises ValueError
     when no pairs are selected."""
-    from ..data import dataset_identity
-    from ..detect import YuNetDetector
-    from ..evaluate import embed_pairs, verification_report
-    from ..landmarks import LandmarkStore
+    from ..eval.datasets import dataset_identity
+    from ..core.detect import YuNetDetector
+    from ..eval.verification import embed_pairs, verification_report
+    from ..core.landmarks import LandmarkStore
 
     title, pairs = select_pairs(args)
     if not pairs:

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .. import targets
+from ..core import targets
 from .eval import _size
 
 HELP = """Export MODEL (registry name, checkpoint, or .onnx file) to one target of the table
@@ -65,7 +65,7 @@ def apply_recipe(args) -> None:
     """Recipe values fill what the command line left unset; then the built-in defaults."""
     recipe = {}
     if args.recipe:
-        from ..profiles import load_recipe
+        from ..core.profiles import load_recipe
 
         r = load_recipe(args.recipe)
         recipe = {"format": r.format, "precision": r.precision, **r.options}
@@ -91,7 +91,7 @@ def run(args) -> int:
     if not args.model or not args.target or not args.out:
         raise ValueError("export needs MODEL, --target and --out (or --check BUNDLE / --list-targets)")
     targets.target(args.target, args.precision)  # a clear error for a combination the table lacks
-    from ..benchmarks import parse as parse_benchmarks
+    from ..eval.benchmarks import parse as parse_benchmarks
     from ..export import ExportOptions, export_bundle
 
     opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,

@@ -97,7 +97,7 @@ def register(sub) -> None:
 def _recognizer(args, codec: str = "float32"):
     import os
 
-    from .. import paths
+    from ..core import paths
     from ..runtime.face import FaceRecognizer
 
     # --detector, else the detector shipped in the bundle, else the checkout's ../shared copy
@@ -123,7 +123,7 @@ def _recognizer(args, codec: str = "float32"):
             raise ValueError(f"{args.bundle} ships no face detector and none was given: pass --detector PATH to YuNet's ONNX file "
                              "(face_detection_yunet_2023mar.onnx, OpenCV model zoo)" + (" or --landmarks" if hasattr(args, "landmarks") else "")
                              + ", or re-export the bundle with `edgeface export ... --detector PATH` to ship one inside it")
-        from ..detect import YuNetDetector
+        from ..core.detect import YuNetDetector
 
         rec.detector = YuNetDetector(fallback)
     return rec

@@ -82,7 +82,7 @@ def register(sub) -> None:
 
 def load_recipe(name: str) -> dict:
     """A training recipe's [train] table by name (`default`: edgeface/configs/train/default.toml) or path."""
-    from ..config import load_table
+    from ..core.config import load_table
 
     body, path = load_table("train", name, section="train")
     unknown = set(body) - RECIPE_KEYS

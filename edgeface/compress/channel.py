@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 from .correlation import run_hooked
 
 

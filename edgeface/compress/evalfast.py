@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..card import ModelCard
-from ..ort_session import onnxruntime_session
+from ..core.card import ModelCard
+from ..core.ort_session import onnxruntime_session
 from ..runtime.model_file import ModelFile
-from ..timing import time_calls
+from ..core.timing import time_calls
 
 
 def export_onnx(model: nn.Module, card: ModelCard, path: str | os.PathLike, opset: int = 17) -> Path:

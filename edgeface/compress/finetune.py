@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..card import ModelCard
-from ..preprocess import normalize
+from ..core.card import ModelCard
+from ..core.preprocess import normalize
 from .masks import Masks, apply_masks
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 
 Masks = dict[str, torch.Tensor]  # conv module name -> bool mask shaped like its weight
 

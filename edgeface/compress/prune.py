@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 from .correlation import connection_correlations, top_down_order
 from .masks import Masks, apply_masks, bake_masks
 

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import face_sets as faces
-from ..card import ModelCard
-from ..config import JobResult, ModelJob
+from ..eval import faces
+from ..core.card import ModelCard
+from ..core.config import JobResult, ModelJob
 from . import channel, finetune, prune
 from .evalfast import embed_with_onnx
 from .masks import save_pruned, sparsity_table

@@ -16,7 +16,7 @@ import copy
 import numpy as np
 import torch
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 from .float_scope import FloatScope
 
 

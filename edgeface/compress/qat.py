@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 from .float_scope import FloatScope, torch_ignored_scope
 
 
@@ -105,7 +105,7 @@ def export_qat_onnx(qnet: nn.Module, card: ModelCard, path: str | Path, compact:
     select_quantize_kernels()  # stripping runs the fake-quantizers once more
     import onnx
 
-    from ..card import INPUT_NAME, OUTPUT_NAME
+    from ..core.card import INPUT_NAME, OUTPUT_NAME
     from ..models.graph import FaceEmbeddingGraph, sample_faces
     from .onnx_compact import compact_int8, fold_weight_quantize
 

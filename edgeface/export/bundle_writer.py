@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..align import template_landmarks
-from ..card import ModelCard
-from ..preprocess import l2_normalize
+from ..core.align import template_landmarks
+from ..core.card import ModelCard
+from ..core.preprocess import l2_normalize
 from ..runtime.codecs import HAMMING_CODECS, get_codec
 from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, Manifest, file_sha256, model_files, validate_meta, write_manifest_digest
-from ..targets import TARGETS, Target
-from ..targets import target as lookup_target
+from ..core.targets import TARGETS, Target
+from ..core.targets import target as lookup_target
 from . import verify as V
 from .converters import CONVERTERS, Converted, ExportSource, onnx_io
 
@@ -44,7 +44,7 @@ def calibrated_quality(bundle, crops: np.ndarray, faces_desc: str, landmarks: np
     """quality_defaults with min_flip_similarity set from the exported model's own flip
     similarity over calibration faces (the measure is model-dependent; the others are not), and
     max_landmark_residual from the detector's landmarks on those faces against the card's template."""
-    from ..align import landmark_residual
+    from ..core.align import landmark_residual
     from ..runtime.quality import (FLIP_PERCENTILES, LANDMARK_PERCENTILES, MIN_FACES_TO_CALIBRATE, calibrate_flip_thresholds,
                                    calibrate_landmark_thresholds, flip_similarity)
 
@@ -93,7 +93,7 @@ def add_detector(bundle_dir: Path, detector: str | os.PathLike, licence: str | N
 
     The file must load as YuNet (1x3x640x640 input). Provenance comes from KNOWN_DETECTORS by hash;
     another file needs `licence` (the exporter redistributes it inside every bundle)."""
-    from ..detect import YuNetDetector
+    from ..core.detect import YuNetDetector
 
     src = Path(detector)
     if not src.is_file():
@@ -132,13 +132,13 @@ class ExportOptions:
     n_impostor: int = 2000
     lfw_dir: str | None = None
     lfw_folds: int | None = None  # None: all folds; 0: skip LFW and the other benchmarks (tests, quick checks)
-    benchmarks: tuple[str, ...] = ("lfw-dev", "cfp-ff", "cfp-fp")  # verification records (edgeface.benchmarks); lfw_folds limits each
+    benchmarks: tuple[str, ...] = ("lfw-dev", "cfp-ff", "cfp-fp")  # verification records (edgeface.eval.benchmarks); lfw_folds limits each
     n_threshold_faces: int = 4000  # threshold calibration photos (face_sets.threshold_calibration_population)
     n_conformance: int = 8
     threads: int = 2
     show_progress: bool = True
     seed: int = 0
-    graph: str | None = None  # "full" | "core"; None: the target's default (edgeface.targets graphs[0])
+    graph: str | None = None  # "full" | "core"; None: the target's default (edgeface.core.targets graphs[0])
     detector: str | None = None  # a YuNet ONNX file to ship in the bundle (the runtime's default detector)
     detector_licence: str | None = None  # needed for a detector file the kit does not know (KNOWN_DETECTORS)
 
@@ -211,7 +211,7 @@ def _faces(card: ModelCard, opts: ExportOptions):
 
 
 def _make_faces(card: ModelCard, opts: ExportOptions):
-    from ..face_sets import align_files, default_split, folder_faces
+    from ..eval.faces import align_files, default_split, folder_faces
 
     # 10 % spare verification photos: a few have no detectable face, and the check promises n_verify faces.
     split = default_split(opts.n_calib, opts.n_verify + max(4, opts.n_verify // 10), opts.n_impostor, opts.seed)
@@ -454,7 +454,7 @@ _CALIBRATION: dict = {}
 
 def _threshold_population(card: ModelCard, opts: ExportOptions):
     """The threshold calibration faces (people disjoint from the reported sets), aligned once per card."""
-    from ..face_sets import align_files, threshold_calibration_population
+    from ..eval.faces import align_files, threshold_calibration_population
 
     key = (card.template, tuple(card.input_size), opts.seed, opts.n_threshold_faces)
     if key not in _CALIBRATION:
@@ -470,13 +470,13 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, opts: Expor
     and the thresholds section: calibrated on people none of them contains, with what each
     threshold achieves on each of them."""
     par: dict = {}
-    from .. import benchmarks
-    from ..landmarks import LandmarkStore
+    from ..eval import benchmarks
+    from ..core.landmarks import LandmarkStore
 
     store = LandmarkStore.default()
     lfw_pairs = benchmarks.get("lfw-dev").pairs(opts.lfw_folds) if not opts.lfw_dir else V.lfw_pairs(opts.lfw_dir, None)
     if opts.lfw_dir:
-        from ..data import first_folds
+        from ..eval.datasets import first_folds
 
         lfw_pairs = first_folds(lfw_pairs, opts.lfw_folds)
     populations, by_codec_pop = {}, {}

@@ -1,4 +1,4 @@
-"""Converters named by edgeface.targets: each turns an ExportSource into model file(s) in a
+"""Converters named by edgeface.core.targets: each turns an ExportSource into model file(s) in a
 directory and describes the resulting input/output.
 
 ONNX is the hub: OpenVINO, NNCF int8 and TensorRT all start from the edgeface ONNX graph
@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..card import INPUT_NAME, OUTPUT_NAME, ModelCard
-from ..targets import TARGETS
+from ..core.card import INPUT_NAME, OUTPUT_NAME, ModelCard
+from ..core.targets import TARGETS
 from ..compress.quantize import CalibrationSet, FloatScope, QuantizeConfig, quantize
 
 ONNX_OPSET = 18
@@ -306,7 +306,7 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scop
     if i["normalization_in_graph"]:
         feed = lambda x: {name: x}  # noqa: E731
     else:
-        from ..preprocess import normalize
+        from ..core.preprocess import normalize
 
         feed = lambda x: {name: normalize(x, src.card, i["layout"])}  # noqa: E731
     _log(f"NNCF int8 on ONNX with {len(calib)} calibration faces")
@@ -344,7 +344,7 @@ def _openvino(src: ExportSource, out: Path, calib, precision: str, float_scope: 
         if i["normalization_in_graph"]:
             feed = lambda x: x  # noqa: E731
         else:
-            from ..preprocess import normalize
+            from ..core.preprocess import normalize
 
             feed = lambda x: normalize(x, src.card, i["layout"])  # noqa: E731
         _log(f"NNCF int8 on OpenVINO IR with {len(calib)} calibration faces")
@@ -607,7 +607,7 @@ def _run_tool(name: str, args: list[str], cwd: Path | None = None, timeout: int 
     raises ValueError with the program's last lines."""
     import subprocess
 
-    from ..targets import find_tool
+    from ..core.targets import find_tool
 
     exe = find_tool(name)
     if exe is None:
@@ -714,7 +714,7 @@ def ncnn_int8(src, out, calib):
     written as PNGs with the card's mean and 1/std) then ncnn2int8 on the fp32 model. Both are
     ncnn's C++ command-line tools; neither PyPI package ships them."""
     from ..runtime.conformance import _write_png
-    from ..targets import find_tool
+    from ..core.targets import find_tool
 
     missing = [t for t in ("ncnn2table", "ncnn2int8") if find_tool(t) is None]
     if missing:
@@ -796,9 +796,9 @@ def coreml_int8(src, out, calib):
 
 
 # One converter function per row of the target table, found by the name the row gives: adding a
-# target is its row in edgeface.targets plus its function here (and, for a new format, a backend).
+# target is its row in edgeface.core.targets plus its function here (and, for a new format, a backend).
 CONVERTERS: dict[str, Callable[[ExportSource, Path, np.ndarray | None], Converted]] = {}
 for _row in TARGETS:
     if not callable(globals().get(_row.converter)):
-        raise ImportError(f"edgeface.targets row {_row.key} names converter {_row.converter!r}, which edgeface.export.converters does not define")
+        raise ImportError(f"edgeface.core.targets row {_row.key} names converter {_row.converter!r}, which edgeface.export.converters does not define")
     CONVERTERS[_row.converter] = globals()[_row.converter]

@@ -52,7 +52,7 @@ def convert(onnx_path: Path, card, calib: np.ndarray | None, work: Path, int8: b
     import onnx
     import onnxslim
 
-    from ..preprocess import normalize
+    from ..core.preprocess import normalize
     from .converters import onnx_io
 
     if not available():

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import face_sets as faces
-from ..card import ModelCard
-from ..config import JobResult, ModelJob
+from ..eval import faces
+from ..core.card import ModelCard
+from ..core.config import JobResult, ModelJob
 from ..compress.quantize import FloatScope, compare_embeddings
 from ..compress.report import write_report
 from ..runtime.model_file import ModelFile

@@ -2,8 +2,8 @@
 
 1. parity: cosine between the bundle's embeddings (in its own runtime) and the source
    model's, on real aligned faces not used for calibration -> min / mean;
-2. LFW-dev accuracy (5-fold protocol of edgeface.evaluate) through the bundle;
-3. CFP-FF and CFP-FP (edgeface.benchmarks) the same way, each record with the dataset identity
+2. LFW-dev accuracy (5-fold protocol of edgeface.eval.verification) through the bundle;
+3. CFP-FF and CFP-FP (edgeface.eval.benchmarks) the same way, each record with the dataset identity
    of its pairs (so `edgeface bench` reuses a figure only for provably the same data);
 4. thresholds at FAR 1e-3 / 1e-4 calibrated on people none of those sets contains
    (face_sets.threshold_calibration_population: CelebA-299 genuine pairs; impostors from
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir
+from ..core.cache import cache_dir
 from ..runtime.codecs import get_codec
 
 # fp32/fp16: the issue's tolerance; int8 tightened where measured (see README): mean >= 0.99, min >= 0.97.
@@ -76,7 +76,7 @@ _PAIRS: dict = {}
 
 def lfw_pairs(lfw_dir: str | Path, folds: int | None = None):
     """The LFW-style pairs of `lfw_dir` (only folds below `folds` when given), read once per process and cached."""
-    from ..data import load_pairs
+    from ..eval.datasets import load_pairs
 
     key = (str(lfw_dir), folds)
     if key not in _PAIRS:
@@ -91,7 +91,7 @@ _CROPS: dict = {}  # aligned LFW crops per (pair list, template, size): re-used 
 
 
 def _lfw_crops(pairs, store, card, show_progress: bool):
-    from ..evaluate import aligned_crops, detect_all
+    from ..eval.verification import aligned_crops, detect_all
 
     key = (id(pairs), len(pairs), card.template, tuple(card.input_size))
     if key not in _CROPS:
@@ -106,8 +106,8 @@ def _lfw_crops(pairs, store, card, show_progress: bool):
 
 def _embed_pairs(embedder, pairs, store, show_progress: bool):
     """(image paths, PairEmbeddings, verification report) of a pair list through any embedder,
-    with edgeface.evaluate's protocol and failure rule (undetected images are not embedded)."""
-    from ..evaluate import PairEmbeddings, embed_crops, verification_report
+    with edgeface.eval.verification's protocol and failure rule (undetected images are not embedded)."""
+    from ..eval.verification import PairEmbeddings, embed_crops, verification_report
 
     paths, faces, crops, ok = _lfw_crops(pairs, store, embedder.card, show_progress)
     emb = np.zeros((len(paths), embedder.card.embedding_size), np.float32)
@@ -130,7 +130,7 @@ def _codec_vectors(codec: str, pe) -> np.ndarray:
 
 def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostors: bool = False, codecs: tuple[str, ...] = ()):
     """(report, pair scores, labels) through any embedder (bundle or torch), with
-    edgeface.evaluate's protocol and failure rule. With `with_impostors`, a 4th value: the
+    edgeface.eval.verification's protocol and failure rule. With `with_impostors`, a 4th value: the
     scores of all pairs of detected pair images whose identities (LFW folder names) differ,
     and a 5th: {codec: (genuine scores, impostor scores)} for each template codec in `codecs`
     (the same pairs scored as a gallery of that codec would score them)."""
@@ -219,14 +219,14 @@ def _cross_scores(emb_a: np.ndarray, ids_a: np.ndarray, emb_b: np.ndarray, ids_b
 
 def benchmark_scores(embedder, name: str, store, limit_folds: int | None = None, show_progress: bool = True, codecs: tuple[str, ...] = (),
                      pairs: list | None = None) -> dict:
-    """One named benchmark through any embedder: the verification report (edgeface.evaluate's
+    """One named benchmark through any embedder: the verification report (edgeface.eval.verification's
     protocol and failure rule) with the dataset identity of its pairs, the genuine pair scores,
     the impostor scores of all pairs of its images of different people (frontal x profile for
     CFP-FP) to measure a threshold's FAR finer than the benchmark's own impostor pairs allow,
     and the same for each template codec in `codecs`."""
-    from .. import benchmarks
-    from ..data import dataset_identity
-    from ..evaluate import pair_scores
+    from ..eval import benchmarks
+    from ..eval.datasets import dataset_identity
+    from ..eval.verification import pair_scores
 
     bench = benchmarks.get(name)
     pairs = pairs if pairs is not None else bench.pairs(limit_folds)  # pairs: the same benchmark from another folder
@@ -291,7 +291,7 @@ def achieved_at_thresholds(at_far: dict, populations: dict[str, tuple[np.ndarray
     """Per calibrated FAR, what its threshold achieves on each reported population (FAR with the
     impostor count behind it, TAR), and notes for every FAR that misses its target by more than
     FAR_MISMATCH x where enough impostors exist to tell (>= 10 / FAR)."""
-    from ..protocol import operating_points
+    from ..eval.protocol import operating_points
 
     achieved: dict[str, dict] = {}
     notes: list[str] = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 from .dlib_resnet import CARD as DLIB_RESNET_CARD
 from .dlib_resnet import build_dlib_resnet, dlib_resnet_weights
 from .lightcnn import LightCNN

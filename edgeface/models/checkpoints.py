@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..digest import file_sha256
-from ..card import ModelCard
-from ..cache import cache_dir
+from ..core.digest import file_sha256
+from ..core.card import ModelCard
+from ..core.cache import cache_dir
 from . import registry
 
 CARD_KEY = "edgeface_card"

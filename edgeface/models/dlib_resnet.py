@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 
 # Stage layout of anet_type, input side first: (channels, number of residual blocks, first one down-samples).
 STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
@@ -73,8 +73,8 @@ def dlib_model_files() -> tuple[Path, Path]:
 def dlib_resnet_weights() -> str:
     """The safetensors copy of dlib's weights (with CARD), converted once from the installed
     package's .dat after checking its sha256; later calls return the cached file."""
-    from ..cache import cache_dir
-    from ..digest import file_sha256
+    from ..core.cache import cache_dir
+    from ..core.digest import file_sha256
     from .checkpoints import save_checkpoint
 
     cached = cache_dir("weights") / f"dlib_resnet-{DLIB_RESNET_SHA256[:12]}.safetensors"

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..card import ModelCard
-from ..preprocess import l2_normalize, normalize
+from ..core.card import ModelCard
+from ..core.preprocess import l2_normalize, normalize
 
 
 class TorchEmbedder:

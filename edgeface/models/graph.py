@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # the same luma weights edgeface.preprocess uses
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # the same luma weights edgeface.core.preprocess uses
 
 
 class FaceEmbeddingGraph(nn.Module):

@@ -9,7 +9,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..card import ModelCard
+from ..core.card import ModelCard
 
 
 @dataclass(frozen=True)

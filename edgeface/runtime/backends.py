@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..targets import BACKENDS as TABLE_BACKENDS, TARGETS as TABLE_TARGETS
+from ..core.targets import BACKENDS as TABLE_BACKENDS, TARGETS as TABLE_TARGETS
 
 
 class BackendError(RuntimeError):
@@ -43,7 +43,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
 
     def load(self, model_path, threads: int = 0):
-        from ..ort_session import onnxruntime_session
+        from ..core.ort_session import onnxruntime_session
 
         self.model_path = str(model_path)
         try:
@@ -360,7 +360,7 @@ class CoreMLBackend(InferenceBackend):
 # Every backend class by its `name` (the target table's backend column): a new format's backend
 # is one subclass of InferenceBackend here, nothing to register by hand.
 BACKENDS: dict[str, type[InferenceBackend]] = {cls.name: cls for cls in InferenceBackend.__subclasses__()}
-assert set(BACKENDS) == set(TABLE_BACKENDS), "edgeface.targets and the runtime must name the same backends"
+assert set(BACKENDS) == set(TABLE_BACKENDS), "edgeface.core.targets and the runtime must name the same backends"
 
 def available_backends() -> list[str]:
     """Backends whose runtime imports here (and whose platform this is: Core ML only on macOS)."""

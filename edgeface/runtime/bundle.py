@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..digest import file_sha256
-from ..card import ModelCard
-from ..preprocess import check_faces, l2_normalize, normalize
-from ..targets import target as lookup_target
+from ..core.digest import file_sha256
+from ..core.card import ModelCard
+from ..core.preprocess import check_faces, l2_normalize, normalize
+from ..core.targets import target as lookup_target
 from . import manifest as M
 from .backends import BackendError, InferenceBackend, make_backend
 

@@ -7,8 +7,8 @@
 
 Input per image: a file path or an HxWx3 uint8 array (RGB unless `color_order="BGR"`),
 plus either the app's own 5 landmarks (right eye, left eye, nose, right mouth, left mouth —
-the subject's right, i.e. the image's left) or a detector (edgeface.detect.YuNetDetector,
-or a path to its ONNX model). Faces are aligned with edgeface.align.align_face, the same
+the subject's right, i.e. the image's left) or a detector (edgeface.core.detect.YuNetDetector,
+or a path to its ONNX model). Faces are aligned with edgeface.core.align.align_face, the same
 function the evaluation uses, so the measured accuracy is the accuracy the app gets.
 
 Bad input never crashes and never silently matches: unreadable/empty/tiny images, no face,
@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..align import align_face, check_landmarks, template_landmarks
-from ..imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
+from ..core.align import align_face, check_landmarks, template_landmarks
+from ..core.imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
 from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name
 from .quality import QualityGate, QualityReport, check_nonface_section, flip_similarity, measure, nonface_margins
 
@@ -176,7 +176,7 @@ class IdentifyResult:
 
 def pick_face(detections: list, image_shape: tuple[int, ...], policy: str = "primary"):
     """The face `policy` (MULTIPLE_FACE_POLICIES) selects among several detections."""
-    from ..detect import pick_primary
+    from ..core.detect import pick_primary
 
     if policy in ("primary", "reject"):
         return pick_primary(detections, image_shape)
@@ -248,7 +248,7 @@ class FaceRecognizer:
         # compare(a, b) scores cosines whatever the gallery stores
         self.cosine_thresholds = dict(self.thresholds)
         if isinstance(detector, (str, os.PathLike)):
-            from ..detect import YuNetDetector
+            from ..core.detect import YuNetDetector
 
             detector = YuNetDetector(detector)
         self.detector = detector

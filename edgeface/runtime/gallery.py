@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..card import ModelCard
+from ..core.card import ModelCard
 from .codecs import get_codec
 
 SCHEMA_VERSION = 1

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..card import ModelCard
-from ..preprocess import check_faces, l2_normalize, normalize
+from ..core.card import ModelCard
+from ..core.preprocess import check_faces, l2_normalize, normalize
 from .backends import make_backend
 
-# Backend of each plain model file suffix (names as in edgeface.targets / edgeface.runtime.backends).
+# Backend of each plain model file suffix (names as in edgeface.core.targets / edgeface.runtime.backends).
 SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert"}
 
 

@@ -12,11 +12,11 @@ detector score, the embedding):
 - sharpness: variance of the 4-neighbour Laplacian of the grey aligned crop (blur, motion).
 - brightness: mean grey level of the central face region of the crop (under/over exposure).
 - contrast: standard deviation of the grey level there (flat, washed-out or one-sided light).
-- yaw / pitch / roll: degrees, from edgeface.align.estimate_pose on the 5 landmarks. Roll
+- yaw / pitch / roll: degrees, from edgeface.core.align.estimate_pose on the 5 landmarks. Roll
   is undone by alignment, so its limit is loose; yaw and pitch are not undone.
 - landmark_residual: how far the 5 landmarks are from the shape of a face: the RMS residual of
   the least-squares similarity fit of the landmarks onto the bundle's alignment template,
-  divided by the template's inter-ocular distance (edgeface.align.landmark_residual). With the
+  divided by the template's inter-ocular distance (edgeface.core.align.landmark_residual). With the
   app's own landmarks nothing else checks that they describe a face: swapped eyes / mouth,
   mirrored, collinear or wildly disproportionate points score 0.4-0.65 where real faces stay
   below ~0.25 (the fit cannot reflect, so a mirrored configuration cannot fit).
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..align import estimate_pose, landmark_residual
+from ..core.align import estimate_pose, landmark_residual
 
 MODES = ("verify", "enroll")
 

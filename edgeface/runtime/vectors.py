@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..align import align_face
-from ..imageio import ImageError, read_image
+from ..core.align import align_face
+from ..core.imageio import ImageError, read_image
 from .bundle import BUNDLE_JSON, Bundle, BundleError, file_sha256, load_bundle, write_manifest_digest
 from .codecs import CODECS, get_codec
 from .conformance import EMBEDDING_TOLERANCE, DECISION_MARGIN
@@ -83,7 +83,7 @@ def _lfw_images(shared: Path, person: str) -> list[Path]:
 
 
 def _landmarks(detector, pixels: np.ndarray) -> np.ndarray | None:
-    from ..detect import pick_primary
+    from ..core.detect import pick_primary
 
     det = pick_primary(detector.detect(pixels), pixels.shape)
     return None if det is None else np.round(det.landmarks.astype(np.float64), 3)
@@ -326,8 +326,8 @@ def _flatten(v) -> list[float]:
 
 def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared: str | os.PathLike | None = None, detector_model: str | os.PathLike | None = None) -> dict:
     """Write the vector directory `out` for `bundle_path`; returns the vectors.json document."""
-    from .. import paths
-    from ..detect import YuNetDetector
+    from ..core import paths
+    from ..core.detect import YuNetDetector
 
     out = Path(out)
     if out.exists():

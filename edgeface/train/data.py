@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..align import align_face
-from ..cache import cache_dir
-from ..data import IMAGE_SUFFIXES, identity_folder, lfw_pair_identities, load_pairs
-from .. import paths
+from ..core.align import align_face
+from ..core.cache import cache_dir
+from ..eval.datasets import IMAGE_SUFFIXES, identity_folder, lfw_pair_identities, load_pairs
+from ..core import paths
 
 TRAIN_TEMPLATE = "arcface_112x112"
 TRAIN_SIZE = (112, 112)
@@ -145,9 +145,9 @@ def _digest(items: list[tuple[str, str]], detector_path: str) -> str:
 
 def align_items(items: list[tuple[str, str]], source: str, detector=None, cache: bool = True, show_progress: bool = True) -> AlignedSet:
     """Detect + align every image once; later calls load the cached .npz."""
-    from ..detect import YuNetDetector, pick_primary
-    from ..evaluate import progress
-    from ..imageio import ImageError, read_image
+    from ..core.detect import YuNetDetector, pick_primary
+    from ..eval.verification import progress
+    from ..core.imageio import ImageError, read_image
 
     det_path = str(detector.model_path) if detector is not None else str(paths.yunet_model())
     key = _digest(items, det_path)

@@ -67,7 +67,7 @@ def run_training(job: TrainJob) -> TrainResult:
     import torch
 
     from .. import models
-    from ..face_sets import AlignedPairs, crop_card, lfw_pairs
+    from ..eval.faces import AlignedPairs, crop_card, lfw_pairs
     from .distributed import world_from_env
     from .loop import train
     from .teacher import TorchTeacher, teacher_embeddings

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..card import ModelCard
-from ..face_sets import AlignedPairs
+from ..core.card import ModelCard
+from ..eval.faces import AlignedPairs
 from .data import AlignedSet
 from . import distributed
 from .losses import DistillationLoss, FeatureDistillationLoss, RelationalDistillationLoss, build_loss
@@ -224,7 +224,7 @@ def embed_tensor(model: nn.Module, crops: np.ndarray, card: ModelCard, device, b
 
 def pair_accuracy(model: nn.Module, pairs: AlignedPairs, card: ModelCard, device) -> dict:
     """Verification accuracy (mean and std over folds) and AUC of the model on pre-aligned pairs."""
-    from ..protocol import evaluate_scores
+    from ..eval.protocol import evaluate_scores
 
     e = embed_tensor(model, pairs.crops, card, device)
     scores = (e[pairs.ia] * e[pairs.ib]).sum(1)

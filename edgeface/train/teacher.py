@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir
+from ..core.cache import cache_dir
 from ..models.dlib_resnet import dlib_model_files  # noqa: F401 - re-exported for the benchmarks
 from .data import AlignedSet
 
@@ -53,8 +53,8 @@ class DlibTeacher:
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
 
     def embed_set(self, data: AlignedSet, batch: int = 32, show_progress: bool = True) -> np.ndarray:
-        from ..evaluate import progress
-        from ..imageio import read_image
+        from ..eval.verification import progress
+        from ..core.imageio import read_image
 
         out = np.zeros((len(data), self.embedding_size), np.float32)
         steps = range(0, len(data), batch)
@@ -150,7 +150,7 @@ def crop_to_template(crops, template: str, out_size: tuple[int, int], allow_slic
     import torch
     import torch.nn.functional as F
 
-    from ..align import similarity_transform, template_landmarks
+    from ..core.align import similarity_transform, template_landmarks
 
     h, w = crops.shape[-2:]
     oh, ow = out_size
@@ -279,7 +279,7 @@ def teacher_view_embeddings(teacher: TorchTeacher, data: AlignedSet, views: int,
     face more than V times (and always when the teacher is much slower than the student)."""
     import torch
 
-    from ..evaluate import progress
+    from ..eval.verification import progress
     from .loop import crops_to_tensor
 
     g = torch.Generator().manual_seed(seed + 7919)

@@ -23,7 +23,7 @@ class ModelCard:
 
     input_size is (height, width) of the aligned crop; pixels are normalised as
     (x - mean) / std per channel in `color_order`; `template` names an alignment template
-    in :mod:`edgeface.align`.
+    in :mod:`edgeface.core.align`.
     """
 
     name: str

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .align import align_face
-from .cache import cache_dir
-from .card import ModelCard
-from .data import IMAGE_SUFFIXES, identity_folder, load_pairs
-from .evaluate import aligned_crops, detect_all, progress
-from .imageio import ImageError, read_image
-from .landmarks import LandmarkStore
+from ..core import paths
+from ..core.align import align_face
+from ..core.cache import cache_dir
+from ..core.card import ModelCard
+from .datasets import IMAGE_SUFFIXES, identity_folder, load_pairs
+from .verification import aligned_crops, detect_all, progress
+from ..core.imageio import ImageError, read_image
+from ..core.landmarks import LandmarkStore
 
 
 @dataclass

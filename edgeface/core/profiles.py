@@ -1,5 +1,5 @@
 """Device profiles (configs/profiles/*.toml) and the export recipes they name (configs/export/*.toml;
-both found by edgeface.config.find: the user's folders first, then the package's).
+both found by edgeface.core.config.find: the user's folders first, then the package's).
 
 A profile says what a device runs and what it must achieve: the export recipe (format,
 precision, options), the backend, threads, batch, budgets (latency, memory, size) and an
@@ -114,7 +114,7 @@ def _check_table(where: str, table: dict, schema: dict, required: tuple[str, ...
 
 
 def _check_target(where: str, fmt: str, precision: str, backend: str | None = None, graph: str | None = None) -> None:
-    """Format, precision and backend must be a target the kit knows (edgeface.targets)."""
+    """Format, precision and backend must be a target the kit knows (edgeface.core.targets)."""
     if precision not in PRECISIONS:
         raise ProfileError(f"{where}: precision must be one of {list(PRECISIONS)}, got {precision!r}")
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 
-PACKAGED = Path(__file__).resolve().parent / "configs"
+PACKAGED = Path(__file__).resolve().parent.parent / "configs"  # edgeface/configs
 # kind -> (folder, environment variable, what the error messages call it)
 KINDS = {"profile": ("profiles", "EDGEFACE_PROFILES", "device profile"), "export": ("export", "EDGEFACE_RECIPES", "export recipe"),
          "train": ("train", "EDGEFACE_TRAIN_RECIPES", "training recipe")}

@@ -2,15 +2,15 @@
 frontal-profile protocols (../shared), one place that says which folder and pairs file each is.
 
 `edgeface eval --benchmark`, `edgeface bench --benchmarks` and the export verification record all
-read their pairs from here, through edgeface.data's readers (one pair loader).
+read their pairs from here, through edgeface.eval.datasets's readers (one pair loader).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
-from .data import Pair, first_folds, load_pairs
+from ..core import paths
+from .datasets import Pair, first_folds, load_pairs
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Protocol
 
 import numpy as np
 
-from .align import align_face
-from .card import ModelCard
-from .data import Pair
-from .imageio import read_image
-from .landmarks import FaceRecord, LandmarkStore
+from ..core.align import align_face
+from ..core.card import ModelCard
+from .datasets import Pair
+from ..core.imageio import read_image
+from ..core.landmarks import FaceRecord, LandmarkStore
 from .protocol import evaluate_scores, plot_roc
 
 

@@ -12,7 +12,7 @@ def shared_dir() -> Path:
     env = os.environ.get("EDGEFACE_SHARED")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent  # the checkout
+    here = Path(__file__).resolve().parents[2]  # the checkout (edgeface/core/paths.py)
     for cand in (here.parent / "shared", Path.cwd().parent / "shared", Path.cwd() / "shared"):
         if cand.is_dir():
             return cand
