@@ -1,4 +1,4 @@
-// 5-point alignment, as edgeface.align: least-squares similarity onto the template and a bilinear
+// 5-point alignment, as edgeface.core.align: least-squares similarity onto the template and a bilinear
 // inverse warp with a constant 0 border (OpenCV 5's warpAffine interpolates in floating point: a
 // double-precision warp rounded to nearest is within 1 level of it).
 #include <algorithm>
@@ -11,7 +11,7 @@ namespace ef {
 
 static const double ARCFACE_112[10] = {38.2946, 51.6963, 73.5318, 51.5014, 56.0252, 71.7366, 41.5493, 92.3655, 70.7299, 92.2041};
 static const double SPHEREFACE_112x96[10] = {30.2946, 51.6963, 65.5318, 51.5014, 48.0252, 71.7366, 33.5493, 92.3655, 62.7299, 92.2041};
-// edgeface.align.DLIB_150: dlib's 150x150 face chip in YuNet's 5 points
+// edgeface.core.align.DLIB_150: dlib's 150x150 face chip in YuNet's 5 points
 static const double DLIB_150[10] = {48.433, 45.8269, 101.2684, 45.5386, 75.6365, 77.6155, 52.5396, 101.6837, 98.0997, 101.3311};
 
 Landmarks check_landmarks(const double* values, size_t n, const char* what) {
@@ -116,7 +116,7 @@ std::vector<uint8_t> align_face(const uint8_t* rgb, int width, int height, const
     return warp_affine(rgb, width, height, similarity_transform(src, dst), out_h, out_w);
 }
 
-// edgeface.align.landmark_residual (docs/runtime.md "Landmark geometry"): the RMS residual of the
+// edgeface.core.align.landmark_residual (docs/runtime.md "Landmark geometry"): the RMS residual of the
 // least-squares similarity fit of the landmarks onto the template, in template inter-ocular
 // distances; float64, the sums in index order as specified there.
 double landmark_residual(const Landmarks& L, const std::array<double, 10>& T) {

@@ -658,7 +658,7 @@ std::unique_ptr<Bundle> open_bundle(const std::string& dir_in, int threads) {
     // the hashed files in the manifest's own order, as Python walks them (the first failure decides the kind)
     check_files(dir, parse_manifest<nlohmann::ordered_json>(raw, meta_path));
     b->card = card_from_json(m["card"]);
-    static const std::set<std::string> onnx_precisions = {"fp32", "fp16", "int8"};  // edgeface.targets: the onnx-* targets
+    static const std::set<std::string> onnx_precisions = {"fp32", "fp16", "int8"};  // edgeface.core.targets: the onnx-* targets
     std::string format = m["format"], precision = m["precision"];
     if (format == "onnx" && !onnx_precisions.count(precision)) refuse("schema", meta_path + ": no export target " + format + "-" + precision);
     if (format != "onnx")

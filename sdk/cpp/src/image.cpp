@@ -1,4 +1,4 @@
-// Image decoding (stb_image) with the typed failures of edgeface.imageio.read_image.
+// Image decoding (stb_image) with the typed failures of edgeface.core.imageio.read_image.
 #include <sys/stat.h>
 
 #include <cstdio>

@@ -31,8 +31,8 @@ struct Error : std::exception {
 }
 
 // -- images (image.cpp) ---------------------------------------------------------------------
-constexpr int MIN_SIDE = 24;             // edgeface.imageio.MIN_SIDE
-constexpr long long MAX_PIXELS = 200000000LL;  // edgeface.imageio.MAX_PIXELS
+constexpr int MIN_SIDE = 24;             // edgeface.core.imageio.MIN_SIDE
+constexpr long long MAX_PIXELS = 200000000LL;  // edgeface.core.imageio.MAX_PIXELS
 
 struct Image {
     int width = 0, height = 0;

@@ -74,8 +74,8 @@ async function browserBench() {
 const PY = `
 import json, sys, time, tempfile, os
 import numpy as np
-from edgeface.align import align_face
-from edgeface.imageio import read_image
+from edgeface.core.align import align_face
+from edgeface.core.imageio import read_image
 from edgeface.runtime import load_bundle
 from edgeface.runtime.gallery import Gallery
 from edgeface.runtime.quality import QualityGate, measure
