@@ -67,7 +67,7 @@ def main() -> int:
                 "ort_latency": latency_ms(p, card, args.runs), "torch_latency": torch_latency_ms(net, card, max(20, args.runs // 4))}
 
     if "dense" not in res:
-        r = pairs.evaluate(embed_with_onnx(dense, card, pairs.crops, args.threads))
+        r = pairs.report(embed_with_onnx(dense, card, pairs.crops, args.threads))
         res["dense"] = {**measure(dense), "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"]}
         st.save(res)
         print(f"dense: {100 * r['accuracy_mean']:.2f} %, {res['dense']['mflops']} MMACs, {res['dense']['ort_latency']['median_ms']:.2f} ms", flush=True)
@@ -97,10 +97,10 @@ def main() -> int:
             t = time.time()
             idx = channel.select_channels(dense, keep, method, acts if method == "correlation" else None)
             net = channel.shrink_bottlenecks(copy.deepcopy(dense), idx)
-            acc0 = None if args.skip_no_retrain else pairs.evaluate(embed_with_onnx(net, card, pairs.crops, args.threads))["accuracy_mean"]
+            acc0 = None if args.skip_no_retrain else pairs.report(embed_with_onnx(net, card, pairs.crops, args.threads))["accuracy_mean"]
             losses = finetune.distill(net, card, pool, teacher, None, epochs=args.retrain_iters * args.batch / len(pool), batch_size=args.batch, lr=args.lr, show_progress=True,
                                       teacher_model=dense if args.feature_distill > 0 else None, feature_weight=args.feature_distill) if args.retrain_iters else []
-            r = pairs.evaluate(embed_with_onnx(net, card, pairs.crops, args.threads))
+            r = pairs.report(embed_with_onnx(net, card, pairs.crops, args.threads))
             row = {"method": method, "keep": keep, **measure(net), "accuracy_no_retrain": acc0, "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"],
                    "mid_channels": channel.mid_channels(net), "retrain_loss": [losses[0], losses[-1]] if losses else None, "seconds": round(time.time() - t)}
             if args.save_dir:

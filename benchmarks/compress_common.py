@@ -12,7 +12,7 @@ import torch
 
 from edgeface import zoo
 from edgeface.core import paths
-from edgeface.eval import faces
+from edgeface.eval.verification import PairSet
 
 
 def add_setup_args(ap: argparse.ArgumentParser, folds: int) -> None:
@@ -29,7 +29,7 @@ class Setup:
     res_file: Path
     model: torch.nn.Module
     card: object
-    pairs: faces.AlignedPairs
+    pairs: PairSet
 
     def load(self, empty: dict) -> dict:
         return json.loads(self.res_file.read_text()) if self.res_file.is_file() else empty
@@ -45,7 +45,7 @@ def setup(args, base_stem: str) -> Setup:
     spec = args.model or str(paths.reference_mobilefacenet())
     stem = base_stem if not args.model else f"{base_stem}_{Path(args.model).stem}"
     model, card = zoo.load_torch_model(spec)
-    pairs = faces.lfw_pairs(card)
+    pairs = PairSet.load(paths.lfw_dev(), card)
     if args.folds < 5:
         pairs = pairs.subset(args.folds)
     return Setup(out, stem, out / f"{stem}.json", model, card, pairs)

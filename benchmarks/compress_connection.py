@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeface import zoo
 from edgeface.core import paths
 from edgeface.eval import faces
+from edgeface.eval.verification import PairSet
 from edgeface.compress import finetune, prune  # noqa: E402
 from edgeface.compress.correlation import top_down_order  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx  # noqa: E402
@@ -72,7 +73,7 @@ def main() -> int:
     done = {(r["method"], r["keep"]) for r in results["rows"]}
 
     dense, card = zoo.load_torch_model(args.model or str(paths.reference_mobilefacenet()))
-    pairs = faces.lfw_pairs(card)
+    pairs = PairSet.load(paths.lfw_dev(), card)
     if args.folds < 5:
         pairs = pairs.subset(args.folds)
     pool = faces.training_faces(card, args.pool)
@@ -83,7 +84,7 @@ def main() -> int:
     teacher = embed_with_onnx(dense, card, pool, args.threads)
     if "dense" not in results and not args.skip_dense:
         e = embed_with_onnx(dense, card, pairs.crops, args.threads)
-        results["dense"] = pairs.evaluate(e)
+        results["dense"] = pairs.report(e)
         print(f"dense: {100 * results['dense']['accuracy_mean']:.2f} % ({time.time() - t:.0f}s incl. teacher)", flush=True)
     steps = grouped_steps(dense, args.groups)
     results["setup"] = {
@@ -101,7 +102,7 @@ def main() -> int:
             retrain = (lambda m, mk: finetune.distill(m, card, pool, teacher, mk, epochs=epochs, batch_size=args.batch, lr=args.lr, show_progress=False)) if args.retrain_iters else None
             masks, log = prune.prune_connections(model, card, stats, keep, method, args.lam, steps, retrain)
             emb = embed_with_onnx(model, card, pairs.crops, args.threads)
-            rep = pairs.evaluate(emb)
+            rep = pairs.report(emb)
             row = {
                 "method": method, "keep": keep, **prune.overall_sparsity(model, masks),
                 "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"],

@@ -139,7 +139,7 @@ def main() -> int:
         if name == "fp32":
             emb32 = emb
             np.save(tmp / "emb32.npy", emb)
-        rep = pairs.evaluate(emb)
+        rep = pairs.report(emb)
         rows[name] = {"file_bytes": path.stat().st_size, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"],
                       **compare_embeddings(emb32, emb), "seconds": round(time.time() - t)}
         st.save(res)
@@ -150,7 +150,7 @@ def main() -> int:
         codec = get_codec(cname, emb32.shape[1])
         codes = codec.encode(emb32)
         scores = codec.code_similarity(codes[pairs.ia], codes[pairs.ib])
-        rep = pairs.evaluate_scores(scores)
+        rep = pairs.score_report(scores)
         tpl[cname] = {"bytes": codec.bytes_per_template, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"]}
         print(f"template {cname:8s} {codec.bytes_per_template:4d} B  acc {100 * rep['accuracy_mean']:.2f} %", flush=True)
     # Other sign codes, measured for comparison (none is a runtime codec): centred on the mean
@@ -169,7 +169,7 @@ def main() -> int:
                              ("SimHash 256 bits (Gaussian)", 256, lambda e, g=rng.standard_normal((emb32.shape[1], 256)): e @ g),
                              ("SimHash 512 bits (Gaussian)", 512, lambda e, g=rng.standard_normal((emb32.shape[1], 512)): e @ g)]:
         b = np.where(code(emb32) >= 0, 1.0, -1.0)
-        rep = pairs.evaluate_scores(np.sum(b[pairs.ia] * b[pairs.ib], axis=1) / bits)
+        rep = pairs.score_report(np.sum(b[pairs.ia] * b[pairs.ib], axis=1) / bits)
         tpl[name] = {"bytes": bits // 8, "accuracy": rep["accuracy_mean"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"]}
         print(f"template {name}: {bits // 8} B  acc {100 * rep['accuracy_mean']:.2f} %", flush=True)
     if not args.no_search or "search" not in res:

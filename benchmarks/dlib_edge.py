@@ -29,7 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeface import zoo  # noqa: E402
-from edgeface.eval import faces
+from edgeface.core import paths  # noqa: E402
+from edgeface.eval import faces  # noqa: E402
+from edgeface.eval.verification import PairSet  # noqa: E402
 from edgeface.compress import channel, finetune  # noqa: E402
 from edgeface.compress.evalfast import embed_with_onnx  # noqa: E402
 from edgeface.models.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
@@ -117,14 +119,14 @@ def main() -> int:
     dense, card = zoo.load_torch_model("dlib_resnet")
     dense.eval()
     dense_mid = channel.mid_channels(dense)
-    pairs = faces.lfw_pairs(card)
+    pairs = PairSet.load(paths.lfw_dev(), card)
     if args.folds < 5:
         pairs = pairs.subset(args.folds)
     pool = faces.training_faces(card, args.faces_per_source)
     print(f"{len(pool)} training faces, {len(pairs.ia)} LFW-dev pairs", flush=True)
     teacher = embed_with_onnx(dense, card, pool, args.threads)
     if "dense" not in res:
-        r = pairs.evaluate(embed_with_onnx(dense, card, pairs.crops, args.threads))
+        r = pairs.report(embed_with_onnx(dense, card, pairs.crops, args.threads))
         res["dense"] = {"params": count_params(dense), "mflops": round(count_mflops(dense, card.input_size), 1), "mid_channels": dense_mid,
                         "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"]}
     res["setup"] = {"stages": stages, "training_faces": len(pool), "batch": args.batch, "lr": args.lr, "feature_distill": args.feature_distill,
@@ -151,11 +153,11 @@ def main() -> int:
             acts = channel.expansion_activations(net, finetune.batches(stats, card))
             idx = channel.select_channels(net, rel, "correlation", acts)
             net = channel.shrink_bottlenecks(net, idx)
-        acc0 = pairs.evaluate(embed_with_onnx(net, card, pairs.crops, args.threads))["accuracy_mean"]
+        acc0 = pairs.report(embed_with_onnx(net, card, pairs.crops, args.threads))["accuracy_mean"]
         print(f"keep {keep}: {count_params(net)} params, before retraining {100 * acc0:.2f} %", flush=True)
         losses = finetune.distill(net, card, pool, teacher, None, epochs=steps * args.batch / len(pool), batch_size=args.batch, lr=args.lr,
                                   show_progress=True, teacher_model=dense, feature_weight=args.feature_distill, seed=len(res["rows"]))
-        r = pairs.evaluate(embed_with_onnx(net, card, pairs.crops, args.threads))
+        r = pairs.report(embed_with_onnx(net, card, pairs.crops, args.threads))
         name = f"dlib_resnet_edge_s{keep:g}"
         ckpt = save_checkpoint(net, channel.pruned_card(net, card, name, f"dlib_resnet, correlation channel pruning in stages down to S={keep} of the dense inner widths, "
                                                         "retrained by distillation from the dense network (benchmarks/dlib_edge.py)"), save_dir / f"{name}.safetensors")

@@ -22,10 +22,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeface.core import paths
-from edgeface.eval.faces import lfw_pairs  # noqa: E402
+from edgeface.eval.verification import PairSet  # noqa: E402
 from edgeface.eval.datasets import load_pairs  # noqa: E402
 from edgeface.core.detect import YuNetDetector, pick_primary  # noqa: E402
-from edgeface.eval.verification import progress  # noqa: E402
+from edgeface.core.progress import progress  # noqa: E402
 from edgeface.core.imageio import read_image  # noqa: E402
 from edgeface.models.embedder import TorchEmbedder  # noqa: E402
 from edgeface.train.teacher import DLIB_CHIP_SIZE, DlibTeacher  # noqa: E402
@@ -86,8 +86,8 @@ def main() -> int:
     ia, ib = np.array([index[p.a] for p in keep]), np.array([index[p.b] for p in keep])
     same, folds = np.array([p.same for p in keep]), np.array([p.fold for p in keep])
     rep_dlib, _ = evaluate_scores(np.sum(emb_dlib[ia] * emb_dlib[ib], axis=1).astype(np.float64), same, folds)
-    kit = lfw_pairs(card, data)
-    rep_kit = kit.evaluate(embedder.embed(kit.crops))
+    kit = PairSet.load(data, card)
+    rep_kit = kit.report(embedder.embed(kit.crops))
     result = {
         "model": "dlib_resnet",
         "parity": {"faces": int(len(idx)), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),

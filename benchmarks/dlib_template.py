@@ -24,7 +24,7 @@ from edgeface.core import paths
 from edgeface.core.align import similarity_transform  # noqa: E402
 from edgeface.eval.datasets import IMAGE_SUFFIXES  # noqa: E402
 from edgeface.core.detect import YuNetDetector, pick_primary  # noqa: E402
-from edgeface.eval.verification import progress  # noqa: E402
+from edgeface.core.progress import progress  # noqa: E402
 from edgeface.core.imageio import ImageError, read_image  # noqa: E402
 from edgeface.train.teacher import DLIB_CHIP_PADDING, DLIB_CHIP_SIZE, dlib_model_files  # noqa: E402
 

@@ -49,7 +49,7 @@ def export(spec: str, out: Path, threads: int) -> dict:
 
 def cfp_analysis(bundle_dir: Path) -> dict:
     """Detection failures per pose, the failure rule's effect, and the quality gate on CFP-FP."""
-    from edgeface.eval.verification import aligned_crops, detect_all
+    from edgeface.eval.faces import aligned_crops, detect_all
     from edgeface.core.landmarks import LandmarkStore
     from edgeface.eval.protocol import best_threshold, evaluate_scores
     from edgeface.runtime.bundle import load_bundle

@@ -90,7 +90,7 @@ def folder_faces(embedder, root, show_progress: bool = True, flip: bool = True) 
     flip-consistency quality score)."""
     from edgeface.eval.datasets import identity_folder
     from edgeface.core.detect import YuNetDetector
-    from edgeface.eval.verification import aligned_crops, detect_all
+    from edgeface.eval.faces import aligned_crops, detect_all
     from edgeface.core.landmarks import LandmarkStore
     from edgeface.runtime.quality import flip_similarity, measure
 

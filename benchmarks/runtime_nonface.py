@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results/runtime_nonface.json")
     args = ap.parse_args(argv)
     from edgeface.export import ExportOptions, export_bundle
-    from edgeface.export import verify as V
+    from edgeface.eval.datasets import first_folds, load_pairs
     from edgeface.runtime import FaceRecognizer
     from edgeface.runtime.quality import nonface_crops, nonface_margins
 
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     report["held_out_seed123_caught"] = {f: round(float(np.mean([m[i] > 0 for i, g in enumerate(fams) if g == f])), 4) for f in sorted(set(fams))}
 
     # 3. LFW-dev through the runtime
-    pairs = V.lfw_pairs(paths.lfw_dev(), args.folds)
+    pairs = first_folds(load_pairs(paths.lfw_dev()), args.folds)
     images = sorted({p.a for p in pairs} | {p.b for p in pairs})
     t0 = time.time()
     n_rej = n_nonface_only = n_nonface_any = 0

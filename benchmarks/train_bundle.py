@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgeface.train.data import encode_jpeg_stack, load_training_sources  # noqa: E402
-from edgeface.eval.faces import crop_card, lfw_pairs  # noqa: E402
+from edgeface.core import paths  # noqa: E402
+from edgeface.eval.faces import crop_card  # noqa: E402
+from edgeface.eval.verification import PairSet  # noqa: E402
 from edgeface.train.teacher import teacher_embeddings  # noqa: E402
 
 
@@ -37,7 +39,9 @@ def main() -> int:
     teacher = teacher_embeddings("dlib", data, sources=srcs) if srcs else np.full((len(data), 128), np.nan, np.float32)
     buf, off = encode_jpeg_stack(data.crops, args.quality)
     np.savez(out / "train_faces.npz", jpeg=buf, offsets=off, labels=data.labels, identities=np.array(data.identities, dtype=str), sources=np.asarray(data.sources, dtype=str), teacher=teacher)
-    lfw = lfw_pairs(crop_card())
+    full = PairSet.load(paths.lfw_dev(), crop_card())
+    keep = full.pair_usable  # the bundle keeps only pairs whose images both have a face to embed
+    lfw = PairSet.from_arrays(full.crops, full.ia[keep], full.ib[keep], full.same[keep], full.folds[keep])
     buf, off = encode_jpeg_stack(lfw.crops, args.quality)
     np.savez(out / "lfw_pairs.npz", jpeg=buf, offsets=off, ia=lfw.ia, ib=lfw.ib, same=lfw.same, folds=lfw.folds)
     subprocess.run(["tar", "czf", str(out / "edgeface.tgz"), "edgeface", "benchmarks/train_suite.py"], cwd=ROOT, check=True)

@@ -27,7 +27,7 @@ def main() -> int:
     from edgeface.core import paths
     from edgeface.eval.datasets import load_pairs
     from edgeface.core.detect import YuNetDetector
-    from edgeface.eval.verification import embed_pairs, verification_report
+    from edgeface.eval.verification import PairSet
     from edgeface.core.landmarks import LandmarkStore
     from edgeface.models.complexity import count_mflops, count_params
     from edgeface.zoo import load_embedder
@@ -38,7 +38,7 @@ def main() -> int:
     rows = []
     for ck in args.checkpoints:
         emb = load_embedder(ck, device="cpu")
-        rep = verification_report(embed_pairs(emb, pairs, store, show_progress=False), pairs)
+        rep = PairSet.load(pairs, emb.card, store=store, show_progress=False).evaluate(emb, show_progress=False)
         hist_file = Path(ck).parent / "history.json"
         hist = json.loads(hist_file.read_text())["history"] if hist_file.is_file() else []
         row = {

@@ -27,7 +27,7 @@ SUITE = {
 
 def load_bundle(bundle: Path):
     from edgeface.train.data import AlignedSet, decode_jpeg_stack
-    from edgeface.eval.faces import AlignedPairs
+    from edgeface.eval.verification import PairSet
 
     with np.load(bundle / "train_faces.npz", allow_pickle=False) as z:
         crops = decode_jpeg_stack(z["jpeg"], z["offsets"])
@@ -35,7 +35,8 @@ def load_bundle(bundle: Path):
         data = AlignedSet(crops, z["labels"], [str(s) for s in z["identities"]], [f"bundle/{i}" for i in range(n)], np.zeros((n, 4), np.float32), np.zeros((n, 5, 2), np.float32), z["sources"])
         teacher = z["teacher"]
     with np.load(bundle / "lfw_pairs.npz", allow_pickle=False) as z:
-        lfw = AlignedPairs(decode_jpeg_stack(z["jpeg"], z["offsets"]), z["ia"], z["ib"], z["same"], z["folds"])
+        crops = decode_jpeg_stack(z["jpeg"], z["offsets"])
+        lfw = PairSet.from_arrays(crops, z["ia"], z["ib"], z["same"], z["folds"])  # the pairs of usable images only
     return data, teacher, lfw
 
 

@@ -24,8 +24,9 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/train_teacher_crops.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from edgeface.eval.protocol import evaluate_scores
-    from edgeface.eval.faces import crop_card, lfw_pairs
+    from edgeface.core import paths
+    from edgeface.eval.faces import crop_card
+    from edgeface.eval.verification import PairSet
     from edgeface.train.loop import crops_to_tensor
     from edgeface.train.teacher import TorchTeacher
 
@@ -34,12 +35,11 @@ def main() -> int:
     except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f"teacher {args.teacher!r} not available: {exc}", file=sys.stderr)
         return 2
-    pairs = lfw_pairs(crop_card(), show_progress=False)
+    pairs = PairSet.load(paths.lfw_dev(), crop_card(), show_progress=False)
     t0 = time.time()
     emb = np.concatenate([teacher(crops_to_tensor(pairs.crops[i : i + 64], "cpu").float())[0].numpy() for i in range(0, len(pairs.crops), 64)])
     seconds = time.time() - t0
-    report, _ = evaluate_scores((emb[pairs.ia] * emb[pairs.ib]).sum(1), pairs.same, pairs.folds)
-    d = report.to_dict()
+    d = pairs.report(emb)
     result = {
         "teacher": args.teacher, "template": teacher.card.template, "input_size": list(teacher.card.input_size),
         "input": "arcface_112x112 training-style crops re-framed by crop_to_template",

@@ -56,7 +56,7 @@ def _export_available() -> bool:
 def _real_faces(card, n: int) -> np.ndarray:
     from edgeface.eval.datasets import load_pairs
     from edgeface.core.detect import YuNetDetector
-    from edgeface.eval.verification import aligned_crops, detect_all
+    from edgeface.eval.faces import aligned_crops, detect_all
     from edgeface.core.landmarks import LandmarkStore
 
     pairs = load_pairs(paths.lfw_dev())

@@ -207,3 +207,22 @@ def test_thresholds_come_from_lfw_cross_identity_impostors_by_brute_force():
     th = V.calibrate_thresholds(np.array([0.9, 0.5]), fast, fars=("1e-2",))["1e-2"]
     assert np.sum(fast >= th["threshold"]) <= 1e-2 * len(fast)
     assert np.sum(fast >= th["threshold"] - 1e-5) > 1e-2 * len(fast) - 1  # and it is the lowest such threshold
+
+
+def test_schema_format_and_precision_come_from_the_target_table(tiny_bundle, monkeypatch):
+    """The runtime validates `format` / `precision` against the target table; the shipped schema
+    file (for tools outside the kit) must list the same values."""
+    import dataclasses
+    import json as _json
+    from importlib import resources
+
+    from edgeface.core import targets
+    from edgeface.runtime import bundle as B
+    from edgeface.runtime.manifest import validate_schema
+
+    shipped = _json.loads(resources.files("edgeface").joinpath("schemas/bundle.schema.json").read_text())["properties"]
+    assert {k: shipped[k]["enum"] for k in ("format", "precision")} == B.table_enums(), "update edgeface/schemas/bundle.schema.json from the target table"
+    meta = dict(_json.loads((tiny_bundle / "edgeface.json").read_text()), format="newfmt")
+    assert any("'newfmt' is not one of" in e for e in validate_schema(meta, B.load_schema()))
+    monkeypatch.setattr(targets, "TARGETS", targets.TARGETS + (dataclasses.replace(targets.TARGETS[0], format="newfmt"),))
+    assert not [e for e in validate_schema(meta, B.load_schema()) if "newfmt" in e]  # a new table row is a valid format at once

@@ -79,14 +79,14 @@ def test_quantize_qat_cli_trains_and_stores_int8_weights(shared, tmp_path):
     consts = {t.name for t in m.graph.initializer}
     assert not [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in consts]
     from edgeface.core.card import ModelCard
-    from edgeface.eval import faces
+    from edgeface.eval.verification import PairSet
     from edgeface.export.converters import onnx_at_precision
     from edgeface.runtime.model_file import ModelFile
     from edgeface.zoo import load_torch_model
 
     card = ModelCard.from_json((out / "card.json").read_text())
     assert card.name.endswith("_int8_qat")
-    crops = faces.lfw_pairs(card).crops[:200]  # real aligned faces that neither calibrated nor trained it
+    crops = PairSet.load(paths.lfw_dev(), card, folds=1).crops[:200]  # real aligned faces that neither calibrated nor trained it
     model, _ = load_torch_model(str(paths.reference_mobilefacenet()))
     ref = ModelFile(onnx_at_precision(model, card, "fp32", tmp_path / "fp32"), card, threads=2).embed(crops)
     e = ModelFile(out / "model.onnx", card, threads=2).embed(crops)

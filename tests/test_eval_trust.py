@@ -163,12 +163,13 @@ def test_eval_takes_a_bundle_and_a_pairs_file_without_torch(target, reference_so
     assert set(ops) == set(meta["thresholds"]["at_far"]) and ops["1e-3"]["num_genuine"] == 12 and ops["1e-3"]["num_impostor"] == 12
     # Same pairs through the torch source: the same protocol gives (nearly) the same report.
     from edgeface.eval.datasets import load_pairs as lp
-    from edgeface.eval.verification import embed_pairs, verification_report
+    from edgeface.eval.verification import PairSet
     from edgeface.core.landmarks import LandmarkStore
     from edgeface.models.embedder import TorchEmbedder
 
     pairs = lp(lfw, pairs_csv)
-    src = verification_report(embed_pairs(TorchEmbedder(reference_source.net, reference_source.card, device="cpu"), pairs, LandmarkStore.default(), show_progress=False), pairs)
+    src = PairSet.load(pairs, reference_source.card, store=LandmarkStore.default(), show_progress=False).evaluate(
+        TorchEmbedder(reference_source.net, reference_source.card, device="cpu"), show_progress=False)
     assert rep["num_scored"] == src["num_scored"] and rep["num_failed"] == src["num_failed"]
     assert abs(rep["auc"] - src["auc"]) <= (0.002 if precision != "int8" else 0.02)
 

@@ -222,6 +222,7 @@ def test_core_graph_makes_the_full_graphs_decisions_on_lfw_dev_fold_1(source, tm
     """The core ONNX (bare network, normalisation and L2 norm by the runtime from the card)
     scores every pair of LFW-dev fold 1 like the full graph and decides every pair the same at
     each calibrated threshold and at the fold's own best threshold."""
+    from edgeface.eval import benchmarks
     from edgeface.export import verify as V
     from edgeface.core.landmarks import LandmarkStore
 
@@ -232,11 +233,13 @@ def test_core_graph_makes_the_full_graphs_decisions_on_lfw_dev_fold_1(source, tm
     import onnx
 
     assert onnx.load(str(core_dir / "model.onnx")).opset_import[0].version == 11
-    pairs = V.lfw_pairs(paths.lfw_dev(), 1)
+    pairs = benchmarks.get("lfw-dev").pairs(1)
     assert len(pairs) == 600 and {p.fold for p in pairs} == {0}
     store = LandmarkStore.default()
-    rep_f, s_f, lab_f = V.lfw_report(load_bundle(full_dir, threads=1), pairs, store, False)
-    rep_c, s_c, lab_c = V.lfw_report(load_bundle(core_dir, threads=1), pairs, store, False)
+    full_res, core_res = (V.benchmark_scores(load_bundle(d, threads=1), "lfw-dev", store, show_progress=False, pairs=pairs, impostors=False)
+                          for d in (full_dir, core_dir))
+    rep_f, s_f, lab_f = full_res["report"], full_res["scores"], full_res["same"]
+    rep_c, s_c, lab_c = core_res["report"], core_res["scores"], core_res["same"]
     assert len(s_f) == len(s_c) >= 590 and np.array_equal(lab_f, lab_c)
     assert np.abs(s_f - s_c).max() < 1e-5
     u = np.unique(s_f)

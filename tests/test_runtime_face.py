@@ -67,7 +67,7 @@ def test_template_is_quality_weighted_mean(rec, lfw):
 
 
 def test_same_alignment_as_evaluation_and_app_landmarks(rec, lfw, yunet, embedder):
-    from edgeface.eval.verification import aligned_crops, detect_all
+    from edgeface.eval.faces import aligned_crops, detect_all
     from edgeface.core.landmarks import LandmarkStore
 
     files = lfw["Colin_Powell"][:3]

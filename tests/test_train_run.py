@@ -28,7 +28,7 @@ def test_lfw_pair_identities_never_reach_training(shared, tmp_path):
 def test_short_training_lowers_loss_and_raises_pair_accuracy(shared, tmp_path):
     import torch
 
-    from edgeface.eval.faces import AlignedPairs
+    from edgeface.eval.verification import PairSet
     from edgeface.train.loop import TrainConfig, pair_accuracy, train
 
     torch.set_num_threads(2)
@@ -50,7 +50,7 @@ def test_short_training_lowers_loss_and_raises_pair_accuracy(shared, tmp_path):
     same = te.labels[ia] == te.labels[ib]
     neg = np.random.default_rng(0).choice(np.flatnonzero(~same), same.sum(), replace=False)
     keep = np.r_[np.flatnonzero(same), neg]
-    train_pairs = AlignedPairs(te.crops, ia[keep], ib[keep], same[keep], np.arange(len(keep)) % 5)
+    train_pairs = PairSet.from_arrays(te.crops, ia[keep], ib[keep], same[keep], np.arange(len(keep)) % 5)
 
     cfg = TrainConfig(arch="mobilenet_v1_a0.25_r64", losses=["multibatch"], epochs=10, p=8, k=8, batches_per_epoch=6, lr=3e-3, device="cpu", warmup_epochs=0.5, augment=False)
     result = train(cfg, tr, tmp_path / "run", None, train_pairs, show_progress=False)

@@ -101,19 +101,14 @@ def run_probe(target: BenchItem, threads: int, settings: BenchSettings, faces: s
 
 
 class FaceData:
-    """One pairs set detected once, aligned once per (input size, template), shared by all targets."""
+    """One pairs set of the bench, detected once and aligned once per card (eval.verification.PairSet), shared by all targets."""
 
     def __init__(self, name: str, title: str, pairs: list, show_progress: bool = True):
-        from ..eval.verification import detect_all
-        from ..core.landmarks import LandmarkStore
-
         if not pairs:
             raise ValueError(f"{title}: no pairs to evaluate")
         self.name, self.title, self.pairs = name, title, pairs
-        self.paths = sorted({p for pr in self.pairs for p in (pr.a, pr.b)})
-        self.faces = detect_all(self.paths, LandmarkStore.default(), show_progress)
         self.show_progress = show_progress
-        self._crops: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._sets: dict[tuple, object] = {}
         self._identity: dict | None = None
 
     @property
@@ -125,27 +120,22 @@ class FaceData:
             self._identity = dataset_identity(self.pairs)
         return self._identity
 
-    def crops(self, card) -> tuple[np.ndarray, np.ndarray]:
-        from ..eval.verification import aligned_crops
+    def pair_set(self, card):
+        """The PairSet of these pairs aligned for `card`'s template and input size."""
+        from ..eval.verification import PairSet
 
         key = (tuple(card.input_size), card.template)
-        if key not in self._crops:
-            self._crops[key] = aligned_crops(self.paths, self.faces, card, show_progress=self.show_progress)
-        return self._crops[key]
+        if key not in self._sets:
+            self._sets[key] = PairSet.load(self.pairs, card, show_progress=self.show_progress)
+        return self._sets[key]
 
     def accuracy(self, embedder) -> dict:
-        from ..eval.verification import PairEmbeddings, embed_crops, verification_report
-
-        crops, ok = self.crops(embedder.card)
-        emb = np.zeros((len(self.paths), embedder.card.embedding_size), np.float32)
-        if ok.any():
-            emb[ok] = embed_crops(embedder, crops[ok], show_progress=self.show_progress)
-        pe = PairEmbeddings(self.paths, {p: i for i, p in enumerate(self.paths)}, emb, ok, self.faces)
-        return verification_report(pe, self.pairs)
+        """The verification report of `embedder` on these pairs."""
+        return self.pair_set(embedder.card).evaluate(embedder, show_progress=self.show_progress)
 
     def parity_faces(self, card, n: int) -> np.ndarray:
-        crops, ok = self.crops(card)
-        return np.ascontiguousarray(crops[ok][:n])
+        ps = self.pair_set(card)
+        return np.ascontiguousarray(ps.crops[ps.usable][:n])
 
 
 def face_data_sets(settings: BenchSettings) -> list[FaceData]:

@@ -109,17 +109,16 @@ def select_pairs(args) -> tuple[str, list]:
     return b.title, b.pairs(args.limit_folds)
 
 
-def bundle_operating_points(embedder, pe, pairs) -> dict | None:
-    """For a bundle: FAR / TAR its calibrated thresholds reach on these pairs."""
-    from ..eval.verification import pair_scores
+def bundle_operating_points(embedder, pair_set, embeddings) -> dict | None:
+    """For a bundle: FAR / TAR its calibrated thresholds reach on these pairs (a PairSet and its embeddings)."""
     from ..eval.protocol import operating_points
 
     at_far = (getattr(embedder, "meta", None) or {}).get("thresholds", {}).get("at_far", {})
     thresholds = {k: v["threshold"] for k, v in at_far.items() if isinstance(v, dict) and "threshold" in v}
     if not thresholds:
         return None
-    scores, labels, _, usable = pair_scores(pe, pairs)
-    return operating_points(scores[usable & labels], scores[usable & ~labels], thresholds)
+    scores, usable, same = pair_set.scores(embeddings), pair_set.pair_usable, pair_set.same
+    return operating_points(scores[usable & same], scores[usable & ~same], thresholds)
 
 
 def run(args) -> int:
@@ -128,7 +127,7 @@ def run(args) -> int:
     when no pairs are selected."""
     from ..eval.datasets import dataset_identity
     from ..core.detect import YuNetDetector
-    from ..eval.verification import embed_pairs, verification_report
+    from ..eval.verification import PairSet
     from ..core.landmarks import LandmarkStore
 
     title, pairs = select_pairs(args)
@@ -137,10 +136,11 @@ def run(args) -> int:
     embedder = open_model(args)
     detector = YuNetDetector(args.detector)
     store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
-    pe = embed_pairs(embedder, pairs, store, flip=args.flip, on_fail=args.on_fail, show_progress=not args.quiet)
-    ops = bundle_operating_points(embedder, pe, pairs)
+    pair_set = PairSet.load(pairs, embedder.card, on_fail=args.on_fail, store=store, show_progress=not args.quiet)
+    embeddings = pair_set.embed(embedder, flip=args.flip, show_progress=not args.quiet)
+    ops = bundle_operating_points(embedder, pair_set, embeddings)
     points = {f"bundle FAR {k} (t={o['threshold']:.3f})": (o["far"], o["tar"]) for k, o in (ops or {}).items() if o["far"]}
-    report = verification_report(pe, pairs, roc_png=args.roc, title=f"{embedder.card.name} on {title}", roc_points=points)
+    report = pair_set.report(embeddings, roc_png=args.roc, title=f"{embedder.card.name} on {title}", roc_points=points)
     report.update(
         model=embedder.card.name,
         model_path=str(args.model),

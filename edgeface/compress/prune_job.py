@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..eval import faces
+from ..eval import benchmarks, faces
 from ..core.card import ModelCard
 from ..core.config import JobResult, ModelJob
 from . import channel, finetune, prune
@@ -108,7 +108,7 @@ def prune_model(job: PruneJob, log=print) -> PruneResult:
         report["after"]["nonzero_params"] = report["params_nonzero"]
         report["after"]["sparse_bytes_estimate"] = report["params_nonzero"] * 4 + sum(r["weights"] for r in report["layers"] if r["layer"] in masks) // 8
     if job.eval_folds:
-        pairs = faces.lfw_pairs(card).subset(job.eval_folds)
+        pairs = benchmarks.get("lfw-dev").pair_set(card, job.eval_folds)
         for key, net in (("before", dense), ("after", model)):
             report[key].update(pairs.headline(embed_with_onnx(net, card, pairs.crops)))
         log(f"LFW-dev ({pairs.folds.max() + 1} folds): {100 * report['before']['accuracy']:.2f} % -> {100 * report['after']['accuracy']:.2f} %")

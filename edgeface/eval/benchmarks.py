@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import paths
+from ..core.card import ModelCard
 from .datasets import Pair, first_folds, load_pairs
+from .verification import PairSet
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,12 @@ class Benchmark:
         return Path(path).parents[self.identity_depth - 1].name
 
     def pairs(self, limit_folds: int | None = None) -> list[Pair]:
+        """The benchmark's pairs (only the first `limit_folds` folds when given)."""
         return first_folds(load_pairs(self.data_dir(), self.pairs_path()), limit_folds)
+
+    def pair_set(self, card: ModelCard, limit_folds: int | None = None, show_progress: bool = True) -> PairSet:
+        """The benchmark's pairs detected and aligned for `card` (eval.verification.PairSet.load)."""
+        return PairSet.load(self.pairs(limit_folds), card, show_progress=show_progress)
 
 
 BENCHMARKS = {

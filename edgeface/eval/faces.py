@@ -12,9 +12,8 @@
     `--calib DIR` replaces the calibration set with the user's own folder of face photos;
   * training_faces / align_folder: crops of the shared *training* sets (CelebA-299, AAF-8k),
     cached as plain uint8 .npy plus a JSON list of source files (no pickle);
-  * AlignedPairs / lfw_pairs: LFW-style pairs over aligned crops, aligned exactly as `edgeface eval`
-    does (same detector cache, same no-face fallback rule), for fast repeated evaluation of many
-    models (pruning, quantization, training monitor).
+  * Detections / detect_all / aligned_crops: every image's face record through the landmark
+    cache, the no-face fallback rule, and the crops of a card's template (what PairSet uses).
 Torch-free.
 """
 from __future__ import annotations
@@ -22,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +31,67 @@ from ..core import paths
 from ..core.align import align_face
 from ..core.cache import cache_dir
 from ..core.card import ModelCard
-from .datasets import IMAGE_SUFFIXES, identity_folder, load_pairs
-from .verification import aligned_crops, detect_all, progress
+from .datasets import IMAGE_SUFFIXES, identity_folder
 from ..core.imageio import ImageError, read_image
-from ..core.landmarks import LandmarkStore
+from ..core.landmarks import FaceRecord, LandmarkStore
+from ..core.progress import progress
+
+
+@dataclass
+class Detections:
+    """Detections for a set of images plus the rule applied to those without one."""
+
+    records: dict[str, FaceRecord]
+    fallback_landmarks: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    def landmarks_for(self, path: str, on_fail: str = "fallback") -> np.ndarray | None:
+        r = self.records[path]
+        if r.status == "ok":
+            return r.landmarks
+        if r.status == "no_face" and on_fail == "fallback" and r.image_size in self.fallback_landmarks:
+            return self.fallback_landmarks[r.image_size]
+        return None
+
+    def problems(self) -> dict[str, int]:
+        return dict(Counter(r.status for r in self.records.values() if r.status != "ok"))
+
+    def notes(self) -> dict[str, int]:
+        return dict(Counter(n for r in self.records.values() for n in r.notes))
+
+
+def detect_all(paths: list[str], store: LandmarkStore, show_progress: bool = True) -> Detections:
+    """Face records of every image (through the landmark cache, flushed even on errors) and the mean landmarks per
+    image size from at least 10 successful detections, used for images without a face."""
+
+    records: dict[str, FaceRecord] = {}
+    try:
+        for p in progress(paths, len(paths), "detect", show_progress):
+            records[p] = store.get(p)
+            records[p].path = p  # keep the caller's spelling of the path as the key
+    finally:
+        store.flush()
+    # Mean landmarks per image size, in pixels, from the successful detections.
+    by_size: dict[tuple[int, int], list[np.ndarray]] = {}
+    for r in records.values():
+        if r.status == "ok" and r.image_size:
+            by_size.setdefault(tuple(r.image_size), []).append(r.landmarks)
+    fallback = {size: np.mean(lms, axis=0) for size, lms in by_size.items() if len(lms) >= 10}
+    return Detections(records, fallback)
+
+
+def aligned_crops(paths: list[str], faces: Detections, card: ModelCard, on_fail: str = "fallback", show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) uint8 RGB crops for the images that can be used, and a bool mask of which."""
+    h, w = card.input_size
+    crops = np.zeros((len(paths), h, w, 3), np.uint8)
+    ok = np.zeros(len(paths), bool)
+    for i, p in enumerate(progress(paths, len(paths), "align", show_progress)):
+        lm = faces.landmarks_for(p, on_fail)
+        if lm is None:
+            continue
+        img = read_image(p).pixels
+        crops[i] = align_face(img, lm, card.template, (h, w))
+        ok[i] = True
+    return crops, ok
 
 
 @dataclass
@@ -210,7 +267,8 @@ def list_images(root: str | os.PathLike, purpose: str = "") -> list[str]:
     return files
 
 
-def _save_atomic(path: Path, arr: np.ndarray) -> None:
+def save_atomic(path: Path, arr: np.ndarray) -> None:
+    """np.save to a temporary name, then rename: a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, arr, allow_pickle=False)
     os.replace(tmp, path)
@@ -240,7 +298,7 @@ def align_folder(root: str | os.PathLike, card: ModelCard, limit: int | None = N
         raise ValueError(f"{root}: YuNet found no face in any of {len(files)} images")
     crops, used = faceset.crops, faceset.paths
     arr = crops.astype(np.uint8)
-    _save_atomic(out, arr)
+    save_atomic(out, arr)
     out.with_suffix(".json").write_text(json.dumps({"files": used}))
     return arr
 
@@ -253,81 +311,3 @@ def training_faces(card: ModelCard, per_source: int = 1000, seed: int = 0, sourc
     mixed = np.stack([p[:n] for p in parts], 1).reshape(-1, *parts[0].shape[1:])
     rest = [p[n:] for p in parts]
     return np.concatenate([mixed, *rest])
-
-
-@dataclass
-class AlignedPairs:
-    """LFW-style pairs over a set of aligned crops, for fast repeated evaluation of many models."""
-
-    crops: np.ndarray  # (M, H, W, 3) uint8
-    ia: np.ndarray
-    ib: np.ndarray
-    same: np.ndarray
-    folds: np.ndarray
-    num_failed: int = 0  # pairs with an image where YuNet found no face (aligned by the fallback rule)
-
-    def save(self, path) -> None:
-        np.savez(path, crops=self.crops, ia=self.ia, ib=self.ib, same=self.same, folds=self.folds, num_failed=self.num_failed)
-
-    @staticmethod
-    def load(path) -> "AlignedPairs":
-        with np.load(path, allow_pickle=False) as z:
-            return AlignedPairs(z["crops"], z["ia"], z["ib"], z["same"], z["folds"], int(z["num_failed"]) if "num_failed" in z else 0)
-
-    def subset(self, folds: int) -> "AlignedPairs":
-        """Only the pairs of the first `folds` folds, with only the crops they use (itself when that is all of them)."""
-        if folds > int(self.folds.max(initial=-1)):
-            return self
-        sel = self.folds < folds
-        used, inv = np.unique(np.concatenate([self.ia[sel], self.ib[sel]]), return_inverse=True)
-        n = int(sel.sum())
-        return AlignedPairs(self.crops[used], inv[:n], inv[n:], self.same[sel], self.folds[sel], self.num_failed)
-
-    def evaluate(self, embeddings: np.ndarray) -> dict:
-        e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-10)
-        return self.evaluate_scores(np.sum(e[self.ia] * e[self.ib], axis=1))
-
-    def evaluate_scores(self, scores: np.ndarray) -> dict:
-        from .protocol import evaluate_scores
-
-        report, _ = evaluate_scores(np.asarray(scores, np.float64), self.same, self.folds)
-        d = report.to_dict()
-        d.update(num_pairs=int(len(self.ia)), num_failed=self.num_failed, num_folds=int(np.unique(self.folds).size))
-        return d
-
-    def headline(self, embeddings: np.ndarray) -> dict:
-        """The rounded numbers a job's report keeps of `evaluate`: accuracy (mean, std), AUC, EER, pairs."""
-        r = self.evaluate(embeddings)
-        return {"accuracy": round(r["accuracy_mean"], 5), "accuracy_std": round(r["accuracy_std"], 5), "auc": round(r["auc"], 5),
-                "eer": round(r["eer"], 5), "lfw_pairs": r["num_pairs"]}
-
-
-def lfw_pairs(card: ModelCard, data: str | os.PathLike | None = None, folds: int | None = None, show_progress: bool = True) -> AlignedPairs:
-    """LFW-dev pairs (all folds, or the first `folds`) with crops aligned exactly as `edgeface eval` does
-    (same detector cache, same no-face fallback rule), cached as uint8 .npy."""
-    data = Path(data or paths.lfw_dev())
-    pairs = load_pairs(data)
-    if folds:
-        pairs = [p for p in pairs if p.fold < folds]
-    images = sorted({q for p in pairs for q in (p.a, p.b)})
-    h, w = card.input_size
-    cache = cache_dir("crops") / f"pairs-{data.resolve().name}-{card.template}-{h}x{w}-f{folds or 0}.npy"
-    index = {p: i for i, p in enumerate(images)}
-    store = LandmarkStore.default()
-    faces = detect_all(images, store, show_progress)
-    ok = np.array([faces.landmarks_for(p) is not None for p in images])
-    if cache.is_file():
-        crops = np.load(cache, allow_pickle=False)
-    else:
-        crops, ok = aligned_crops(images, faces, card, show_progress=show_progress)
-        _save_atomic(cache, crops)
-    failed = {p for p, r in faces.records.items() if r.status == "no_face"}
-    keep = [p for p in pairs if ok[index[p.a]] and ok[index[p.b]]]
-    return AlignedPairs(
-        crops,
-        np.array([index[p.a] for p in keep]),
-        np.array([index[p.b] for p in keep]),
-        np.array([p.same for p in keep]),
-        np.array([p.fold for p in keep]),
-        sum(1 for p in keep if p.a in failed or p.b in failed),
-    )

@@ -1,7 +1,8 @@
-"""Face verification evaluation: pairs -> detect (cached) -> align -> embed -> protocol.
-
-Works with any embedder (torch model, ONNX/OpenVINO/TFLite bundle) that maps aligned
-uint8 RGB crops to unit vectors, so every stage of the kit is measured the same way.
+"""Face verification, one way for every caller: a PairSet is a list of pairs whose images are
+detected once (YuNet, cached) and aligned once per card template; `PairSet.evaluate(embedder)`
+scores any embedder (torch model, bundle, plain model file: core.embedder.Embedder) with the
+protocol of eval.protocol. `edgeface eval`, the export's verification, the bench, pruning,
+quantization and the training monitor all measure through it.
 
 Failure rule (stated in every report): an image in which YuNet finds no face is aligned
 with the dataset's mean landmarks (the average detection, in relative coordinates, over
@@ -11,113 +12,23 @@ exclude their pairs too.
 """
 from __future__ import annotations
 
-import sys
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Protocol
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from ..core.align import align_face
+from ..core.cache import cache_dir
 from ..core.card import ModelCard
-from .datasets import Pair
-from ..core.imageio import read_image
-from ..core.landmarks import FaceRecord, LandmarkStore
+from ..core.embedder import Embedder
+from ..core.landmarks import LandmarkStore
+from ..core.progress import progress_bar
+from .datasets import Pair, load_pairs
+from .faces import Detections, aligned_crops, detect_all, save_atomic
 from .protocol import evaluate_scores, plot_roc
 
-
-class Embedder(Protocol):
-    card: ModelCard
-    backend: str
-
-    def embed(self, faces: np.ndarray) -> np.ndarray: ...
-
-
-def progress(iterable, total: int | None = None, desc: str = "", enabled: bool = True, unit: str = "img"):
-    """A progress bar over `iterable`, one tick per item: `unit` must name what an item is."""
-    if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, mininterval=1.0)
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "img"):
-    """A bar advanced by .update(n) (e.g. by a batch's image count), closed with .close()."""
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, mininterval=1.0)
-
-
-@dataclass
-class Detections:
-    """Detections for a set of images plus the rule applied to those without one."""
-
-    records: dict[str, FaceRecord]
-    fallback_landmarks: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
-
-    def landmarks_for(self, path: str, on_fail: str = "fallback") -> np.ndarray | None:
-        r = self.records[path]
-        if r.status == "ok":
-            return r.landmarks
-        if r.status == "no_face" and on_fail == "fallback" and r.image_size in self.fallback_landmarks:
-            return self.fallback_landmarks[r.image_size]
-        return None
-
-    def problems(self) -> dict[str, int]:
-        return dict(Counter(r.status for r in self.records.values() if r.status != "ok"))
-
-    def notes(self) -> dict[str, int]:
-        return dict(Counter(n for r in self.records.values() for n in r.notes))
-
-
-def detect_all(paths: list[str], store: LandmarkStore, show_progress: bool = True) -> Detections:
-    """Face records of every image (through the landmark cache, flushed even on errors) and the mean landmarks per
-    image size from at least 10 successful detections, used for images without a face."""
-
-    records: dict[str, FaceRecord] = {}
-    try:
-        for p in progress(paths, len(paths), "detect", show_progress):
-            records[p] = store.get(p)
-            records[p].path = p  # keep the caller's spelling of the path as the key
-    finally:
-        store.flush()
-    # Mean landmarks per image size, in pixels, from the successful detections.
-    by_size: dict[tuple[int, int], list[np.ndarray]] = {}
-    for r in records.values():
-        if r.status == "ok" and r.image_size:
-            by_size.setdefault(tuple(r.image_size), []).append(r.landmarks)
-    fallback = {size: np.mean(lms, axis=0) for size, lms in by_size.items() if len(lms) >= 10}
-    return Detections(records, fallback)
-
-
-def aligned_crops(paths: list[str], faces: Detections, card: ModelCard, on_fail: str = "fallback", show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W, 3) uint8 RGB crops for the images that can be used, and a bool mask of which."""
-    h, w = card.input_size
-    crops = np.zeros((len(paths), h, w, 3), np.uint8)
-    ok = np.zeros(len(paths), bool)
-    for i, p in enumerate(progress(paths, len(paths), "align", show_progress)):
-        lm = faces.landmarks_for(p, on_fail)
-        if lm is None:
-            continue
-        img = read_image(p).pixels
-        crops[i] = align_face(img, lm, card.template, (h, w))
-        ok[i] = True
-    return crops, ok
+ON_FAIL = ("fallback", "exclude")
 
 
 def embed_crops(embedder: Embedder, crops: np.ndarray, flip: str = "none", batch: int = 256, show_progress: bool = True) -> np.ndarray:
@@ -137,56 +48,158 @@ def embed_crops(embedder: Embedder, crops: np.ndarray, flip: str = "none", batch
     return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
 
 
+# Aligned crops per (images, template, size, rule), kept for the process: the export verifies
+# LFW-dev, CFP-FF and CFP-FP for every target, the bench every model of one card.
+_LOADED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_KEEP_LOADED = 3
+
+
 @dataclass
-class PairEmbeddings:
+class PairSet:
+    """Verification pairs over images detected once and aligned for one card's template.
+
+    crops[i] is image paths[i] aligned (zeros where unusable); pair k compares images ia[k] and
+    ib[k]. Embeddings given to `report` are one row per image, in paths' order."""
+
     paths: list[str]
-    index: dict[str, int]
-    embeddings: np.ndarray
-    usable: np.ndarray
-    faces: Detections
+    crops: np.ndarray  # (N, H, W, 3) uint8
+    usable: np.ndarray  # (N,) bool: the image has a face to embed (detected, or by the fallback rule)
+    ia: np.ndarray  # (P,) int
+    ib: np.ndarray
+    same: np.ndarray  # (P,) bool
+    folds: np.ndarray  # (P,) int
+    failed: np.ndarray  # (N,) bool: YuNet found no face (aligned by the fallback rule when usable)
+    pairs: list[Pair] | None = None
+    faces: Detections | None = None
 
+    @classmethod
+    def load(cls, source: str | os.PathLike | list[Pair], card: ModelCard, pairs_file: str | os.PathLike | None = None, folds: int | None = None,
+             on_fail: str = "fallback", store: LandmarkStore | None = None, show_progress: bool = True) -> "PairSet":
+        """The pairs of a dataset folder (LFW `pairs.txt`, a CSV, see eval.datasets.load_pairs) or
+        a list of Pair, only folds below `folds` when given, detected and aligned for `card`.
+        Crops are cached on disk (uint8 .npy keyed by the images, template, size and rule) and for
+        the process."""
+        if on_fail not in ON_FAIL:
+            raise ValueError(f"on_fail must be one of {ON_FAIL}, got {on_fail!r}")
+        pairs = list(source) if isinstance(source, list) else load_pairs(source, pairs_file)
+        if folds:
+            pairs = [p for p in pairs if p.fold < folds]
+        if not pairs:
+            raise ValueError(f"{source if not isinstance(source, list) else 'pair list'}: no pairs to evaluate")
+        paths = sorted({q for p in pairs for q in (p.a, p.b)})
+        faces = detect_all(paths, store or LandmarkStore.default(), show_progress)
+        h, w = card.input_size
+        # The key is what the crops are made of: each image and the landmarks it is aligned by
+        # (so another detector or fallback rule never reuses them).
+        landmarks = [faces.landmarks_for(p, on_fail) for p in paths]
+        usable = np.array([lm is not None for lm in landmarks], bool)
+        h_ = hashlib.sha256()
+        for p, lm in zip(paths, landmarks):
+            h_.update(p.encode() + b"\0" + (b"-" if lm is None else np.asarray(lm, np.float64).round(3).tobytes()))
+        digest = h_.hexdigest()[:20]
+        key = (digest, card.template, h, w)
+        if key not in _LOADED:
+            disk = cache_dir("crops") / f"pairs-{digest}-{card.template}-{h}x{w}.npy"
+            crops = np.load(disk, allow_pickle=False) if disk.is_file() else None
+            if crops is None or crops.shape != (len(paths), h, w, 3) or crops.dtype != np.uint8:
+                crops, usable = aligned_crops(paths, faces, card, on_fail, show_progress)
+                save_atomic(disk, crops)
+            while len(_LOADED) >= _KEEP_LOADED:
+                _LOADED.pop(next(iter(_LOADED)))
+            _LOADED[key] = (crops, usable)
+        crops, usable = _LOADED[key]
+        index = {p: i for i, p in enumerate(paths)}
+        failed = np.array([faces.records[p].status == "no_face" for p in paths], bool)
+        return cls(paths, crops, usable, np.array([index[p.a] for p in pairs]), np.array([index[p.b] for p in pairs]),
+                   np.array([p.same for p in pairs], bool), np.array([p.fold for p in pairs]), failed, pairs, faces)
 
-def embed_pairs(embedder: Embedder, pairs: list[Pair], store: LandmarkStore, flip: str = "none", on_fail: str = "fallback", show_progress: bool = True) -> PairEmbeddings:
-    """Detect, align and embed every image of the pairs once. Images that cannot be aligned get zero rows and
-    ok=False; flip="concat" doubles the embedding width."""
-    paths = sorted({p for pr in pairs for p in (pr.a, pr.b)})
-    faces = detect_all(paths, store, show_progress)
-    crops, ok = aligned_crops(paths, faces, embedder.card, on_fail, show_progress)
-    emb = np.zeros((len(paths), embedder.card.embedding_size * (2 if flip == "concat" else 1)), np.float32)
-    if ok.any():
-        emb[ok] = embed_crops(embedder, crops[ok], flip, show_progress=show_progress)
-    return PairEmbeddings(paths, {p: i for i, p in enumerate(paths)}, emb, ok, faces)
+    @property
+    def index(self) -> dict[str, int]:
+        """Image path -> row of crops / embeddings."""
+        return {p: i for i, p in enumerate(self.paths)}
 
+    @property
+    def pair_usable(self) -> np.ndarray:
+        """(P,) bool: both images of the pair can be embedded."""
+        return self.usable[self.ia] & self.usable[self.ib]
 
-def pair_scores(pe: PairEmbeddings, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(cosine scores, same labels, folds, usable mask) of every pair, in the pairs' order."""
-    ia = np.array([pe.index[p.a] for p in pairs])
-    ib = np.array([pe.index[p.b] for p in pairs])
-    usable = pe.usable[ia] & pe.usable[ib]
-    scores = np.sum(pe.embeddings[ia] * pe.embeddings[ib], axis=1)
-    return scores, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]), usable
+    def embed(self, embedder: Embedder, flip: str = "none", show_progress: bool = True) -> np.ndarray:
+        """(N, D) unit embeddings of every image (zero rows where unusable); flip='concat' doubles D."""
+        width = embedder.card.embedding_size * (2 if flip == "concat" else 1)
+        emb = np.zeros((len(self.paths), width), np.float32)
+        if self.usable.any():
+            emb[self.usable] = embed_crops(embedder, self.crops[self.usable], flip, show_progress=show_progress)
+        return emb
 
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """(P,) cosine of every pair (rows renormalised; zero rows score 0)."""
+        e = np.asarray(embeddings, np.float32)
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
+        return np.sum(e[self.ia] * e[self.ib], axis=1)
 
-def verification_report(pe: PairEmbeddings, pairs: list[Pair], roc_png: str | None = None, title: str = "",
-                        roc_points: dict[str, tuple[float, float]] | None = None) -> dict:
-    """Verification report over the usable pairs: the evaluate_scores metrics plus pair, image and failure counts;
-    with `roc_png` also draws the ROC curve there."""
-    scores, labels, folds, usable = pair_scores(pe, pairs)
-    report, (far, tar, _) = evaluate_scores(scores[usable], labels[usable], folds[usable])
-    failed_imgs = {p for p, r in pe.faces.records.items() if r.status == "no_face"}
-    num_failed = sum(1 for p in pairs if p.a in failed_imgs or p.b in failed_imgs)
-    out = report.to_dict()
-    out.update(
-        num_pairs=len(pairs),
-        num_scored=int(usable.sum()),
-        num_failed=int(num_failed),
-        num_excluded=int((~usable).sum()),
-        num_images=len(pe.paths),
-        image_problems=pe.faces.problems(),
-        image_notes=pe.faces.notes(),
-        num_folds=int(np.unique(folds).size),
-    )
-    if roc_png:
-        plot_roc({title or "model": (far, tar)}, roc_png, title=f"ROC {title}".strip(), points=roc_points)
-        out["roc_png"] = roc_png
-    return out
+    def report(self, embeddings: np.ndarray, roc_png: str | None = None, title: str = "", roc_points: dict[str, tuple[float, float]] | None = None) -> dict:
+        """The verification report over the usable pairs (eval.protocol.evaluate_scores) plus pair,
+        image and failure counts; with `roc_png` also draws the ROC curve there."""
+        return self.score_report(self.scores(embeddings), roc_png, title, roc_points)
+
+    def score_report(self, scores: np.ndarray, roc_png: str | None = None, title: str = "", roc_points: dict[str, tuple[float, float]] | None = None) -> dict:
+        """`report` for pair scores computed elsewhere (a binary codec's, a foreign model's), one per pair."""
+        usable = self.pair_usable
+        report, (far, tar, _) = evaluate_scores(np.asarray(scores, np.float64)[usable], self.same[usable], self.folds[usable])
+        out = report.to_dict()
+        out.update(
+            num_pairs=int(len(self.ia)),
+            num_scored=int(usable.sum()),
+            num_failed=int((self.failed[self.ia] | self.failed[self.ib]).sum()),
+            num_excluded=int((~usable).sum()),
+            num_images=len(self.paths),
+            image_problems=self.faces.problems() if self.faces else {},
+            image_notes=self.faces.notes() if self.faces else {},
+            num_folds=int(np.unique(self.folds).size),
+        )
+        if roc_png:
+            plot_roc({title or "model": (far, tar)}, roc_png, title=f"ROC {title}".strip(), points=roc_points)
+            out["roc_png"] = roc_png
+        return out
+
+    def evaluate(self, embedder: Embedder, flip: str = "none", show_progress: bool = True, **report_args) -> dict:
+        """Embed every image through `embedder` and report (the one evaluation of the kit)."""
+        return self.report(self.embed(embedder, flip, show_progress), **report_args)
+
+    def headline(self, embeddings: np.ndarray) -> dict:
+        """The rounded numbers a job's report keeps of `report`: accuracy (mean, std), AUC, EER, pairs scored."""
+        r = self.report(embeddings)
+        return {"accuracy": round(r["accuracy_mean"], 5), "accuracy_std": round(r["accuracy_std"], 5), "auc": round(r["auc"], 5),
+                "eer": round(r["eer"], 5), "lfw_pairs": r["num_scored"]}
+
+    def subset(self, folds: int) -> "PairSet":
+        """Only the pairs of the first `folds` folds, with only the images they use (itself when that is all of them)."""
+        if folds > int(self.folds.max(initial=-1)):
+            return self
+        sel = self.folds < folds
+        used, inv = np.unique(np.concatenate([self.ia[sel], self.ib[sel]]), return_inverse=True)
+        n = int(sel.sum())
+        pairs = [p for p, s in zip(self.pairs, sel) if s] if self.pairs is not None else None
+        return replace(self, paths=[self.paths[i] for i in used], crops=self.crops[used], usable=self.usable[used], failed=self.failed[used],
+                       ia=inv[:n], ib=inv[n:], same=self.same[sel], folds=self.folds[sel], pairs=pairs)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """The arrays as one .npz (no pickle), for a later run to skip detection and alignment."""
+        np.savez(path, paths=np.array(self.paths), crops=self.crops, usable=self.usable, ia=self.ia, ib=self.ib, same=self.same,
+                 folds=self.folds, failed=self.failed)
+
+    @classmethod
+    def from_arrays(cls, crops: np.ndarray, ia: np.ndarray, ib: np.ndarray, same: np.ndarray, folds: np.ndarray) -> "PairSet":
+        """Pairs over crops aligned elsewhere (every crop usable; images named by their row)."""
+        n = len(crops)
+        return cls([f"#{i}" for i in range(n)], crops, np.ones(n, bool), np.asarray(ia), np.asarray(ib), np.asarray(same, bool), np.asarray(folds),
+                   np.zeros(n, bool))
+
+    @classmethod
+    def from_npz(cls, path: str | os.PathLike) -> "PairSet":
+        """A PairSet saved by `save` (image records are not kept: the report counts no image problems)."""
+        with np.load(Path(path), allow_pickle=False) as z:
+            missing = {"paths", "crops", "usable", "ia", "ib", "same", "folds", "failed"} - set(z.files)
+            if missing:
+                raise ValueError(f"{path}: not a saved PairSet (missing {', '.join(sorted(missing))})")
+            return cls([str(p) for p in z["paths"]], z["crops"], z["usable"], z["ia"], z["ib"], z["same"], z["folds"], z["failed"])

@@ -28,7 +28,7 @@ from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, Manifest, file
 from ..core.targets import TARGETS, Target
 from ..core.targets import target as lookup_target
 from . import verify as V
-from .converters import CONVERTERS, Converted, ExportSource, onnx_io
+from .converters import CONVERTERS, Converted, ExportSource, onnx_int8_qat, onnx_io
 
 def quality_defaults() -> dict:
     """The bundle's quality section: the runtime's own thresholds under the runtime's own key
@@ -141,6 +141,9 @@ class ExportOptions:
     graph: str | None = None  # "full" | "core"; None: the target's default (edgeface.core.targets graphs[0])
     detector: str | None = None  # a YuNet ONNX file to ship in the bundle (the runtime's default detector)
     detector_licence: str | None = None  # needed for a detector file the kit does not know (KNOWN_DETECTORS)
+    qat_steps: int = 0  # onnx-int8 only: > 0 quantizes by quantization-aware training (converters.onnx_int8_qat)
+    qat_lr: float = 1e-5
+    qat_faces: int = 1000  # training faces for QAT (../shared CelebA-299 + AAF-8k, none of the calibration or verification photos)
 
 
 def log(msg: str) -> None:
@@ -280,19 +283,44 @@ def plan_export(spec: str, format: str, precision: str, out: str | os.PathLike, 
     graph = opts.graph or tgt.graphs[0]
     if graph not in tgt.graphs:
         raise ValueError(f"{tgt.key} writes the {' or '.join(tgt.graphs)} graph, not {graph!r}")
+    if opts.qat_steps < 0:
+        raise ValueError(f"--qat must be >= 0 steps, got {opts.qat_steps}")
+    if opts.qat_steps and tgt.key != "onnx-int8":
+        raise ValueError(f"--qat (quantization-aware training) exports onnx int8 only, not {tgt.key}")
     src = src or load_source(spec, card_json, **model_kwargs)
+    if opts.qat_steps and src.kind != "torch":
+        raise ValueError(f"{src.path}: --qat needs a PyTorch model (it retrains the network), not an ONNX file")
     if src.kind == "onnx" and not tgt.from_onnx:
         raise ValueError(f"{src.path}: {tgt.key} is exported from a PyTorch model only; from an ONNX file the targets are "
                          f"{', '.join(t.key for t in TARGETS if t.from_onnx)}")
     return ExportPlan(src, tgt, graph, Path(out))
 
 
-def convert(plan: ExportPlan, stage: Path, calib) -> tuple[Converted, float]:
-    """Stage 1: the target's converter writes the model file(s) into the staging folder."""
+def qat_training_faces(card: ModelCard, opts: ExportOptions, exclude: set[str]) -> np.ndarray:
+    """opts.qat_faces aligned faces from the shared training sets (fixed seed), none of them a
+    photo in `exclude` (the export's calibration and verification photos)."""
+    from ..core import paths
+    from ..eval.faces import TRAIN_SOURCES, align_files, list_images
+
+    skip = {os.path.realpath(f) for f in exclude}
+    files = [f for s in TRAIN_SOURCES for f in list_images(paths.shared_dir() / "datasets" / s / "images", "QAT training")
+             if os.path.realpath(f) not in skip]
+    rng = np.random.default_rng(opts.seed + 1)
+    pick = [files[i] for i in np.sort(rng.choice(len(files), min(opts.qat_faces, len(files)), replace=False))]
+    return align_files(pick, card, show_progress=opts.show_progress).crops
+
+
+def convert(plan: ExportPlan, stage: Path, calib, opts: ExportOptions | None = None, verify=None) -> tuple[Converted, float]:
+    """Stage 1: the target's converter writes the model file(s) into the staging folder (with
+    opts.qat_steps, onnx-int8 by quantization-aware training on faces disjoint from `calib` and `verify`)."""
     tgt = plan.target
     t0 = time.time()
-    conv = CONVERTERS[tgt.converter](plan.source, stage, calib.crops if tgt.needs_calibration else None,
-                                     **({"graph": plan.graph} if len(tgt.graphs) > 1 else {}))
+    if opts is not None and opts.qat_steps:
+        train = qat_training_faces(plan.source.card, opts, set(calib.paths) | set(verify.paths if verify is not None else []))
+        conv = onnx_int8_qat(plan.source, stage, calib.crops, train, opts.qat_steps, opts.qat_lr)
+    else:
+        conv = CONVERTERS[tgt.converter](plan.source, stage, calib.crops if tgt.needs_calibration else None,
+                                         **({"graph": plan.graph} if len(tgt.graphs) > 1 else {}))
     seconds = time.time() - t0
     log(f"converted in {seconds:.1f} s -> {conv.model_file}")
     return conv, seconds
@@ -327,7 +355,7 @@ def draft_manifest(plan: ExportPlan, conv: Converted, files: dict[str, str], sec
         "parity": {},
         "licence": card.licence,
         "card": card.to_dict(),
-        "export": {"converter": tgt.converter, "target": tgt.key, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "export": {"converter": conv.converter or tgt.converter, "target": tgt.key, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    "seconds": round(seconds, 2), "details": conv.info, "calibration": calib_desc if tgt.needs_calibration else None,
                    "engine_built": conv.built, "graph": plan.graph},
         "conformance": None,
@@ -408,7 +436,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
             shutil.rmtree(stage, ignore_errors=True)
             raise
         log(f"detector {detector_section['name']} -> {detector_section['file']} ({detector_section['licence']})")
-    conv, seconds = convert(plan, stage, calib)
+    conv, seconds = convert(plan, stage, calib, opts, verify)
     files = {f: file_sha256(stage / f) for f in conv.files}
     files.update(det_files)
     manifest = draft_manifest(plan, conv, files, seconds, calib_desc, detector_section)
@@ -474,11 +502,12 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, opts: Expor
     from ..core.landmarks import LandmarkStore
 
     store = LandmarkStore.default()
-    lfw_pairs = benchmarks.get("lfw-dev").pairs(opts.lfw_folds) if not opts.lfw_dir else V.lfw_pairs(opts.lfw_dir, None)
     if opts.lfw_dir:
-        from ..eval.datasets import first_folds
+        from ..eval.datasets import first_folds, load_pairs
 
-        lfw_pairs = first_folds(lfw_pairs, opts.lfw_folds)
+        lfw_pairs = first_folds(load_pairs(opts.lfw_dir), opts.lfw_folds)
+    else:
+        lfw_pairs = benchmarks.get("lfw-dev").pairs(opts.lfw_folds)
     populations, by_codec_pop = {}, {}
     for name in opts.benchmarks:
         res = V.benchmark_scores(bundle, name, store, opts.lfw_folds, opts.show_progress, codecs=HAMMING_CODECS,
@@ -489,7 +518,9 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, opts: Expor
         by_codec_pop[key] = res["codecs"]
         log(f"{name} {100 * res['report']['accuracy_mean']:.2f} % ({res['report']['num_failed']} pairs with an undetected face)")
     if "lfw_dev" in par:
-        par["source_lfw_dev"] = V.cached_source_lfw(src.sha256, lfw_pairs, lambda: V.lfw_report(src_emb, lfw_pairs, store, opts.show_progress)[0])
+        par["source_lfw_dev"] = V.cached_source_lfw(src.sha256, lfw_pairs, lambda: {
+            k: v for k, v in V.benchmark_scores(src_emb, "lfw-dev", store, show_progress=opts.show_progress, pairs=lfw_pairs, impostors=False)["report"].items()
+            if k in V.REPORT_KEYS})
         par["lfw_accuracy_drop"] = round(float(par["source_lfw_dev"]["accuracy_mean"] - par["lfw_dev"]["accuracy_mean"]), 5)
         log(f"LFW-dev {100 * par['lfw_dev']['accuracy_mean']:.2f} % (source {100 * par['source_lfw_dev']['accuracy_mean']:.2f} %)")
     faces, description = _threshold_population(bundle.card, opts)

@@ -74,6 +74,7 @@ class Converted:
     verify_backend: str | None = None
     unbuilt_status: str = "not-built"  # the bundle's status when built is False
     unbuilt_reason: str = ""
+    converter: str | None = None  # the function that made it, where not the target row's (onnx_int8_qat)
 
 
 def _log(msg: str) -> None:
@@ -324,6 +325,29 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scop
     fp32.unlink()
     return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "quantizer": f"nncf {nncf.__version__} (QDQ, per-channel weights)",
                                                           "calibration_faces": int(len(calib)), "kept_in_float": kept, "storage": storage})
+
+
+def onnx_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float = 1e-5,
+                  float_scope: FloatScope = FloatScope.ends()) -> Converted:
+    """onnx-int8 by quantization-aware training (compress.quantize with method qat: NNCF PTQ on
+    `calib`, then `steps` steps retraining the fake-quantized network to the float network's own
+    embeddings of `train_faces`), exported with int8 weights: the same graph contract as onnx_int8,
+    for models where post-training int8 loses too much."""
+    import nncf
+
+    from ..compress.qat import export_qat_onnx
+
+    if src.kind != "torch":
+        raise ValueError(f"{src.path}: quantization-aware training needs the PyTorch model, not an ONNX file")
+    if calib is None or len(calib) == 0 or len(train_faces) == 0:
+        raise ValueError("quantization-aware training needs calibration and training faces")
+    _log(f"QAT int8: NNCF PTQ on {len(calib)} calibration faces, then {steps} steps on {len(train_faces)} training faces")
+    qnet, info = quantize(src.net, CalibrationSet(calib), float_scope,
+                          QuantizeConfig("qat", {"card": src.card, "train_faces": train_faces, "steps": steps, "lr": lr}))
+    storage = export_qat_onnx(qnet, src.card, out / "model.onnx", compact=True)
+    i, o = onnx_io(out / "model.onnx", src.card)
+    return Converted("model.onnx", ["model.onnx"], i, o, converter="onnx_int8_qat", info={"opset": 17, "quantizer": f"nncf {nncf.__version__} QAT (PTQ + {steps} fake-quantized training steps, "
+                                                          "per-channel int8 weights)", "calibration_faces": int(len(calib)), "qat": info, "storage": storage})
 
 
 # --------------------------------------------------------------------------- OpenVINO
@@ -760,11 +784,14 @@ def _coreml(src: ExportSource, out: Path, calib, precision: str) -> Converted:
     if src.kind != "torch":
         raise ValueError(f"{src.path}: Core ML is converted from a PyTorch model (coremltools no longer reads ONNX)")
     h, w = src.card.input_size
-    traced = torch.jit.trace(src.net.eval(), torch.zeros(1, 3, h, w))
-    model = ct.convert(traced, inputs=[ct.TensorType(name=INPUT_NAME, shape=(1, 3, h, w), dtype=np.float32)],
+    # torch.export, not a TorchScript trace: a trace records shape arithmetic (dlib_resnet's
+    # zero-padded residual sums) as int casts coremltools cannot convert; an exported program of a
+    # fixed input size has those pads as constants.
+    program = torch.export.export(src.net.eval(), (torch.zeros(1, 3, h, w),)).run_decompositions({})
+    model = ct.convert(program, inputs=[ct.TensorType(name=INPUT_NAME, shape=(1, 3, h, w), dtype=np.float32)],
                        outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)], convert_to="mlprogram",
                        compute_precision=ct.precision.FLOAT16, minimum_deployment_target=ct.target.iOS16)
-    info = {"converter": f"coremltools {ct.__version__} (TorchScript trace -> ML program)", "graph": "core", "minimum_deployment_target": "iOS16",
+    info = {"converter": f"coremltools {ct.__version__} (torch.export program -> ML program)", "graph": "core", "minimum_deployment_target": "iOS16",
             "compute_precision": "float16", "batch": 1}
     if precision == "int8":
         from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..eval import faces
+from ..eval import benchmarks, faces
 from ..core.card import ModelCard
 from ..core.config import JobResult, ModelJob
 from ..compress.quantize import FloatScope, compare_embeddings
@@ -95,7 +95,7 @@ def quantize_model(job: QuantizeJob, log=print) -> QuantizeResult:
     report["size_ratio"] = round(report["before"]["file_bytes"] / report["after"]["file_bytes"], 3)
     plots = []
     if job.eval_folds:
-        pairs = faces.lfw_pairs(card).subset(job.eval_folds)
+        pairs = benchmarks.get("lfw-dev").pair_set(card, job.eval_folds)
         e32 = ModelFile(ref, card, job.threads).embed(pairs.crops)
         eq = ModelFile(path, card, job.threads).embed(pairs.crops)
         for key, e in (("before", e32), ("after", eq)):

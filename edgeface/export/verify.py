@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -71,85 +70,15 @@ def tolerance_failures(par: dict, precision: str) -> list[str]:
     return fails
 
 
-_PAIRS: dict = {}
-
-
-def lfw_pairs(lfw_dir: str | Path, folds: int | None = None):
-    """The LFW-style pairs of `lfw_dir` (only folds below `folds` when given), read once per process and cached."""
-    from ..eval.datasets import load_pairs
-
-    key = (str(lfw_dir), folds)
-    if key not in _PAIRS:
-        pairs = load_pairs(lfw_dir)
-        if folds is not None:
-            pairs = [p for p in pairs if p.fold < folds]
-        _PAIRS[key] = pairs
-    return _PAIRS[key]
-
-
-_CROPS: dict = {}  # aligned LFW crops per (pair list, template, size): re-used by every target of one run
-
-
-def _lfw_crops(pairs, store, card, show_progress: bool):
-    from ..eval.verification import aligned_crops, detect_all
-
-    key = (id(pairs), len(pairs), card.template, tuple(card.input_size))
-    if key not in _CROPS:
-        paths = sorted({p for pr in pairs for p in (pr.a, pr.b)})
-        faces = detect_all(paths, store, show_progress)
-        crops, ok = aligned_crops(paths, faces, card, "fallback", show_progress)
-        while len(_CROPS) >= 3:  # LFW-dev, CFP-FF and CFP-FP of one card
-            _CROPS.pop(next(iter(_CROPS)))
-        _CROPS[key] = (paths, faces, crops, ok)
-    return _CROPS[key]
-
-
-def _embed_pairs(embedder, pairs, store, show_progress: bool):
-    """(image paths, PairEmbeddings, verification report) of a pair list through any embedder,
-    with edgeface.eval.verification's protocol and failure rule (undetected images are not embedded)."""
-    from ..eval.verification import PairEmbeddings, embed_crops, verification_report
-
-    paths, faces, crops, ok = _lfw_crops(pairs, store, embedder.card, show_progress)
-    emb = np.zeros((len(paths), embedder.card.embedding_size), np.float32)
-    if ok.any():
-        emb[ok] = embed_crops(embedder, crops[ok], show_progress=show_progress)
-    pe = PairEmbeddings(paths, {p: i for i, p in enumerate(paths)}, emb, ok, faces)
-    return paths, pe, verification_report(pe, pairs)
-
-
-def _codec_vectors(codec: str, pe) -> np.ndarray:
+def _codec_vectors(codec: str, embeddings: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """Every image's scoring vector under a template codec ((images, bits) for the binary
     codecs, not D wide); zero rows for the images without a usable face."""
-    if not pe.usable.any():
-        return np.zeros((len(pe.embeddings), 0), np.float32)
-    vec = get_codec(codec, pe.embeddings.shape[1]).score_vectors(pe.embeddings[pe.usable])
-    out = np.zeros((len(pe.embeddings), vec.shape[1]), np.float32)
-    out[pe.usable] = vec
+    if not usable.any():
+        return np.zeros((len(embeddings), 0), np.float32)
+    vec = get_codec(codec, embeddings.shape[1]).score_vectors(embeddings[usable])
+    out = np.zeros((len(embeddings), vec.shape[1]), np.float32)
+    out[usable] = vec
     return out
-
-
-def lfw_report(embedder, pairs, store, show_progress: bool = True, with_impostors: bool = False, codecs: tuple[str, ...] = ()):
-    """(report, pair scores, labels) through any embedder (bundle or torch), with
-    edgeface.eval.verification's protocol and failure rule. With `with_impostors`, a 4th value: the
-    scores of all pairs of detected pair images whose identities (LFW folder names) differ,
-    and a 5th: {codec: (genuine scores, impostor scores)} for each template codec in `codecs`
-    (the same pairs scored as a gallery of that codec would score them)."""
-    paths, pe, rep = _embed_pairs(embedder, pairs, store, show_progress)
-    ia = np.array([pe.index[p.a] for p in pairs])
-    ib = np.array([pe.index[p.b] for p in pairs])
-    usable = pe.usable[ia] & pe.usable[ib]
-    scores = np.sum(pe.embeddings[ia] * pe.embeddings[ib], axis=1)[usable]
-    labels = np.array([p.same for p in pairs])[usable]
-    keep = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far", "num_pairs", "num_scored", "num_failed", "num_excluded", "num_folds")
-    out = {k: rep[k] for k in keep if k in rep}
-    if not with_impostors:
-        return out, scores, labels
-    identities = [Path(p).parent.name for p, u in zip(paths, pe.usable) if u]
-    by_codec = {}
-    for name in codecs:
-        v = _codec_vectors(name, pe)
-        by_codec[name] = (np.sum(v[ia] * v[ib], axis=1)[usable], cross_identity_scores(v[pe.usable], identities))
-    return out, scores, labels, cross_identity_scores(pe.embeddings[pe.usable], identities), by_codec
 
 
 def cross_identity_scores(embeddings: np.ndarray, identities: list[str]) -> np.ndarray:
@@ -217,43 +146,50 @@ def _cross_scores(emb_a: np.ndarray, ids_a: np.ndarray, emb_b: np.ndarray, ids_b
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
+REPORT_KEYS = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far", "num_pairs", "num_scored", "num_failed", "num_excluded", "num_folds")
+
+
 def benchmark_scores(embedder, name: str, store, limit_folds: int | None = None, show_progress: bool = True, codecs: tuple[str, ...] = (),
-                     pairs: list | None = None) -> dict:
-    """One named benchmark through any embedder: the verification report (edgeface.eval.verification's
-    protocol and failure rule) with the dataset identity of its pairs, the genuine pair scores,
-    the impostor scores of all pairs of its images of different people (frontal x profile for
-    CFP-FP) to measure a threshold's FAR finer than the benchmark's own impostor pairs allow,
-    and the same for each template codec in `codecs`."""
+                     pairs: list | None = None, impostors: bool = True) -> dict:
+    """One named benchmark through any embedder (eval.verification.PairSet: its protocol and
+    failure rule): the verification report with the dataset identity of its pairs, the genuine
+    pair scores, and with `impostors` the scores of all pairs of its images of different people
+    (frontal x profile for CFP-FP) to measure a threshold's FAR finer than the benchmark's own
+    impostor pairs allow, and the same for each template codec in `codecs`. `pairs`: the same
+    benchmark from another folder."""
     from ..eval import benchmarks
     from ..eval.datasets import dataset_identity
-    from ..eval.verification import pair_scores
+    from ..eval.verification import PairSet
 
     bench = benchmarks.get(name)
-    pairs = pairs if pairs is not None else bench.pairs(limit_folds)  # pairs: the same benchmark from another folder
-    paths_, pe, rep = _embed_pairs(embedder, pairs, store, show_progress)
-    keep = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far", "num_pairs", "num_scored", "num_failed", "num_excluded", "num_folds", "num_images", "image_problems")
-    report = {k: rep[k] for k in keep if k in rep}
+    pairs = pairs if pairs is not None else bench.pairs(limit_folds)
+    pair_set = PairSet.load(pairs, embedder.card, store=store, show_progress=show_progress)
+    emb = pair_set.embed(embedder, show_progress=show_progress)
+    rep = pair_set.report(emb)
+    report = {k: rep[k] for k in (*REPORT_KEYS, "num_images", "image_problems") if k in rep}
     report["dataset"] = dataset_identity(pairs)
     report["benchmark"] = name
-    scores, labels, _, usable = pair_scores(pe, pairs)
-    ids = np.array([bench.identity(p) for p in paths_])
+    usable, same = pair_set.pair_usable, pair_set.same
+    scores = pair_set.scores(emb)
+    out = {"report": report, "genuine": scores[usable & same], "scores": scores[usable], "same": same[usable], "codecs": {}}
+    if not impostors:
+        return out
+    ids = np.array([bench.identity(p) for p in pair_set.paths])
     if bench.impostors == "a_vs_b":
-        side_a = np.array(sorted({pe.index[p.a] for p in pairs}))
-        side_b = np.array(sorted({pe.index[p.b] for p in pairs}))
+        side_a, side_b = np.unique(pair_set.ia), np.unique(pair_set.ib)
     else:
-        side_a = side_b = np.arange(len(paths_))
-    side_a, side_b = side_a[pe.usable[side_a]], side_b[pe.usable[side_b]]
+        side_a = side_b = np.arange(len(pair_set.paths))
+    side_a, side_b = side_a[pair_set.usable[side_a]], side_b[pair_set.usable[side_b]]
 
     def cross(v: np.ndarray) -> np.ndarray:
         if bench.impostors == "a_vs_b":
             return _cross_scores(v[side_a], ids[side_a], v[side_b], ids[side_b])
         return cross_identity_scores(v[side_a], list(ids[side_a]))
 
-    out = {"report": report, "genuine": scores[usable & labels], "impostor": cross(pe.embeddings)}
-    out["codecs"] = {}
+    out["impostor"] = cross(emb)
     for codec in codecs:
-        sv = _codec_vectors(codec, pe)
-        out["codecs"][codec] = (np.sum(sv[[pe.index[p.a] for p in pairs]] * sv[[pe.index[p.b] for p in pairs]], axis=1)[usable & labels], cross(sv))
+        sv = _codec_vectors(codec, emb, pair_set.usable)
+        out["codecs"][codec] = (np.sum(sv[pair_set.ia] * sv[pair_set.ib], axis=1)[usable & same], cross(sv))
     return out
 
 

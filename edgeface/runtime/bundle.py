@@ -59,11 +59,24 @@ class BundleNotFoundError(BundleError, FileNotFoundError):
         BundleError.__init__(self, message, M.NOT_FOUND)
 
 
+def table_enums() -> dict[str, list[str]]:
+    """The schema's `format` and `precision` values as the target table gives them (edgeface.core.targets,
+    in table order): the table is their one source; the shipped schema file repeats them for tools outside
+    the kit, and tests/test_bundle.py fails when the two differ."""
+    from ..core.targets import TARGETS
+
+    return {"format": list(dict.fromkeys(t.format for t in TARGETS)), "precision": list(dict.fromkeys(t.precision for t in TARGETS))}
+
+
 def load_schema() -> dict:
-    """The edgeface.json JSON Schema shipped in the package (schemas/bundle.schema.json), as a dict."""
+    """The edgeface.json JSON Schema shipped in the package (schemas/bundle.schema.json), as a dict, its
+    `format` and `precision` enums taken from the target table."""
     from importlib import resources
 
-    return json.loads(resources.files("edgeface").joinpath("schemas/bundle.schema.json").read_text())
+    schema = json.loads(resources.files("edgeface").joinpath("schemas/bundle.schema.json").read_text())
+    for key, values in table_enums().items():
+        schema["properties"][key]["enum"] = values
+    return schema
 
 
 def validate_meta(meta: Any, where: str = BUNDLE_JSON) -> None:

@@ -146,7 +146,7 @@ def _digest(items: list[tuple[str, str]], detector_path: str) -> str:
 def align_items(items: list[tuple[str, str]], source: str, detector=None, cache: bool = True, show_progress: bool = True) -> AlignedSet:
     """Detect + align every image once; later calls load the cached .npz."""
     from ..core.detect import YuNetDetector, pick_primary
-    from ..eval.verification import progress
+    from ..core.progress import progress
     from ..core.imageio import ImageError, read_image
 
     det_path = str(detector.model_path) if detector is not None else str(paths.yunet_model())

@@ -67,7 +67,9 @@ def run_training(job: TrainJob) -> TrainResult:
     import torch
 
     from .. import models
-    from ..eval.faces import AlignedPairs, crop_card, lfw_pairs
+    from ..core import paths
+    from ..eval.faces import crop_card
+    from ..eval.verification import PairSet
     from .distributed import world_from_env
     from .loop import train
     from .teacher import TorchTeacher, teacher_embeddings
@@ -88,7 +90,7 @@ def run_training(job: TrainJob) -> TrainResult:
         teacher = TorchTeacher(cfg.teacher, device=cfg.device)
     lfw = None
     if cfg.eval_lfw and main:
-        lfw = AlignedPairs.load(job.lfw_crops) if job.lfw_crops else lfw_pairs(crop_card(), show_progress=not quiet)
+        lfw = PairSet.from_npz(job.lfw_crops) if job.lfw_crops else PairSet.load(paths.lfw_dev(), crop_card(), show_progress=not quiet)
     r = train(cfg, data, job.out, teacher_emb, lfw, resume=job.resume, show_progress=not quiet, teacher=teacher,
               stop_after_steps=job.stop_after_steps, sitting_s=job.sitting_s)
     return TrainResult(r["out"], r["history"], r["steps"], r["stopped"], r["world_size"], main)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.card import ModelCard
-from ..eval.faces import AlignedPairs
+from ..eval.verification import PairSet
 from .data import AlignedSet
 from . import distributed
 from .losses import DistillationLoss, FeatureDistillationLoss, RelationalDistillationLoss, build_loss
@@ -222,14 +222,9 @@ def embed_tensor(model: nn.Module, crops: np.ndarray, card: ModelCard, device, b
     return np.concatenate(outs)
 
 
-def pair_accuracy(model: nn.Module, pairs: AlignedPairs, card: ModelCard, device) -> dict:
+def pair_accuracy(model: nn.Module, pairs: PairSet, card: ModelCard, device) -> dict:
     """Verification accuracy (mean and std over folds) and AUC of the model on pre-aligned pairs."""
-    from ..eval.protocol import evaluate_scores
-
-    e = embed_tensor(model, pairs.crops, card, device)
-    scores = (e[pairs.ia] * e[pairs.ib]).sum(1)
-    report, _ = evaluate_scores(scores, pairs.same, pairs.folds)
-    d = report.to_dict()
+    d = pairs.report(embed_tensor(model, pairs.crops, card, device))
     return {"accuracy": d["accuracy_mean"], "accuracy_std": d["accuracy_std"], "auc": d["auc"]}
 
 
@@ -394,7 +389,7 @@ def train(
     data: AlignedSet,
     out_dir: str | os.PathLike,
     teacher_emb: np.ndarray | None = None,
-    lfw: AlignedPairs | None = None,
+    lfw: PairSet | None = None,
     resume: bool = False,
     show_progress: bool = True,
     teacher=None,

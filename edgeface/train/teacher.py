@@ -53,7 +53,7 @@ class DlibTeacher:
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
 
     def embed_set(self, data: AlignedSet, batch: int = 32, show_progress: bool = True) -> np.ndarray:
-        from ..eval.verification import progress
+        from ..core.progress import progress
         from ..core.imageio import read_image
 
         out = np.zeros((len(data), self.embedding_size), np.float32)
@@ -279,7 +279,7 @@ def teacher_view_embeddings(teacher: TorchTeacher, data: AlignedSet, views: int,
     face more than V times (and always when the teacher is much slower than the student)."""
     import torch
 
-    from ..eval.verification import progress
+    from ..core.progress import progress
     from .loop import crops_to_tensor
 
     g = torch.Generator().manual_seed(seed + 7919)
