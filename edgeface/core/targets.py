@@ -121,7 +121,7 @@ TARGETS: tuple[Target, ...] = (
                  f"which the PyPI packages do not ship; {_CORE_NOTE}",
            graphs=("core",), export_tools=("pnnx", "ncnn2table", "ncnn2int8")),
     Target("coreml", "fp16", ".mlpackage", "coreml_fp16", "coreml", "NCHW", False, _COREML_EXPORT, ("coremltools",),
-           notes=f"coremltools ML program (iOS 16+) from the traced network, fp16 compute; {_CORE_NOTE}; Core ML predicts only on "
+           notes=f"coremltools ML program (iOS 16+) from a torch.export program of the network, fp16 compute; {_CORE_NOTE}; Core ML predicts only on "
                  "macOS/iOS, so the bundle is 'not-verified' here and carries its conformance set for the device",
            graphs=("core",), run_platforms=("darwin",)),
     Target("coreml", "int8", ".mlpackage", "coreml_int8", "coreml", "NCHW", False, _COREML_EXPORT, ("coremltools",),

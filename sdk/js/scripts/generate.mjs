@@ -10,11 +10,11 @@ const schema = JSON.parse(readFileSync(join(repo, "edgeface", "schemas", "bundle
 const init = readFileSync(join(repo, "edgeface", "__init__.py"), "utf8");
 const m = /__version__\s*=\s*"([^"]+)"/.exec(init);
 if (!m) throw new Error("edgeface/__init__.py: no __version__");
-// the (format, precision) pairs of edgeface/targets.py TARGETS: load_bundle refuses any other pair
-const targetsPy = readFileSync(join(repo, "edgeface", "targets.py"), "utf8");
+// the (format, precision) pairs of edgeface/core/targets.py TARGETS: load_bundle refuses any other pair
+const targetsPy = readFileSync(join(repo, "edgeface", "core", "targets.py"), "utf8");
 const table = targetsPy.slice(targetsPy.indexOf("TARGETS: tuple[Target, ...] = ("));
 const targets = [...table.slice(0, table.indexOf("\n)\n")).matchAll(/^\s*Target\("([a-z0-9]+)", "([a-z0-9]+)"/gm)].map((t) => [t[1], t[2]]);
-if (targets.length < 10) throw new Error(`edgeface/targets.py: found only ${targets.length} targets in TARGETS`);
+if (targets.length < 10) throw new Error(`edgeface/core/targets.py: found only ${targets.length} targets in TARGETS`);
 mkdirSync(join(here, "..", "src", "generated"), { recursive: true });
 writeFileSync(
   join(here, "..", "src", "generated", "kit.ts"),

@@ -1,5 +1,5 @@
 /**
- * 5-point alignment (edgeface/align.py): least-squares similarity transform of the landmarks onto
+ * 5-point alignment (edgeface/core/align.py): least-squares similarity transform of the landmarks onto
  * the bundle's template, then a bilinear warp with a zero border, in double precision and pure JS
  * (so Node, browsers and React Native give the same crop). It matches OpenCV's warpAffine
  * (INTER_LINEAR, BORDER_CONSTANT 0), which the Python runtime uses, within 1 grey level.

@@ -1,4 +1,4 @@
-/** The model card (edgeface/card.py): how to feed the embedder, and the gallery fingerprint. */
+/** The model card (edgeface/core/card.py): how to feed the embedder, and the gallery fingerprint. */
 import { EdgefaceError } from "./errors.js";
 import { sha256, toHex } from "./sha256.js";
 

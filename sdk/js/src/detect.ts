@@ -1,5 +1,5 @@
 /**
- * YuNet face detection (edgeface/detect.py) through ONNX Runtime's JS API, for apps (and the demo)
+ * YuNet face detection (edgeface/core/detect.py) through ONNX Runtime's JS API, for apps (and the demo)
  * without their own detector: letterbox to 640x640 BGR, decode the per-stride outputs and NMS as
  * the Python detector does. The letterbox resize here is bilinear (Python uses OpenCV's area
  * filter when shrinking), so landmarks agree with the Python detector's to a fraction of a pixel,
