@@ -183,6 +183,15 @@ def test_onnx_file_as_model_to_openvino(onnx_bundle, source, verify_faces, tmp_p
     _check_round_trip(tmp_path / "ov", meta, source, verify_faces, "openvino")
 
 
+def test_ort_format_round_trip(source, verify_faces, tmp_path):
+    """ort-fp32: the onnx graph in ONNX Runtime's ORT format (mobile builds), verified like every target."""
+    from edgeface.export import ExportOptions, export_bundle
+
+    meta = export_bundle("", "ort", "fp32", tmp_path / "ort", ExportOptions(**SMALL), src=source)
+    assert set(meta["files"]) == {"model.ort"} and (tmp_path / "ort" / "model.ort").read_bytes()[4:8] == b"ORTM"
+    _check_round_trip(tmp_path / "ort", meta, source, verify_faces, "ort")
+
+
 def test_tflite_round_trip(source, verify_faces, tmp_path):
     pytest.importorskip("litert_torch")
     from edgeface.export import ExportOptions, export_bundle

@@ -76,6 +76,13 @@ TARGETS: tuple[Target, ...] = (
     Target("onnx", "int8", ".onnx", "onnx_int8", "onnxruntime", "NHWC", True, _ONNX_EXPORT + ("nncf",), ("onnxruntime",), True,
            notes="QDQ int8 by NNCF post-training quantization on aligned calibration faces",
            from_onnx="NNCF post-training quantization of the ONNX file", from_onnx_modules=_ONNX_IN + ("nncf",)),
+    Target("ort", "fp32", ".ort", "ort_fp32", "onnxruntime", "NHWC", True, _ONNX_EXPORT, ("onnxruntime",),
+           notes="ONNX Runtime's ORT format (what onnxruntime-mobile, onnxruntime-react-native and reduced-operator builds load) of the onnx-fp32 "
+                 "graph, basic optimisations only (portable to ARM)",
+           from_onnx="the ONNX file in ORT format", from_onnx_modules=_ONNX_IN),
+    Target("ort", "int8", ".ort", "ort_int8", "onnxruntime", "NHWC", True, _ONNX_EXPORT + ("nncf",), ("onnxruntime",), True,
+           notes="the onnx-int8 graph (NNCF QDQ) in ORT format",
+           from_onnx="NNCF post-training quantization of the ONNX file, in ORT format", from_onnx_modules=_ONNX_IN + ("nncf",)),
     Target("openvino", "fp32", ".xml", "openvino_fp32", "openvino", "NHWC", True, _ONNX_EXPORT + ("openvino",), ("openvino",),
            notes="OpenVINO IR (.xml + .bin) converted from the ONNX graph",
            from_onnx="OpenVINO IR converted from the ONNX file", from_onnx_modules=_ONNX_IN + ("openvino",)),

@@ -350,6 +350,38 @@ def onnx_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: 
                                                           "per-channel int8 weights)", "calibration_faces": int(len(calib)), "qat": info, "storage": storage})
 
 
+# --------------------------------------------------------------------------- ORT format
+
+
+def _ort(src: ExportSource, out: Path, calib: np.ndarray | None, precision: str) -> Converted:
+    """The onnx target's graph at `precision`, converted by ONNX Runtime's own tool to the ORT
+    format. 'Fixed' optimisation for an ARM target platform: only optimisations every CPU can run
+    (no x86 NCHWc layout), so the file runs on the phone it is made for."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    work = out / "onnx_source"
+    work.mkdir()
+    base = onnx_int8(src, work, calib) if precision == "int8" else onnx_fp32(src, work, calib)
+    convert_onnx_models_to_ort(work / base.model_file, output_dir=work, optimization_styles=[OptimizationStyle.Fixed], target_platform="arm")
+    made = sorted(work.glob("*.ort"))
+    if len(made) != 1:
+        raise RuntimeError(f"onnxruntime's ORT converter wrote {len(made)} .ort files, expected 1: {[p.name for p in made]}")
+    shutil.move(str(made[0]), str(out / "model.ort"))
+    shutil.rmtree(work)
+    return Converted("model.ort", ["model.ort"], base.input, base.output,
+                     {**base.info, "ort_format": "onnxruntime.tools.convert_onnx_models_to_ort, optimization style Fixed, target platform arm"})
+
+
+def ort_fp32(src, out, calib):
+    """The onnx-fp32 graph in ONNX Runtime's ORT format (mobile and reduced-operator builds)."""
+    return _ort(src, out, calib, "fp32")
+
+
+def ort_int8(src, out, calib):
+    """The onnx-int8 graph (NNCF QDQ) in ONNX Runtime's ORT format."""
+    return _ort(src, out, calib, "int8")
+
+
 # --------------------------------------------------------------------------- OpenVINO
 
 

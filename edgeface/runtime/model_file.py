@@ -17,11 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from ..core.card import ModelCard
+from ..core.targets import TARGETS
 from ..core.preprocess import check_faces, l2_normalize, normalize
 from .backends import make_backend
 
-# Backend of each plain model file suffix (names as in edgeface.core.targets / edgeface.runtime.backends).
-SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert"}
+# Backend of each plain model file suffix, from the target table (the first row of a suffix; a
+# multi-part suffix such as ncnn's .ncnn.param names no single file).
+SUFFIX_BACKENDS: dict[str, str] = {}
+for _t in TARGETS:
+    if _t.suffix.count(".") == 1:
+        SUFFIX_BACKENDS.setdefault(_t.suffix, _t.backend)
 
 
 def layout_of(shape) -> str:
