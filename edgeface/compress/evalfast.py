@@ -18,13 +18,18 @@ from ..runtime.model_file import ModelFile
 from ..core.timing import time_calls
 
 
-def export_onnx(model: nn.Module, card: ModelCard, path: str | os.PathLike, opset: int = 17) -> Path:
-    """Export the model to ONNX at `path` (input "input" (B, 3, H, W), output "embedding", dynamic batch); returns the path."""
+def export_onnx(model: nn.Module, card: ModelCard, path: str | os.PathLike, opset: int = 17, example: torch.Tensor | None = None,
+                input_name: str = "input", output_name: str = "embedding") -> Path:
+    """The kit's TorchScript ONNX export (dynamic batch; returns the path): the bare network by default
+    (`example` a float (1, 3, H, W) zero batch), used for the core graph and fast evaluation; QAT passes
+    its uint8 face graph, because only this exporter lowers NNCF's stripped fake-quantizers to Q/DQ.
+    (The full graph of `edgeface export` uses the dynamo exporter: export.converters.torch_to_onnx.)"""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    x = torch.zeros(1, 3, *card.input_size)
-    kwargs = dict(input_names=["input"], output_names=["embedding"], dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=opset)
+    x = torch.zeros(1, 3, *card.input_size) if example is None else example
+    kwargs = dict(input_names=[input_name], output_names=[output_name], dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                  opset_version=opset)
     try:
         torch.onnx.export(model, (x,), str(path), dynamo=False, **kwargs)
     except TypeError:  # torch without the dynamo switch

@@ -107,6 +107,7 @@ def export_qat_onnx(qnet: nn.Module, card: ModelCard, path: str | Path, compact:
 
     from ..core.card import INPUT_NAME, OUTPUT_NAME
     from ..models.graph import FaceEmbeddingGraph, sample_faces
+    from .evalfast import export_onnx
     from .onnx_compact import compact_int8, fold_weight_quantize
 
     h, w = card.input_size
@@ -116,8 +117,7 @@ def export_qat_onnx(qnet: nn.Module, card: ModelCard, path: str | Path, compact:
     path.parent.mkdir(parents=True, exist_ok=True)
     # opset 17, TorchScript exporter: the dynamo exporter does not lower the stripped
     # fake-quantize ops to Q/DQ
-    torch.onnx.export(graph, (sample_faces(card, 2),), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=17,
-                      dynamo=False, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    export_onnx(graph, card, path, opset=17, example=sample_faces(card, 2), input_name=INPUT_NAME, output_name=OUTPUT_NAME)
     model = onnx.load(str(path))
     info = {"weights_folded_int8": len(fold_weight_quantize(model))}
     if compact:
