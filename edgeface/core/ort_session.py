@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 
 
-def onnxruntime_session(path: str | os.PathLike, threads: int = 0):
-    """An onnxruntime.InferenceSession for `path` with the kit's options (ImportError without onnxruntime)."""
+def onnxruntime_session(path: str | os.PathLike | bytes, threads: int = 0):
+    """An onnxruntime.InferenceSession for `path` (or a serialized model's bytes) with the kit's options
+    (ImportError without onnxruntime)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -22,4 +23,4 @@ def onnxruntime_session(path: str | os.PathLike, threads: int = 0):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    return ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path if isinstance(path, bytes) else os.fspath(path), opts, providers=["CPUExecutionProvider"])

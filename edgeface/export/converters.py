@@ -214,12 +214,12 @@ def torch_to_core_onnx(net, card: ModelCard, path: Path) -> Path:
 def _same_function(raw_path: Path, model, card: ModelCard, min_cosine: float = 0.99999) -> bool:
     """Whether `model` (an onnx ModelProto) gives the raw ONNX file's outputs on fixed random
     normalised-range NCHW inputs (batch 2), through ONNX Runtime."""
-    import onnxruntime as ort
+    from ..core.ort_session import onnxruntime_session
 
     x = np.random.default_rng(0).normal(0.0, 0.5, (2, 3, *card.input_size)).astype(np.float32)
     outs = []
-    for m in (str(raw_path), model.SerializeToString()):
-        sess = ort.InferenceSession(m, providers=["CPUExecutionProvider"])
+    for m in (raw_path, model.SerializeToString()):
+        sess = onnxruntime_session(m)
         outs.append(np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64).reshape(len(x), -1))
     a, b = outs
     if a.shape != b.shape:
