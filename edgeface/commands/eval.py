@@ -109,26 +109,13 @@ def select_pairs(args) -> tuple[str, list]:
     return b.title, b.pairs(args.limit_folds)
 
 
-def bundle_operating_points(embedder, pair_set, embeddings) -> dict | None:
-    """For a bundle: FAR / TAR its calibrated thresholds reach on these pairs (a PairSet and its embeddings)."""
-    from ..eval.protocol import operating_points
-
-    at_far = (getattr(embedder, "meta", None) or {}).get("thresholds", {}).get("at_far", {})
-    thresholds = {k: v["threshold"] for k, v in at_far.items() if isinstance(v, dict) and "threshold" in v}
-    if not thresholds:
-        return None
-    scores, usable, same = pair_set.scores(embeddings), pair_set.pair_usable, pair_set.same
-    return operating_points(scores[usable & same], scores[usable & ~same], thresholds)
-
-
 def run(args) -> int:
     """`edgeface eval`: embed the selected pairs (detect, align, embed), print the verification table and the
     bundle's thresholds on these pairs, optionally write the JSON report and ROC plot; returns 0. Raises ValueError
     when no pairs are selected."""
-    from ..eval.datasets import dataset_identity
     from ..core.detect import YuNetDetector
-    from ..eval.verification import PairSet
     from ..core.landmarks import LandmarkStore
+    from ..eval.verification import verify_pairs
 
     title, pairs = select_pairs(args)
     if not pairs:
@@ -136,33 +123,14 @@ def run(args) -> int:
     embedder = open_model(args)
     detector = YuNetDetector(args.detector)
     store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
-    pair_set = PairSet.load(pairs, embedder.card, on_fail=args.on_fail, store=store, show_progress=not args.quiet)
-    embeddings = pair_set.embed(embedder, flip=args.flip, show_progress=not args.quiet)
-    ops = bundle_operating_points(embedder, pair_set, embeddings)
-    points = {f"bundle FAR {k} (t={o['threshold']:.3f})": (o["far"], o["tar"]) for k, o in (ops or {}).items() if o["far"]}
-    report = pair_set.report(embeddings, roc_png=args.roc, title=f"{embedder.card.name} on {title}", roc_points=points)
-    report.update(
-        model=embedder.card.name,
-        model_path=str(args.model),
-        backend=embedder.backend,
-        card=embedder.card.to_dict(),
-        data=title,
-        dataset=dataset_identity(pairs),
-        flip=args.flip,
-        on_fail=args.on_fail,
-        failure_rule="no face: aligned with the dataset's mean landmarks for that image size (counted in num_failed); unreadable: pair excluded (num_excluded)"
-        if args.on_fail == "fallback"
-        else "no face or unreadable: pair excluded (num_excluded)",
-    )
-    if ops:
-        report["bundle_thresholds"] = ops
+    report = verify_pairs(embedder, pairs, title, store, args.flip, args.on_fail, args.roc, show_progress=not args.quiet)
+    report["model_path"] = str(args.model)
     print(format_table([report]))
-    if ops:
-        print(format_operating_points(ops))
-    if report["image_problems"]:
-        print("image problems: " + ", ".join(f"{k}: {v}" for k, v in sorted(report["image_problems"].items())), file=sys.stderr)
-    if report["image_notes"]:
-        print("image notes: " + ", ".join(f"{k}: {v}" for k, v in sorted(report["image_notes"].items())), file=sys.stderr)
+    if "bundle_thresholds" in report:
+        print(format_operating_points(report["bundle_thresholds"]))
+    for key in ("image_problems", "image_notes"):
+        if report[key]:
+            print(f"{key.replace('_', ' ')}: " + ", ".join(f"{k}: {v}" for k, v in sorted(report[key].items())), file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, sort_keys=True))

@@ -203,3 +203,41 @@ class PairSet:
             if missing:
                 raise ValueError(f"{path}: not a saved PairSet (missing {', '.join(sorted(missing))})")
             return cls([str(p) for p in z["paths"]], z["crops"], z["usable"], z["ia"], z["ib"], z["same"], z["folds"], z["failed"])
+
+
+FAILURE_RULES = {
+    "fallback": "no face: aligned with the dataset's mean landmarks for that image size (counted in num_failed); unreadable: pair excluded (num_excluded)",
+    "exclude": "no face or unreadable: pair excluded (num_excluded)",
+}
+
+
+def bundle_operating_points(embedder: Embedder, pair_set: PairSet, embeddings: np.ndarray) -> dict | None:
+    """For a bundle (an embedder with calibrated thresholds in its meta): the FAR / TAR each
+    threshold reaches on these pairs; None for an embedder without thresholds."""
+    from .protocol import operating_points
+
+    at_far = (getattr(embedder, "meta", None) or {}).get("thresholds", {}).get("at_far", {})
+    thresholds = {k: v["threshold"] for k, v in at_far.items() if isinstance(v, dict) and "threshold" in v}
+    if not thresholds:
+        return None
+    scores, usable, same = pair_set.scores(embeddings), pair_set.pair_usable, pair_set.same
+    return operating_points(scores[usable & same], scores[usable & ~same], thresholds)
+
+
+def verify_pairs(embedder: Embedder, pairs: list[Pair], title: str, store: LandmarkStore | None = None, flip: str = "none", on_fail: str = "fallback",
+                 roc_png: str | None = None, show_progress: bool = True) -> dict:
+    """`edgeface eval` as a library call: the verification report of `embedder` on `pairs` with the
+    dataset identity of the pairs, the failure rule, and for a bundle what its calibrated thresholds
+    achieve (`bundle_thresholds`, also drawn on the ROC)."""
+    from .datasets import dataset_identity
+
+    pair_set = PairSet.load(pairs, embedder.card, on_fail=on_fail, store=store, show_progress=show_progress)
+    embeddings = pair_set.embed(embedder, flip=flip, show_progress=show_progress)
+    ops = bundle_operating_points(embedder, pair_set, embeddings)
+    points = {f"bundle FAR {k} (t={o['threshold']:.3f})": (o["far"], o["tar"]) for k, o in (ops or {}).items() if o["far"]}
+    report = pair_set.report(embeddings, roc_png=roc_png, title=f"{embedder.card.name} on {title}", roc_points=points)
+    report.update(model=embedder.card.name, backend=embedder.backend, card=embedder.card.to_dict(), data=title, dataset=dataset_identity(pairs),
+                  flip=flip, on_fail=on_fail, failure_rule=FAILURE_RULES[on_fail])
+    if ops:
+        report["bundle_thresholds"] = ops
+    return report
