@@ -24,7 +24,7 @@ from ..core.card import ModelCard
 from ..core.embedder import Embedder
 from ..core.landmarks import LandmarkStore
 from ..core.progress import progress_bar
-from .datasets import Pair, load_pairs
+from .datasets import Pair, first_folds, load_pairs
 from .faces import Detections, aligned_crops, detect_all, save_atomic
 from .protocol import evaluate_scores, plot_roc
 
@@ -50,7 +50,7 @@ def embed_crops(embedder: Embedder, crops: np.ndarray, flip: str = "none", batch
 
 # Aligned crops per (images, template, size, rule), kept for the process: the export verifies
 # LFW-dev, CFP-FF and CFP-FP for every target, the bench every model of one card.
-_LOADED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_LOADED: dict[tuple, np.ndarray] = {}
 _KEEP_LOADED = 3
 
 
@@ -76,14 +76,13 @@ class PairSet:
     def load(cls, source: str | os.PathLike | list[Pair], card: ModelCard, pairs_file: str | os.PathLike | None = None, folds: int | None = None,
              on_fail: str = "fallback", store: LandmarkStore | None = None, show_progress: bool = True) -> "PairSet":
         """The pairs of a dataset folder (LFW `pairs.txt`, a CSV, see eval.datasets.load_pairs) or
-        a list of Pair, only folds below `folds` when given, detected and aligned for `card`.
-        Crops are cached on disk (uint8 .npy keyed by the images, template, size and rule) and for
-        the process."""
+        a list of Pair, only the first `folds` folds when given (eval.datasets.first_folds), detected
+        and aligned for `card`. Crops are cached on disk (uint8 .npy keyed by the images, the
+        landmarks they are cut with, template and size) and for the process."""
         if on_fail not in ON_FAIL:
             raise ValueError(f"on_fail must be one of {ON_FAIL}, got {on_fail!r}")
         pairs = list(source) if isinstance(source, list) else load_pairs(source, pairs_file)
-        if folds:
-            pairs = [p for p in pairs if p.fold < folds]
+        pairs = first_folds(pairs, folds)
         if not pairs:
             raise ValueError(f"{source if not isinstance(source, list) else 'pair list'}: no pairs to evaluate")
         paths = sorted({q for p in pairs for q in (p.a, p.b)})
@@ -102,12 +101,12 @@ class PairSet:
             disk = cache_dir("crops") / f"pairs-{digest}-{card.template}-{h}x{w}.npy"
             crops = np.load(disk, allow_pickle=False) if disk.is_file() else None
             if crops is None or crops.shape != (len(paths), h, w, 3) or crops.dtype != np.uint8:
-                crops, usable = aligned_crops(paths, faces, card, on_fail, show_progress)
+                crops, _ = aligned_crops(paths, faces, card, on_fail, show_progress)  # its mask is `usable`
                 save_atomic(disk, crops)
             while len(_LOADED) >= _KEEP_LOADED:
                 _LOADED.pop(next(iter(_LOADED)))
-            _LOADED[key] = (crops, usable)
-        crops, usable = _LOADED[key]
+            _LOADED[key] = crops
+        crops = _LOADED[key]
         index = {p: i for i, p in enumerate(paths)}
         failed = np.array([faces.records[p].status == "no_face" for p in paths], bool)
         return cls(paths, crops, usable, np.array([index[p.a] for p in pairs]), np.array([index[p.b] for p in pairs]),

@@ -165,12 +165,12 @@ def benchmark_scores(embedder, name: str, store, limit_folds: int | None = None,
     pairs = pairs if pairs is not None else bench.pairs(limit_folds)
     pair_set = PairSet.load(pairs, embedder.card, store=store, show_progress=show_progress)
     emb = pair_set.embed(embedder, show_progress=show_progress)
-    rep = pair_set.report(emb)
+    scores = pair_set.scores(emb)
+    rep = pair_set.score_report(scores)
     report = {k: rep[k] for k in (*REPORT_KEYS, "num_images", "image_problems") if k in rep}
     report["dataset"] = dataset_identity(pairs)
     report["benchmark"] = name
     usable, same = pair_set.pair_usable, pair_set.same
-    scores = pair_set.scores(emb)
     out = {"report": report, "genuine": scores[usable & same], "scores": scores[usable], "same": same[usable], "codecs": {}}
     if not impostors:
         return out
