@@ -134,3 +134,39 @@ def test_greedy_selection_drops_redundant_and_silent_channels():
     kept = channel.greedy_select(info, np.corrcoef(acts.T), 4)
     assert 5 not in kept  # near-silent channel goes
     assert not ({0, 4} <= set(kept))  # one of the duplicated pair goes
+
+
+def test_jitter_views_move_and_relight_faces_without_changing_the_input():
+    faces = _faces(6, seed=3)
+    before = faces.copy()
+    rng = np.random.default_rng(0)
+    views = finetune.jitter_views(faces, rng)
+    assert views.shape == faces.shape and views.dtype == np.uint8
+    assert np.array_equal(faces, before), "the training pool must not be changed in place"
+    assert all(not np.array_equal(v, f) for v, f in zip(views, faces)), "every face gets a new view"
+    # with every range set to zero the view is the face itself
+    still = finetune.jitter_views(faces, rng, max_shift=0, max_scale=0, max_degrees=0, max_brightness=0, max_contrast=0)
+    assert np.abs(still.astype(int) - faces).max() <= 1
+
+
+def test_distill_with_teacher_views_and_relations_pulls_the_student_to_the_teacher():
+    """With jitter the targets come from the teacher's own view of each face; the relation term
+    adds the batch's cosine matrix. A student started elsewhere must move towards the teacher,
+    and the options refuse to run without a teacher network."""
+    teacher_net, student = _small(seed=0), _small(seed=1)
+    faces = _faces(32)
+    stale = np.zeros((32, 16), np.float32)  # with teacher views these stored targets must not be used
+    eval_faces = _faces(16, seed=9)
+
+    def agreement():
+        return float(np.sum(finetune.embed(student, eval_faces, CARD) * finetune.embed(teacher_net, eval_faces, CARD), 1).mean())
+
+    start = agreement()
+    steps = []
+    losses = finetune.distill(student, CARD, faces, stale, epochs=6, batch_size=8, lr=5e-3, show_progress=False, teacher_model=teacher_net,
+                              jitter=True, relation_weight=1.0, on_step=lambda step, m: steps.append(step))
+    assert steps == list(range(1, len(losses) + 1))
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    assert agreement() > start + 0.05, (start, agreement())
+    with pytest.raises(ValueError, match="teacher_model"):
+        finetune.distill(student, CARD, faces, stale, epochs=1, batch_size=8, show_progress=False, jitter=True)

@@ -96,3 +96,19 @@ def test_reference_model_lfw_dev_5fold(shared, tmp_path):
     assert rep["auc"] > 0.995 and rep["eer"] < 0.025
     assert set(rep["tar_at_far"]) >= {"1e-2", "1e-3"} and rep["tar_at_far"]["1e-2"] > 0.95
     assert roc.stat().st_size > 10_000
+
+
+def test_lfw_training_source_holds_no_person_of_an_evaluation_pair(shared):
+    """The one part of LFW that distillation may use (faces.LFW_EXTRA) is the people of
+    extra_identities.txt: none of them appears in a pair of folds 1-5."""
+    from pathlib import Path
+
+    from edgeface.eval.datasets import lfw_pair_identities, load_pairs
+    from edgeface.eval.faces import lfw_extra_files
+
+    files = lfw_extra_files()
+    in_pairs = lfw_pair_identities(load_pairs(shared / "datasets" / "lfw-dev"))
+    people = {Path(f).parent.name for f in files}
+    assert len(files) > 1000 and len(people) > 1000
+    assert not people & in_pairs
+    assert len(in_pairs) > 1000  # the check compares against real pair identities

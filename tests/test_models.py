@@ -84,3 +84,18 @@ def test_reference_checkpoint_imports_and_caches(reference_model, shared):
     model2, _ = load_torch_model(str(paths.reference_mobilefacenet()))
     x = torch.randn(3, 3, 112, 96)
     torch.testing.assert_close(model(x), model2(x))
+
+
+def test_counting_macs_keeps_every_modules_mode():
+    """A network in training with frozen batch norms (how compress.finetune.distill retrains) stays so
+    after count_mflops: restoring only the root's mode would switch the batch norms back to training."""
+    from edgeface.compress.finetune import _freeze_bn
+    from edgeface.models.mobilefacenet import MobileFaceNet
+
+    net = MobileFaceNet(input_size=(32, 32), embedding_size=16, width=8, setting=[(2, 16, 1, 2)])
+    net.train()
+    _freeze_bn(net)
+    modes = {name: m.training for name, m in net.named_modules()}
+    assert net.training and not all(modes.values())  # a mixed state, so the check below can fail
+    count_mflops(net, (32, 32))
+    assert {name: m.training for name, m in net.named_modules()} == modes

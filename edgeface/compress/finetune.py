@@ -61,6 +61,9 @@ def distill(
     show_progress: bool = True,
     teacher_model: nn.Module | None = None,
     feature_weight: float = 0.0,
+    jitter: bool = False,
+    relation_weight: float = 0.0,
+    on_step=None,
 ) -> list[float]:
     """Retrain all weights of `model` (masked ones stay zero) towards `teacher` embeddings of
     `faces`. Returns the loss per step. Horizontal flips reuse the teacher embedding of the
@@ -70,12 +73,25 @@ def distill(
     With `teacher_model` and `feature_weight` > 0 (models with ``forward_with_features``, whose
     stage outputs have the same shapes: a channel-pruned ResNet keeps its residual widths), the
     loss adds feature_weight x the mean over stages of the relative squared error between the
-    student's and the teacher's stage outputs, computed on the same (flipped) batch."""
+    student's and the teacher's stage outputs, computed on the same (flipped) batch.
+
+    `jitter` (needs `teacher_model`) draws a new view of every face each step (geometry and
+    photometry, `jitter_views`) and takes the target from the teacher's embedding of that very
+    view, not from `teacher`: a long run on a few thousand faces then sees no face twice the same
+    way. `relation_weight` adds W x the mean squared difference between the student's and the
+    teacher's cosine-similarity matrices of the batch: verification is decided by cosines between
+    faces, so the student learns the teacher's geometry between people as well as each point.
+    `on_step(step, model)` is called after every optimiser step (checkpoints of a long run)."""
     if len(faces) != len(teacher):
         raise ValueError(f"{len(faces)} faces but {len(teacher)} teacher embeddings")
     if masks:
         apply_masks(model, masks)
+    if (jitter or relation_weight > 0) and teacher_model is None:
+        raise ValueError("jitter and relation_weight need teacher_model: the targets come from the teacher's view of each face")
     use_features = teacher_model is not None and feature_weight > 0
+    use_teacher_view = teacher_model is not None and (jitter or relation_weight > 0)
+    if use_teacher_view:
+        teacher_model.eval()
     if use_features:
         if not (hasattr(model, "forward_with_features") and hasattr(teacher_model, "forward_with_features")):
             raise ValueError("feature distillation needs models with forward_with_features (dlib_resnet)")
@@ -94,27 +110,63 @@ def distill(
         from tqdm import tqdm
 
         it = tqdm(it, desc="retrain", file=sys.stderr, leave=False, mininterval=2.0)
-    for _ in it:
+    for step in it:
         idx = rng.choice(len(faces), min(batch_size, len(faces)), replace=False)
         x = faces[idx]
         if flip:
             flips = rng.random(len(idx)) < 0.5
             x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
+        if jitter:
+            x = jitter_views(x, rng)
         xt = to_tensor(np.ascontiguousarray(x), card)
+        t_emb = target[idx]
         if use_features:
             y, feats = model.forward_with_features(xt)
             with torch.no_grad():
-                _, tfeats = teacher_model.forward_with_features(xt)
+                t_out, tfeats = teacher_model.forward_with_features(xt)
             feat_loss = torch.stack([((a - b) ** 2).mean() / (b**2).mean().clamp_min(1e-8) for a, b in zip(feats, tfeats)]).mean()
         else:
             y = model(xt)
-        loss = (1 - (F.normalize(y, dim=1) * target[idx]).sum(1)).mean()
+            if use_teacher_view:
+                with torch.no_grad():
+                    t_out = teacher_model(xt)
+        if use_teacher_view:
+            t_emb = F.normalize(t_out.detach(), dim=1)
+        s_emb = F.normalize(y, dim=1)
+        loss = (1 - (s_emb * t_emb).sum(1)).mean()
         if use_features:
             loss = loss + feature_weight * feat_loss
+        if relation_weight > 0:
+            loss = loss + relation_weight * ((s_emb @ s_emb.T - t_emb @ t_emb.T) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, model)
     model.eval()
     return losses
+
+
+def jitter_views(faces: np.ndarray, rng: np.random.Generator, max_shift: float = 0.04, max_scale: float = 0.06,
+                 max_degrees: float = 6.0, max_brightness: float = 20.0, max_contrast: float = 0.15) -> np.ndarray:
+    """A new view of each aligned uint8 face: a small random similarity transform about the centre
+    (what an imperfect detector and landmarker give a deployed model: shift up to `max_shift` of the
+    side, scale ±`max_scale`, rotation ±`max_degrees`; borders replicated) and a random brightness /
+    contrast change. Returns a new (N, H, W, C) uint8 array; the input is not changed."""
+    import cv2
+
+    n, h, w = faces.shape[:3]
+    out = np.empty_like(faces)
+    for i in range(n):
+        angle = rng.uniform(-max_degrees, max_degrees)
+        scale = 1 + rng.uniform(-max_scale, max_scale)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        m[:, 2] += rng.uniform(-max_shift, max_shift, 2) * (w, h)
+        out[i] = cv2.warpAffine(np.ascontiguousarray(faces[i]), m, (w, h), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE).reshape(faces[i].shape)
+    gain = 1 + rng.uniform(-max_contrast, max_contrast, (n, 1, 1, 1))
+    bias = rng.uniform(-max_brightness, max_brightness, (n, 1, 1, 1))
+    mean = out.mean(axis=(1, 2, 3), keepdims=True)
+    return np.clip((out - mean) * gain + mean + bias, 0, 255).astype(np.uint8)

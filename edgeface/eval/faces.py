@@ -232,9 +232,7 @@ def threshold_calibration_population(n_faces: int = 4000, seed: int = 0, per_per
         files += pick
         ids += [f"celeba:{ident}"] * len(pick)
     n_celeba = len(files)
-    lfw = shared / "lfw-dev"
-    extra = set((lfw / "extra_identities.txt").read_text().split())
-    lfw_items = identity_folder(lfw, identities=extra)
+    lfw_items = lfw_extra_items()
     lfw_items = [lfw_items[i] for i in sorted(rng.permutation(len(lfw_items))[:n_lfw_extra])]
     files += [f for f, _ in lfw_items]
     ids += [f"lfw:{name}" for _, name in lfw_items]
@@ -248,6 +246,20 @@ def threshold_calibration_population(n_faces: int = 4000, seed: int = 0, per_per
 
 
 TRAIN_SOURCES = ("celeba-299", "aaf-8k")
+# LFW images of the people in no View-2 pair (lfw-dev's extra_identities.txt): the one part of LFW
+# that may be trained on. Opt-in, because it is a different population from the default sources.
+LFW_EXTRA = "lfw-dev-extra"
+
+
+def lfw_extra_items() -> list[tuple[str, str]]:
+    """(image, person) of LFW-dev's extra identities: the people in no pair of folds 1-5."""
+    lfw = paths.shared_dir() / "datasets" / "lfw-dev"
+    return identity_folder(lfw, identities=set((lfw / "extra_identities.txt").read_text().split()))
+
+
+def lfw_extra_files() -> list[str]:
+    """The images of LFW-dev's extra identities, sorted."""
+    return sorted(f for f, _ in lfw_extra_items())
 
 
 def crop_card(template: str = "arcface_112x112", size: tuple[int, int] = (112, 112)) -> ModelCard:
@@ -280,14 +292,20 @@ def align_folder(root: str | os.PathLike, card: ModelCard, limit: int | None = N
     Images where YuNet finds no face are skipped (a calibration/distillation set needs faces,
     not a failure rule). Cached under cache_dir('crops') keyed by folder, template and size.
     """
-    files = list_images(root)
+    root = Path(root).resolve()
+    root_id = hashlib.sha256(str(root).encode()).hexdigest()[:8]
+    return align_files_cached(list_images(root), f"{'-'.join(root.parts[-2:])}-{root_id}", card, limit, seed, show_progress,
+                              what=str(root))
+
+
+def align_files_cached(files: list[str], name: str, card: ModelCard, limit: int | None = None, seed: int = 0, show_progress: bool = True,
+                       what: str = "") -> np.ndarray:
+    """`align_folder` for a list of files that `name` identifies (the cache key's prefix)."""
     if limit and limit < len(files):
         idx = np.sort(np.random.default_rng(seed).choice(len(files), limit, replace=False))
         files = [files[i] for i in idx]
     h, w = card.input_size
-    root_id = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
-    name = "-".join(Path(root).resolve().parts[-2:])
-    key = f"{name}-{root_id}-{card.template}-{h}x{w}-n{len(files)}-s{seed}"
+    key = f"{name}-{card.template}-{h}x{w}-n{len(files)}-s{seed}"
     out = cache_dir("crops") / f"{key}.npy"
     if out.is_file():
         arr = np.load(out, allow_pickle=False)
@@ -295,7 +313,7 @@ def align_folder(root: str | os.PathLike, card: ModelCard, limit: int | None = N
             return arr
     faceset = align_files(files, card, store=LandmarkStore.default(), show_progress=show_progress)
     if not faceset.paths:
-        raise ValueError(f"{root}: YuNet found no face in any of {len(files)} images")
+        raise ValueError(f"{what or name}: YuNet found no face in any of {len(files)} images")
     crops, used = faceset.crops, faceset.paths
     arr = crops.astype(np.uint8)
     save_atomic(out, arr)
@@ -304,8 +322,10 @@ def align_folder(root: str | os.PathLike, card: ModelCard, limit: int | None = N
 
 
 def training_faces(card: ModelCard, per_source: int = 1000, seed: int = 0, sources=TRAIN_SOURCES, show_progress: bool = True) -> np.ndarray:
-    """Aligned crops from the shared training sets (never LFW), `per_source` from each, interleaved."""
-    parts = [align_folder(paths.shared_dir() / "datasets" / s / "images", card, per_source, seed, show_progress) for s in sources]
+    """Aligned crops from the shared training sets, `per_source` from each, interleaved. LFW only as
+    the source `LFW_EXTRA` (its people in no evaluation pair), never by default."""
+    parts = [align_files_cached(lfw_extra_files(), LFW_EXTRA, card, per_source, seed, show_progress) if s == LFW_EXTRA
+             else align_folder(paths.shared_dir() / "datasets" / s / "images", card, per_source, seed, show_progress) for s in sources]
     n = min(len(p) for p in parts)
     # Interleave so any prefix mixes the sources (CelebA in-the-wild + AAF East-Asian/ages).
     mixed = np.stack([p[:n] for p in parts], 1).reshape(-1, *parts[0].shape[1:])

@@ -17,10 +17,16 @@ def count_mflops(model: nn.Module, input_size: tuple[int, int]) -> float:
     torch's FlopCounterMode counts a multiply-add as 2 FLOPs; we halve it to match the
     convention in which MobileFaceNet is quoted at ~220 M.
     """
-    was_training = model.training
+    # each module's own mode is restored, not the root's: model.train(True) would also switch a
+    # network's frozen batch norms back to training (a distillation run counting MACs mid-way then
+    # drifts their running statistics)
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, 3, *input_size))
-    model.train(was_training)
+    try:
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, 3, *input_size))
+    finally:
+        for m, training in modes.items():
+            m.training = training
     return counter.get_total_flops() / 2 / 1e6
