@@ -63,7 +63,8 @@ def package(ckpt: Path) -> Path:
     state, card, _ = read_checkpoint(ckpt)
     card = card.replace(name="dlib_resnet_edge", licence="CC0-1.0 (derived by edgeface from dlib's CC0 dlib_face_recognition_resnet_model_v1)",
                         description="dlib's ResNet, inner channels pruned to 1/3 by correlation in stages and retrained by distillation "
-                                    "from the dense network (benchmarks/dlib_edge.py); weights stored fp16")
+                                    "from the dense network; recipe and commands: benchmarks/results/dlib/edge.md (benchmarks/dlib_edge.py); "
+                                    "weights stored fp16")
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     PACKAGE_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     save_file(half, str(PACKAGE_WEIGHTS), metadata={CARD_KEY: card.to_json(), "edgeface_version": __version__, "source_checkpoint_sha256": sha256(ckpt)})
