@@ -131,8 +131,8 @@ def main() -> int:
         pairs = pairs.subset(args.folds)
     pool = faces.training_faces(card, args.faces_per_source, sources=tuple(args.sources.split(",")))
     print(f"{len(pool)} training faces, {len(pairs.ia)} LFW-dev pairs", flush=True)
-    # with --jitter the targets are the teacher's embeddings of each step's views, not of the stored faces
-    teacher = np.zeros((len(pool), card.embedding_size), np.float32) if args.jitter else embed_with_onnx(dense, card, pool, args.threads)
+    # with --jitter (or --relation-weight) the targets are the teacher's embeddings of each step's views, not of the stored faces
+    teacher = None if args.jitter or args.relation_weight > 0 else embed_with_onnx(dense, card, pool, args.threads)
     if "dense" not in res:
         r = pairs.report(embed_with_onnx(dense, card, pairs.crops, args.threads))
         res["dense"] = {"params": count_params(dense), "mflops": round(count_mflops(dense, card.input_size), 1), "mid_channels": dense_mid,
@@ -172,11 +172,6 @@ def main() -> int:
             if args.eval_every and step % args.eval_every == 0 and step < steps:
                 acc = pairs.report(embed_with_onnx(model, card, pairs.crops, args.threads))["accuracy_mean"]
                 save_checkpoint(model, channel.pruned_card(model, card, name, f"partial: step {step} of {steps}"), save_dir / f"{name}_step{step}.safetensors")
-                # back to distill's training state *after* everything that may set modes: pruned_card's
-                # MAC count restores train() on every module, and a BN left in train mode drifts its
-                # running statistics (measured: LFW-dev 96.7 % -> 54.7 % in 2,000 steps)
-                model.train()
-                finetune._freeze_bn(model)
                 curve.append({"step": step, "accuracy": acc, "seconds": round(time.time() - t)})
                 print(f"step {step}/{steps}: LFW-dev {100 * acc:.2f} % ({curve[-1]['seconds']} s)", flush=True)
 

@@ -162,11 +162,24 @@ def test_distill_with_teacher_views_and_relations_pulls_the_student_to_the_teach
         return float(np.sum(finetune.embed(student, eval_faces, CARD) * finetune.embed(teacher_net, eval_faces, CARD), 1).mean())
 
     start = agreement()
-    steps = []
+    steps, states = [], []
+
+    def on_step(step, m):
+        # what distill hands the callback; then put the model in eval mode, as an evaluation or export does
+        steps.append(step)
+        bns = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+        states.append(m.training and not any(b.training for b in bns))
+        m.eval()
+
     losses = finetune.distill(student, CARD, faces, stale, epochs=6, batch_size=8, lr=5e-3, show_progress=False, teacher_model=teacher_net,
-                              jitter=True, relation_weight=1.0, on_step=lambda step, m: steps.append(step))
+                              jitter=True, relation_weight=1.0, on_step=on_step)
     assert steps == list(range(1, len(losses) + 1))
+    assert all(states), "every step trains with frozen batch norms, also after a callback left the model in eval mode"
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
     assert agreement() > start + 0.05, (start, agreement())
     with pytest.raises(ValueError, match="teacher_model"):
         finetune.distill(student, CARD, faces, stale, epochs=1, batch_size=8, show_progress=False, jitter=True)
+    with pytest.raises(ValueError, match="teacher embeddings are needed"):
+        finetune.distill(student, CARD, faces, None, epochs=1, batch_size=8, show_progress=False)
+    # with teacher views no stored targets are needed at all
+    finetune.distill(student, CARD, faces, None, epochs=1, batch_size=8, show_progress=False, teacher_model=teacher_net, jitter=True)

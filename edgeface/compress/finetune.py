@@ -51,7 +51,7 @@ def distill(
     model: nn.Module,
     card: ModelCard,
     faces: np.ndarray,
-    teacher: np.ndarray,
+    teacher: np.ndarray | None,
     masks: Masks | None = None,
     epochs: float = 1.0,
     batch_size: int = 32,
@@ -77,19 +77,22 @@ def distill(
 
     `jitter` (needs `teacher_model`) draws a new view of every face each step (geometry and
     photometry, `jitter_views`) and takes the target from the teacher's embedding of that very
-    view, not from `teacher`: a long run on a few thousand faces then sees no face twice the same
+    view, not from `teacher` (which may then be None): a long run on a few thousand faces then sees no face twice the same
     way. `relation_weight` adds W x the mean squared difference between the student's and the
     teacher's cosine-similarity matrices of the batch: verification is decided by cosines between
     faces, so the student learns the teacher's geometry between people as well as each point.
-    `on_step(step, model)` is called after every optimiser step (checkpoints of a long run)."""
-    if len(faces) != len(teacher):
-        raise ValueError(f"{len(faces)} faces but {len(teacher)} teacher embeddings")
-    if masks:
-        apply_masks(model, masks)
+    `on_step(step, model)` is called after every optimiser step (checkpoints of a long run); it
+    may evaluate or export the model, because the training state is set again after it."""
     if (jitter or relation_weight > 0) and teacher_model is None:
         raise ValueError("jitter and relation_weight need teacher_model: the targets come from the teacher's view of each face")
     use_features = teacher_model is not None and feature_weight > 0
     use_teacher_view = teacher_model is not None and (jitter or relation_weight > 0)
+    if teacher is None and not use_teacher_view:
+        raise ValueError("teacher embeddings are needed unless the targets come from the teacher's view (jitter or relation_weight)")
+    if teacher is not None and len(faces) != len(teacher):
+        raise ValueError(f"{len(faces)} faces but {len(teacher)} teacher embeddings")
+    if masks:
+        apply_masks(model, masks)
     if use_teacher_view:
         teacher_model.eval()
     if use_features:
@@ -101,9 +104,13 @@ def distill(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    target = torch.from_numpy(np.asarray(teacher, np.float32))
-    model.train()
-    _freeze_bn(model)
+    target = None if teacher is None else torch.from_numpy(np.asarray(teacher, np.float32))
+
+    def training_state():
+        model.train()
+        _freeze_bn(model)
+
+    training_state()
     losses = []
     it = range(steps)
     if show_progress:
@@ -119,7 +126,7 @@ def distill(
         if jitter:
             x = jitter_views(x, rng)
         xt = to_tensor(np.ascontiguousarray(x), card)
-        t_emb = target[idx]
+        t_emb = None if target is None else target[idx]
         if use_features:
             y, feats = model.forward_with_features(xt)
             with torch.no_grad():
@@ -145,6 +152,7 @@ def distill(
         losses.append(loss.item())
         if on_step is not None:
             on_step(step + 1, model)
+            training_state()  # an evaluation or export in the callback leaves the model in eval mode
     model.eval()
     return losses
 
