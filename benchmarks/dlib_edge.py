@@ -62,9 +62,13 @@ def package(ckpt: Path) -> Path:
 
     state, card, _ = read_checkpoint(ckpt)
     card = card.replace(name="dlib_resnet_edge", licence="CC0-1.0 (derived by edgeface from dlib's CC0 dlib_face_recognition_resnet_model_v1)",
-                        description="dlib's ResNet, inner channels pruned to 1/3 by correlation in stages and retrained by distillation "
+                        description=f"dlib's ResNet, inner channels pruned by correlation in stages (inner widths {card.arch_kwargs.get('widths')}) and retrained by distillation "
                                     "from the dense network; recipe and commands: benchmarks/results/dlib/edge.md (benchmarks/dlib_edge.py); "
-                                    "weights stored fp16")
+                                    "weights stored fp16",
+                        # int8 keeps only the stem in float: its final 256x128 linear quantizes without loss (OpenVINO int8 of
+                        # the keep-0.33 network: LFW-dev 97.37 % vs 97.30 % fp32), and PT2E's default of three float layers
+                        # (MobileFaceNet's end) kept two 3x3 convs of the widest stage in float here, 3 MB of TFLite int8
+                        int8_float_scope={"first": True, "last": 0})
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     PACKAGE_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     save_file(half, str(PACKAGE_WEIGHTS), metadata={CARD_KEY: card.to_json(), "edgeface_version": __version__, "source_checkpoint_sha256": sha256(ckpt)})
@@ -93,6 +97,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stages", default="0.75:600,0.5:1500,0.33:3000", help="KEEP:STEPS,... (keep = fraction of the dense inner widths)")
     ap.add_argument("--start", help="a checkpoint saved by an earlier stage (or by compress_channel.py --save-dir): stages with keep >= its keep are skipped")
+    ap.add_argument("--keep-at", default="", metavar="WIDTH=KEEP,...",
+                    help="another keep for the blocks whose outer width is WIDTH (e.g. 256=0.27: the 256-wide stage holds 3/4 of the parameters, the early stages most of the MACs)")
     ap.add_argument("--continue-training", action="store_true",
                     help="a stage whose keep equals the --start checkpoint's retrains it further (a new cosine cycle) instead of being skipped")
     ap.add_argument("--faces-per-source", type=int, default=3000, help="aligned training faces per source (at most)")
@@ -117,6 +123,7 @@ def main() -> int:
         return 0
     torch.set_num_threads(args.threads)
     stages = parse_stages(args.stages)
+    keep_at = {int(w): float(k) for w, k in (part.split("=") for part in args.keep_at.split(",") if part)}
     out, save_dir = Path(args.out), Path(args.save_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +144,7 @@ def main() -> int:
         r = pairs.report(embed_with_onnx(dense, card, pairs.crops, args.threads))
         res["dense"] = {"params": count_params(dense), "mflops": round(count_mflops(dense, card.input_size), 1), "mid_channels": dense_mid,
                         "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"]}
-    res["setup"] = {"stages": stages, "training_faces": len(pool), "sources": args.sources, "batch": args.batch, "lr": args.lr, "feature_distill": args.feature_distill,
+    res["setup"] = {"stages": stages, "keep_at": keep_at, "training_faces": len(pool), "sources": args.sources, "batch": args.batch, "lr": args.lr, "feature_distill": args.feature_distill,
                     "jitter": args.jitter, "relation_weight": args.relation_weight,
                     "lfw_pairs": int(len(pairs.ia)), "folds": args.folds,
                     "retraining": "per stage: correlation channel selection on the current network, then Adam + cosine LR distillation from the dense network "
@@ -156,7 +163,8 @@ def main() -> int:
         # n_keep per block is a fraction of the *dense* width, selected among the current channels
         rel = {}
         for name, c_now, c_dense in zip(channel.bottlenecks(net), channel.mid_channels(net), dense_mid):
-            rel[name] = min(c_now, max(8, int(round(keep * c_dense)))) / c_now
+            k = keep_at.get(net.get_submodule(name).conv2.out_channels, keep)
+            rel[name] = min(c_now, max(8, int(round(k * c_dense)))) / c_now
         prune = any(frac < 1 for frac in rel.values())
         if prune:
             acts = channel.expansion_activations(net, finetune.batches(stats, card))

@@ -271,6 +271,30 @@ def test_tflite_int8_is_integer_and_close(source, verify_faces, tmp_path):
     assert (tmp_path / "q" / "model.tflite").stat().st_size < 0.5 * 4 * 1.0e6
 
 
+def test_a_cards_own_float_scope_rules_every_int8_quantizer(source, tmp_path):
+    """A card with int8_float_scope (dlib's ResNet ends in one linear, not MobileFaceNet's three
+    layers) overrides each quantizer's default: PT2E TFLite keeps only the first conv float, and
+    OpenVINO's NNCF run keeps one layer where its default keeps two."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("torchao")
+    pytest.importorskip("openvino")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeface.export import ExportOptions, export_bundle
+
+    own = dataclasses.replace(source, card=source.card.replace(int8_float_scope={"first": True, "last": 0}), cache={})
+    meta = export_bundle("", "tflite", "int8", tmp_path / "t", ExportOptions(**SMALL), src=own)
+    assert len(meta["export"]["details"]["kept_in_float"]) == 1, meta["export"]["details"]["kept_in_float"]
+    assert meta["card"]["int8_float_scope"] == {"first": True, "last": 0}
+    it = Interpreter(model_path=str(tmp_path / "t" / "model.tflite"))
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    convs = [op for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    weight_types = [tensors[op["inputs"][1]]["dtype"] for op in convs]
+    assert weight_types[0] == np.float32 and all(t == np.int8 for t in weight_types[1:]), weight_types
+    ov = export_bundle("", "openvino", "int8", tmp_path / "o", ExportOptions(**SMALL), src=own)
+    assert len(ov["export"]["details"]["kept_in_float"]) == 1, ov["export"]["details"]["kept_in_float"]
+
+
 def test_onnx_int8_within_int8_tolerance(onnx_bundle, tmp_path):
     """NNCF int8 from the ONNX graph with 48 calibration faces meets mean >= 0.99, min >= 0.97."""
     pytest.importorskip("nncf")

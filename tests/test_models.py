@@ -27,6 +27,20 @@ def test_card_round_trip_and_validation():
         ModelCard.from_dict({**card.to_dict(), "bogus": 1})
 
 
+def test_a_cards_int8_float_scope_round_trips_and_is_checked():
+    from edgeface.compress.float_scope import FloatScope
+
+    card = models.get("mobilefacenet").card
+    assert "int8_float_scope" not in card.to_dict()  # cards without a rule of their own serialise as before
+    own = card.replace(int8_float_scope={"first": True, "last": 0})
+    assert ModelCard.from_json(own.to_json()) == own
+    assert FloatScope.for_card(own, FloatScope(first=True, last=3)) == FloatScope(first=True, last=0)
+    assert FloatScope.for_card(card, FloatScope(first=True, last=3)) == FloatScope(first=True, last=3)
+    for bad in ({"last": -1}, {"last": "1"}, {"first": 1}, {"middle": 2}, [0, 1]):
+        with pytest.raises(ValueError, match="int8_float_scope"):
+            card.replace(int8_float_scope=bad)
+
+
 def test_checkpoint_round_trip(tmp_path):
     card = models.get("mobilefacenet").card
     net = models.build_from_card(card).eval()

@@ -40,6 +40,10 @@ class ModelCard:
     params: int | None = None
     mflops: float | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    # The conv / linear layers an int8 export keeps in float, when this architecture needs its own
+    # rule: {"first": bool, "last": int} (compress.float_scope.FloatScope). None: each quantizer's
+    # default, measured on MobileFaceNet (PT2E keeps its last three layers: expand, GDC, projection).
+    int8_float_scope: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.color_order not in COLOR_ORDERS:
@@ -50,6 +54,11 @@ class ModelCard:
             raise ValueError(f"card {self.name!r}: embedding_size must be > 0, got {self.embedding_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"card {self.name!r}: mean/std need 3 values with std > 0, got {self.mean}/{self.std}")
+        if self.int8_float_scope is not None:
+            scope = self.int8_float_scope
+            if not isinstance(scope, dict) or set(scope) - {"first", "last"} or not isinstance(scope.get("first", True), bool) \
+                    or not isinstance(scope.get("last", 1), int) or isinstance(scope.get("last", 1), bool) or scope.get("last", 1) < 0:
+                raise ValueError(f"card {self.name!r}: int8_float_scope must be {{'first': bool, 'last': int >= 0}}, got {scope!r}")
         # Normalise containers so cards read back from JSON compare equal to the originals.
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
@@ -60,6 +69,8 @@ class ModelCard:
         d["input_size"] = list(self.input_size)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        if d["int8_float_scope"] is None:  # cards without their own rule read and hash as before the field existed
+            del d["int8_float_scope"]
         return d
 
     @classmethod

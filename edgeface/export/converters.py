@@ -291,7 +291,7 @@ def onnx_at_precision(model, card: ModelCard, precision: str, out_dir, calib: np
     return out_dir / conv.model_file
 
 
-def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scope: FloatScope = FloatScope(), compact: bool = True) -> Converted:
+def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scope: FloatScope | None = None, compact: bool = True) -> Converted:
     """NNCF post-training int8 (QDQ) on the ONNX graph; `kept_in_float` layers compute in float.
     compact: store what stays float smaller (onnx_compact: the float head's weights int8
     weight-only, other float params fp16, short names): 1.41 -> 1.11 MB on the reference."""
@@ -311,6 +311,7 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scop
 
         feed = lambda x: {name: normalize(x, src.card, i["layout"])}  # noqa: E731
     _log(f"NNCF int8 on ONNX with {len(calib)} calibration faces")
+    float_scope = float_scope or FloatScope.for_card(src.card, FloatScope())
     qmodel, kept = quantize(model, CalibrationSet(calib, feed), float_scope, QuantizeConfig("nncf"))
     _log(f"kept in float: {kept or 'nothing'}")
     storage = {}
@@ -328,7 +329,7 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scop
 
 
 def onnx_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float = 1e-5,
-                  float_scope: FloatScope = FloatScope.ends()) -> Converted:
+                  float_scope: FloatScope | None = None) -> Converted:
     """onnx-int8 by quantization-aware training (compress.quantize with method qat: NNCF PTQ on
     `calib`, then `steps` steps retraining the fake-quantized network to the float network's own
     embeddings of `train_faces`), exported with int8 weights: the same graph contract as onnx_int8,
@@ -341,6 +342,7 @@ def onnx_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: 
         raise ValueError(f"{src.path}: quantization-aware training needs the PyTorch model, not an ONNX file")
     if calib is None or len(calib) == 0 or len(train_faces) == 0:
         raise ValueError("quantization-aware training needs calibration and training faces")
+    float_scope = float_scope or FloatScope.for_card(src.card, FloatScope.ends())
     _log(f"QAT int8: NNCF PTQ on {len(calib)} calibration faces, then {steps} steps on {len(train_faces)} training faces")
     qnet, info = quantize(src.net, CalibrationSet(calib), float_scope,
                           QuantizeConfig("qat", {"card": src.card, "train_faces": train_faces, "steps": steps, "lr": lr}))
@@ -385,7 +387,7 @@ def ort_int8(src, out, calib):
 # --------------------------------------------------------------------------- OpenVINO
 
 
-def _openvino(src: ExportSource, out: Path, calib, precision: str, float_scope: FloatScope = FloatScope()) -> Converted:
+def _openvino(src: ExportSource, out: Path, calib, precision: str, float_scope: FloatScope | None = None) -> Converted:
     import openvino as ov
 
     onnx_path = _onnx_from_source(src, out / "source.onnx")
@@ -404,6 +406,7 @@ def _openvino(src: ExportSource, out: Path, calib, precision: str, float_scope: 
 
             feed = lambda x: normalize(x, src.card, i["layout"])  # noqa: E731
         _log(f"NNCF int8 on OpenVINO IR with {len(calib)} calibration faces")
+        float_scope = float_scope or FloatScope.for_card(src.card, FloatScope())
         model, kept = quantize(model, CalibrationSet(calib, feed), float_scope, QuantizeConfig("nncf"))
         _log(f"kept in float: {kept or 'nothing'}")
         info.update(quantizer=f"nncf {nncf.__version__}", calibration_faces=int(len(calib)), kept_in_float=kept)
@@ -523,7 +526,8 @@ def tflite_int8(src, out, calib):
     from ..models.graph import sample_faces
 
     _log(f"PT2E int8 with {len(calib)} calibration faces")
-    qmodel, quantizer, info = quantize(src.net, calib, FloatScope(first=True, last=3), QuantizeConfig("pt2e", {"card": src.card}))
+    scope = FloatScope.for_card(src.card, FloatScope(first=True, last=3))
+    qmodel, quantizer, info = quantize(src.net, calib, scope, QuantizeConfig("pt2e", {"card": src.card}))
     # litert warns "converted in training mode": an exported GraphModule keeps training=True,
     # but its ops were captured from the eval-mode graph (BN folded, no dropout), so nothing differs.
     litert_torch.convert(qmodel, (sample_faces(src.card, 1),), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out / "model.tflite"))
