@@ -67,7 +67,7 @@ def package(ckpt: Path) -> Path:
                                     "weights stored fp16",
                         # int8 keeps only the stem in float: its final 256x128 linear quantizes without loss (OpenVINO int8 of
                         # the keep-0.33 network: LFW-dev 97.37 % vs 97.30 % fp32), and PT2E's default of three float layers
-                        # (MobileFaceNet's end) kept two 3x3 convs of the widest stage in float here, 3 MB of TFLite int8
+                        # (MobileFaceNet's end) would keep two 3x3 convs of the widest stage in float here (an estimated 3.1 MB of TFLite int8)
                         int8_float_scope={"first": True, "last": 0})
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     PACKAGE_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
@@ -150,22 +150,24 @@ def main() -> int:
                     "retraining": "per stage: correlation channel selection on the current network, then Adam + cosine LR distillation from the dense network "
                                   "(1 - cosine to its embedding + W x relative stage-output error), BN statistics frozen, horizontal flips"}
 
-    net, keep_now = dense, 1.0
+    net = dense
     if args.start:
         net, start_card = load_checkpoint(args.start)
-        keep_now = float(np.mean(np.asarray(channel.mid_channels(net)) / np.asarray(dense_mid)))
-        print(f"start: {args.start} (mean kept fraction {keep_now:.3f})", flush=True)
+        kept = float(np.mean(np.asarray(channel.mid_channels(net)) / np.asarray(dense_mid)))
+        print(f"start: {args.start} (mean kept fraction {kept:.3f})", flush=True)
     for keep, steps in stages:
-        if keep > keep_now + 1e-3 or (keep > keep_now - 1e-3 and not args.continue_training):
+        # the stage's inner widths: a fraction of the *dense* width per block (--keep-at per stage width)
+        want = {name: max(8, int(round(keep_at.get(net.get_submodule(name).conv2.out_channels, keep) * c_dense)))
+                for name, c_dense in zip(channel.bottlenecks(net), dense_mid)}
+        now = dict(zip(channel.bottlenecks(net), channel.mid_channels(net)))
+        prune = any(want[b] < now[b] for b in now)
+        # a stage no narrower than the network anywhere was passed already; one of its very widths is retrained with --continue-training
+        if not prune and (not args.continue_training or any(want[b] > now[b] for b in now)):
             continue
         t = time.time()
         stats = pool[: args.stats_faces]
-        # n_keep per block is a fraction of the *dense* width, selected among the current channels
-        rel = {}
-        for name, c_now, c_dense in zip(channel.bottlenecks(net), channel.mid_channels(net), dense_mid):
-            k = keep_at.get(net.get_submodule(name).conv2.out_channels, keep)
-            rel[name] = min(c_now, max(8, int(round(k * c_dense)))) / c_now
-        prune = any(frac < 1 for frac in rel.values())
+        # channels selected among the current ones
+        rel = {b: min(now[b], want[b]) / now[b] for b in now}
         if prune:
             acts = channel.expansion_activations(net, finetune.batches(stats, card))
             idx = channel.select_channels(net, rel, "correlation", acts)
@@ -189,7 +191,6 @@ def main() -> int:
         r = pairs.report(embed_with_onnx(net, card, pairs.crops, args.threads))
         ckpt = save_checkpoint(net, channel.pruned_card(net, card, name, f"dlib_resnet, correlation channel pruning in stages down to S={keep} of the dense inner widths, "
                                                         "retrained by distillation from the dense network (benchmarks/dlib_edge.py)"), save_dir / f"{name}.safetensors")
-        keep_now = keep
         row = {"keep": keep, "params": count_params(net), "mflops": round(count_mflops(net, card.input_size), 1), "mid_channels": channel.mid_channels(net),
                "steps": steps, "accuracy_before_retraining": acc0, "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"],
                "loss": {"first": losses[0], "last_100_mean": float(np.mean(losses[-100:])), "every_100": [round(float(np.mean(losses[i:i + 100])), 5) for i in range(0, len(losses), 100)]},

@@ -34,12 +34,14 @@ BENCH = ("lfw-dev", "cfp-ff", "cfp-fp")
 
 
 def export(spec: str, out: Path, threads: int) -> dict:
-    from edgeface.export import ExportOptions, export_bundle
+    from edgeface.export import ExportOptions, export_bundle, load_source
     from edgeface.runtime.bundle import read_meta
 
     if (out / "edgeface.json").is_file():
         meta = read_meta(out)
-        if "lfw_dev" in meta["parity"] and "cfp_fp" in meta["parity"] and "calibration_set" in meta["thresholds"]:
+        # reused only when made from these very weights: a retrained model keeps its name
+        same_source = meta["source"].get("sha256") == load_source(spec).sha256
+        if same_source and "lfw_dev" in meta["parity"] and "cfp_fp" in meta["parity"] and "calibration_set" in meta["thresholds"]:
             return meta
     t = time.time()
     meta = export_bundle(spec, "onnx", "fp32", out, ExportOptions(threads=threads, show_progress=False))

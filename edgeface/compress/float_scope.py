@@ -34,7 +34,7 @@ class FloatScope:
         """The card's own rule (ModelCard.int8_float_scope) when it has one, else the quantizer's
         `default`. dlib's ResNet ends in one 256x128 linear after the pool: PT2E's default of three
         float layers kept two 3x3 convs of its widest stage in float (dense TFLite int8 8.98 MB
-        instead of ~5.7)."""
+        for 5.6 M parameters)."""
         spec = getattr(card, "int8_float_scope", None)
         if not spec:
             return default
