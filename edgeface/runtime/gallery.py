@@ -312,9 +312,20 @@ class Gallery:
         self._check_or_create(card, codec)
 
     def _state(self) -> tuple[int, int, set]:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        # One read transaction, so the three reads see one snapshot. As separate statements, a process
+        # could read version 0 and application_id 0 before another one's schema commit and the tables
+        # after it, and refuse a good new gallery as "not an edgeface gallery" (seen once in
+        # test_processes_creating_one_new_gallery_at_once_all_succeed during a full suite run).
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN")
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            if own:
+                self.conn.execute("COMMIT")
         return version, app_id, tables
 
     def _check_or_create(self, card: ModelCard | None, codec: str) -> None:
