@@ -68,7 +68,7 @@ def table(result: dict) -> str:
     rows = result["rows"]
     n_all = next((r["threads_all"] for r in rows if r.get("threads_all")), None)
     tb = result["settings"].get("throughput_batch")
-    cols = ["target", "backend", "MB", "cold s", "p50 ms 1t (IQR)", f"p50/p99 ms {n_all}t", f"img/s 1t @{tb}", f"img/s {n_all}t @{tb}", "RSS MB", "cos min/mean", *_accuracy_heads(rows, "acc"), "budgets"]
+    cols = ["target", "backend", "MiB", "cold s", "p50 ms 1t (IQR)", f"p50/p99 ms {n_all}t", f"img/s 1t @{tb}", f"img/s {n_all}t @{tb}", "RSS MB", "cos min/mean", *_accuracy_heads(rows, "acc"), "budgets"]
     body = []
     for r in rows:
         body.append([
@@ -101,7 +101,7 @@ def markdown(result: dict) -> str:
     rows = result["rows"]
     n_all = next((r["threads_all"] for r in rows if r.get("threads_all")), "all")
     tb = result["settings"].get("throughput_batch")
-    head = ["model", "target", "size MB", "cold start s", "p50 ms 1 thread (IQR)", "CPU ms 1 thread", f"p50 / p99 ms {n_all} threads", f"img/s @{tb} 1 / {n_all} threads", "peak RSS MB", "cosine to source min / mean", *_accuracy_heads(rows, "acc")]
+    head = ["model", "target", "size MiB", "cold start s", "p50 ms 1 thread (IQR)", "CPU ms 1 thread", f"p50 / p99 ms {n_all} threads", f"img/s @{tb} 1 / {n_all} threads", "peak RSS MB", "cosine to source min / mean", *_accuracy_heads(rows, "acc")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
