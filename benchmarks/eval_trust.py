@@ -37,14 +37,15 @@ def export(spec: str, out: Path, threads: int) -> dict:
     from edgeface.export import ExportOptions, export_bundle, load_source
     from edgeface.runtime.bundle import read_meta
 
+    src = load_source(spec)
     if (out / "edgeface.json").is_file():
         meta = read_meta(out)
         # reused only when made from these very weights: a retrained model keeps its name
-        same_source = meta["source"].get("sha256") == load_source(spec).sha256
+        same_source = meta["source"].get("sha256") == src.sha256
         if same_source and "lfw_dev" in meta["parity"] and "cfp_fp" in meta["parity"] and "calibration_set" in meta["thresholds"]:
             return meta
     t = time.time()
-    meta = export_bundle(spec, "onnx", "fp32", out, ExportOptions(threads=threads, show_progress=False))
+    meta = export_bundle(spec, "onnx", "fp32", out, ExportOptions(threads=threads, show_progress=False), src=src)
     print(f"exported {spec} -> {out} in {time.time() - t:.0f} s", flush=True)
     return meta
 

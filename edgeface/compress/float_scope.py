@@ -35,10 +35,8 @@ class FloatScope:
         `default`. dlib's ResNet ends in one 256x128 linear after the pool: PT2E's default of three
         float layers kept two 3x3 convs of its widest stage in float (dense TFLite int8 8.98 MB
         for 5.6 M parameters)."""
-        spec = getattr(card, "int8_float_scope", None)
-        if not spec:
-            return default
-        return cls(first=bool(spec.get("first", True)), last=int(spec.get("last", 1)))
+        spec = getattr(card, "int8_float_scope", None)  # validated by ModelCard: keys first / last only
+        return cls(**spec) if spec else default
 
     def head(self, layers: list[str]) -> list[str]:
         return list(layers[:1]) if self.first and layers else []

@@ -19,6 +19,9 @@ import torch
 from ..core.card import ModelCard
 from .float_scope import FloatScope
 
+# The first conv and MobileFaceNet's last three layers (expand 1x1, GDC, projection): see pt2e_int8.
+DEFAULT_FLOAT_SCOPE = FloatScope(first=True, last=3)
+
 
 def _quantizer(float_from: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = ()):
     """litert-torch's PT2EQuantizer (symmetric int8, per-channel weights), with everything from
@@ -73,7 +76,7 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_sc
     # MobileFaceNet (tflite_int8_methods_068.json): only the head float, min cosine 0.955; + first
     # conv 0.969; + the last three layers (expand 1x1, GDC, projection) 0.972; + mirrored copies
     # of the calibration faces 0.980 / mean 0.992.
-    float_scope = FloatScope(first=True, last=3) if float_scope is None else float_scope
+    float_scope = DEFAULT_FLOAT_SCOPE if float_scope is None else float_scope
     tail = [f"net.{name}" for name in float_scope.tail(layers)]
     first = tuple(f"net.{name}" for name in float_scope.head(layers))
     quantizer = _quantizer(tail[:1], activation_observer, first)  # from the tail's first layer on, all float

@@ -56,8 +56,11 @@ class ModelCard:
             raise ValueError(f"card {self.name!r}: mean/std need 3 values with std > 0, got {self.mean}/{self.std}")
         if self.int8_float_scope is not None:
             scope = self.int8_float_scope
-            if not isinstance(scope, dict) or set(scope) - {"first", "last"} or not isinstance(scope.get("first", True), bool) \
-                    or not isinstance(scope.get("last", 1), int) or isinstance(scope.get("last", 1), bool) or scope.get("last", 1) < 0:
+            ok = isinstance(scope, dict) and not set(scope) - {"first", "last"}
+            if ok:
+                first, last = scope.get("first", True), scope.get("last", 1)
+                ok = isinstance(first, bool) and isinstance(last, int) and not isinstance(last, bool) and last >= 0
+            if not ok:
                 raise ValueError(f"card {self.name!r}: int8_float_scope must be {{'first': bool, 'last': int >= 0}}, got {scope!r}")
         # Normalise containers so cards read back from JSON compare equal to the originals.
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))

@@ -523,10 +523,11 @@ def tflite_int8(src, out, calib):
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
+    from ..compress.pt2e import DEFAULT_FLOAT_SCOPE
     from ..models.graph import sample_faces
 
     _log(f"PT2E int8 with {len(calib)} calibration faces")
-    scope = FloatScope.for_card(src.card, FloatScope(first=True, last=3))
+    scope = FloatScope.for_card(src.card, DEFAULT_FLOAT_SCOPE)
     qmodel, quantizer, info = quantize(src.net, calib, scope, QuantizeConfig("pt2e", {"card": src.card}))
     # litert warns "converted in training mode": an exported GraphModule keeps training=True,
     # but its ops were captured from the eval-mode graph (BN folded, no dropout), so nothing differs.
