@@ -106,6 +106,7 @@ def main() -> int:
                     help=f"training sources: shared dataset names, or {faces.LFW_EXTRA} (LFW's people in no evaluation pair)")
     ap.add_argument("--jitter", action="store_true", help="a new geometric/photometric view of every face each step, its target the teacher's embedding of that view")
     ap.add_argument("--relation-weight", type=float, default=0.0, help="weight of the batch cosine-matrix term (student vs teacher)")
+    ap.add_argument("--mixup", type=float, default=0.0, help="fraction of each batch replaced by blends of two faces, the target the teacher's embedding of the blend")
     ap.add_argument("--label", default="", help="names this run's rows in the table (rows of other labels are kept)")
     ap.add_argument("--eval-every", type=int, default=0, help="save a checkpoint and measure LFW-dev every N steps (0: only at the end of a stage)")
     ap.add_argument("--stats-faces", type=int, default=64)
@@ -139,13 +140,13 @@ def main() -> int:
     pool = faces.training_faces(card, args.faces_per_source, sources=tuple(args.sources.split(",")))
     print(f"{len(pool)} training faces, {len(pairs.ia)} LFW-dev pairs", flush=True)
     # with --jitter (or --relation-weight) the targets are the teacher's embeddings of each step's views, not of the stored faces
-    teacher = None if args.jitter or args.relation_weight > 0 else embed_with_onnx(dense, card, pool, args.threads)
+    teacher = None if args.jitter or args.relation_weight > 0 or args.mixup > 0 else embed_with_onnx(dense, card, pool, args.threads)
     if "dense" not in res:
         r = pairs.report(embed_with_onnx(dense, card, pairs.crops, args.threads))
         res["dense"] = {"params": count_params(dense), "mflops": round(count_mflops(dense, card.input_size), 1), "mid_channels": dense_mid,
                         "accuracy": r["accuracy_mean"], "accuracy_std": r["accuracy_std"]}
     res["setup"] = {"stages": stages, "keep_at": keep_at, "training_faces": len(pool), "sources": args.sources, "batch": args.batch, "lr": args.lr, "feature_distill": args.feature_distill,
-                    "jitter": args.jitter, "relation_weight": args.relation_weight,
+                    "jitter": args.jitter, "relation_weight": args.relation_weight, "mixup": args.mixup,
                     "lfw_pairs": int(len(pairs.ia)), "folds": args.folds,
                     "retraining": "per stage: correlation channel selection on the current network, then Adam + cosine LR distillation from the dense network "
                                   "(1 - cosine to its embedding + W x relative stage-output error), BN statistics frozen, horizontal flips"}
@@ -187,7 +188,7 @@ def main() -> int:
 
         losses = finetune.distill(net, card, pool, teacher, None, epochs=steps * args.batch / len(pool), batch_size=args.batch, lr=args.lr,
                                   show_progress=True, teacher_model=dense, feature_weight=args.feature_distill, seed=len(res["rows"]),
-                                  jitter=args.jitter, relation_weight=args.relation_weight, on_step=checkpoint)
+                                  jitter=args.jitter, relation_weight=args.relation_weight, mixup=args.mixup, on_step=checkpoint)
         r = pairs.report(embed_with_onnx(net, card, pairs.crops, args.threads))
         ckpt = save_checkpoint(net, channel.pruned_card(net, card, name, f"dlib_resnet, correlation channel pruning in stages down to S={keep} of the dense inner widths, "
                                                         "retrained by distillation from the dense network (benchmarks/dlib_edge.py)"), save_dir / f"{name}.safetensors")

@@ -183,3 +183,37 @@ def test_distill_with_teacher_views_and_relations_pulls_the_student_to_the_teach
         finetune.distill(student, CARD, faces, None, epochs=1, batch_size=8, show_progress=False)
     # with teacher views no stored targets are needed at all
     finetune.distill(student, CARD, faces, None, epochs=1, batch_size=8, show_progress=False, teacher_model=teacher_net, jitter=True)
+
+
+def test_distill_mixup_shows_the_teacher_blends_of_the_batch_and_the_rest_real_faces():
+    """mixup replaces that fraction of a batch by blends of two of its faces, and the teacher is
+    asked about the very same blends (its targets are those of the student's inputs)."""
+    teacher_net, student = _small(seed=0), _small(seed=1)
+    faces = _faces(8)
+    real = finetune.to_tensor(faces, CARD)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            seen.append(x.clone())
+            return self.net(x)
+
+    def matches_a_real_face(x):
+        return bool(((real - x[None]).abs().amax(dim=(1, 2, 3)) < 1e-6).any())
+
+    for fraction, want_blends in ((0.0, 0), (1.0, 8)):
+        seen.clear()
+        finetune.distill(student, CARD, faces, None, epochs=1, batch_size=8, show_progress=False, flip=False,
+                         teacher_model=Recorder(teacher_net), relation_weight=1.0, mixup=fraction)
+        assert len(seen) == 1 and len(seen[0]) == 8
+        blends = sum(not matches_a_real_face(x) for x in seen[0])
+        # with mixup 1.0 a face blended with itself (the permutation's fixed point) or at lambda 1 stays real: at most a few
+        assert blends == want_blends if fraction == 0 else blends >= 5, (fraction, blends)
+    with pytest.raises(ValueError, match="teacher_model"):
+        finetune.distill(student, CARD, faces, np.zeros((8, 16), np.float32), epochs=1, batch_size=8, show_progress=False, mixup=0.5)
+    with pytest.raises(ValueError, match="mixup is the fraction"):
+        finetune.distill(student, CARD, faces, None, epochs=1, batch_size=8, show_progress=False, teacher_model=teacher_net, mixup=1.5)

@@ -63,6 +63,7 @@ def distill(
     feature_weight: float = 0.0,
     jitter: bool = False,
     relation_weight: float = 0.0,
+    mixup: float = 0.0,
     on_step=None,
 ) -> list[float]:
     """Retrain all weights of `model` (masked ones stay zero) towards `teacher` embeddings of
@@ -81,14 +82,21 @@ def distill(
     way. `relation_weight` adds W x the mean squared difference between the student's and the
     teacher's cosine-similarity matrices of the batch: verification is decided by cosines between
     faces, so the student learns the teacher's geometry between people as well as each point.
+    `mixup` (needs `teacher_model`) replaces that fraction of each batch by blends of two of its
+    faces, lambda ~ U(0, 1), the target being the teacher's embedding of the blend (function
+    matching, Beyer et al. 2022, "Knowledge distillation: a good teacher is patient and
+    consistent"): the student is asked to copy the teacher between faces too, which a few thousand
+    real faces cannot cover; the rest of the batch stays real faces.
     `on_step(step, model)` is called after every optimiser step (checkpoints of a long run); it
     may evaluate or export the model, because the training state is set again after it."""
-    if (jitter or relation_weight > 0) and teacher_model is None:
-        raise ValueError("jitter and relation_weight need teacher_model: the targets come from the teacher's view of each face")
+    if (jitter or relation_weight > 0 or mixup > 0) and teacher_model is None:
+        raise ValueError("jitter, relation_weight and mixup need teacher_model: the targets come from the teacher's view of each face")
+    if not 0.0 <= mixup <= 1.0:
+        raise ValueError(f"mixup is the fraction of each batch that is blended, in [0, 1]; got {mixup}")
     use_features = teacher_model is not None and feature_weight > 0
-    use_teacher_view = teacher_model is not None and (jitter or relation_weight > 0)
+    use_teacher_view = teacher_model is not None and (jitter or relation_weight > 0 or mixup > 0)
     if teacher is None and not use_teacher_view:
-        raise ValueError("teacher embeddings are needed unless the targets come from the teacher's view (jitter or relation_weight)")
+        raise ValueError("teacher embeddings are needed unless the targets come from the teacher's view (jitter, relation_weight or mixup)")
     if teacher is not None and len(faces) != len(teacher):
         raise ValueError(f"{len(faces)} faces but {len(teacher)} teacher embeddings")
     if masks:
@@ -126,6 +134,11 @@ def distill(
         if jitter:
             x = jitter_views(x, rng)
         xt = to_tensor(np.ascontiguousarray(x), card)
+        if mixup > 0:
+            # blending the normalised tensors blends the pixels (the normalisation is affine)
+            blend = rng.random(len(idx)) < mixup
+            lam = torch.from_numpy(np.where(blend, rng.random(len(idx)), 1.0).astype(np.float32))[:, None, None, None]
+            xt = lam * xt + (1 - lam) * xt[torch.from_numpy(rng.permutation(len(idx)))]
         t_emb = None if target is None else target[idx]
         if use_features:
             y, feats = model.forward_with_features(xt)
