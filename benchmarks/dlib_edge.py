@@ -139,8 +139,8 @@ def main() -> int:
         pairs = pairs.subset(args.folds)
     pool = faces.training_faces(card, args.faces_per_source, sources=tuple(args.sources.split(",")))
     print(f"{len(pool)} training faces, {len(pairs.ia)} LFW-dev pairs", flush=True)
-    # with --jitter (or --relation-weight) the targets are the teacher's embeddings of each step's views, not of the stored faces
-    teacher = None if args.jitter or args.relation_weight > 0 or args.mixup > 0 else embed_with_onnx(dense, card, pool, args.threads)
+    # with --jitter, --relation-weight or --mixup the targets are the teacher's embeddings of each step's inputs, not of the stored faces
+    teacher = None if finetune.targets_from_teacher_view(args.jitter, args.relation_weight, args.mixup) else embed_with_onnx(dense, card, pool, args.threads)
     if "dense" not in res:
         r = pairs.report(embed_with_onnx(dense, card, pairs.crops, args.threads))
         res["dense"] = {"params": count_params(dense), "mflops": round(count_mflops(dense, card.input_size), 1), "mid_channels": dense_mid,

@@ -47,6 +47,12 @@ def _freeze_bn(model: nn.Module) -> None:
             m.eval()
 
 
+def targets_from_teacher_view(jitter: bool, relation_weight: float, mixup: float) -> bool:
+    """Whether `distill` with these options takes each step's targets from the teacher network's
+    view of that step's inputs (so no stored teacher embeddings are needed)."""
+    return jitter or relation_weight > 0 or mixup > 0
+
+
 def distill(
     model: nn.Module,
     card: ModelCard,
@@ -89,12 +95,13 @@ def distill(
     real faces cannot cover; the rest of the batch stays real faces.
     `on_step(step, model)` is called after every optimiser step (checkpoints of a long run); it
     may evaluate or export the model, because the training state is set again after it."""
-    if (jitter or relation_weight > 0 or mixup > 0) and teacher_model is None:
+    teacher_view = targets_from_teacher_view(jitter, relation_weight, mixup)
+    if teacher_view and teacher_model is None:
         raise ValueError("jitter, relation_weight and mixup need teacher_model: the targets come from the teacher's view of each face")
     if not 0.0 <= mixup <= 1.0:
         raise ValueError(f"mixup is the fraction of each batch that is blended, in [0, 1]; got {mixup}")
     use_features = teacher_model is not None and feature_weight > 0
-    use_teacher_view = teacher_model is not None and (jitter or relation_weight > 0 or mixup > 0)
+    use_teacher_view = teacher_model is not None and teacher_view
     if teacher is None and not use_teacher_view:
         raise ValueError("teacher embeddings are needed unless the targets come from the teacher's view (jitter, relation_weight or mixup)")
     if teacher is not None and len(faces) != len(teacher):
