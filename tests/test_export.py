@@ -322,8 +322,8 @@ def test_qat_export_is_a_verified_bundle_trained_on_faces_it_is_not_checked_on(s
     from edgeface.export.bundle_writer import _faces, plan_export, qat_training_faces
 
     opts = ExportOptions(**SMALL, qat_steps=3, qat_faces=48)
-    with pytest.raises(ValueError, match="onnx int8 only"):
-        plan_export("", "tflite", "int8", tmp_path / "x", opts, src=source)
+    with pytest.raises(ValueError, match="onnx-int8, openvino-int8, tflite-int8 only, not onnx-fp16"):
+        plan_export("", "onnx", "fp16", tmp_path / "x", opts, src=source)
     calib, _, verify, _ = _faces(source.card, opts)
     train = qat_training_faces(source.card, opts, set(calib.paths) | set(verify.paths))
     assert len(train) >= 40
@@ -338,6 +338,63 @@ def test_qat_export_is_a_verified_bundle_trained_on_faces_it_is_not_checked_on(s
     from edgeface.runtime.conformance import check_conformance
 
     assert check_conformance(load_bundle(tmp_path / "qat"))["passed"]
+
+
+@pytest.mark.parametrize("target", ["openvino", "tflite"])
+def test_qat_reaches_openvino_and_tflite_int8(source, tmp_path, target):
+    """--qat on the other int8 targets: OpenVINO IR from the NNCF QAT network's Q/DQ graph, TFLite
+    from a PT2E fake-quantized graph trained the same way; each a verified bundle whose record
+    names the QAT converter and its steps, and whose layers run int8."""
+    pytest.importorskip("nncf" if target == "openvino" else "litert_torch")
+    from edgeface.export import ExportOptions, export_bundle
+    from edgeface.runtime.conformance import check_conformance
+
+    meta = export_bundle("", target, "int8", tmp_path / target, ExportOptions(**SMALL, qat_steps=3, qat_faces=48), src=source)
+    assert meta["export"]["converter"] == f"{target}_int8_qat" and meta["export"]["details"]["qat"]["steps"] == 3
+    if target == "openvino":
+        assert meta["status"] == "verified", meta["verification"]
+        assert meta["parity"]["cosine_mean"] >= 0.99 and meta["parity"]["cosine_min"] >= 0.97
+    else:  # 64 calibration faces and 3 steps: near PTQ's own 0.99 mean on this model (test_tflite_int8_is_integer_and_close)
+        assert meta["status"] in ("verified", "failed") and meta["parity"]["cosine_mean"] >= 0.97, meta["parity"]
+    if target == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        it = Interpreter(model_path=str(tmp_path / target / "model.tflite"))
+        types = {t["index"]: t["dtype"] for t in it.get_tensor_details()}
+        convs = [op for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+        assert sum(types[op["inputs"][1]] == np.int8 for op in convs) > 5
+    else:
+        import openvino as ov
+
+        ops = ov.Core().read_model(str(tmp_path / target / "model.xml")).get_ordered_ops()
+        assert sum(op.get_type_name() == "FakeQuantize" for op in ops) > 5
+        assert any(op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8 for op in ops)
+        assert check_conformance(load_bundle(tmp_path / target))["passed"]
+
+
+def test_pt2e_qat_trains_the_weights_and_keeps_the_calibrated_activation_ranges(source):
+    """PT2E QAT starts from the same histogram calibration as PTQ (its activation scales are
+    PTQ's, frozen while training) and then changes the weights: the trained graph's embeddings
+    move away from PTQ's, towards nothing else than the float model's."""
+    pytest.importorskip("litert_torch")
+    import torch
+
+    from edgeface.compress.pt2e import pt2e_int8
+
+    h, w = source.card.input_size
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (24, h, w, 3), dtype=np.uint8)
+    ptq, _, _ = pt2e_int8(source.net, source.card, faces[:8], batch=8)
+    qat, _, info = pt2e_int8(source.net, source.card, faces[:8], batch=8, train_faces=faces[8:], steps=4, lr=1e-3, show_progress=False)
+
+    def activation_scales(m):
+        return [float(n.args[1]) for n in m.graph.nodes if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and not isinstance(n.args[1], torch.fx.Node)]
+
+    assert info["qat"]["steps"] == 4 and info["qat"]["parameters_trained"] > 0
+    assert activation_scales(ptq) and activation_scales(ptq) == activation_scales(qat)
+    x = torch.from_numpy(faces[:4])
+    with torch.no_grad():
+        assert not torch.allclose(ptq(x), qat(x), atol=1e-4)
 
 
 def test_export_that_breaks_parity_is_caught(source, tmp_path):

@@ -47,10 +47,11 @@ def register(sub) -> None:
     p.add_argument("--detector", metavar="PATH", help="ship this YuNet face detector ONNX file in the bundle (hashed like the model, licence "
                                                         "recorded; LICENSE beside it is copied too): the runtime uses it when no --detector is given")
     p.add_argument("--detector-licence", help="licence of a --detector file the kit does not know by hash (it is redistributed in the bundle)")
-    p.add_argument("--qat", type=int, default=0, metavar="STEPS", help="onnx int8 only: quantization-aware training steps after PTQ "
-                   "(retrains the fake-quantized network to the float one's embeddings of 1,000 training faces disjoint from calibration and "
+    p.add_argument("--qat", type=int, default=0, metavar="STEPS", help="onnx / tflite int8 only: quantization-aware training steps after PTQ "
+                   "(retrains the fake-quantized network to the float one's embeddings of --qat-faces training faces disjoint from calibration and "
                    "verification; default 0: PTQ only)")
     p.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (Adam; default 1e-5)")
+    p.add_argument("--qat-faces", type=int, default=1000, help="QAT training faces (default 1000)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--check", metavar="BUNDLE", help="instead of exporting: re-run BUNDLE's conformance set and hash checks")
     p.add_argument("--list-targets", action="store_true", help="print the target table and exit")
@@ -100,7 +101,7 @@ def run(args) -> int:
 
     opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,
                          lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks), graph=args.graph,
-                         detector=args.detector, detector_licence=args.detector_licence, qat_steps=args.qat, qat_lr=args.qat_lr)
+                         detector=args.detector, detector_licence=args.detector_licence, qat_steps=args.qat, qat_lr=args.qat_lr, qat_faces=args.qat_faces)
     kw = {}
     if args.arch:
         kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)

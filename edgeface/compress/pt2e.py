@@ -23,7 +23,7 @@ from .float_scope import FloatScope
 DEFAULT_FLOAT_SCOPE = FloatScope(first=True, last=3)
 
 
-def _quantizer(float_from: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = ()):
+def _quantizer(float_from: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = (), qat: bool = False):
     """litert-torch's PT2EQuantizer (symmetric int8, per-channel weights), with everything from
     the first node of a `float_from` module to the output, and the `float_modules`, left in float (its
     set_module_name(name, None) is not implemented, so the annotations are dropped after
@@ -31,6 +31,10 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
     from litert_torch.quantize import pt2e_quantizer as pq
 
     class FloatScopeQuantizer(pq.PT2EQuantizer):
+        # BatchNorm is folded before export, so QAT has no conv+BN pairs to fuse (litert-torch's
+        # conv_bn pattern builder also fails against this torchao: it exports a function)
+        STATIC_QAT_ONLY_OPS: list[str] = []
+
         def annotate(self, model):
             model = super().annotate(model)
             floating = False
@@ -41,7 +45,17 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
                     node.meta.pop("quantization_annotation", None)
             return model
 
-    config = pq.get_symmetric_quantization_config(is_per_channel=True)
+    config = pq.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
+    if qat:
+        # fake-quantized activations whose ranges come from the same histogram search as PTQ's (qat_steps freezes them)
+        import dataclasses
+
+        from torchao.quantization.pt2e.fake_quantize import FakeQuantize
+        from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
+
+        observer = MinMaxObserver if activation_observer == "minmax" else HistogramObserver
+        act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=FakeQuantize.with_args(observer=observer, eps=2**-12))
+        return FloatScopeQuantizer().set_global(dataclasses.replace(config, input_activation=act, output_activation=act))
     if activation_observer == "minmax":
         import dataclasses
 
@@ -53,12 +67,15 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
 
 
 def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_scope: FloatScope | None = None,
-              mirror_calibration: bool = True, activation_observer: str = "histogram", fold_bn: bool = True, batch: int = 32):
+              mirror_calibration: bool = True, activation_observer: str = "histogram", fold_bn: bool = True, batch: int = 32,
+              train_faces: np.ndarray | None = None, steps: int = 0, lr: float = 1e-5, seed: int = 0, show_progress: bool = True):
     """A PT2E-quantized FaceEmbeddingGraph of `net` (uint8 NHWC faces in, unit embeddings out),
     ready for litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=quantizer)).
     BatchNorm is folded first, so each conv is quantized with the weights that run on the
-    device. float_scope: the layers left float (default: the first and the last three). Returns
-    (quantized module, quantizer, info)."""
+    device. float_scope: the layers left float (default: the first and the last three).
+
+    steps > 0: quantization-aware training (see qat_steps) on `train_faces` after calibration;
+    0: post-training quantization. Returns (quantized module, quantizer, info)."""
     from torchao.quantization.pt2e import quantize_pt2e
 
     from .fold import execution_order, fold_batchnorm
@@ -79,18 +96,68 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_sc
     float_scope = DEFAULT_FLOAT_SCOPE if float_scope is None else float_scope
     tail = [f"net.{name}" for name in float_scope.tail(layers)]
     first = tuple(f"net.{name}" for name in float_scope.head(layers))
-    quantizer = _quantizer(tail[:1], activation_observer, first)  # from the tail's first layer on, all float
+    if steps < 0:
+        raise ValueError(f"QAT steps must be >= 0, got {steps}")
+    if steps and (train_faces is None or len(train_faces) < 2):
+        raise ValueError(f"PT2E quantization-aware training needs training faces, got {0 if train_faces is None else len(train_faces)}")
+    quantizer = _quantizer(tail[:1], activation_observer, first, qat=steps > 0)  # from the tail's first layer on, all float
     batch_dim = torch.export.Dim("batch", min=1, max=4096)
     ex = torch.export.export(graph, (sample_faces(card, 2),), dynamic_shapes=({0: batch_dim},)).module()
-    m = quantize_pt2e.prepare_pt2e(ex, quantizer)
+    m = (quantize_pt2e.prepare_qat_pt2e if steps else quantize_pt2e.prepare_pt2e)(ex, quantizer)
     n_faces = len(calib)
     if mirror_calibration:  # a mirrored face is a face: twice the data for the histograms
         calib = np.concatenate([calib, calib[:, :, ::-1]])
     with torch.no_grad():  # observers record the activation ranges
         for k in range(0, len(calib), batch):
             m(torch.from_numpy(np.ascontiguousarray(calib[k : k + batch])))
-    m = quantize_pt2e.convert_pt2e(m, fold_quantize=False)
     info = {"quantizer": "PT2E (torchao) with litert-torch's PT2EQuantizer: int8 per-channel weights, int8 activations around conv/linear/add; PReLU in float",
             "batchnorm_folded": folded, "calibration_faces": n_faces, "calibration_mirrored": mirror_calibration,
             "kept_in_float": list(first) + tail}
+    if steps:
+        info["qat"] = qat_steps(m, graph, train_faces, steps, lr, batch, seed, show_progress)
+    m = quantize_pt2e.convert_pt2e(m, fold_quantize=False)
     return m, quantizer, info
+
+
+def qat_steps(m: torch.nn.Module, float_graph: torch.nn.Module, faces: np.ndarray, steps: int, lr: float, batch: int, seed: int = 0,
+              show_progress: bool = True) -> dict:
+    """Quantization-aware training of the prepared (fake-quantized) graph `m`, in place: its weights
+    learn to reproduce the float graph's own embeddings of `faces` and of their mirror images
+    (1 - cosine; distillation from the float model, no labels). The activation ranges stay those
+    calibration chose (the histogram observers are switched off first: a moving min/max of
+    training batches measured worse ranges than the histogram search on the reference model, see
+    the module docstring); the weight ranges follow the weights. Returns steps, lr and the loss at
+    the start and the end."""
+    from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_train
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
+
+    from ..core.progress import progress
+
+    for mod in m.modules():  # freeze the calibrated activation ranges; weight quantizers (per channel) keep observing
+        if isinstance(mod, FakeQuantizeBase) and not getattr(mod, "is_per_channel", False):
+            mod.disable_observer()
+    with torch.no_grad():
+        teacher = float_graph.eval()
+        faces = np.concatenate([faces, faces[:, :, ::-1]])  # mirrored faces are faces too
+        targets = torch.cat([teacher(torch.from_numpy(np.ascontiguousarray(faces[k : k + 64]))) for k in range(0, len(faces), 64)])
+    move_exported_model_to_train(m)
+    allow_exported_model_train_eval(m)
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in progress(range(steps), desc="PT2E QAT", unit="step", enabled=show_progress):
+        idx = rng.choice(len(faces), min(batch, len(faces)), replace=False)
+        out = m(torch.from_numpy(np.ascontiguousarray(faces[idx])))
+        loss = (1 - torch.nn.functional.cosine_similarity(out, targets[idx], dim=1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    m.eval()
+    k = max(1, min(20, len(losses) // 5))
+    return {"steps": steps, "lr": lr, "batch": batch, "training_faces": len(faces) // 2, "training_faces_mirrored": True,
+            "parameters_trained": int(sum(p.numel() for p in params)),
+            "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:]))}

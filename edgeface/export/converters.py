@@ -328,28 +328,52 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scop
                                                           "calibration_faces": int(len(calib)), "kept_in_float": kept, "storage": storage})
 
 
-def onnx_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float = 1e-5,
-                  float_scope: FloatScope | None = None) -> Converted:
-    """onnx-int8 by quantization-aware training (compress.quantize with method qat: NNCF PTQ on
-    `calib`, then `steps` steps retraining the fake-quantized network to the float network's own
-    embeddings of `train_faces`), exported with int8 weights: the same graph contract as onnx_int8,
-    for models where post-training int8 loses too much."""
+def _nncf_qat_onnx(src: ExportSource, path: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float,
+                   float_scope: FloatScope | None, compact: bool) -> dict:
+    """NNCF quantization-aware training of src's network (compress.quantize with method qat: NNCF
+    PTQ on `calib`, then `steps` steps retraining the fake-quantized network to the float
+    network's own embeddings of `train_faces`), written to `path` as a Q/DQ ONNX graph with int8
+    weights. Returns the export details."""
     import nncf
 
     from ..compress.qat import export_qat_onnx
 
     if src.kind != "torch":
         raise ValueError(f"{src.path}: quantization-aware training needs the PyTorch model, not an ONNX file")
-    if calib is None or len(calib) == 0 or len(train_faces) == 0:
+    if calib is None or len(calib) == 0 or train_faces is None or len(train_faces) == 0:
         raise ValueError("quantization-aware training needs calibration and training faces")
     float_scope = float_scope or FloatScope.for_card(src.card, FloatScope.ends())
     _log(f"QAT int8: NNCF PTQ on {len(calib)} calibration faces, then {steps} steps on {len(train_faces)} training faces")
     qnet, info = quantize(src.net, CalibrationSet(calib), float_scope,
                           QuantizeConfig("qat", {"card": src.card, "train_faces": train_faces, "steps": steps, "lr": lr}))
-    storage = export_qat_onnx(qnet, src.card, out / "model.onnx", compact=True)
+    storage = export_qat_onnx(qnet, src.card, path, compact=compact)
+    return {"quantizer": f"nncf {nncf.__version__} QAT (PTQ + {steps} fake-quantized training steps, per-channel int8 weights)",
+            "calibration_faces": int(len(calib)), "qat": info, "storage": storage}
+
+
+def onnx_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float = 1e-5,
+                  float_scope: FloatScope | None = None) -> Converted:
+    """onnx-int8 by NNCF quantization-aware training (_nncf_qat_onnx), exported with int8
+    weights: the same graph contract as onnx_int8, for models where post-training int8 loses too much."""
+    info = _nncf_qat_onnx(src, out / "model.onnx", calib, train_faces, steps, lr, float_scope, compact=True)
     i, o = onnx_io(out / "model.onnx", src.card)
-    return Converted("model.onnx", ["model.onnx"], i, o, converter="onnx_int8_qat", info={"opset": 17, "quantizer": f"nncf {nncf.__version__} QAT (PTQ + {steps} fake-quantized training steps, "
-                                                          "per-channel int8 weights)", "calibration_faces": int(len(calib)), "qat": info, "storage": storage})
+    return Converted("model.onnx", ["model.onnx"], i, o, converter="onnx_int8_qat", info={"opset": 17, **info})
+
+
+def openvino_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float = 1e-5,
+                      float_scope: FloatScope | None = None) -> Converted:
+    """openvino-int8 by NNCF quantization-aware training: the QAT network's Q/DQ ONNX graph
+    (_nncf_qat_onnx, not compacted: OpenVINO reads each Q/DQ pair as a FakeQuantize and runs the
+    layer in int8) converted to IR, weights stored int8 - what NNCF's own QAT guide deploys."""
+    import openvino as ov
+
+    qdq = out / "qat.onnx"
+    info = _nncf_qat_onnx(src, qdq, calib, train_faces, steps, lr, float_scope or FloatScope.for_card(src.card, FloatScope()), compact=False)
+    i, o = onnx_io(qdq, src.card)
+    ov.save_model(ov.convert_model(str(qdq)), str(out / "model.xml"), compress_to_fp16=False)
+    qdq.unlink()
+    info.update(converter=f"openvino {ov.__version__} convert_model (from the QAT network's Q/DQ ONNX graph)", weights="int8")
+    return Converted("model.xml", ["model.xml", "model.bin"], i, o, info, converter="openvino_int8_qat")
 
 
 # --------------------------------------------------------------------------- ORT format
@@ -516,9 +540,12 @@ def tflite_fp16(src, out, calib):
     return Converted("model.tflite", ["model.tflite"], i, o, info)
 
 
-def tflite_int8(src, out, calib):
-    """Full-integer TFLite through PT2E (compress.pt2e: why not ai-edge-quantizer is measured there)."""
+def tflite_int8(src, out, calib, train_faces: np.ndarray | None = None, steps: int = 0, lr: float = 1e-5):
+    """Full-integer TFLite through PT2E (compress.pt2e: why not ai-edge-quantizer is measured there);
+    steps > 0: PT2E quantization-aware training on `train_faces` before conversion."""
     if src.kind == "onnx":
+        if steps:
+            raise ValueError(f"{src.path}: quantization-aware training needs the PyTorch model, not an ONNX file")
         return _tflite_from_onnx(src, out, "int8", calib)
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
@@ -526,15 +553,24 @@ def tflite_int8(src, out, calib):
     from ..compress.pt2e import DEFAULT_FLOAT_SCOPE
     from ..models.graph import sample_faces
 
-    _log(f"PT2E int8 with {len(calib)} calibration faces")
+    qat = {"train_faces": train_faces, "steps": steps, "lr": lr} if steps else {}
+    _log(f"PT2E int8 with {len(calib)} calibration faces" + (f", then {steps} QAT steps on {len(train_faces)} training faces" if steps else ""))
     scope = FloatScope.for_card(src.card, DEFAULT_FLOAT_SCOPE)
-    qmodel, quantizer, info = quantize(src.net, calib, scope, QuantizeConfig("pt2e", {"card": src.card}))
+    qmodel, quantizer, info = quantize(src.net, calib, scope, QuantizeConfig("pt2e", {"card": src.card, **qat}))
     # litert warns "converted in training mode": an exported GraphModule keeps training=True,
     # but its ops were captured from the eval-mode graph (BN folded, no dropout), so nothing differs.
     litert_torch.convert(qmodel, (sample_faces(src.card, 1),), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out / "model.tflite"))
     i, o = _tflite_io(src, out / "model.tflite")
     info.update(converter="litert-torch (PT2E quantized graph)", batch=1)
-    return Converted("model.tflite", ["model.tflite"], i, o, info)
+    return Converted("model.tflite", ["model.tflite"], i, o, info, converter="tflite_int8_qat" if steps else None)
+
+
+def tflite_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float = 1e-5) -> Converted:
+    """tflite-int8 by PT2E quantization-aware training: calibrated like tflite_int8, then `steps`
+    steps retraining the fake-quantized graph to the float model's own embeddings of `train_faces`."""
+    if calib is None or len(calib) == 0 or train_faces is None or len(train_faces) == 0:
+        raise ValueError("quantization-aware training needs calibration and training faces")
+    return tflite_int8(src, out, calib, train_faces, steps, lr)
 
 
 # --------------------------------------------------------------------------- TensorRT
@@ -866,3 +902,6 @@ for _row in TARGETS:
     if not callable(globals().get(_row.converter)):
         raise ImportError(f"edgeface.core.targets row {_row.key} names converter {_row.converter!r}, which edgeface.export.converters does not define")
     CONVERTERS[_row.converter] = globals()[_row.converter]
+
+# Targets that can quantize by quantization-aware training (export --qat N), by target key.
+QAT_CONVERTERS: dict[str, Callable[..., Converted]] = {"onnx-int8": onnx_int8_qat, "openvino-int8": openvino_int8_qat, "tflite-int8": tflite_int8_qat}
