@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--benchmarks", help="comma-separated verification records measured per target (default: the export's own, "
                     "LFW-dev + CFP-FF + CFP-FP); 'lfw-dev' alone saves time on a busy machine")
+    ap.add_argument("--qat", type=int, default=0, metavar="STEPS", help="int8 by quantization-aware training (export --qat; onnx/openvino/tflite int8 only)")
+    ap.add_argument("--qat-faces", type=int, default=1000, help="QAT training faces (export --qat-faces)")
     ap.add_argument("--collect", help="folder of existing bundles (one sub-folder per target): tabulate them, export nothing")
     ap.add_argument("--redo", action="store_true", help="re-export targets that already have a row in this --name's results "
                     "(default: keep those rows and export only the missing targets, so an interrupted run resumes)")
@@ -58,7 +60,7 @@ def main() -> int:
         chosen = [targets.target(*k.split("-")) for k in keys]
     src = load_source(args.model)
     opts = ExportOptions(n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_folds=args.lfw_folds,
-                         threads=args.threads, show_progress=False,
+                         threads=args.threads, show_progress=False, qat_steps=args.qat, qat_faces=args.qat_faces,
                          **({"benchmarks": tuple(args.benchmarks.split(","))} if args.benchmarks else {}))
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)

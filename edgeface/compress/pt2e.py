@@ -47,7 +47,8 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
 
     config = pq.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
     if qat:
-        # fake-quantized activations whose ranges come from the same histogram search as PTQ's (qat_steps freezes them)
+        # fake-quantized activations ranged by the same histogram search as PTQ (pt2e_int8 calibrates with
+        # fake quantization off, so the ranges are PTQ's own); qat_steps then freezes them
         import dataclasses
 
         from torchao.quantization.pt2e.fake_quantize import FakeQuantize
@@ -107,9 +108,15 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_sc
     n_faces = len(calib)
     if mirror_calibration:  # a mirrored face is a face: twice the data for the histograms
         calib = np.concatenate([calib, calib[:, :, ::-1]])
+    if steps:  # QAT calibrates exactly like PTQ: observers on float activations, nothing fake-quantized yet
+        from torchao.quantization.pt2e.fake_quantize import disable_fake_quant, enable_fake_quant
+
+        m.apply(disable_fake_quant)
     with torch.no_grad():  # observers record the activation ranges
         for k in range(0, len(calib), batch):
             m(torch.from_numpy(np.ascontiguousarray(calib[k : k + batch])))
+    if steps:
+        m.apply(enable_fake_quant)
     info = {"quantizer": "PT2E (torchao) with litert-torch's PT2EQuantizer: int8 per-channel weights, int8 activations around conv/linear/add; PReLU in float",
             "batchnorm_folded": folded, "calibration_faces": n_faces, "calibration_mirrored": mirror_calibration,
             "kept_in_float": list(first) + tail}
