@@ -375,7 +375,9 @@ def test_qat_reaches_openvino_and_tflite_int8(source, tmp_path, target):
 def test_pt2e_qat_trains_the_weights_and_keeps_the_calibrated_activation_ranges(source):
     """PT2E QAT starts from PTQ's own histogram calibration (the same activation scales), then
     freezes those ranges and trains the weights: two runs that train differently end with PTQ's
-    activation scales and with different embeddings, both different from PTQ's."""
+    activation scales and with different embeddings, both different from PTQ's. PTQ's ranges are
+    measured sequentially (behind the fake-quantized earlier layers): the float model's own ranges,
+    sequential_calibration=False, differ after the first quantized layer."""
     pytest.importorskip("litert_torch")
     import torch
 
@@ -397,6 +399,8 @@ def test_pt2e_qat_trains_the_weights_and_keeps_the_calibrated_activation_ranges(
     assert len(base) > 5 and len(activation_scales(slow)) == len(base)
     np.testing.assert_allclose(activation_scales(slow), base, rtol=1e-6)
     np.testing.assert_array_equal(activation_scales(slow), activation_scales(fast))  # frozen while training
+    plain = activation_scales(pt2e_int8(source.net, source.card, faces[:8], batch=8, sequential_calibration=False)[0])
+    assert len(plain) == len(base) and plain[0] == base[0] and not np.allclose(plain, base, rtol=1e-3)
     x = torch.from_numpy(faces[:4])
     with torch.no_grad():
         assert not torch.allclose(ptq(x), slow(x), atol=1e-4) and not torch.allclose(slow(x), fast(x), atol=1e-4)

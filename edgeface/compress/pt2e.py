@@ -47,8 +47,8 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
 
     config = pq.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
     if qat:
-        # fake-quantized activations ranged by the same histogram search as PTQ (pt2e_int8 calibrates with
-        # fake quantization off, so the ranges are PTQ's own); qat_steps then freezes them
+        # fake-quantized activations ranged by the same histogram search as PTQ (calibrated sequentially by
+        # pt2e_int8); qat_steps then freezes them
         import dataclasses
 
         from torchao.quantization.pt2e.fake_quantize import FakeQuantize
@@ -69,11 +69,18 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
 
 def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_scope: FloatScope | None = None,
               mirror_calibration: bool = True, activation_observer: str = "histogram", fold_bn: bool = True, batch: int = 32,
-              train_faces: np.ndarray | None = None, steps: int = 0, lr: float = 1e-5, seed: int = 0, show_progress: bool = True):
+              train_faces: np.ndarray | None = None, steps: int = 0, lr: float = 1e-5, seed: int = 0, show_progress: bool = True,
+              sequential_calibration: bool = True):
     """A PT2E-quantized FaceEmbeddingGraph of `net` (uint8 NHWC faces in, unit embeddings out),
     ready for litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=quantizer)).
     BatchNorm is folded first, so each conv is quantized with the weights that run on the
     device. float_scope: the layers left float (default: the first and the last three).
+
+    sequential_calibration: each activation range is measured with every layer before it already
+    fake-quantized, i.e. on the inputs the int8 model will really see (False: all ranges on the
+    float model, PT2E's plain prepare_pt2e). Measured on dlib_resnet_edge (200 held-out faces,
+    cosine of the TFLite int8 file to fp32): float-model ranges min 0.99548 / mean 0.99793,
+    sequential 0.99859 / 0.99966, although both ranges give 0.9996-0.9997 in the torch simulation.
 
     steps > 0: quantization-aware training (see qat_steps) on `train_faces` after calibration;
     0: post-training quantization. Returns (quantized module, quantizer, info)."""
@@ -101,25 +108,22 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_sc
         raise ValueError(f"QAT steps must be >= 0, got {steps}")
     if steps and (train_faces is None or len(train_faces) < 2):
         raise ValueError(f"PT2E quantization-aware training needs training faces, got {0 if train_faces is None else len(train_faces)}")
-    quantizer = _quantizer(tail[:1], activation_observer, first, qat=steps > 0)  # from the tail's first layer on, all float
+    # fake quantizers (QAT's graph) for QAT and for sequential calibration; plain observers otherwise
+    fake = bool(steps) or sequential_calibration
+    quantizer = _quantizer(tail[:1], activation_observer, first, qat=fake)  # from the tail's first layer on, all float
     batch_dim = torch.export.Dim("batch", min=1, max=4096)
     ex = torch.export.export(graph, (sample_faces(card, 2),), dynamic_shapes=({0: batch_dim},)).module()
-    m = (quantize_pt2e.prepare_qat_pt2e if steps else quantize_pt2e.prepare_pt2e)(ex, quantizer)
+    m = (quantize_pt2e.prepare_qat_pt2e if fake else quantize_pt2e.prepare_pt2e)(ex, quantizer)
     n_faces = len(calib)
     if mirror_calibration:  # a mirrored face is a face: twice the data for the histograms
         calib = np.concatenate([calib, calib[:, :, ::-1]])
-    if steps:  # QAT calibrates exactly like PTQ: observers on float activations, nothing fake-quantized yet
-        from torchao.quantization.pt2e.fake_quantize import disable_fake_quant, enable_fake_quant
-
-        m.apply(disable_fake_quant)
-    with torch.no_grad():  # observers record the activation ranges
+    with torch.no_grad():  # observers record the activation ranges (behind the fake-quantized layers when sequential)
         for k in range(0, len(calib), batch):
             m(torch.from_numpy(np.ascontiguousarray(calib[k : k + batch])))
-    if steps:
-        m.apply(enable_fake_quant)
     info = {"quantizer": "PT2E (torchao) with litert-torch's PT2EQuantizer: int8 per-channel weights, int8 activations around conv/linear/add; PReLU in float",
             "batchnorm_folded": folded, "calibration_faces": n_faces, "calibration_mirrored": mirror_calibration,
-            "kept_in_float": list(first) + tail}
+            "kept_in_float": list(first) + tail,
+            "calibration": "sequential (each activation range measured behind the already fake-quantized layers)" if fake else "float model"}
     if steps:
         info["qat"] = qat_steps(m, graph, train_faces, steps, lr, batch, seed, show_progress)
     m = quantize_pt2e.convert_pt2e(m, fold_quantize=False)

@@ -29,7 +29,8 @@ LAYER_OPS = {"onnx": ("Conv", "Gemm", "MatMul"), "openvino": ("Convolution", "Gr
 @dataclass(frozen=True)
 class QuantizeConfig:
     """How to quantize: method (nncf | pt2e | qat) and the method's own options (pt2e: card,
-    activation_observer, mirror_calibration...; qat: card, train_faces, steps, lr, batch_size)."""
+    activation_observer, mirror_calibration, sequential_calibration, and train_faces / steps / lr for
+    PT2E's own QAT; qat: card, train_faces, steps, lr, batch_size)."""
 
     method: str = "nncf"
     options: dict[str, Any] = field(default_factory=dict)

@@ -99,7 +99,7 @@ TARGETS: tuple[Target, ...] = (
            notes="fp16 weights (ai-edge-quantizer float casting), fp32 compute on CPU, fp16 on GPU delegates",
            from_onnx=_ONNX2TF_NOTE + "; fp16 weights by the TFLite converter", from_onnx_modules=_ONNX2TF),
     Target("tflite", "int8", ".tflite", "tflite_int8", "litert", "NHWC", False, ("torch", "litert_torch", "torchao"), _TFLITE_RUN, True,
-           notes="int8 weights and conv/add activations by PT2E (torchao + litert-torch's quantizer) calibrated on aligned faces and their mirror images; PReLU, the first conv and the last three layers in float (unless the card's int8_float_scope says otherwise); uint8 input, float32 output",
+           notes="int8 weights and conv/add activations by PT2E (torchao + litert-torch's quantizer) calibrated on aligned faces and their mirror images, each range measured behind the already fake-quantized layers; PReLU, the first conv and the last three layers in float (unless the card's int8_float_scope says otherwise); uint8 input, float32 output",
            from_onnx=_ONNX2TF_NOTE + "; full-integer int8 by the TFLite converter (every op int8: less accurate than the PyTorch path)", from_onnx_modules=_ONNX2TF),
     Target("tensorrt", "fp16", ".engine", "tensorrt_fp16", "tensorrt", "NHWC", True, _ONNX_EXPORT, ("tensorrt",),
            notes="engine built from the ONNX with TensorRT's Python API where TensorRT + an NVIDIA GPU exist; otherwise the TensorRT-ready ONNX and build settings",
