@@ -351,12 +351,9 @@ def test_qat_reaches_openvino_and_tflite_int8(source, tmp_path, target):
 
     meta = export_bundle("", target, "int8", tmp_path / target, ExportOptions(**SMALL, qat_steps=3, qat_faces=48), src=source)
     assert meta["export"]["converter"] == f"{target}_int8_qat" and meta["export"]["details"]["qat"]["steps"] == 3
-    if target == "openvino":
-        assert meta["status"] == "verified", meta["verification"]
-        assert meta["parity"]["cosine_mean"] >= 0.99 and meta["parity"]["cosine_min"] >= 0.97
-    else:  # 64 calibration faces and 3 steps: near PTQ's own 0.99 mean on this model (test_tflite_int8_is_integer_and_close)
-        assert meta["status"] in ("verified", "failed") and meta["parity"]["cosine_mean"] >= 0.97, meta["parity"]
     if target == "tflite":
+        # 64 calibration faces and 3 steps: near PTQ's own 0.99 mean on this model (test_tflite_int8_is_integer_and_close)
+        assert meta["status"] in ("verified", "failed") and meta["parity"]["cosine_mean"] >= 0.97, meta["parity"]
         from ai_edge_litert.interpreter import Interpreter
 
         it = Interpreter(model_path=str(tmp_path / target / "model.tflite"))
@@ -364,6 +361,8 @@ def test_qat_reaches_openvino_and_tflite_int8(source, tmp_path, target):
         convs = [op for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
         assert sum(types[op["inputs"][1]] == np.int8 for op in convs) > 5
     else:
+        assert meta["status"] == "verified", meta["verification"]
+        assert meta["parity"]["cosine_mean"] >= 0.99 and meta["parity"]["cosine_min"] >= 0.97
         import openvino as ov
 
         ops = ov.Core().read_model(str(tmp_path / target / "model.xml")).get_ordered_ops()

@@ -47,7 +47,7 @@ def register(sub) -> None:
     p.add_argument("--detector", metavar="PATH", help="ship this YuNet face detector ONNX file in the bundle (hashed like the model, licence "
                                                         "recorded; LICENSE beside it is copied too): the runtime uses it when no --detector is given")
     p.add_argument("--detector-licence", help="licence of a --detector file the kit does not know by hash (it is redistributed in the bundle)")
-    p.add_argument("--qat", type=int, default=0, metavar="STEPS", help="onnx / tflite int8 only: quantization-aware training steps after PTQ "
+    p.add_argument("--qat", type=int, default=0, metavar="STEPS", help="onnx / openvino / tflite int8 only: quantization-aware training steps after PTQ "
                    "(retrains the fake-quantized network to the float one's embeddings of --qat-faces training faces disjoint from calibration and "
                    "verification; default 0: PTQ only)")
     p.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (Adam; default 1e-5)")

@@ -23,12 +23,18 @@ from .float_scope import FloatScope
 DEFAULT_FLOAT_SCOPE = FloatScope(first=True, last=3)
 
 
-def _quantizer(float_from: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = (), qat: bool = False):
+def _quantizer(float_from: list[str], activation_observer: str = "histogram", float_modules: tuple[str, ...] = (), fake_quant: bool = False):
     """litert-torch's PT2EQuantizer (symmetric int8, per-channel weights), with everything from
     the first node of a `float_from` module to the output, and the `float_modules`, left in float (its
     set_module_name(name, None) is not implemented, so the annotations are dropped after
-    annotating; the ops after the head share its output's quantization spec and go too)."""
+    annotating; the ops after the head share its output's quantization spec and go too).
+    fake_quant: fake quantizers (QAT's graph: for QAT and for sequential calibration) instead of
+    plain observers."""
+    import dataclasses
+
     from litert_torch.quantize import pt2e_quantizer as pq
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantize
+    from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
 
     class FloatScopeQuantizer(pq.PT2EQuantizer):
         # BatchNorm is folded before export, so QAT has no conv+BN pairs to fuse (litert-torch's
@@ -45,26 +51,18 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
                     node.meta.pop("quantization_annotation", None)
             return model
 
-    config = pq.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
-    if qat:
+    config = pq.get_symmetric_quantization_config(is_per_channel=True, is_qat=fake_quant)
+    if fake_quant:
         # fake-quantized activations ranged by the same histogram search as PTQ (calibrated sequentially by
         # pt2e_int8); qat_steps then freezes them
-        import dataclasses
-
-        from torchao.quantization.pt2e.fake_quantize import FakeQuantize
-        from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
-
         observer = MinMaxObserver if activation_observer == "minmax" else HistogramObserver
-        act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=FakeQuantize.with_args(observer=observer, eps=2**-12))
-        return FloatScopeQuantizer().set_global(dataclasses.replace(config, input_activation=act, output_activation=act))
-    if activation_observer == "minmax":
-        import dataclasses
-
-        from torchao.quantization.pt2e.observer import MinMaxObserver
-
-        act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-        config = dataclasses.replace(config, input_activation=act, output_activation=act)
-    return FloatScopeQuantizer().set_global(config)
+        act_ctr = FakeQuantize.with_args(observer=observer, eps=2**-12)
+    elif activation_observer == "minmax":
+        act_ctr = MinMaxObserver.with_args(eps=2**-12)
+    else:
+        return FloatScopeQuantizer().set_global(config)
+    act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=act_ctr)
+    return FloatScopeQuantizer().set_global(dataclasses.replace(config, input_activation=act, output_activation=act))
 
 
 def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_scope: FloatScope | None = None,
@@ -110,7 +108,7 @@ def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_sc
         raise ValueError(f"PT2E quantization-aware training needs training faces, got {0 if train_faces is None else len(train_faces)}")
     # fake quantizers (QAT's graph) for QAT and for sequential calibration; plain observers otherwise
     fake = bool(steps) or sequential_calibration
-    quantizer = _quantizer(tail[:1], activation_observer, first, qat=fake)  # from the tail's first layer on, all float
+    quantizer = _quantizer(tail[:1], activation_observer, first, fake_quant=fake)  # from the tail's first layer on, all float
     batch_dim = torch.export.Dim("batch", min=1, max=4096)
     ex = torch.export.export(graph, (sample_faces(card, 2),), dynamic_shapes=({0: batch_dim},)).module()
     m = (quantize_pt2e.prepare_qat_pt2e if fake else quantize_pt2e.prepare_pt2e)(ex, quantizer)

@@ -328,6 +328,14 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scop
                                                           "calibration_faces": int(len(calib)), "kept_in_float": kept, "storage": storage})
 
 
+def _check_qat_inputs(src: ExportSource, calib: np.ndarray | None, train_faces: np.ndarray | None) -> None:
+    """What every quantization-aware training route needs: the PyTorch network, calibration and training faces."""
+    if src.kind != "torch":
+        raise ValueError(f"{src.path}: quantization-aware training needs the PyTorch model, not an ONNX file")
+    if calib is None or len(calib) == 0 or train_faces is None or len(train_faces) == 0:
+        raise ValueError("quantization-aware training needs calibration and training faces")
+
+
 def _nncf_qat_onnx(src: ExportSource, path: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float,
                    float_scope: FloatScope | None, compact: bool) -> dict:
     """NNCF quantization-aware training of src's network (compress.quantize with method qat: NNCF
@@ -338,10 +346,7 @@ def _nncf_qat_onnx(src: ExportSource, path: Path, calib: np.ndarray, train_faces
 
     from ..compress.qat import export_qat_onnx
 
-    if src.kind != "torch":
-        raise ValueError(f"{src.path}: quantization-aware training needs the PyTorch model, not an ONNX file")
-    if calib is None or len(calib) == 0 or train_faces is None or len(train_faces) == 0:
-        raise ValueError("quantization-aware training needs calibration and training faces")
+    _check_qat_inputs(src, calib, train_faces)
     float_scope = float_scope or FloatScope.for_card(src.card, FloatScope.ends())
     _log(f"QAT int8: NNCF PTQ on {len(calib)} calibration faces, then {steps} steps on {len(train_faces)} training faces")
     qnet, info = quantize(src.net, CalibrationSet(calib), float_scope,
@@ -368,7 +373,7 @@ def openvino_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_fac
     import openvino as ov
 
     qdq = out / "qat.onnx"
-    info = _nncf_qat_onnx(src, qdq, calib, train_faces, steps, lr, float_scope or FloatScope.for_card(src.card, FloatScope()), compact=False)
+    info = _nncf_qat_onnx(src, qdq, calib, train_faces, steps, lr, float_scope, compact=False)
     i, o = onnx_io(qdq, src.card)
     ov.save_model(ov.convert_model(str(qdq)), str(out / "model.xml"), compress_to_fp16=False)
     qdq.unlink()
@@ -540,21 +545,32 @@ def tflite_fp16(src, out, calib):
     return Converted("model.tflite", ["model.tflite"], i, o, info)
 
 
-def tflite_int8(src, out, calib, train_faces: np.ndarray | None = None, steps: int = 0, lr: float = 1e-5):
-    """Full-integer TFLite through PT2E (compress.pt2e: why not ai-edge-quantizer is measured there);
-    steps > 0: PT2E quantization-aware training on `train_faces` before conversion."""
+def tflite_int8(src, out, calib):
+    """Full-integer TFLite through PT2E (compress.pt2e: why not ai-edge-quantizer is measured there)."""
     if src.kind == "onnx":
-        if steps:
-            raise ValueError(f"{src.path}: quantization-aware training needs the PyTorch model, not an ONNX file")
         return _tflite_from_onnx(src, out, "int8", calib)
+    return _tflite_pt2e(src, out, calib)
+
+
+def tflite_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float = 1e-5) -> Converted:
+    """tflite-int8 by PT2E quantization-aware training: calibrated like tflite_int8, then `steps`
+    steps retraining the fake-quantized graph to the float model's own embeddings of `train_faces`."""
+    _check_qat_inputs(src, calib, train_faces)
+    conv = _tflite_pt2e(src, out, calib, {"train_faces": train_faces, "steps": steps, "lr": lr})
+    conv.converter = "tflite_int8_qat"
+    return conv
+
+
+def _tflite_pt2e(src: ExportSource, out: Path, calib: np.ndarray, qat: dict | None = None) -> Converted:
+    """model.tflite from the PT2E-quantized graph of a PyTorch source (`qat`: pt2e_int8's training options)."""
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
     from ..compress.pt2e import DEFAULT_FLOAT_SCOPE
     from ..models.graph import sample_faces
 
-    qat = {"train_faces": train_faces, "steps": steps, "lr": lr} if steps else {}
-    _log(f"PT2E int8 with {len(calib)} calibration faces" + (f", then {steps} QAT steps on {len(train_faces)} training faces" if steps else ""))
+    qat = qat or {}
+    _log(f"PT2E int8 with {len(calib)} calibration faces" + (f", then {qat['steps']} QAT steps on {len(qat['train_faces'])} training faces" if qat else ""))
     scope = FloatScope.for_card(src.card, DEFAULT_FLOAT_SCOPE)
     qmodel, quantizer, info = quantize(src.net, calib, scope, QuantizeConfig("pt2e", {"card": src.card, **qat}))
     # litert warns "converted in training mode": an exported GraphModule keeps training=True,
@@ -562,15 +578,7 @@ def tflite_int8(src, out, calib, train_faces: np.ndarray | None = None, steps: i
     litert_torch.convert(qmodel, (sample_faces(src.card, 1),), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(out / "model.tflite"))
     i, o = _tflite_io(src, out / "model.tflite")
     info.update(converter="litert-torch (PT2E quantized graph)", batch=1)
-    return Converted("model.tflite", ["model.tflite"], i, o, info, converter="tflite_int8_qat" if steps else None)
-
-
-def tflite_int8_qat(src: ExportSource, out: Path, calib: np.ndarray, train_faces: np.ndarray, steps: int, lr: float = 1e-5) -> Converted:
-    """tflite-int8 by PT2E quantization-aware training: calibrated like tflite_int8, then `steps`
-    steps retraining the fake-quantized graph to the float model's own embeddings of `train_faces`."""
-    if calib is None or len(calib) == 0 or train_faces is None or len(train_faces) == 0:
-        raise ValueError("quantization-aware training needs calibration and training faces")
-    return tflite_int8(src, out, calib, train_faces, steps, lr)
+    return Converted("model.tflite", ["model.tflite"], i, o, info)
 
 
 # --------------------------------------------------------------------------- TensorRT
