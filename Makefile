@@ -11,11 +11,11 @@ MODEL ?= $(SHARED)/models/third_party/mobilefacenet-casia-xiaoccer/068.ckpt
 PRUNE_KEEP ?= 0.75
 PRUNE_ITERS ?= 60
 
-.PHONY: env main eval prune bench-main test test-fast lint bench clean
+.PHONY: env main eval prune bench-main ship test test-fast lint bench clean
 env:
 	@bash scripts/env.sh >/dev/null
 
-main: eval prune bench-main
+main: eval prune bench-main ship
 
 eval: env
 	@V=$$(bash scripts/env.sh); mkdir -p $(OUT); \
@@ -31,6 +31,16 @@ prune: env
 bench-main: env
 	@V=$$(bash scripts/env.sh); \
 	$$V/bin/edgeface bench $(MODEL) default $(OUT)/pruned_channel.safetensors --out $(OUT)/bench --name main
+
+# The shipped `default` model's int8 bundles, made by their export recipes (PT2E int8 + quantization-aware
+# training), timed on one thread against MODEL's bundles for the same targets in the same run.
+ship: env
+	@V=$$(bash scripts/env.sh); mkdir -p $(OUT)/ship; \
+	for r in x86-openvino-int8-qat android-tflite-int8-qat; do \
+	  [ -f $(OUT)/ship/default-$$r/edgeface.json ] || $$V/bin/edgeface export default --recipe $$r --out $(OUT)/ship/default-$$r --quiet || exit 1; \
+	done; \
+	$$V/bin/edgeface bench $(OUT)/ship/default-x86-openvino-int8-qat $(OUT)/ship/default-android-tflite-int8-qat $(MODEL) \
+	  --targets openvino-int8,tflite-int8 --threads 1 --throughput-batch 8 --out $(OUT)/ship --name ship
 
 test: env
 	@V=$$(bash scripts/env.sh); $$V/bin/ruff check . && $$V/bin/python -m pytest -q tests device_tests

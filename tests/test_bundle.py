@@ -175,9 +175,17 @@ def test_recipes_fill_unset_flags(tmp_path):
     args = p.parse_args(["export", "m", "--recipe", "android-tflite-int8", "--out", "x"])
     apply_recipe(args)
     assert (args.target, args.precision, args.n_calib, args.n_verify) == ("tflite", "int8", 300, 200)
+    assert (args.quantizer, args.qat, args.qat_faces) == (None, 0, 1000)
     args = p.parse_args(["export", "m", "--recipe", "android-tflite-int8", "--precision", "fp16", "--out", "x"])
     apply_recipe(args)
     assert args.precision == "fp16"
+    # the shipped model's int8 recipes carry their quantizer and QAT; flags still win
+    args = p.parse_args(["export", "m", "--recipe", "x86-openvino-int8-qat", "--qat-faces", "50", "--out", "x"])
+    apply_recipe(args)
+    assert (args.target, args.precision, args.quantizer, args.qat, args.qat_faces) == ("openvino", "int8", "pt2e", 1200, 50)
+    args = p.parse_args(["export", "m", "--recipe", "android-tflite-int8-qat", "--qat", "0", "--out", "x"])
+    apply_recipe(args)
+    assert (args.quantizer, args.qat) == ("pt2e", 0)
     bad = tmp_path / "bad.toml"
     bad.write_text('format = "tensorrt"\nprecision = "fp32"\n')
     args = p.parse_args(["export", "m", "--recipe", str(bad), "--out", "x"])

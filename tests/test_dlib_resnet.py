@@ -1,6 +1,8 @@
 """dlib's CC0 face ResNet: the file reader, parity with dlib itself, and the registry entry."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -206,3 +208,26 @@ def test_the_packaged_edge_model_is_small_and_follows_the_dense_network(shared, 
     # each face's edge embedding is nearest to the dense embedding of the same face, not of another person
     # (dlib's impostor cosines sit near 0.8, so agreement alone would not show this)
     assert (np.argmax(e @ d.T, axis=1) == np.arange(len(e))).all()
+
+
+def test_default_is_the_packaged_edge_model():
+    """`default` (what `make main` and a new user get) is the shipped edge model: its weights file in
+    the package (≤ 5 MB, CC0-derived card naming dlib), the same network as dlib_resnet_edge, and a
+    description that names the export recipes of its int8 bundles, which exist."""
+    from edgeface import zoo
+    from edgeface.core.profiles import load_recipe
+    from edgeface.models import get
+
+    entry, edge_entry = get("default"), get("dlib_resnet_edge")
+    path = Path(entry.weights_path())
+    assert path == Path(edge_entry.weights_path()) and path.stat().st_size <= 5 * 2**20
+    assert "CC0" in entry.card.licence and "dlib" in entry.card.source and entry.card.params < 2_000_000
+    for recipe in ("x86-openvino-int8-qat", "android-tflite-int8-qat"):
+        assert recipe in entry.card.description
+        r = load_recipe(recipe)
+        assert r.precision == "int8" and r.options["quantizer"] == "pt2e" and r.options["qat"] > 0
+    net, card = zoo.load_torch_model("default")
+    edge, _ = zoo.load_torch_model("dlib_resnet_edge")
+    x = torch.randn(2, 3, *card.input_size)
+    with torch.no_grad():
+        assert torch.equal(net(x), edge(x))

@@ -324,6 +324,10 @@ def test_qat_export_is_a_verified_bundle_trained_on_faces_it_is_not_checked_on(s
     opts = ExportOptions(**SMALL, qat_steps=3, qat_faces=48)
     with pytest.raises(ValueError, match="onnx-int8, openvino-int8, tflite-int8 only, not onnx-fp16"):
         plan_export("", "onnx", "fp16", tmp_path / "x", opts, src=source)
+    with pytest.raises(ValueError, match="tflite-int8 quantizes with pt2e"):
+        plan_export("", "tflite", "int8", tmp_path / "x", ExportOptions(**SMALL, quantizer="nncf"), src=source)
+    with pytest.raises(ValueError, match="onnx-fp32 is not quantized here"):
+        plan_export("", "onnx", "fp32", tmp_path / "x", ExportOptions(**SMALL, quantizer="pt2e"), src=source)
     calib, _, verify, _ = _faces(source.card, opts)
     train = qat_training_faces(source.card, opts, set(calib.paths) | set(verify.paths))
     assert len(train) >= 40
@@ -360,6 +364,8 @@ def test_qat_reaches_openvino_and_tflite_int8(source, tmp_path, target):
         types = {t["index"]: t["dtype"] for t in it.get_tensor_details()}
         convs = [op for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
         assert sum(types[op["inputs"][1]] == np.int8 for op in convs) > 5
+        # The L2 normalisation stays float: unit vectors out (PT2E once quantized its x*x: 1.0009 long)
+        assert abs(meta["parity"]["output_norm_min"] - 1) < 1e-4 and abs(meta["parity"]["output_norm_max"] - 1) < 1e-4
     else:
         assert meta["status"] == "verified", meta["verification"]
         assert meta["parity"]["cosine_mean"] >= 0.99 and meta["parity"]["cosine_min"] >= 0.97
@@ -369,6 +375,42 @@ def test_qat_reaches_openvino_and_tflite_int8(source, tmp_path, target):
         assert sum(op.get_type_name() == "FakeQuantize" for op in ops) > 5
         assert any(op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8 for op in ops)
         assert check_conformance(load_bundle(tmp_path / target))["passed"]
+
+
+def test_openvino_int8_through_pt2e_runs_the_tflite_network_at_any_batch(source, tmp_path):
+    """--quantizer pt2e on openvino-int8: the PT2E network tflite-int8 ships, read by OpenVINO's
+    TFLite frontend with its batch freed. Its convolutions run int8, its embeddings are the TFLite
+    file's (same calibration, same network), a batch of four equals four single faces, and its
+    output is unit length (the L2 normalisation stays float)."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    from edgeface.export import ExportOptions, export_bundle
+    from edgeface.runtime.backends import LiteRTBackend, OpenVINOBackend
+
+    meta = export_bundle("", "openvino", "int8", tmp_path / "ov", ExportOptions(**SMALL, quantizer="pt2e"), src=source)
+    # 64 calibration faces on this small model: near PTQ's own 0.99 mean (test_tflite_int8_is_integer_and_close)
+    assert meta["status"] in ("verified", "failed") and meta["parity"]["cosine_mean"] >= 0.97, meta["parity"]
+    assert meta["export"]["converter"] == "openvino_int8_pt2e" and meta["input"]["shape"][0] is None
+    assert abs(meta["parity"]["output_norm_min"] - 1) < 1e-4 and abs(meta["parity"]["output_norm_max"] - 1) < 1e-4
+    lite_meta = export_bundle("", "tflite", "int8", tmp_path / "lite", ExportOptions(**SMALL), src=source)
+    h, w = source.card.input_size
+    faces = np.random.default_rng(3).integers(0, 256, (4, h, w, 3), dtype=np.uint8)
+    vino = OpenVINOBackend().load(tmp_path / "ov" / "model.xml", threads=1)
+    batch = vino.run(faces)
+    singles = np.concatenate([vino.run(faces[k : k + 1]) for k in range(4)])
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+    lite = LiteRTBackend().load(tmp_path / "lite" / "model.tflite", threads=1)
+    by_lite = np.concatenate([lite.run(faces[k : k + 1]) for k in range(4)])
+    unit = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+    # one network in two int8 runtimes: their rounding differs a little, far less than int8 vs float
+    agree = (unit(batch) * unit(by_lite)).sum(1)
+    assert 1 - agree.min() < (1 - lite_meta["parity"]["cosine_min"]) / 3 and 1 - agree.mean() < (1 - lite_meta["parity"]["cosine_mean"]) / 3, \
+        (agree, lite_meta["parity"])
+    runtime = ov.Core().compile_model(str(tmp_path / "ov" / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).get_runtime_model()
+    convs = [op.get_rt_info()["runtimePrecision"].astype(str) for op in runtime.get_ops() if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
+    assert sum(p in ("u8", "i8") for p in convs) > len(convs) // 2, convs
 
 
 def test_pt2e_qat_trains_the_weights_and_keeps_the_calibrated_activation_ranges(source):

@@ -47,11 +47,14 @@ def register(sub) -> None:
     p.add_argument("--detector", metavar="PATH", help="ship this YuNet face detector ONNX file in the bundle (hashed like the model, licence "
                                                         "recorded; LICENSE beside it is copied too): the runtime uses it when no --detector is given")
     p.add_argument("--detector-licence", help="licence of a --detector file the kit does not know by hash (it is redistributed in the bundle)")
-    p.add_argument("--qat", type=int, default=0, metavar="STEPS", help="onnx / openvino / tflite int8 only: quantization-aware training steps after PTQ "
+    p.add_argument("--qat", type=int, metavar="STEPS", help="onnx / openvino / tflite int8 only: quantization-aware training steps after PTQ "
                    "(retrains the fake-quantized network to the float one's embeddings of --qat-faces training faces disjoint from calibration and "
                    "verification; default 0: PTQ only)")
-    p.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (Adam; default 1e-5)")
-    p.add_argument("--qat-faces", type=int, default=1000, help="QAT training faces (default 1000)")
+    p.add_argument("--quantizer", choices=("nncf", "pt2e"), help="int8 only: nncf (onnx, openvino: NNCF post-training quantization, the default) or pt2e "
+                   "(tflite, openvino: PyTorch 2 export quantization calibrated layer by layer, the network tflite-int8 ships; for openvino "
+                   "written through OpenVINO's TFLite frontend)")
+    p.add_argument("--qat-lr", type=float, help="QAT learning rate (Adam; default 1e-5)")
+    p.add_argument("--qat-faces", type=int, help="QAT training faces (default 1000)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--check", metavar="BUNDLE", help="instead of exporting: re-run BUNDLE's conformance set and hash checks")
     p.add_argument("--list-targets", action="store_true", help="print the target table and exit")
@@ -77,7 +80,8 @@ def apply_recipe(args) -> None:
     args.target = args.target or recipe.get("format")
     args.precision = args.precision or recipe.get("precision", "fp32")
     args.graph = getattr(args, "graph", None) or recipe.get("graph")
-    for key, default in (("n_calib", 300), ("n_verify", 200), ("n_impostor", 2000)):
+    args.quantizer = getattr(args, "quantizer", None) or recipe.get("quantizer")
+    for key, default in (("n_calib", 300), ("n_verify", 200), ("n_impostor", 2000), ("qat", 0), ("qat_faces", 1000), ("qat_lr", 1e-5)):
         if getattr(args, key) is None:
             setattr(args, key, recipe.get(key, default))
     if args.lfw_folds is None and "lfw_folds" in recipe:
@@ -101,7 +105,8 @@ def run(args) -> int:
 
     opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,
                          lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks), graph=args.graph,
-                         detector=args.detector, detector_licence=args.detector_licence, qat_steps=args.qat, qat_lr=args.qat_lr, qat_faces=args.qat_faces)
+                         detector=args.detector, detector_licence=args.detector_licence, quantizer=args.quantizer, qat_steps=args.qat, qat_lr=args.qat_lr,
+                         qat_faces=args.qat_faces)
     kw = {}
     if args.arch:
         kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)

@@ -43,10 +43,14 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
 
         def annotate(self, model):
             model = super().annotate(model)
-            floating = False
+            floating = in_net = False
             for node in model.graph.nodes:
                 paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-                floating = floating or any(p in float_from for p in paths)
+                net_node = any(p == "net" or p.startswith("net.") for p in paths)
+                # The L2 normalisation after the network is always float, as NNCF's ignored scope keeps it
+                # (quantizing its x*x made the int8 embeddings 1.0009 long instead of unit length)
+                floating = floating or any(p in float_from for p in paths) or (in_net and not net_node and node.op == "call_function")
+                in_net = in_net or net_node
                 if floating or any(p in float_modules for p in paths):
                     node.meta.pop("quantization_annotation", None)
             return model

@@ -135,12 +135,14 @@ def _check_against_target_table(where, targets, fmt, precision, backend, graph=N
         raise ProfileError(f"{where}: backend {backend!r} does not run {fmt}-{precision}; the target table's backend for it is {row.backend!r}")
 
 
-RECIPE_KEYS = {"format", "precision", "graph", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads"}
+RECIPE_KEYS = {"format", "precision", "graph", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads",
+               "quantizer", "qat", "qat_faces", "qat_lr"}
 
 
 def load_recipe(name: str | os.PathLike) -> Recipe:
     """An export recipe (export/NAME.toml): `format`, `precision` and the exporter's options
-    (graph, n_calib, n_verify, n_impostor, lfw_folds, threads). The one reader of recipes:
+    (graph, n_calib, n_verify, n_impostor, lfw_folds, threads; int8: quantizer, qat, qat_faces, qat_lr).
+    The one reader of recipes:
     `edgeface export --recipe` and a profile read it here, so a recipe means the same thing to both."""
     path = config.find("export", name)
     data = read_toml(path, ProfileError)

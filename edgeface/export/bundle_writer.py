@@ -28,7 +28,7 @@ from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, Manifest, file
 from ..core.targets import TARGETS, Target
 from ..core.targets import target as lookup_target
 from . import verify as V
-from .converters import CONVERTERS, QAT_CONVERTERS, Converted, ExportSource, onnx_io
+from .converters import CONVERTERS, INT8_QUANTIZERS, Converted, ExportSource, onnx_io
 
 def quality_defaults() -> dict:
     """The bundle's quality section: the runtime's own thresholds under the runtime's own key
@@ -141,7 +141,8 @@ class ExportOptions:
     graph: str | None = None  # "full" | "core"; None: the target's default (edgeface.core.targets graphs[0])
     detector: str | None = None  # a YuNet ONNX file to ship in the bundle (the runtime's default detector)
     detector_licence: str | None = None  # needed for a detector file the kit does not know (KNOWN_DETECTORS)
-    qat_steps: int = 0  # onnx-int8 / tflite-int8 only: > 0 quantizes by quantization-aware training (converters.QAT_CONVERTERS)
+    quantizer: str | None = None  # int8 only: one of converters.INT8_QUANTIZERS[target] (None: the target's default)
+    qat_steps: int = 0  # int8 only: > 0 quantizes by quantization-aware training (the quantizer's QAT route)
     qat_lr: float = 1e-5
     qat_faces: int = 1000  # training faces for QAT (../shared CelebA-299 + AAF-8k, none of the calibration or verification photos)
 
@@ -285,8 +286,12 @@ def plan_export(spec: str, format: str, precision: str, out: str | os.PathLike, 
         raise ValueError(f"{tgt.key} writes the {' or '.join(tgt.graphs)} graph, not {graph!r}")
     if opts.qat_steps < 0:
         raise ValueError(f"--qat must be >= 0 steps, got {opts.qat_steps}")
-    if opts.qat_steps and tgt.key not in QAT_CONVERTERS:
-        raise ValueError(f"--qat (quantization-aware training) exports {', '.join(QAT_CONVERTERS)} only, not {tgt.key}")
+    if opts.qat_steps and tgt.key not in INT8_QUANTIZERS:
+        raise ValueError(f"--qat (quantization-aware training) exports {', '.join(INT8_QUANTIZERS)} only, not {tgt.key}")
+    if opts.quantizer is not None and opts.quantizer not in INT8_QUANTIZERS.get(tgt.key, {}):
+        choices = INT8_QUANTIZERS.get(tgt.key)
+        raise ValueError(f"--quantizer {opts.quantizer}: {tgt.key} " + (f"quantizes with {' or '.join(choices)}" if choices else
+                         f"is not quantized here (int8 targets: {', '.join(INT8_QUANTIZERS)})"))
     src = src or load_source(spec, card_json, **model_kwargs)
     if opts.qat_steps and src.kind != "torch":
         raise ValueError(f"{src.path}: --qat needs a PyTorch model (it retrains the network), not an ONNX file")
@@ -312,12 +317,17 @@ def qat_training_faces(card: ModelCard, opts: ExportOptions, exclude: set[str]) 
 
 def convert(plan: ExportPlan, stage: Path, calib, opts: ExportOptions | None = None, verify=None) -> tuple[Converted, float]:
     """Stage 1: the target's converter writes the model file(s) into the staging folder (with
-    opts.qat_steps, an int8 target of QAT_CONVERTERS by quantization-aware training on faces disjoint from `calib` and `verify`)."""
+    opts.quantizer, an int8 target quantized by that quantizer of INT8_QUANTIZERS; with opts.qat_steps,
+    by its quantization-aware training on faces disjoint from `calib` and `verify`)."""
     tgt = plan.target
     t0 = time.time()
+    routes = INT8_QUANTIZERS.get(tgt.key, {})
+    quantizer = (opts.quantizer if opts is not None else None) or next(iter(routes), None)
     if opts is not None and opts.qat_steps:
         train = qat_training_faces(plan.source.card, opts, set(calib.paths) | set(verify.paths if verify is not None else []))
-        conv = QAT_CONVERTERS[tgt.key](plan.source, stage, calib.crops, train, opts.qat_steps, opts.qat_lr)
+        conv = routes[quantizer][1](plan.source, stage, calib.crops, train, opts.qat_steps, opts.qat_lr)
+    elif quantizer is not None and quantizer != next(iter(routes)):
+        conv = routes[quantizer][0](plan.source, stage, calib.crops)
     else:
         conv = CONVERTERS[tgt.converter](plan.source, stage, calib.crops if tgt.needs_calibration else None,
                                          **({"graph": plan.graph} if len(tgt.graphs) > 1 else {}))
@@ -423,7 +433,10 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
             pass
     plan = plan_export(spec, format, precision, out, opts, card_json, src, **model_kwargs)
     tgt, card, out = plan.target, plan.source.card, plan.out
-    log(f"{card.name} -> {tgt.key} ({tgt.from_onnx if plan.source.kind == 'onnx' else tgt.notes})")
+    how = tgt.from_onnx if plan.source.kind == "onnx" else tgt.notes
+    if opts.quantizer or opts.qat_steps:  # the target's notes describe its default quantizer's post-training route
+        how = f"quantizer {opts.quantizer or next(iter(INT8_QUANTIZERS[tgt.key]))}" + (f", {opts.qat_steps} QAT steps" if opts.qat_steps else "")
+    log(f"{card.name} -> {tgt.key} ({how})")
     calib, calib_desc, verify, impostors = _faces(card, opts)
     if len(verify) < 8:
         raise ValueError(f"only {len(verify)} verification faces could be aligned; need at least 8")
