@@ -300,6 +300,10 @@ def test_onnx_int8_within_int8_tolerance(onnx_bundle, tmp_path):
     pytest.importorskip("nncf")
     from edgeface.export import ExportOptions, export_bundle, load_source
 
+    from edgeface.export.bundle_writer import plan_export
+
+    with pytest.raises(ValueError, match="--quantizer pt2e quantizes the PyTorch network; from an ONNX file openvino-int8 quantizes with nncf"):
+        plan_export("", "openvino", "int8", tmp_path / "x", ExportOptions(**SMALL, quantizer="pt2e"), src=load_source(str(onnx_bundle[0] / "model.onnx")))
     meta = export_bundle("", "onnx", "int8", tmp_path / "q", ExportOptions(**SMALL), src=load_source(str(onnx_bundle[0] / "model.onnx")))
     assert meta["status"] == "verified", meta["verification"]
     assert meta["parity"]["cosine_mean"] >= 0.99 and meta["parity"]["cosine_min"] >= 0.97

@@ -90,7 +90,8 @@ TARGETS: tuple[Target, ...] = (
            notes="IR with weights compressed to fp16 (compute precision is the device's choice)",
            from_onnx="IR converted from the ONNX file, weights compressed to fp16", from_onnx_modules=_ONNX_IN + ("openvino",)),
     Target("openvino", "int8", ".xml", "openvino_int8", "openvino", "NHWC", True, _ONNX_EXPORT + ("openvino", "nncf"), ("openvino",), True,
-           notes="NNCF post-training quantization of the IR on aligned calibration faces",
+           notes="NNCF post-training quantization of the IR on aligned calibration faces (--quantizer pt2e: the PT2E network "
+                 "tflite-int8 ships, through OpenVINO's TFLite frontend)",
            from_onnx="NNCF post-training quantization of the IR converted from the ONNX file", from_onnx_modules=_ONNX_IN + ("openvino", "nncf")),
     Target("tflite", "fp32", ".tflite", "tflite_fp32", "litert", "NHWC", False, ("torch", "litert_torch"), _TFLITE_RUN,
            notes="litert-torch conversion, fixed batch 1 (mobile interpreters resize inputs)",

@@ -295,6 +295,9 @@ def plan_export(spec: str, format: str, precision: str, out: str | os.PathLike, 
     src = src or load_source(spec, card_json, **model_kwargs)
     if opts.qat_steps and src.kind != "torch":
         raise ValueError(f"{src.path}: --qat needs a PyTorch model (it retrains the network), not an ONNX file")
+    if src.kind != "torch" and opts.quantizer and opts.quantizer != next(iter(INT8_QUANTIZERS[tgt.key])):
+        raise ValueError(f"{src.path}: --quantizer {opts.quantizer} quantizes the PyTorch network; from an ONNX file {tgt.key} "
+                         f"quantizes with {next(iter(INT8_QUANTIZERS[tgt.key]))}")
     if src.kind == "onnx" and not tgt.from_onnx:
         raise ValueError(f"{src.path}: {tgt.key} is exported from a PyTorch model only; from an ONNX file the targets are "
                          f"{', '.join(t.key for t in TARGETS if t.from_onnx)}")
