@@ -28,7 +28,7 @@ from ..runtime.bundle import BUNDLE_JSON, SCHEMA_VERSION, Bundle, Manifest, file
 from ..core.targets import TARGETS, Target
 from ..core.targets import target as lookup_target
 from . import verify as V
-from .converters import CONVERTERS, INT8_QUANTIZERS, Converted, ExportSource, onnx_io
+from .converters import CONVERTERS, INT8_QUANTIZERS, Converted, default_quantizer, ExportSource, onnx_io
 
 def quality_defaults() -> dict:
     """The bundle's quality section: the runtime's own thresholds under the runtime's own key
@@ -295,9 +295,9 @@ def plan_export(spec: str, format: str, precision: str, out: str | os.PathLike, 
     src = src or load_source(spec, card_json, **model_kwargs)
     if opts.qat_steps and src.kind != "torch":
         raise ValueError(f"{src.path}: --qat needs a PyTorch model (it retrains the network), not an ONNX file")
-    if src.kind != "torch" and opts.quantizer and opts.quantizer != next(iter(INT8_QUANTIZERS[tgt.key])):
+    if src.kind != "torch" and opts.quantizer and opts.quantizer != default_quantizer(tgt.key):
         raise ValueError(f"{src.path}: --quantizer {opts.quantizer} quantizes the PyTorch network; from an ONNX file {tgt.key} "
-                         f"quantizes with {next(iter(INT8_QUANTIZERS[tgt.key]))}")
+                         f"quantizes with {default_quantizer(tgt.key)}")
     if src.kind == "onnx" and not tgt.from_onnx:
         raise ValueError(f"{src.path}: {tgt.key} is exported from a PyTorch model only; from an ONNX file the targets are "
                          f"{', '.join(t.key for t in TARGETS if t.from_onnx)}")
@@ -324,13 +324,12 @@ def convert(plan: ExportPlan, stage: Path, calib, opts: ExportOptions | None = N
     by its quantization-aware training on faces disjoint from `calib` and `verify`)."""
     tgt = plan.target
     t0 = time.time()
-    routes = INT8_QUANTIZERS.get(tgt.key, {})
-    quantizer = (opts.quantizer if opts is not None else None) or next(iter(routes), None)
+    quantizer = (opts.quantizer if opts is not None else None) or default_quantizer(tgt.key)
     if opts is not None and opts.qat_steps:
         train = qat_training_faces(plan.source.card, opts, set(calib.paths) | set(verify.paths if verify is not None else []))
-        conv = routes[quantizer][1](plan.source, stage, calib.crops, train, opts.qat_steps, opts.qat_lr)
-    elif quantizer is not None and quantizer != next(iter(routes)):
-        conv = routes[quantizer][0](plan.source, stage, calib.crops)
+        conv = INT8_QUANTIZERS[tgt.key][quantizer][1](plan.source, stage, calib.crops, train, opts.qat_steps, opts.qat_lr)
+    elif quantizer != default_quantizer(tgt.key):  # another quantizer's post-training route; the default is the table row's converter
+        conv = INT8_QUANTIZERS[tgt.key][quantizer][0](plan.source, stage, calib.crops)
     else:
         conv = CONVERTERS[tgt.converter](plan.source, stage, calib.crops if tgt.needs_calibration else None,
                                          **({"graph": plan.graph} if len(tgt.graphs) > 1 else {}))
@@ -438,7 +437,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     tgt, card, out = plan.target, plan.source.card, plan.out
     how = tgt.from_onnx if plan.source.kind == "onnx" else tgt.notes
     if opts.quantizer or opts.qat_steps:  # the target's notes describe its default quantizer's post-training route
-        how = f"quantizer {opts.quantizer or next(iter(INT8_QUANTIZERS[tgt.key]))}" + (f", {opts.qat_steps} QAT steps" if opts.qat_steps else "")
+        how = f"quantizer {opts.quantizer or default_quantizer(tgt.key)}" + (f", {opts.qat_steps} QAT steps" if opts.qat_steps else "")
     log(f"{card.name} -> {tgt.key} ({how})")
     calib, calib_desc, verify, impostors = _faces(card, opts)
     if len(verify) < 8:

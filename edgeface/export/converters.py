@@ -386,9 +386,12 @@ def openvino_int8_pt2e(src: ExportSource, out: Path, calib: np.ndarray, qat: dic
     optionally `qat`-trained: pt2e_int8's training options), written as .tflite and read by
     OpenVINO's TFLite frontend, which turns every int8 tensor into a FakeQuantize of the same scale;
     the CPU plugin then runs the convolutions in int8. NNCF's post-training quantization has no
-    sequential calibration: on dlib_resnet_edge it measured 97.80 % on LFW-dev against tflite-int8's
-    98.00 % (benchmarks/results/export_matrix_edge15_*.md)."""
+    sequential calibration: on dlib_resnet_edge it measured 97.80 % on LFW-dev, this route with 1,200
+    QAT steps 98.03 % (benchmarks/results/export_matrix_edge15_default_int8.md)."""
     import openvino as ov
+
+    if src.kind != "torch":
+        raise ValueError(f"{src.path}: PT2E quantizes the PyTorch network, not an ONNX file")
 
     work = out / "pt2e_tflite"
     work.mkdir()
@@ -423,9 +426,9 @@ def _free_batch(model) -> None:
 
     on_data_path: set[str] = set()  # nodes fed by the faces (weight-path Reshapes, e.g. of depthwise kernels, stay)
     for node in model.get_ordered_ops():
-        if node.get_type_name() == "Parameter" or any(i.get_source_output().get_node().get_friendly_name() in on_data_path for i in node.inputs()):
-            on_data_path.add(node.get_friendly_name())
-        if node.get_type_name() != "Reshape" or node.get_friendly_name() not in on_data_path:
+        if node.get_type_name() == "Parameter" or any(i.get_source_output().get_node().get_name() in on_data_path for i in node.inputs()):
+            on_data_path.add(node.get_name())  # get_name: unique per node (friendly names need not be)
+        if node.get_type_name() != "Reshape" or node.get_name() not in on_data_path:
             continue
         target = node.input(1).get_source_output().get_node()
         if target.get_type_name() != "Constant":
@@ -975,3 +978,13 @@ INT8_QUANTIZERS: dict[str, dict[str, tuple[Callable[..., Converted], Callable[..
     "openvino-int8": {"nncf": (openvino_int8, openvino_int8_qat), "pt2e": (openvino_int8_pt2e, openvino_int8_pt2e_qat)},
     "tflite-int8": {"pt2e": (tflite_int8, tflite_int8_qat)},
 }
+
+for _key, _routes in INT8_QUANTIZERS.items():  # the default quantizer's PTQ route is the target row's own converter
+    _row = next(t for t in TARGETS if t.key == _key)
+    if next(iter(_routes.values()))[0] is not CONVERTERS[_row.converter]:
+        raise ImportError(f"INT8_QUANTIZERS[{_key!r}]: the default quantizer's post-training converter must be the target row's {_row.converter}")
+
+
+def default_quantizer(target_key: str) -> str | None:
+    """The quantizer an int8 target uses unless told otherwise (None: not an int8 target)."""
+    return next(iter(INT8_QUANTIZERS.get(target_key, {})), None)
