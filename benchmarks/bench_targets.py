@@ -43,7 +43,8 @@ def default_models() -> list[str]:
 
 def doc_block(result: dict, md_table: str, png: Path, command: str) -> str:
     """The marked block of DOC: the run's settings, its table and its plot (linked relative to DOC)."""
-    rel = Path(os.path.relpath(png, (ROOT / DOC).parent)).as_posix() if png.is_relative_to(ROOT) else png
+    png, root = Path(png).resolve(), ROOT.resolve()  # a relative --out is relative to the working directory
+    rel = Path(os.path.relpath(png, (root / DOC).parent)).as_posix() if png.is_relative_to(root) else png
     s = result["settings"]
     folds = next((r.get("folds") for r in result["rows"] if r.get("folds")), None)
     load = result["machine"].get("load_average")

@@ -40,6 +40,8 @@ def test_doc_block_is_replaced_in_place(tmp_path, monkeypatch):
     assert "Load average when it finished: 9.0 on 2 cores" in text
     mod.update_doc(block)  # idempotent
     assert doc.read_text() == text
+    monkeypatch.chdir(tmp_path)  # `--out benchmarks/results` from the repository root: a relative path
+    assert "](../../benchmarks/results/targets.png)" in mod.doc_block(result, "| a | b |", Path("benchmarks/results/targets.png"), "x")
 
 
 def test_a_page_without_markers_gets_the_block_appended(tmp_path, monkeypatch):
