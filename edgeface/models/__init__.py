@@ -50,7 +50,7 @@ register_arch("dlib_resnet", build_dlib_resnet)
 register(DLIB_RESNET_CARD, weights=dlib_resnet_weights)
 
 # The edge model of issue 15: dlib's ResNet with its inner channels pruned in stages by correlation
-# (benchmarks/dlib_edge.py) and retrained by distillation from the dense network. The weights are
+# (`edgeface distill --recipe default-edge`, edgeface/train/staged.py) and retrained by distillation from the dense network. The weights are
 # derived from the CC0 dlib model by this kit, so they ship in the package (fp16 storage: 3.3 MB;
 # the network computes in fp32, and its int8 bundles are under 2 MB). Card from the file itself.
 _EDGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "dlib_resnet_edge.safetensors"
