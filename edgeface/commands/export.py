@@ -138,10 +138,27 @@ def summary(meta: dict, out) -> str:
              f"parity      cosine to source min {par['cosine_min']:.5f} mean {par['cosine_mean']:.5f} on {par['num_faces']} faces"]
     if par.get("lfw_dev"):
         lines.append(f"LFW-dev     {100 * par['lfw_dev']['accuracy_mean']:.2f} ± {100 * par['lfw_dev']['accuracy_std']:.2f} %  (source {100 * par['source_lfw_dev']['accuracy_mean']:.2f} %)")
-    for k, v in meta["thresholds"]["at_far"].items():
-        tar = v.get("tar_lfw_dev")
-        lines.append(f"threshold   FAR {k}: cosine >= {v['threshold']:.4f}" + (f"  (TAR on LFW-dev {100 * tar:.2f} %)" if tar is not None else ""))
-    return "\n".join(lines)
+    return "\n".join(lines + operating_points(meta))
+
+
+def operating_points(meta: dict) -> list[str]:
+    """The bundle's thresholds as text: per calibrated FAR, the threshold, the TAR (and FAR) it measured on every reported set,
+    and the FAR it gives each calibration source (thresholds.by_source), so a user sees whom the operating point serves."""
+    th = meta["thresholds"]
+    lines = []
+    for k, v in th["at_far"].items():
+        lines.append(f"threshold   FAR {k}: cosine >= {v['threshold']:.4f}")
+        for pop, a in (v.get("achieved") or {}).items():
+            tar = "" if a.get("tar") is None else f"TAR {100 * a['tar']:.2f} % of {a['num_genuine']:,} genuine, "
+            lines.append(f"              {pop:<10} {tar}FAR {a['far']:.2e} ({a['impostors_accepted']:,} of {a['num_impostor']:,} impostors)")
+        for src, s in (th.get("by_source") or {}).items():
+            a = s["at_far"][k]
+            tar = "" if a.get("tar") is None else f"TAR {100 * a['tar']:.2f} %, "
+            lines.append(f"              source {src:<5} {tar}FAR {a['far']:.2e} ({a['impostors_accepted']:,} of {a['num_impostor']:,} impostor pairs within it)")
+    if th.get("calibration_set"):
+        lines.append(f"calibrated  on {th['calibration_set'].get('num_faces', '?')} faces of {th['calibration_set'].get('num_people', '?')} people: "
+                     f"{', '.join(th['calibration_set'].get('sources', []))}")
+    return lines
 
 
 def run_check(path: str) -> int:
@@ -162,6 +179,7 @@ def run_check(path: str) -> int:
         print(f"edgeface export --check: error: {path} does not reproduce its conformance set", file=sys.stderr)
         return 1
     print(f"{path}: conformance passed ({rep['faces']} faces, min cosine {rep['cosine_min']:.6f}, {rep['pairs']} pair decisions)")
+    print("\n".join(operating_points(bundle.meta)))
     return 0
 
 

@@ -197,10 +197,11 @@ def default_split(n_calib: int = 300, n_verify: int = 200, n_impostor: int = 200
 
 
 THRESHOLD_CALIBRATION = (
-    "people disjoint from every set the kit reports on (LFW-dev pairs, CFP): genuine pairs = all same-person pairs among "
-    "{celeba_images} photos of {celeba_people} CelebA-299 people (fixed seed); impostor pairs = all pairs of different people among "
-    "those, {lfw_images} photos of the {lfw_people} LFW-dev extra identities (people in no LFW-dev pair) and {aaf_images} AAF-8k photos "
-    "(one person each)"
+    "people disjoint from every set the kit reports on (LFW-dev pairs, CFP), balanced by source (a third of the photos each): "
+    "genuine pairs = all same-person pairs among {celeba_images} photos of {celeba_people} CelebA-299 people (fixed seed); impostor "
+    "pairs = all pairs of different people among those, {lfw_images} photos of the {lfw_people} LFW-dev extra identities (people in "
+    "no LFW-dev pair) and {aaf_images} AAF-8k photos (one person each; mostly East-Asian, all ages). The sources stand in for "
+    "populations: thresholds.by_source holds each one's FAR curve and the FAR each threshold gives it"
 )
 
 
@@ -214,10 +215,12 @@ class CalibrationPopulation:
 def threshold_calibration_population(n_faces: int = 4000, seed: int = 0, per_person: int = 10) -> CalibrationPopulation:
     """The people the bundle's FAR thresholds are calibrated on, so that the FAR / TAR reported on
     LFW-dev and CFP are measured on people the thresholds never saw (fixed seed, from ../shared):
-    about n_faces photos, a quarter from CelebA-299 (per_person each), a quarter LFW-dev extra
-    identities, half AAF-8k. 4,000 give ~4,500 genuine and ~8 million impostor pairs (FAR 1e-4:
-    ~800 impostors above the threshold)."""
-    n_celeba_people, n_lfw_extra, n_aaf = max(2, n_faces // (4 * per_person)), n_faces // 4, n_faces // 2
+    about n_faces photos, balanced by source: a third CelebA-299 (per_person each), a third LFW-dev
+    extra identities, a third AAF-8k. (Until 2026-12-08 half were AAF-8k, whose within-source
+    impostors score highest under the dlib-derived models, so one population set the threshold: the
+    default's FAR-1e-3 threshold accepted 31 % of LFW-dev's genuine pairs.) 4,000 give ~5,000 genuine
+    and ~8 million impostor pairs (FAR 1e-4: ~800 impostors above the threshold)."""
+    n_celeba_people, n_lfw_extra, n_aaf = max(2, n_faces // (3 * per_person)), n_faces // 3, n_faces // 3
     shared = paths.shared_dir() / "datasets"
     rng = np.random.default_rng(seed)
     by_id: dict[str, list[str]] = {}

@@ -207,6 +207,18 @@ def population_scores(embeddings: np.ndarray, identities: list[str]) -> tuple[np
     return cat(gen), cat(imp)
 
 
+def source_scores(embeddings: np.ndarray, identities: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(genuine, impostor) of population_scores within each source (the identity's "source:" prefix): the pairs whose
+    two photos both come from that source, so a source that stands in for one population is scored on its own."""
+    ids = np.asarray(identities)
+    sources = np.asarray([i.split(":", 1)[0] if ":" in i else "" for i in identities])
+    out = {}
+    for src in sorted(set(sources.tolist()) - {""}):
+        keep = np.flatnonzero(sources == src)
+        out[src] = population_scores(np.asarray(embeddings)[keep], ids[keep].tolist())
+    return out
+
+
 FAR_CURVE = ("1e-1", "3e-2", "1e-2", "3e-3", "1e-3", "3e-4", "1e-4", "3e-5", "1e-5")
 
 
