@@ -2,6 +2,7 @@
 //   edgeface_vectors_test BUNDLE VECTORS SCRATCH
 // Exit 0 when everything matches. SCRATCH receives the galleries this
 // core writes (cpp-gallery-<codec>.db, read back by the Python test).
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -250,17 +251,28 @@ int main(int argc, char** argv) {
                 ef_gallery_template_code(cg, person.c_str(), mine_code.data(), &n1);
                 ef_gallery_template_code(pg, person.c_str(), py_code.data(), &n2);
                 expect(n1 == n2 && hex(py_code.data(), n2) == en["template_code"].get<std::string>(), codec + ": Python template bytes read back " + person);
-                // scores of the stored templates against the Python one's decoded/float form: compare by codec similarity
+                // our stored template vs Python's: the cosine of the two decoded templates, each made unit first
+                // (an int8 code decodes to q * scale, whose norm is not 1: a dot product of two of them is no cosine)
                 if (codec == "float32" || codec == "int8") {
-                    float s = 0;  // our template (decoded) scored against Python's stored bytes
-                    std::vector<float> ours(dim);
-                    if (codec == "float32") std::memcpy(ours.data(), mine_code.data(), dim * 4);
-                    else {
-                        float scale;
-                        std::memcpy(&scale, mine_code.data(), 4);
-                        for (int k = 0; k < dim; ++k) ours[k] = (int8_t)mine_code[4 + k] * scale;
-                    }
-                    ef_codec_similarity(codec.c_str(), ours.data(), dim, py_code.data(), n2, &s);
+                    auto decoded = [&](const std::vector<uint8_t>& code) {
+                        std::vector<double> v(dim);
+                        if (codec == "float32") {
+                            for (int k = 0; k < dim; ++k) {
+                                float x;
+                                std::memcpy(&x, code.data() + 4 * k, 4);
+                                v[k] = x;
+                            }
+                        } else {
+                            float scale;
+                            std::memcpy(&scale, code.data(), 4);
+                            for (int k = 0; k < dim; ++k) v[k] = (int8_t)code[4 + k] * (double)scale;
+                        }
+                        return v;
+                    };
+                    std::vector<double> ours = decoded(mine_code), theirs = decoded(py_code);
+                    double dot = 0, n_ours = 0, n_theirs = 0;
+                    for (int k = 0; k < dim; ++k) dot += ours[k] * theirs[k], n_ours += ours[k] * ours[k], n_theirs += theirs[k] * theirs[k];
+                    double s = n_ours > 0 && n_theirs > 0 ? dot / std::sqrt(n_ours * n_theirs) : 0;
                     expect(s >= 0.999, codec + ": our template vs Python's " + person + " cosine " + std::to_string(s));
                 } else {
                     int h = 0;
@@ -309,6 +321,16 @@ int main(int argc, char** argv) {
                 expect(dec == want["decision"] || near, codec + ": verify " + probe + " at " + far + ": " + dec);
             }
         }
+        // identify(top_k < 1): a programming error (Python: ValueError), never "unknown" for an enrolled person
+        if (!from_file.empty())
+            for (int bad_k : {0, -1, INT_MIN}) {
+                const char* name = nullptr;
+                float score = 0;
+                ef_match one[1];
+                size_t n = 1;
+                st = ef_identify(pg, b, from_file.begin()->second, bad_k, "1e-3", &name, &score, one, &n);
+                expect(st == EF_ERR_ARGUMENT && name == nullptr, codec + ": identify(top_k=" + std::to_string(bad_k) + ") gave " + kind(st));
+            }
         ef_gallery_close(cg);
         ef_gallery_close(pg);
     }
@@ -374,6 +396,42 @@ int main(int argc, char** argv) {
     ef_conformance conf{};
     st = edgeface_check_conformance(b, &conf);
     expect(st == EF_OK && conf.passed && conf.faces > 0, "conformance: " + std::string(kind(st)) + " cosine_min " + std::to_string(conf.cosine_min));
+
+    // -- validated handles: a second close and use after close are errors, not crashes (issue 34) ---------------------------
+    {
+        const auto& f0 = doc["faces"][0];
+        auto lm = flat_landmarks(f0["landmarks"]);
+        ef_face* f = nullptr;
+        st = ef_analyze_file(b, (vdir / f0["image"].get<std::string>()).c_str(), lm.data(), lm.size(), -1, &f);
+        expect(st == EF_OK && ef_face_free(f) == EF_OK, "handles: analyze + free");
+        expect(ef_face_free(f) == EF_ERR_ARGUMENT, "handles: a second ef_face_free is refused");
+        size_t dim = 1;
+        double v = 0;
+        expect(ef_face_embedding(f, &dim) == nullptr && dim == 0 && ef_face_measure(f, "sharpness", &v) == EF_ERR_ARGUMENT &&
+                   ef_face_passed(f, EF_MODE_VERIFY) == 0,
+               "handles: a freed face is refused");
+        ef_bundle* b2 = nullptr;
+        st = ef_bundle_open(bundle_dir.c_str(), 1, &b2);
+        expect(st == EF_OK, std::string("handles: open a second bundle ") + ef_last_error());
+        fs::path gp = scratch / "handles.db";
+        fs::remove(gp);
+        ef_gallery* g = nullptr;
+        expect(ef_gallery_open(gp.c_str(), b2, "float32", 0, &g) == EF_OK, "handles: open a gallery");
+        expect(ef_gallery_close(g) == EF_OK && ef_gallery_close(g) == EF_ERR_ARGUMENT, "handles: a second ef_gallery_close is refused");
+        size_t count = 0;
+        expect(ef_gallery_count(g, &count) == EF_ERR_ARGUMENT && std::string(ef_gallery_codec(g)).empty(), "handles: a closed gallery is refused");
+        expect(ef_bundle_close(b2) == EF_OK && ef_bundle_close(b2) == EF_ERR_ARGUMENT, "handles: a second ef_bundle_close is refused");
+        int h = 0, w = 0;
+        ef_face* f2 = nullptr;
+        expect(ef_bundle_crop_size(b2, &h, &w) == EF_ERR_ARGUMENT && ef_bundle_embedding_size(b2) == 0 &&
+                   ef_analyze_file(b2, (vdir / f0["image"].get<std::string>()).c_str(), lm.data(), lm.size(), -1, &f2) == EF_ERR_ARGUMENT && f2 == nullptr,
+               "handles: a closed bundle is refused");
+        ef_gallery* g2 = nullptr;
+        expect(ef_gallery_open(gp.c_str(), b2, nullptr, 1, &g2) == EF_ERR_ARGUMENT && g2 == nullptr, "handles: a gallery opened with a closed bundle is refused");
+        int bogus = 0;  // an address that was never a handle
+        expect(ef_bundle_close((ef_bundle*)&bogus) == EF_ERR_ARGUMENT && ef_face_free((ef_face*)&bogus) == EF_ERR_ARGUMENT, "handles: a foreign pointer is refused");
+        expect(ef_bundle_close(nullptr) == EF_OK && ef_face_free(nullptr) == EF_OK && ef_gallery_close(nullptr) == EF_OK, "handles: NULL closes as a no-op");
+    }
 
     ef_bundle_close(b);
     json summary = {{"checks", checks}, {"mismatches", bad}, {"crop_max_abs_diff", crop_worst}, {"embedding_cosine_min", emb_worst},

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import * as sdk from "../dist/node.js";
-import { SKIP, VECTORS_DIR, loadVectors, raw, f32, dot, landmarksFromJson } from "./lib/vectors.mjs";
+import { SKIP, VECTORS_DIR, loadVectors, raw, f32, dot, cosine, landmarksFromJson } from "./lib/vectors.mjs";
 
 let doc, bundle, rec, tmp;
 const face = (f) => ({ image: join(VECTORS_DIR, f.image), landmarks: f.landmarks });
@@ -182,6 +182,10 @@ test("galleries written by Python: searched, identified and verified by Node wit
     }
     await assert.rejects(grec.verify(face(doc.faces[0]), "nobody-enrolled"), (e) => e.kind === "not_enrolled");
     await assert.rejects(async () => grec.threshold("1e-9"), (e) => e.kind === "argument");
+    // identify(top_k < 1) is a programming error (Python: ValueError), never "unknown" for an enrolled person
+    for (const badK of [0, -1, 1.5, NaN, "3"]) {
+      await assert.rejects(grec.identify(face(doc.faces[0]), badK), (e) => e.kind === "argument" && /top_k/.test(e.message), String(badK));
+    }
     await gallery.close();
   }
 });
@@ -205,7 +209,7 @@ test("enrolment in Node: same images used and refused, template within tolerance
       if (gallery.codec.hammingScores) {
         assert.ok(gallery.codec.codeSimilarity(mine, theirs) >= 0.95, `${name}: ${g.codec} template differs`);
       } else {
-        const cos = dot(gallery.codec.decode(mine), gallery.codec.decode(theirs));
+        const cos = cosine(gallery.codec.decode(mine), gallery.codec.decode(theirs));
         assert.ok(cos >= doc.tolerances.embedding_min_cosine, `${name}: ${g.codec} template cosine ${cos}`);
       }
     }

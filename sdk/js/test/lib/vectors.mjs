@@ -27,6 +27,12 @@ export function dot(a, b) {
   return s;
 }
 
+/** The cosine of two vectors that need not be unit (an int8 template decodes to q * scale, whose norm is not 1). */
+export function cosine(a, b) {
+  const n = Math.sqrt(dot(a, a) * dot(b, b));
+  return n > 0 ? dot(a, b) / n : 0;
+}
+
 export function landmarksFromJson(lm) {
   return Array.isArray(lm) ? lm.map(landmarksFromJson) : lm === "nan" ? NaN : Number(lm);
 }

@@ -71,6 +71,16 @@ public final class VectorsTest {
                 expect(r.enrolled == (Boolean) want.get("enrolled") && used.equals(list(want.get("used"))), "enrol " + en.getKey() + " used " + used);
                 expect(Math.abs(r.templateQuality - num(want.get("template_quality"))) <= 2e-3, "enrol " + en.getKey() + " quality");
             }
+            // identify(top_k < 1) is a programming error (Python: ValueError), never "unknown" for an enrolled person
+            for (int badK : new int[] {0, -1, Integer.MIN_VALUE}) {
+                String kind = "none";
+                try {
+                    rec.identify(images.get(obj(list(gal.get("searches")).get(0)).get("probe")), badK, "1e-3");
+                } catch (EdgefaceException e) {
+                    kind = e.kind();
+                }
+                expect(kind.equals("argument"), "identify(top_k=" + badK + "): " + kind + ", not argument");
+            }
             for (Object so : list(gal.get("searches"))) {
                 Map<String, Object> s = obj(so);
                 String probe = (String) s.get("probe");
