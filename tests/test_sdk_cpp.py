@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sdk_vectors import SETS
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.shared]
@@ -35,6 +36,15 @@ def sdk_vectors(shared):
     import sdk_vectors
 
     return sdk_vectors.build(shared)
+
+
+@pytest.fixture(scope="module", params=SETS)
+def vector_set(request, shared):
+    """Each shared vector set: the reference bundle and the shipped default's ONNX fp32 / int8 bundles."""
+    pytest.importorskip("onnxruntime")
+    import sdk_vectors
+
+    return sdk_vectors.build(shared, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +98,8 @@ def test_python_sees_the_gallery_cases_as_the_vectors_say(sdk_vectors, tmp_path)
     assert kinds == {e["id"]: e["kind"] for e in doc["gallery_errors"] if e["id"] in kinds}
 
 
-def test_cpp_core_reproduces_the_vectors_and_python_reads_its_galleries(core, sdk_vectors, tmp_path):
+def test_cpp_core_reproduces_the_vectors_and_python_reads_its_galleries(core, vector_set, tmp_path):
+    sdk_vectors = vector_set
     summary = run_vectors(core / "edgeface_vectors_test", sdk_vectors, tmp_path)
     assert summary["mismatches"] == [] and summary["checks"] > 3000
     assert summary["crop_max_abs_diff"] <= 1 and summary["embedding_cosine_min"] >= 0.999
