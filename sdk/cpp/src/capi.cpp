@@ -600,7 +600,7 @@ ef_status edgeface_check_conformance(const ef_bundle* b, ef_conformance* out) {
             std::vector<std::string> names = exp.at("faces").get<std::vector<std::string>>();
             std::vector<uint8_t> crops;
             for (auto& n : names) {
-                auto img = ef::read_image_file(dir + "/" + n);
+                auto img = ef::read_image_file(dir + "/" + n, 1);  // stored crops: no size limit
                 if (img.width != card.width || img.height != card.height) ef::fail(EF_ERR_BUNDLE, dir + "/" + n + ": not a crop of the bundle's size");
                 crops.insert(crops.end(), img.rgb.begin(), img.rgb.end());
             }

@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
             out["error"] = ef_last_error();
         }
         ef_bundle_close(b);
-        std::cout << out.dump() << "\n";
+        std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";  // a message may quote raw bytes
     }
     return 0;
 }
