@@ -171,6 +171,12 @@ CASES = {
     "status_failed": (_edit_meta(status="failed"), True),
     "status_not_verified": (_edit_meta(status="not-verified"), True),
     "unknown_card_field": (_edit_meta(**{"card.colour": "RGB"}), True),
+    # every ModelCard field the schema lists (issue 34: int8_float_scope was refused by every SDK); the
+    # fingerprint of an "ok" case is recorded, so the SDK must write the card's JSON as Python does
+    "card_every_field": (_edit_meta(**{"card.params": 7, "card.mflops": 1.5, "card.arch_kwargs": {"alpha": 1.0, "widths": [1, 2]},
+                                       "card.int8_float_scope": {"first": True, "last": 0}, "card.description": "d", "card.source": "s"}), True),
+    "card_int8_float_scope_null": (_edit_meta(**{"card.int8_float_scope": None}), True),
+    "card_int8_float_scope_bad": (_edit_meta(**{"card.int8_float_scope": {"first": True, "last": -1}}), True),
     "no_such_target": (_edit_meta(format="tensorrt", precision="fp32"), True),
     "threshold_negative": (_edit_meta(**{"thresholds.at_far.1e-3": {"threshold": -0.5}}), True),
     "threshold_zero": (_edit_meta(**{"thresholds.at_far.1e-3": {"threshold": 0.0}}), True),
@@ -234,7 +240,12 @@ def write_refusal_cases(out: Path) -> list[dict]:
         d = out / cid
         shutil.copytree(base, d, symlinks=True)
         edit(d)
-        cases.append({"id": cid, "dir": str(d), "kind": verdict(d), "http": http})
+        case = {"id": cid, "dir": str(d), "kind": verdict(d), "http": http}
+        if case["kind"] == "ok":
+            from edgeface.runtime.gallery import model_fingerprint
+
+            case["fingerprint"] = model_fingerprint(load_bundle(d).card)
+        cases.append(case)
     cases.append({"id": "missing_dir", "dir": str(out / "no-such-bundle"), "kind": verdict(out / "no-such-bundle"), "http": True})
     (out / "_empty").mkdir()
     cases.append({"id": "no_manifest", "dir": str(out / "_empty"), "kind": verdict(out / "_empty"), "http": True})

@@ -7,6 +7,12 @@ with the reduced calibration of tests/test_runtime_bundle.py but 50 calibration 
 calibrates min_flip_similarity and the quality.nonface prototypes, so every SDK meets the non-face check), and
 `edgeface.runtime.vectors.write_vectors` on it. The cache key covers the checkpoint (size, mtime)
 and every Python source of the kit, so a change to the runtime rewrites the vectors.
+
+The product path too (issue 34): `build(shared, "default-fp32")` / `"default-int8"` export the kit's own
+`default` model (`edgeface export default --target onnx --precision fp32|int8`) with the same reduced
+calibration and write vectors for it, cached under `.../sdk-vectors/default-<precision>-<key>/`.
+
+    python tests/sdk_vectors.py [SHARED] [reference|default-fp32|default-int8]
 """
 from __future__ import annotations
 
@@ -38,14 +44,31 @@ def cache_key(checkpoint: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def build(shared: Path | None = None) -> dict[str, str]:
-    """{"bundle": dir, "vectors": dir}: cached, or exported + written now (under a file lock)."""
+# the vector sets every SDK suite runs: the reference (a user's trained model) and the shipped default's ONNX bundles
+SETS = ("reference", "default-fp32", "default-int8")
+
+
+def _source(name: str) -> tuple[str, Path, str]:
+    """(export spec, file the cache key covers, precision) of a vector set."""
     from edgeface.core import paths
 
+    if name == "reference":
+        ckpt = paths.reference_mobilefacenet()
+        return str(ckpt), ckpt, "fp32"
+    model, _, precision = name.partition("-")
+    if model != "default" or precision not in ("fp32", "int8"):
+        raise ValueError(f"unknown vector set {name!r}; the sets are {SETS}")
+    from edgeface.models import get
+
+    return "default", Path(get("default").weights), precision
+
+
+def build(shared: Path | None = None, name: str = "reference") -> dict[str, str]:
+    """{"bundle": dir, "vectors": dir}: cached, or exported + written now (under a file lock)."""
     if shared is not None:
         os.environ["EDGEFACE_SHARED"] = str(shared)
-    ckpt = paths.reference_mobilefacenet()
-    root = cache_root() / cache_key(ckpt)
+    spec, keyed, precision = _source(name)
+    root = cache_root() / (cache_key(keyed) if name == "reference" else f"{name}-{cache_key(keyed)}")
     done = root / "complete"
     if done.is_file():
         return {"bundle": str(root / "bundle"), "vectors": str(root / "vectors")}
@@ -53,17 +76,22 @@ def build(shared: Path | None = None) -> dict[str, str]:
     with open(root / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test sessions: one builds, the others wait
         if not done.is_file():
+            import time
+
             from edgeface.export import ExportOptions, export_bundle
             from edgeface.runtime.vectors import write_vectors
 
+            t0 = time.time()
             shutil.rmtree(root / "bundle", ignore_errors=True)
-            meta = export_bundle(str(ckpt), "onnx", "fp32", root / "bundle", ExportOptions(**SMALL))
+            meta = export_bundle(spec, "onnx", precision, root / "bundle", ExportOptions(**SMALL))
             if meta["status"] != "verified":
-                raise RuntimeError(f"reference bundle export failed verification: {meta.get('verification')}")
+                raise RuntimeError(f"{name} bundle export failed verification: {meta.get('verification')}")
+            t1 = time.time()
             write_vectors(root / "bundle", root / "vectors")
+            (root / "timing.json").write_text(json.dumps({"export_s": round(t1 - t0, 1), "vectors_s": round(time.time() - t1, 1)}) + "\n")
             done.write_text("ok\n")
     return {"bundle": str(root / "bundle"), "vectors": str(root / "vectors")}
 
 
 if __name__ == "__main__":
-    print(json.dumps(build(Path(sys.argv[1]) if len(sys.argv) > 1 else None)))
+    print(json.dumps(build(Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else None, sys.argv[2] if len(sys.argv) > 2 else "reference")))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sdk_vectors import SETS
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.shared]
@@ -35,6 +36,15 @@ def sdk_vectors(shared):
     import sdk_vectors
 
     return sdk_vectors.build(shared)
+
+
+@pytest.fixture(scope="module", params=SETS)
+def vector_set(request, shared):
+    """Each shared vector set: the reference bundle and the shipped default's ONNX fp32 / int8 bundles."""
+    pytest.importorskip("onnxruntime")
+    import sdk_vectors
+
+    return sdk_vectors.build(shared, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +98,8 @@ def test_python_sees_the_gallery_cases_as_the_vectors_say(sdk_vectors, tmp_path)
     assert kinds == {e["id"]: e["kind"] for e in doc["gallery_errors"] if e["id"] in kinds}
 
 
-def test_cpp_core_reproduces_the_vectors_and_python_reads_its_galleries(core, sdk_vectors, tmp_path):
+def test_cpp_core_reproduces_the_vectors_and_python_reads_its_galleries(core, vector_set, tmp_path):
+    sdk_vectors = vector_set
     summary = run_vectors(core / "edgeface_vectors_test", sdk_vectors, tmp_path)
     assert summary["mismatches"] == [] and summary["checks"] > 3000
     assert summary["crop_max_abs_diff"] <= 1 and summary["embedding_cosine_min"] >= 0.999
@@ -130,6 +141,26 @@ def test_bad_bundles_are_refused_by_python_as_the_vectors_say(sdk_vectors):
             load_bundle(vectors / e["dir"])
         assert (("missing" if isinstance(exc.value, FileNotFoundError) else "bundle"), exc.value.kind) == (e["kind"], e["bundle_kind"]), e["id"]
     assert {e["bundle_kind"] for e in doc["bundle_errors"]} == set(M.KINDS) - {M.MODEL_OUTPUT}
+
+
+def test_cpp_judges_the_bundle_cases_like_load_bundle(core, tmp_path):
+    """The ~70 mutated copies of a tiny sealed bundle (tests/sdk_bundle_cases.py, the JS suite's rules cases):
+    ef_bundle_open gives Python's verdict on each, and a bundle it opens has Python's card fingerprint, a card
+    with every ModelCard field included (issue 34: int8_float_scope)."""
+    import sdk_bundle_cases
+
+    cases = [c for c in sdk_bundle_cases.write_refusal_cases(tmp_path / "cases") if c["kind"] != "model_output"]
+    p = subprocess.run([str(core / "edgeface_open_bundles"), *[c["dir"] for c in cases]], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [g["dir"] for g in got] == [c["dir"] for c in cases]
+    wrong = []
+    for c, g in zip(cases, got):
+        verdict = "ok" if g["status"] == "ok" else g["bundle_kind"]
+        if verdict != c["kind"] or g.get("fingerprint") != c.get("fingerprint"):
+            wrong.append(f"{c['id']}: {verdict} {g.get('fingerprint')} vs Python {c['kind']} {c.get('fingerprint')} ({g.get('error', '')[:120]})")
+    assert wrong == []
+    assert {c["id"] for c in cases} >= {"card_every_field", "card_int8_float_scope_null", "card_int8_float_scope_bad", "unknown_card_field"}
 
 
 def test_fuzz_the_c_abi(core, sdk_vectors, tmp_path):

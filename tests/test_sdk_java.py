@@ -7,18 +7,20 @@ import shutil
 import subprocess
 
 import pytest
+from sdk_vectors import SETS
 
 from test_sdk_cpp import build_core
 
 pytestmark = [pytest.mark.shared]
 
 
-@pytest.fixture(scope="module")
-def sdk_vectors(shared):
+@pytest.fixture(scope="module", params=SETS)
+def sdk_vectors(request, shared):
+    """Each shared vector set: the reference bundle and the shipped default's ONNX fp32 / int8 bundles."""
     pytest.importorskip("onnxruntime")
     import sdk_vectors
 
-    return sdk_vectors.build(shared)
+    return sdk_vectors.build(shared, request.param)
 
 
 def test_java_front_reproduces_the_vectors(sdk_vectors, tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sdk_vectors import SETS
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -48,6 +49,15 @@ def sdk_vectors(shared):
     return sdk_vectors.build(shared)
 
 
+@pytest.fixture(scope="module", params=SETS)
+def vector_set(request, shared):
+    """Each shared vector set: the reference bundle and the shipped default's ONNX fp32 / int8 bundles."""
+    pytest.importorskip("onnxruntime")
+    import sdk_vectors
+
+    return sdk_vectors.build(shared, request.param)
+
+
 @pytest.fixture(scope="module")
 def tflite_bundle(shared):
     """The reference model as a tflite fp32 bundle (the reduced calibration of the vectors' bundle),
@@ -82,7 +92,8 @@ def run_node_tests(files: list[str], env: dict, timeout: int = 900) -> dict:
     return counts
 
 
-def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_path):
+def test_node_sdk_reproduces_the_python_runtime(js_package, vector_set, tmp_path):
+    sdk_vectors = vector_set
     env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_SDK_JS_OUT=str(tmp_path))
     counts = run_node_tests(["test/unit.test.mjs", "test/node.test.mjs"], env)
     assert counts["pass"] >= 20 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
@@ -112,7 +123,8 @@ def test_node_sdk_reproduces_the_python_runtime(js_package, sdk_vectors, tmp_pat
                 assert all(abs(m.score - w["score"]) <= max(tol, 0.02) for m, w in zip(got, want) if m.name == w["name"]), (got, want)
 
 
-def test_browser_sdk_reproduces_the_python_runtime(js_package, sdk_vectors):
+def test_browser_sdk_reproduces_the_python_runtime(js_package, vector_set):
+    sdk_vectors = vector_set
     """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium, and
     the web demo end to end with a fake camera (test/demo.test.mjs)."""
     if not Path("/usr/bin/chromium").is_file():

@@ -59,6 +59,11 @@ SCORE_ABS_TOLERANCE = 2e-3  # cosine / Hamming similarity from the SDK's own emb
 JPEG_DECODE_NOTE = "JPEG decoders differ (IDCT, chroma upsampling): decoded pixels are compared with decode_max_abs_diff"
 JPEG_DECODE_MAX_ABS_DIFF = 32
 JPEG_EMBEDDING_MIN_COSINE = 0.99
+# From a JPEG file, another decoder moves the gate's measures a little: a face whose measure lies within
+# this of a verify-gate threshold may pass or fail there (issue 34: the default int8 bundle's flip
+# similarity 0.98635 against its 0.9865 limit). An SDK may then give another verdict for that face's
+# file path, and skips the decisions that depend on it; everything else about the face is still checked.
+JPEG_GATE_MARGIN = {"flip_similarity": 0.002, "nonface_margin": 0.002, "sharpness": 2.0, "brightness": 1.0, "contrast": 1.0}
 
 
 def _rel(p: Path, root: Path) -> str:
@@ -423,6 +428,9 @@ def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared
                 "template_quality": res.quality,
                 "template_code": g.template_code(person)[0].tobytes().hex() if res.enrolled else None,
             }
+        # verify claims a person the gallery holds: the probe's own identity when enrolled, else the first one enrolled
+        # (with the reduced calibration of the tests, the enrol gate may refuse every image of someone)
+        enrolled = [p for p in ENROLLED if enrolment[p]["enrolled"]]
         searches = []
         for pid in probes:
             entry = {"probe": pid, "top_k": TOP_K}
@@ -433,12 +441,14 @@ def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared
             for far in FARS:
                 ir = grec.identify(by_id[pid]["path"], top_k=TOP_K, far=far, landmarks=by_id[pid]["lm"], use_index=False)
                 entry["identify"][far] = {"decision": ir.decision, "name": ir.name, "score": ir.score}
-                claimed = faces[ids.index(pid)]["identity"] if faces[ids.index(pid)]["identity"] in ENROLLED else ENROLLED[0]
+                if not enrolled:
+                    continue
+                claimed = faces[ids.index(pid)]["identity"] if faces[ids.index(pid)]["identity"] in enrolled else enrolled[0]
                 vr = grec.verify(by_id[pid]["path"], claimed, far=far, landmarks=by_id[pid]["lm"])
                 entry["verify"][far] = {"name": claimed, "decision": vr.decision, "similarity": vr.similarity, "threshold": vr.threshold}
             searches.append(entry)
         g.close()
-        galleries.append({"codec": codec, "file": gpath.name, "identities": sorted(enrol_people), "enrolment": enrolment, "searches": searches,
+        galleries.append({"codec": codec, "file": gpath.name, "identities": sorted(enrolled), "enrolment": enrolment, "searches": searches,
                           "thresholds": grec.thresholds})
 
     errors = []
@@ -475,6 +485,7 @@ def write_vectors(bundle_path: str | os.PathLike, out: str | os.PathLike, shared
             "quality_abs": QUALITY_ABS_TOLERANCE,
             "jpeg_decode_max_abs_diff": JPEG_DECODE_MAX_ABS_DIFF,
             "jpeg_embedding_min_cosine": JPEG_EMBEDDING_MIN_COSINE,
+            "jpeg_gate_margin": JPEG_GATE_MARGIN,
             "note": JPEG_DECODE_NOTE,
         },
         "thresholds": thresholds,

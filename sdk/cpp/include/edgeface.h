@@ -6,7 +6,9 @@
  *
  * Rules of the interface:
  * - Opaque handles (ef_bundle, ef_face, ef_gallery), created by *_open / ef_analyze_* and freed by
- *   the matching *_close / ef_face_free (NULL is accepted and ignored).
+ *   the matching *_close / ef_face_free (NULL is accepted and ignored). Handles are validated: a
+ *   second close, or any call with a closed handle, returns EF_ERR_ARGUMENT instead of touching
+ *   freed memory (closing a handle while another thread still uses it is not allowed).
  * - Every call that can fail returns an ef_status; EF_OK is 0. The message of the last failure on
  *   the calling thread is ef_last_error(); ef_status_kind() names the status with the error kinds
  *   every SDK shares ("bad_landmarks", "bundle", ...). No C++ exception crosses this boundary.
@@ -75,7 +77,7 @@ EF_API const char* ef_version(void);                /* the kit version this core
  * model package directory); then loads the model in ONNX Runtime (threads 0 = its default) and runs
  * the load-time self-test on the bundle's conformance faces. ef_last_bundle_kind() names the rule. */
 EF_API ef_status ef_bundle_open(const char* dir, int threads, ef_bundle** out);
-EF_API void ef_bundle_close(ef_bundle* bundle);
+EF_API ef_status ef_bundle_close(ef_bundle* bundle);
 EF_API int ef_bundle_embedding_size(const ef_bundle* bundle);
 EF_API ef_status ef_bundle_crop_size(const ef_bundle* bundle, int* height, int* width);
 /* The gallery fingerprint of the bundle's model (16 hex digits + NUL: buffer of >= 17 bytes). */
@@ -114,7 +116,7 @@ EF_API ef_status ef_analyze_file(const ef_bundle* bundle, const char* path, cons
 /* An aligned crop as the input (the conformance / vector path): measures use `landmarks`. */
 EF_API ef_status ef_analyze_crop(const ef_bundle* bundle, const uint8_t* crop, const double* landmarks, size_t n_values,
                                  ef_face** out);
-EF_API void ef_face_free(ef_face* face);
+EF_API ef_status ef_face_free(ef_face* face);
 EF_API const float* ef_face_embedding(const ef_face* face, size_t* dim);
 EF_API const uint8_t* ef_face_crop(const ef_face* face, int* height, int* width);
 /* A measure by its Python name ("sharpness", "flip_similarity", "nonface_margin" (bundles with
@@ -144,7 +146,7 @@ EF_API ef_status ef_codec_similarity(const char* codec, const float* query, int 
  * are those of the Python Gallery. */
 EF_API ef_status ef_gallery_open(const char* path, const ef_bundle* bundle, const char* codec, int readonly,
                                  ef_gallery** out);
-EF_API void ef_gallery_close(ef_gallery* gallery);
+EF_API ef_status ef_gallery_close(ef_gallery* gallery);
 EF_API ef_status ef_gallery_count(ef_gallery* gallery, size_t* count);
 EF_API const char* ef_gallery_codec(const ef_gallery* gallery);
 /* Store one template (normalised here), replacing an existing one of that name. */
@@ -180,7 +182,7 @@ typedef struct ef_decision {
 EF_API ef_status ef_verify(ef_gallery* gallery, const ef_bundle* bundle, const ef_face* face, const char* name,
                            const char* far, ef_decision* out);
 /* Who is this? `name` receives the best candidate above the threshold or "unknown" (valid like
- * ef_match names); candidates as ef_gallery_search. */
+ * ef_match names); candidates as ef_gallery_search. top_k < 1 is EF_ERR_ARGUMENT (as in Python). */
 EF_API ef_status ef_identify(ef_gallery* gallery, const ef_bundle* bundle, const ef_face* face, int top_k, const char* far,
                              const char** name, float* score, ef_match* candidates, size_t* n_candidates);
 

@@ -156,18 +156,27 @@ std::string python_json_dumps(const json& j) {
 }
 
 // -- model card ----------------------------------------------------------------------------------------
+// The card's fields, required fields and defaults: the schema's "card" section (edgeface/schemas/bundle.schema.json,
+// checked against the Python dataclass by tests/test_card_schema.py), never a list of our own.
+static const json& card_schema() {
+    static const json s = json::parse(BUNDLE_SCHEMA_JSON)["properties"]["card"];
+    return s;
+}
+
 Card card_from_json(const json& j) {
     if (!j.is_object()) refuse("schema", "model card is not an object");
-    static const std::vector<std::string> known = {"name", "arch", "input_size", "embedding_size", "template", "color_order", "mean",
-                                                   "std", "licence", "description", "source", "params", "mflops", "arch_kwargs"};
+    const json& props = card_schema()["properties"];
     for (auto it = j.begin(); it != j.end(); ++it)
-        if (std::find(known.begin(), known.end(), it.key()) == known.end())
-            refuse("schema", "model card has unknown field '" + it.key() + "'");
-    for (const char* k : {"name", "arch", "input_size", "embedding_size", "template"})
-        if (!j.contains(k)) refuse("schema", std::string("model card is missing required field '") + k + "'");
-    json d = {{"color_order", "RGB"}, {"mean", {127.5, 127.5, 127.5}}, {"std", {128.0, 128.0, 128.0}}, {"licence", "unknown"},
-              {"description", ""}, {"source", ""}, {"params", nullptr}, {"mflops", nullptr}, {"arch_kwargs", json::object()}};
+        if (!props.contains(it.key())) refuse("schema", "model card has unknown field '" + it.key() + "'");
+    for (auto& k : card_schema()["required"])
+        if (!j.contains(k.get<std::string>())) refuse("schema", "model card is missing required field '" + k.get<std::string>() + "'");
+    json d = json::object();
+    for (auto it = props.begin(); it != props.end(); ++it)
+        if (it.value().contains("default")) d[it.key()] = it.value()["default"];
     for (auto it = j.begin(); it != j.end(); ++it) d[it.key()] = it.value();
+    // ModelCard.to_dict: a field without a default (int8_float_scope) is left out when null
+    for (auto it = props.begin(); it != props.end(); ++it)
+        if (!it.value().contains("default") && d.contains(it.key()) && d[it.key()].is_null()) d.erase(it.key());
     Card c;
     try {
         const json& is = d["input_size"];
@@ -541,7 +550,7 @@ static void run_self_test(const Bundle& b) {
         exp = json::parse(ss.str());
         int w0 = -1, h0 = -1;
         for (auto& name : exp.at("faces")) {
-            auto img = read_image_file(cdir + "/" + name.get<std::string>());
+            auto img = read_image_file(cdir + "/" + name.get<std::string>(), 1);  // stored crops: no size limit (conformance._read_png)
             if (n > 0 && (img.width != w0 || img.height != h0)) fail(EF_ERR_INVALID, "its crops differ in size");  // Python: np.stack fails
             w0 = img.width, h0 = img.height;
             crops.insert(crops.end(), img.rgb.begin(), img.rgb.end());

@@ -2,6 +2,9 @@
 // exception crosses the boundary; failures become a status + this thread's last error message.
 #include <cmath>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <unordered_set>
 #include <cstring>
 #include <fstream>
 #include <new>
@@ -54,6 +57,68 @@ static ef_status guard(F&& f) {
 static void need(const void* p, const char* what) {
     if (p == nullptr) ef::fail(EF_ERR_ARGUMENT, std::string(what) + " is NULL");
 }
+
+// Validated handles: every bundle, face and gallery handed out is registered until it is closed, so a
+// second close, or a call with a closed (or never opened) handle, is refused with EF_ERR_ARGUMENT
+// instead of reading freed memory. A closed handle's contents are released at once; its small shell
+// is kept for the next RETIRED closes of that type, so its address is not soon a new live handle
+// (a stale handle would otherwise name someone else's face or gallery).
+template <class T>
+class Handles {
+public:
+    T* add(std::unique_ptr<T> h) {
+        std::lock_guard<std::mutex> lock(mu_);
+        live_.insert(h.get());
+        return h.release();
+    }
+    bool alive(const T* h) {
+        std::lock_guard<std::mutex> lock(mu_);
+        return live_.count(h) != 0;
+    }
+    // false: not a live handle (already closed, or never ours)
+    bool retire(T* h) {
+        T* drop = nullptr;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (live_.erase(h) == 0) return false;
+            retired_.push_back(h);
+            if (retired_.size() > RETIRED) drop = retired_.front(), retired_.pop_front();
+        }
+        *h = T{};  // release the contents now (model session, SQLite connection, crop and embedding)
+        delete drop;
+        return true;
+    }
+
+private:
+    static constexpr size_t RETIRED = 1024;
+    std::mutex mu_;
+    std::unordered_set<const T*> live_;
+    std::deque<T*> retired_;
+};
+// never destroyed: handles may be closed from other static destructors' time
+static Handles<ef_bundle>& bundles = *new Handles<ef_bundle>();
+static Handles<ef_face>& faces_ = *new Handles<ef_face>();
+static Handles<ef_gallery>& galleries = *new Handles<ef_gallery>();
+
+static void need(const ef_bundle* b, const char* what) {
+    need((const void*)b, what);
+    if (!bundles.alive(b)) ef::fail(EF_ERR_ARGUMENT, std::string(what) + " is not an open bundle handle (closed, or never opened)");
+}
+static void need(const ef_face* f, const char* what) {
+    need((const void*)f, what);
+    if (!faces_.alive(f)) ef::fail(EF_ERR_ARGUMENT, std::string(what) + " is not a live face handle (freed, or never made)");
+}
+static void need(const ef_gallery* g, const char* what) {
+    need((const void*)g, what);
+    if (!galleries.alive(g)) ef::fail(EF_ERR_ARGUMENT, std::string(what) + " is not an open gallery handle (closed, or never opened)");
+}
+template <class T>
+static ef_status close_handle(Handles<T>& handles, T* h, const char* what) {
+    return guard([&] {
+        if (h == nullptr) return;  // like free(NULL)
+        if (!handles.retire(h)) ef::fail(EF_ERR_ARGUMENT, std::string(what) + " was already closed (or is not a handle this library made)");
+    });
+}
 static std::string far_of(const char* far) { return far ? far : "1e-3"; }
 static bool valid_mode(ef_mode m) { return m == EF_MODE_VERIFY || m == EF_MODE_ENROLL; }
 
@@ -93,13 +158,13 @@ ef_status ef_bundle_open(const char* dir, int threads, ef_bundle** out) {
         need(dir, "bundle directory");
         auto h = std::make_unique<ef_bundle>();
         h->b = ef::open_bundle(dir, threads);
-        *out = h.release();
+        *out = bundles.add(std::move(h));
     });
 }
 
-void ef_bundle_close(ef_bundle* b) { delete b; }
+ef_status ef_bundle_close(ef_bundle* b) { return close_handle(bundles, b, "bundle"); }
 
-int ef_bundle_embedding_size(const ef_bundle* b) { return b ? b->b->card.dim : 0; }
+int ef_bundle_embedding_size(const ef_bundle* b) { return b && bundles.alive(b) ? b->b->card.dim : 0; }
 
 ef_status ef_bundle_crop_size(const ef_bundle* b, int* h, int* w) {
     return guard([&] {
@@ -234,7 +299,7 @@ ef_status ef_analyze_rgb(const ef_bundle* b, const uint8_t* rgb, int width, int 
         need(b, "bundle"), need(out, "out");
         *out = nullptr;
         ef::check_pixels(rgb, width, height, "<array>");
-        *out = analyze_pixels(*b->b, rgb, width, height, landmarks, n, score).release();
+        *out = faces_.add(analyze_pixels(*b->b, rgb, width, height, landmarks, n, score));
     });
 }
 
@@ -244,7 +309,7 @@ ef_status ef_analyze_encoded(const ef_bundle* b, const uint8_t* bytes, size_t si
         need(b, "bundle"), need(out, "out");
         *out = nullptr;
         auto img = ef::decode_image(bytes, size, "<bytes>");
-        *out = analyze_pixels(*b->b, img.rgb.data(), img.width, img.height, landmarks, n, score).release();
+        *out = faces_.add(analyze_pixels(*b->b, img.rgb.data(), img.width, img.height, landmarks, n, score));
     });
 }
 
@@ -253,7 +318,7 @@ ef_status ef_analyze_file(const ef_bundle* b, const char* path, const double* la
         need(b, "bundle"), need(out, "out"), need(path, "path");
         *out = nullptr;
         auto img = ef::read_image_file(path);
-        *out = analyze_pixels(*b->b, img.rgb.data(), img.width, img.height, landmarks, n, score).release();
+        *out = faces_.add(analyze_pixels(*b->b, img.rgb.data(), img.width, img.height, landmarks, n, score));
     });
 }
 
@@ -263,21 +328,25 @@ ef_status ef_analyze_crop(const ef_bundle* b, const uint8_t* crop, const double*
         *out = nullptr;
         auto lm = ef::check_landmarks(landmarks, n);
         std::vector<uint8_t> c(crop, crop + (size_t)b->b->card.height * b->b->card.width * 3);
-        *out = finish_face(*b->b, std::move(c), lm, -1).release();
+        *out = faces_.add(finish_face(*b->b, std::move(c), lm, -1));
     });
 }
 
-void ef_face_free(ef_face* f) { delete f; }
+ef_status ef_face_free(ef_face* f) { return close_handle(faces_, f, "face"); }
+
+static bool live(const ef_face* f) { return f != nullptr && faces_.alive(f); }
 
 const float* ef_face_embedding(const ef_face* f, size_t* dim) {
-    if (dim) *dim = f ? f->embedding.size() : 0;
-    return f ? f->embedding.data() : nullptr;
+    bool ok = live(f);
+    if (dim) *dim = ok ? f->embedding.size() : 0;
+    return ok ? f->embedding.data() : nullptr;
 }
 
 const uint8_t* ef_face_crop(const ef_face* f, int* h, int* w) {
-    if (h) *h = f ? f->h : 0;
-    if (w) *w = f ? f->w : 0;
-    return f ? f->crop.data() : nullptr;
+    bool ok = live(f);
+    if (h) *h = ok ? f->h : 0;
+    if (w) *w = ok ? f->w : 0;
+    return ok ? f->crop.data() : nullptr;
 }
 
 ef_status ef_face_measure(const ef_face* f, const char* name, double* out) {
@@ -289,10 +358,10 @@ ef_status ef_face_measure(const ef_face* f, const char* name, double* out) {
     });
 }
 
-int ef_face_passed(const ef_face* f, ef_mode m) { return f && valid_mode(m) ? (int)f->passed[m] : 0; }
-const char* ef_face_failed(const ef_face* f, ef_mode m) { return f && valid_mode(m) ? f->failed[m].c_str() : ""; }
-const char* ef_face_reasons(const ef_face* f, ef_mode m) { return f && valid_mode(m) ? f->reasons[m].c_str() : ""; }
-double ef_face_weight(const ef_face* f) { return f ? f->weight : 0.0; }
+int ef_face_passed(const ef_face* f, ef_mode m) { return live(f) && valid_mode(m) ? (int)f->passed[m] : 0; }
+const char* ef_face_failed(const ef_face* f, ef_mode m) { return live(f) && valid_mode(m) ? f->failed[m].c_str() : ""; }
+const char* ef_face_reasons(const ef_face* f, ef_mode m) { return live(f) && valid_mode(m) ? f->reasons[m].c_str() : ""; }
+double ef_face_weight(const ef_face* f) { return live(f) ? f->weight : 0.0; }
 
 static void need_gate(const ef_face* f, ef_mode m) {
     need(f, "face");
@@ -346,13 +415,14 @@ ef_status ef_gallery_open(const char* path, const ef_bundle* b, const char* code
         need(out, "out");
         *out = nullptr;
         need(path, "path");
+        if (b != nullptr) need(b, "bundle");
         auto h = std::make_unique<ef_gallery>();
         h->g = std::make_unique<ef::Gallery>(path, b ? &b->b->card : nullptr, codec ? codec : "float32", readonly != 0);
-        *out = h.release();
+        *out = galleries.add(std::move(h));
     });
 }
 
-void ef_gallery_close(ef_gallery* g) { delete g; }
+ef_status ef_gallery_close(ef_gallery* g) { return close_handle(galleries, g, "gallery"); }
 
 ef_status ef_gallery_count(ef_gallery* g, size_t* n) {
     return guard([&] {
@@ -361,7 +431,7 @@ ef_status ef_gallery_count(ef_gallery* g, size_t* n) {
     });
 }
 
-const char* ef_gallery_codec(const ef_gallery* g) { return g ? g->g->codec_name.c_str() : ""; }
+const char* ef_gallery_codec(const ef_gallery* g) { return g && galleries.alive(g) ? g->g->codec_name.c_str() : ""; }
 
 ef_status ef_gallery_add(ef_gallery* g, const char* name, const float* t, int dim, int n_images, double quality) {
     return guard([&] {
@@ -492,6 +562,8 @@ ef_status ef_verify(ef_gallery* g, const ef_bundle* b, const ef_face* f, const c
 ef_status ef_identify(ef_gallery* g, const ef_bundle* b, const ef_face* f, int top_k, const char* far, const char** name, float* score,
                       ef_match* cands, size_t* n_cands) {
     return guard([&] {
+        // FaceRecognizer.identify: a programming error, refused before anything is looked at
+        if (top_k < 1) ef::fail(EF_ERR_ARGUMENT, "top_k must be a whole number >= 1, got " + std::to_string(top_k));
         check_model(g, b);
         need(name, "name"), need(score, "score");
         double thr = gallery_threshold(g, b, far);
@@ -528,7 +600,7 @@ ef_status edgeface_check_conformance(const ef_bundle* b, ef_conformance* out) {
             std::vector<std::string> names = exp.at("faces").get<std::vector<std::string>>();
             std::vector<uint8_t> crops;
             for (auto& n : names) {
-                auto img = ef::read_image_file(dir + "/" + n);
+                auto img = ef::read_image_file(dir + "/" + n, 1);  // stored crops: no size limit
                 if (img.width != card.width || img.height != card.height) ef::fail(EF_ERR_BUNDLE, dir + "/" + n + ": not a crop of the bundle's size");
                 crops.insert(crops.end(), img.rgb.begin(), img.rgb.end());
             }

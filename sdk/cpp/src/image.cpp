@@ -28,7 +28,7 @@ void check_pixels(const uint8_t* rgb, int width, int height, const std::string& 
         fail(EF_ERR_TINY, source + ": " + dims(width, height) + " is smaller than 24 px on a side: too small to hold a usable face");
 }
 
-Image decode_image(const uint8_t* bytes, size_t size, const std::string& source) {
+Image decode_image(const uint8_t* bytes, size_t size, const std::string& source, int min_side) {
     if (bytes == nullptr || size == 0) fail(EF_ERR_EMPTY, source + ": the file is empty (0 bytes)");
     if (size > (size_t)INT32_MAX) fail(EF_ERR_HUGE, source + ": over 2 GB of encoded data");
     int w = 0, h = 0, c = 0;
@@ -42,19 +42,19 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& source)
     img.height = h;
     img.rgb.assign(px, px + (size_t)w * h * 3);
     stbi_image_free(px);
-    if (std::min(w, h) < MIN_SIDE)
+    if (std::min(w, h) < min_side)
         fail(EF_ERR_TINY, source + ": " + dims(w, h) + " is smaller than 24 px on a side: too small to hold a usable face");
     return img;
 }
 
-Image read_image_file(const std::string& path) {
+Image read_image_file(const std::string& path, int min_side) {
     struct stat st;
     if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) fail(EF_ERR_MISSING, path + ": no such file");
     if (st.st_size == 0) fail(EF_ERR_EMPTY, path + ": the file is empty (0 bytes)");
     std::ifstream f(path, std::ios::binary);
     if (!f) fail(EF_ERR_UNREADABLE, path + ": cannot be opened for reading");
     std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    return decode_image(bytes.data(), bytes.size(), path);
+    return decode_image(bytes.data(), bytes.size(), path, min_side);
 }
 
 }  // namespace ef

@@ -38,8 +38,9 @@ struct Image {
     int width = 0, height = 0;
     std::vector<uint8_t> rgb;  // height * width * 3
 };
-Image decode_image(const uint8_t* bytes, size_t size, const std::string& source);
-Image read_image_file(const std::string& path);
+// min_side: the smallest side accepted (an app's photo: MIN_SIDE; a conformance crop: 1, as Python reads those as stored)
+Image decode_image(const uint8_t* bytes, size_t size, const std::string& source, int min_side = MIN_SIDE);
+Image read_image_file(const std::string& path, int min_side = MIN_SIDE);
 void check_pixels(const uint8_t* rgb, int width, int height, const std::string& source);
 
 // -- alignment (align.cpp) -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //   edgeface_vectors_test BUNDLE VECTORS SCRATCH
 // Exit 0 when everything matches. SCRATCH receives the galleries this
 // core writes (cpp-gallery-<codec>.db, read back by the Python test).
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -76,6 +78,22 @@ int main(int argc, char** argv) {
     json doc = json::parse(jf);
     const json& tol = doc["tolerances"];
     double margin = tol["decision_margin"], score_abs = tol["score_abs"], min_cos = tol["embedding_min_cosine"];
+    // From a JPEG file, a face whose measure lies within jpeg_gate_margin of a verify-gate threshold may get another
+    // verdict from another decoder: such a flip is allowed, and the decisions that hang on that face's file path are skipped.
+    auto gate_borderline = [&](const json& f) {
+        if (f["image_format"] != "jpeg" || !tol.contains("jpeg_gate_margin")) return false;
+        const json& thr = doc["quality_thresholds"]["verify"];
+        for (auto& [measure, m] : tol["jpeg_gate_margin"].items()) {
+            if (!f["measurements"].contains(measure) || !f["measurements"][measure].is_number()) continue;
+            double v = f["measurements"][measure];
+            for (const char* side : {"min_", "max_"}) {
+                std::string key = side + measure;
+                if (thr.contains(key) && thr[key].is_number() && std::fabs(v - thr[key].get<double>()) <= m.get<double>()) return true;
+            }
+        }
+        return false;
+    };
+    std::set<std::string> unsure;  // faces whose file-path gate verdict flipped at the border
 
     ef_bundle* b = nullptr;
     ef_status st = ef_bundle_open(bundle_dir.c_str(), 1, &b);
@@ -163,7 +181,11 @@ int main(int argc, char** argv) {
         ef_face* ff = nullptr;
         st = ef_analyze_file(b, (vdir / f["image"].get<std::string>()).c_str(), lm.data(), lm.size(), -1, &ff);
         std::string got_kind = st != EF_OK ? kind(st) : (ef_face_passed(ff, EF_MODE_VERIFY) ? "ok" : "quality");
-        expect(got_kind == f["analyze_verify"], id + ": analyze file " + got_kind + " vs " + f["analyze_verify"].get<std::string>());
+        std::string want_kind = f["analyze_verify"];
+        bool gate_flip = got_kind != want_kind && (got_kind == "ok" || got_kind == "quality") && (want_kind == "ok" || want_kind == "quality") &&
+                         gate_borderline(f);
+        if (gate_flip) unsure.insert(id);
+        expect(got_kind == want_kind || gate_flip, id + ": analyze file " + got_kind + " vs " + want_kind);
         if (ff) {
             const float* fe = ef_face_embedding(ff, &d);
             double cf = dot(fe, want.data(), d);
@@ -206,7 +228,7 @@ int main(int argc, char** argv) {
             for (auto& [far, want] : cv["same_at_far"].items())
                 expect(decision_ok(hs, doc["thresholds"][codec][far], want, margin + bits_tol), a + "~" + c + " " + codec + " at " + far);
         }
-        if (from_file.count(a) && from_file.count(c)) {
+        if (from_file.count(a) && from_file.count(c) && !unsure.count(a) && !unsure.count(c)) {
             int match = 0;
             float sim = 0;
             st = ef_compare(b, from_file[a], from_file[c], "1e-3", &match, &sim);
@@ -232,7 +254,20 @@ int main(int argc, char** argv) {
         ef_gallery* cg = nullptr;
         st = ef_gallery_open(mine.c_str(), b, codec.c_str(), 0, &cg);
         expect(st == EF_OK, codec + ": create gallery " + ef_last_error());
+        bool cg_unsure = false;  // an enrolment in our gallery hung on a flipped face: its identify results may differ
         for (auto& [person, en] : g["enrolment"].items()) {
+            bool person_unsure = false;
+            for (auto& id : en["images"]) person_unsure = person_unsure || unsure.count(id.get<std::string>()) > 0;
+            cg_unsure = cg_unsure || person_unsure;
+            if (person_unsure) {  // enrol anyway (our gallery stays complete), but the vector's outcome need not hold
+                std::vector<const ef_face*> fs_;
+                for (auto& id : en["images"])
+                    if (from_file.count(id.get<std::string>())) fs_.push_back(from_file[id.get<std::string>()]);
+                std::vector<int> used(fs_.size());
+                double q = 0;
+                if (!fs_.empty()) ef_enroll(cg, b, person.c_str(), fs_.data(), fs_.size(), used.data(), &q);
+                continue;
+            }
             std::vector<const ef_face*> fs_;
             for (auto& id : en["images"]) fs_.push_back(from_file[id.get<std::string>()]);
             std::vector<int> used(fs_.size());
@@ -250,22 +285,36 @@ int main(int argc, char** argv) {
                 ef_gallery_template_code(cg, person.c_str(), mine_code.data(), &n1);
                 ef_gallery_template_code(pg, person.c_str(), py_code.data(), &n2);
                 expect(n1 == n2 && hex(py_code.data(), n2) == en["template_code"].get<std::string>(), codec + ": Python template bytes read back " + person);
-                // scores of the stored templates against the Python one's decoded/float form: compare by codec similarity
+                // our stored template vs Python's: the cosine of the two decoded templates, each made unit first
+                // (an int8 code decodes to q * scale, whose norm is not 1: a dot product of two of them is no cosine)
                 if (codec == "float32" || codec == "int8") {
-                    float s = 0;  // our template (decoded) scored against Python's stored bytes
-                    std::vector<float> ours(dim);
-                    if (codec == "float32") std::memcpy(ours.data(), mine_code.data(), dim * 4);
-                    else {
-                        float scale;
-                        std::memcpy(&scale, mine_code.data(), 4);
-                        for (int k = 0; k < dim; ++k) ours[k] = (int8_t)mine_code[4 + k] * scale;
-                    }
-                    ef_codec_similarity(codec.c_str(), ours.data(), dim, py_code.data(), n2, &s);
+                    auto decoded = [&](const std::vector<uint8_t>& code) {
+                        std::vector<double> v(dim);
+                        if (codec == "float32") {
+                            for (int k = 0; k < dim; ++k) {
+                                float x;
+                                std::memcpy(&x, code.data() + 4 * k, 4);
+                                v[k] = x;
+                            }
+                        } else {
+                            float scale;
+                            std::memcpy(&scale, code.data(), 4);
+                            for (int k = 0; k < dim; ++k) v[k] = (int8_t)code[4 + k] * (double)scale;
+                        }
+                        return v;
+                    };
+                    std::vector<double> ours = decoded(mine_code), theirs = decoded(py_code);
+                    double dot = 0, n_ours = 0, n_theirs = 0;
+                    for (int k = 0; k < dim; ++k) dot += ours[k] * theirs[k], n_ours += ours[k] * ours[k], n_theirs += theirs[k] * theirs[k];
+                    double s = n_ours > 0 && n_theirs > 0 ? dot / std::sqrt(n_ours * n_theirs) : 0;
                     expect(s >= 0.999, codec + ": our template vs Python's " + person + " cosine " + std::to_string(s));
                 } else {
                     int h = 0;
                     for (size_t i = 0; i < n1; ++i) h += __builtin_popcount(mine_code[i] ^ py_code[i]);
-                    expect(h <= 4, codec + ": our template vs Python's " + person + " differ in " + std::to_string(h) + " bits");
+                    // our template comes from the JPEG-path embeddings: a few sign bits flip (a code similarity of
+                    // 0.95, as the JS suite allows: 12 of 512 bits; at least 4)
+                    int allowed = std::max(4, (int)(n1 * 8 * 0.025));
+                    expect(h <= allowed, codec + ": our template vs Python's " + person + " differ in " + std::to_string(h) + " bits");
                 }
             }
         }
@@ -284,9 +333,11 @@ int main(int argc, char** argv) {
                 }
                 expect(same, codec + ": search " + probe);
             }
+            if (unsure.count(probe)) continue;  // its file-path verdict flipped at the gate's border
             for (auto& [far, want] : s["identify"].items()) {
                 const ef_face* face = from_file.count(probe) ? from_file[probe] : nullptr;
                 for (ef_gallery* gal : {pg, cg}) {
+                    if (gal == cg && cg_unsure) continue;
                     const char* name = nullptr;
                     float score = NAN;
                     std::vector<ef_match> cands(k);
@@ -309,6 +360,16 @@ int main(int argc, char** argv) {
                 expect(dec == want["decision"] || near, codec + ": verify " + probe + " at " + far + ": " + dec);
             }
         }
+        // identify(top_k < 1): a programming error (Python: ValueError), never "unknown" for an enrolled person
+        if (!from_file.empty())
+            for (int bad_k : {0, -1, INT_MIN}) {
+                const char* name = nullptr;
+                float score = 0;
+                ef_match one[1];
+                size_t n = 1;
+                st = ef_identify(pg, b, from_file.begin()->second, bad_k, "1e-3", &name, &score, one, &n);
+                expect(st == EF_ERR_ARGUMENT && name == nullptr, codec + ": identify(top_k=" + std::to_string(bad_k) + ") gave " + kind(st));
+            }
         ef_gallery_close(cg);
         ef_gallery_close(pg);
     }
@@ -375,9 +436,46 @@ int main(int argc, char** argv) {
     st = edgeface_check_conformance(b, &conf);
     expect(st == EF_OK && conf.passed && conf.faces > 0, "conformance: " + std::string(kind(st)) + " cosine_min " + std::to_string(conf.cosine_min));
 
+    // -- validated handles: a second close and use after close are errors, not crashes (issue 34) ---------------------------
+    {
+        const auto& f0 = doc["faces"][0];
+        auto lm = flat_landmarks(f0["landmarks"]);
+        ef_face* f = nullptr;
+        st = ef_analyze_file(b, (vdir / f0["image"].get<std::string>()).c_str(), lm.data(), lm.size(), -1, &f);
+        expect(st == EF_OK && ef_face_free(f) == EF_OK, "handles: analyze + free");
+        expect(ef_face_free(f) == EF_ERR_ARGUMENT, "handles: a second ef_face_free is refused");
+        size_t dim = 1;
+        double v = 0;
+        expect(ef_face_embedding(f, &dim) == nullptr && dim == 0 && ef_face_measure(f, "sharpness", &v) == EF_ERR_ARGUMENT &&
+                   ef_face_passed(f, EF_MODE_VERIFY) == 0,
+               "handles: a freed face is refused");
+        ef_bundle* b2 = nullptr;
+        st = ef_bundle_open(bundle_dir.c_str(), 1, &b2);
+        expect(st == EF_OK, std::string("handles: open a second bundle ") + ef_last_error());
+        fs::path gp = scratch / "handles.db";
+        fs::remove(gp);
+        ef_gallery* g = nullptr;
+        expect(ef_gallery_open(gp.c_str(), b2, "float32", 0, &g) == EF_OK, "handles: open a gallery");
+        expect(ef_gallery_close(g) == EF_OK && ef_gallery_close(g) == EF_ERR_ARGUMENT, "handles: a second ef_gallery_close is refused");
+        size_t count = 0;
+        expect(ef_gallery_count(g, &count) == EF_ERR_ARGUMENT && std::string(ef_gallery_codec(g)).empty(), "handles: a closed gallery is refused");
+        expect(ef_bundle_close(b2) == EF_OK && ef_bundle_close(b2) == EF_ERR_ARGUMENT, "handles: a second ef_bundle_close is refused");
+        int h = 0, w = 0;
+        ef_face* f2 = nullptr;
+        expect(ef_bundle_crop_size(b2, &h, &w) == EF_ERR_ARGUMENT && ef_bundle_embedding_size(b2) == 0 &&
+                   ef_analyze_file(b2, (vdir / f0["image"].get<std::string>()).c_str(), lm.data(), lm.size(), -1, &f2) == EF_ERR_ARGUMENT && f2 == nullptr,
+               "handles: a closed bundle is refused");
+        ef_gallery* g2 = nullptr;
+        expect(ef_gallery_open(gp.c_str(), b2, nullptr, 1, &g2) == EF_ERR_ARGUMENT && g2 == nullptr, "handles: a gallery opened with a closed bundle is refused");
+        int bogus = 0;  // an address that was never a handle
+        expect(ef_bundle_close((ef_bundle*)&bogus) == EF_ERR_ARGUMENT && ef_face_free((ef_face*)&bogus) == EF_ERR_ARGUMENT, "handles: a foreign pointer is refused");
+        expect(ef_bundle_close(nullptr) == EF_OK && ef_face_free(nullptr) == EF_OK && ef_gallery_close(nullptr) == EF_OK, "handles: NULL closes as a no-op");
+    }
+
     ef_bundle_close(b);
     json summary = {{"checks", checks}, {"mismatches", bad}, {"crop_max_abs_diff", crop_worst}, {"embedding_cosine_min", emb_worst},
-                    {"jpeg_path_cosine_min", jpeg_worst}, {"conformance_cosine_min", conf.cosine_min}};
+                    {"jpeg_path_cosine_min", jpeg_worst}, {"conformance_cosine_min", conf.cosine_min},
+                    {"jpeg_gate_flips", std::vector<std::string>(unsure.begin(), unsure.end())}};
     for (auto& m : bad) std::cerr << "MISMATCH " << m << "\n";
     std::cout << summary.dump() << "\n";
     return bad.empty() ? 0 : 1;

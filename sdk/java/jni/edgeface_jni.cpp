@@ -2,6 +2,7 @@
 // jlong; every failure becomes a com.edgeface.sdk.EdgefaceException(kind, message).
 #include <jni.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -198,8 +199,8 @@ jfloatArray JNI_FN(verify)(JNIEnv* env, jclass, jlong g, jlong b, jlong f, jstri
 // -> {String name, float[] {score}, String[] candidate names, float[] candidate scores}
 jobjectArray JNI_FN(identify)(JNIEnv* env, jclass, jlong g, jlong b, jlong f, jint top_k, jstring far) {
     Utf fa(env, far);
-    if (top_k < 0 || top_k > 10000) top_k = top_k < 0 ? 0 : 10000;
-    std::vector<ef_match> cands((size_t)top_k + 1);
+    if (top_k > 10000) top_k = 10000;  // top_k < 1: ef_identify refuses it (argument)
+    std::vector<ef_match> cands((size_t)std::max<jint>(top_k, 0) + 1);
     size_t n = cands.size();
     const char* name = nullptr;
     float score = 0;

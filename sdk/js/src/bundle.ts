@@ -448,7 +448,7 @@ export async function loadBundle(source: BundleSource, makeRunner: RunnerFactory
   const files = verifyHash ? await checkFiles(source, meta, hash) : new Map<string, Uint8Array>();
   let card: ModelCard;
   try {
-    card = cardFromDict(meta.card);
+    card = cardFromDict(meta.card, parsed.floats, ["card"]);
   } catch (exc) {
     throw bundleError("schema", `${metaPath}: ${(exc as Error).message}`);
   }

@@ -305,6 +305,9 @@ export class FaceRecognizer {
 
   /** Who is this? Open set: the best match below the threshold for `far` is "unknown". */
   async identify(face: FaceInput, topK = 5, far = "1e-3"): Promise<IdentifyResult> {
+    if (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1) {
+      throw new EdgefaceError("argument", `top_k must be a whole number >= 1, got ${String(topK)}`); // as in Python
+    }
     const gallery = this.needGallery();
     const thr = this.threshold(far);
     const [f] = await this.analyze([face], "verify");

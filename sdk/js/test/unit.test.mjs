@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "../dist/index.js";
 import { validate } from "../dist/schema.js";
+import { BUNDLE_SCHEMA } from "../dist/generated/kit.js";
 
 test("pyFloat and pyJson print what Python's repr and json.dumps(sort_keys=True) print", () => {
   const xs = [127.5, 128.0, 1e-5, 0.0001, 1e16, 1.5e16, 123456789012345.6, 0.1 + 0.2, -2.0, 5e-324, 1e22, 189.4];
@@ -21,6 +22,28 @@ test("card JSON and fingerprint of a default card", () => {
     '"licence": "unknown", "mean": [127.5, 127.5, 127.5], "mflops": null, "name": "n", "params": null, "source": "", "std": [128.0, 128.0, 128.0], "template": "arcface_112x112"}');
   assert.equal(sdk.modelFingerprint(card), sdk.toHex(sdk.sha256(sdk.cardToJson(card))).slice(0, 16));
   assert.throws(() => sdk.cardFromDict({ name: "n" }), (e) => e.kind === "bundle");
+});
+
+test("a card with every field (int8_float_scope, floats in arch_kwargs, an integer mflops): Python's JSON and fingerprint", () => {
+  // fields, required fields and defaults come from the bundle schema (tests/test_card_schema.py holds it to the dataclass)
+  const src = '{"name": "n", "arch": "a", "input_size": [150, 150], "embedding_size": 128, "template": "dlib_150x150", "color_order": "BGR", ' +
+    '"mean": [1, 2.5, 3], "std": [4, 5, 6], "licence": "CC0", "description": "d", "source": "s", "params": 7, "mflops": 220, ' +
+    '"arch_kwargs": {"alpha": 1.0, "widths": [1, 2]}, "int8_float_scope": {"first": true, "last": 0}}';
+  const { meta, floats } = sdk.parseManifest(new TextEncoder().encode(src), "card");
+  const card = sdk.cardFromDict(meta, floats);
+  // ModelCard.from_json(src).to_json() and its sha256[:16] (CPython 3.11)
+  const py = '{"arch": "a", "arch_kwargs": {"alpha": 1.0, "widths": [1, 2]}, "color_order": "BGR", "description": "d", "embedding_size": 128, ' +
+    '"input_size": [150, 150], "int8_float_scope": {"first": true, "last": 0}, "licence": "CC0", "mean": [1.0, 2.5, 3.0], "mflops": 220, "name": "n", ' +
+    '"params": 7, "source": "s", "std": [4.0, 5.0, 6.0], "template": "dlib_150x150"}';
+  assert.equal(sdk.cardToJson(card), py);
+  assert.equal(sdk.modelFingerprint(card), "022906c4d6cd2846");
+  // int8_float_scope: null is left out, as ModelCard.to_dict leaves it out
+  const none = sdk.cardFromDict({ ...meta, int8_float_scope: null }, floats);
+  assert.equal(sdk.cardToJson(none), py.replace('"int8_float_scope": {"first": true, "last": 0}, ', ""));
+  assert.throws(() => sdk.cardFromDict({ ...meta, colour: "RGB" }), (e) => e.kind === "bundle" && /colour/.test(e.message));
+  // the schema refuses a malformed int8_float_scope, as ModelCard does
+  assert.deepEqual(validate(meta, BUNDLE_SCHEMA.properties.card, [], floats), []);
+  for (const bad of [{ last: -1 }, { first: 1 }, { middle: 2 }, [1]]) assert.ok(validate({ ...meta, int8_float_scope: bad }, BUNDLE_SCHEMA.properties.card).length > 0, JSON.stringify(bad));
 });
 
 test("sha256 of known inputs", async () => {

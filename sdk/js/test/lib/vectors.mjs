@@ -27,6 +27,26 @@ export function dot(a, b) {
   return s;
 }
 
+/** The cosine of two vectors that need not be unit (an int8 template decodes to q * scale, whose norm is not 1). */
+export function cosine(a, b) {
+  const n = Math.sqrt(dot(a, a) * dot(b, b));
+  return n > 0 ? dot(a, b) / n : 0;
+}
+
+/** From a JPEG file, a face whose measure lies within tolerances.jpeg_gate_margin of a verify-gate threshold may
+ * get another verdict from this decoder (sdk/VECTORS.md): the decisions hanging on it may differ in rejected / not. */
+export function gateBorderline(doc, f) {
+  if (f.image_format !== "jpeg" || !doc.tolerances.jpeg_gate_margin) return false;
+  const thr = doc.quality_thresholds.verify;
+  return Object.entries(doc.tolerances.jpeg_gate_margin).some(([m, margin]) =>
+    typeof f.measurements[m] === "number" && ["min_", "max_"].some((side) => typeof thr[side + m] === "number" && Math.abs(f.measurements[m] - thr[side + m]) <= margin));
+}
+
+/** Two decisions that differ only in whether the gate refused the face ("rejected" on one side). */
+export function gateFlip(a, b) {
+  return a !== b && (a === "rejected" || b === "rejected" || a === "quality" || b === "quality");
+}
+
 export function landmarksFromJson(lm) {
   return Array.isArray(lm) ? lm.map(landmarksFromJson) : lm === "nan" ? NaN : Number(lm);
 }

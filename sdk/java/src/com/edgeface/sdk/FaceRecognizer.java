@@ -137,6 +137,7 @@ public final class FaceRecognizer implements AutoCloseable {
     }
 
     public IdentifyResult identify(FaceImage image, int topK, String far) {
+        if (topK < 1) throw new EdgefaceException("argument", "top_k must be a whole number >= 1, got " + topK);  // as in Python
         long g = gallery();
         Native.galleryThreshold(g, bundle, far);  // an unknown FAR throws first, as in Python
         long f;
