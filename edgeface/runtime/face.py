@@ -27,7 +27,7 @@ import numpy as np
 
 from ..core.align import align_face, check_landmarks, template_landmarks
 from ..core.imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
-from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name
+from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name, writable
 from .quality import QualityGate, QualityReport, check_nonface_section, flip_similarity, measure, nonface_margins
 
 # Several faces in one image: "primary" the largest face nearest the centre (InsightFace's rule,
@@ -56,11 +56,13 @@ class Rejection:
     detail: str
     source: str = "<array>"
     quality: QualityReport | None = None
+    faces_detected: int | None = None  # faces the detector found before the image was refused (None: not detected / landmarks given)
 
     ok = False
 
     def to_dict(self) -> dict[str, Any]:
-        return _with_quality({"ok": False, "source": self.source, "reason": self.reason, "detail": self.detail}, self.quality)
+        return _with_quality({"ok": False, "source": self.source, "reason": self.reason, "detail": self.detail,
+                              "faces_detected": self.faces_detected}, self.quality)
 
 
 @dataclass
@@ -257,7 +259,8 @@ class FaceRecognizer:
         self._gallery_to_create: tuple[str | os.PathLike, str] | None = None
         if isinstance(gallery, (str, os.PathLike)):
             if os.path.isfile(gallery) and os.path.getsize(gallery) > 0:
-                gallery = Gallery(gallery, card=self.card, codec=codec)
+                # a gallery on a read-only partition or folder is searched read-only (enrol then says so)
+                gallery = Gallery(gallery, card=self.card, codec=codec, readonly=not writable(gallery))
             else:
                 from .codecs import get_codec
 
@@ -373,10 +376,11 @@ class FaceRecognizer:
                 return Rejection("no_landmarks", "no landmarks given and no detector configured (pass landmarks= or detector=)", src)
             dets = self.detector.detect(pixels)
             if not dets:
-                return Rejection("no_face", "the detector found no face", src)
+                return Rejection("no_face", "the detector found no face", src, faces_detected=0)
             if len(dets) > 1:
                 if self.multiple_faces == "reject":
-                    return Rejection("several_faces", f"the detector found {len(dets)} faces; expected one (multiple_faces='reject')", src)
+                    return Rejection("several_faces", f"the detector found {len(dets)} faces; expected one (multiple_faces='reject')", src,
+                                     faces_detected=len(dets))
                 notes.append(f"{len(dets)} faces found; used the {self.multiple_faces} one (multiple_faces={self.multiple_faces!r})")
             det = pick_face(dets, pixels.shape, self.multiple_faces)
             lm, detector_score, box = det.landmarks.astype(np.float64), det.score, det.box
@@ -427,10 +431,10 @@ class FaceRecognizer:
             crop, lm, score, box, notes = located[i]
             src = _source_name(images[i])
             report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j], margins[j], self.template_points), mode)
+            count = [int(n.split("=")[1]) for n in notes if n.startswith("faces_detected=")]
             if self.gate_enabled and not report.passed:
-                out[i] = Rejection("quality", "; ".join(report.reasons), src, report)
+                out[i] = Rejection("quality", "; ".join(report.reasons), src, report, count[0] if count else None)
             else:
-                count = [int(n.split("=")[1]) for n in notes if n.startswith("faces_detected=")]
                 out[i] = Face(src, crop, lm, embs[j], report, score, box, [n for n in notes if not n.startswith("faces_detected=")],
                               count[0] if count else None)
         return out
@@ -491,7 +495,7 @@ class FaceRecognizer:
         fa, fb = self.analyze([a, b], lms, mode="verify")
         rejected = [r for r in (fa, fb) if isinstance(r, Rejection)]
         if rejected:
-            return CompareResult(None, None, thr, far, rejected)
+            return CompareResult(None, None, thr, far, rejected, faces_detected=[fa.faces_detected, fb.faces_detected])
         sim = float(np.dot(fa.embedding, fb.embedding))
         return CompareResult(sim >= thr, sim, thr, self.far_key(far), faces_detected=[fa.faces_detected, fb.faces_detected])
 
@@ -505,7 +509,7 @@ class FaceRecognizer:
             raise KeyError(f"{name!r} is not enrolled in {gallery.path}")
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
         if isinstance(face, Rejection):
-            return CompareResult(None, None, thr, far, [face], name=name)
+            return CompareResult(None, None, thr, far, [face], name=name, faces_detected=[face.faces_detected])
         sim = float(gallery.codec.similarity(face.embedding, template)[0, 0])  # Hamming or cosine, as the codec scores
         return CompareResult(sim >= thr, sim, thr, self.far_key(far), name=name, faces_detected=[face.faces_detected])
 
@@ -545,7 +549,7 @@ class FaceRecognizer:
             far = self.far_key(far)
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
         if isinstance(face, Rejection):
-            return IdentifyResult(None, None, thr, far, [], [face], fpir=fpir, gallery_size=size)
+            return IdentifyResult(None, None, thr, far, [], [face], faces_detected=face.faces_detected, fpir=fpir, gallery_size=size)
         cands = gallery.search(face.embedding, top_k=top_k, use_index=use_index)[0]
         if not cands:
             return IdentifyResult(UNKNOWN, None, thr, far, [], [], faces_detected=face.faces_detected, fpir=fpir, gallery_size=size)
