@@ -36,7 +36,7 @@ import numpy as np
 from .. import __version__
 from ..core.card import ModelCard
 from .codecs import get_codec
-from .names import check_visible, skeletons
+from .names import check_visible, invisible_characters, mixed_script_word, skeletons
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x45444746  # "EDGF": marks the SQLite file as an edgeface gallery
@@ -162,9 +162,10 @@ def display_name(name) -> str:
     were validated may hold newlines or escape sequences)."""
     if not isinstance(name, str):
         return repr(name)
-    if all(unicodedata.category(c)[0] != "C" and c not in _BIDI_CONTROLS and unicodedata.category(c) not in ("Zl", "Zp") for c in name):
+    if all(unicodedata.category(c)[0] != "C" and c not in _BIDI_CONTROLS and unicodedata.category(c) not in ("Zl", "Zp") for c in name) \
+            and not invisible_characters(name) and not mixed_script_word(name):
         return name
-    return ascii(name)
+    return ascii(name)  # legacy rows: a homoglyph or an invisible character shows as its code points
 
 
 def _lookup(name) -> str | None:
