@@ -155,7 +155,7 @@ def test_gated_bundle_loads_and_records_its_gate(gated_bundle):
     assert exp["quality_gate"]["nonface"] is True and exp["quality_gate"]["held_out_caught"] == b.meta["quality"]["nonface"]["held_out_caught"]
 
 
-@pytest.mark.parametrize("loosen", ["limits", "max_nonface_margin", "drop_section", "caught_edited"])
+@pytest.mark.parametrize("loosen", ["limits", "max_nonface_margin", "drop_section", "caught_edited", "caught_dropped"])
 def test_a_loosened_quality_section_is_refused_even_resealed(gated_bundle, loosen):
     """Issue 37: a resealed manifest with a loosened quality section let noise enrol and match noise at 0.994."""
     meta = read(gated_bundle)
@@ -166,6 +166,9 @@ def test_a_loosened_quality_section_is_refused_even_resealed(gated_bundle, loose
         q["verify"]["max_nonface_margin"] = 1.0
     elif loosen == "drop_section":
         del q["nonface"]
+    elif loosen == "caught_dropped":
+        q["nonface"]["limits"] = [1.0] * len(q["nonface"]["limits"])
+        del q["nonface"]["held_out_caught"]
     elif loosen == "caught_edited":
         q["nonface"]["limits"] = [1.0] * len(q["nonface"]["limits"])
         q["nonface"]["held_out_caught"] = {k: 0.0 for k in q["nonface"]["held_out_caught"]}
