@@ -71,8 +71,12 @@ def test_far_as_a_number_and_enrol_names(setup, capsys, tmp_path):
     rc, out, err = run(capsys, "verify", str(img), "alice", *common, "--landmarks", LM, "--far", "0.001")
     doc = json.loads(out)
     assert rc in (0, 3, 4) and doc["far"] == "1e-3", (rc, doc, err)
+    # issue 37: a FAR between calibrated points takes the next stricter one (1e-4 here), and says so
     rc, out, err = run(capsys, "verify", str(img), "alice", *common, "--landmarks", LM, "--far", "0.5e-3")
-    assert rc == 1 and "no threshold calibrated for FAR 5e-4" in err
+    doc = json.loads(out)
+    assert rc in (0, 3, 4) and doc["far"] == "5e-4" and doc["threshold"] == 0.6 and "FAR 1e-4" in doc["threshold_note"], (rc, doc, err)
+    rc, out, err = run(capsys, "verify", str(img), "alice", *common, "--landmarks", LM, "--far", "1e-5")
+    assert rc == 1 and "no threshold calibrated for FAR 1e-5" in err
 
 
 def test_top_k_zero_and_missing_detector(setup, capsys, tmp_path):

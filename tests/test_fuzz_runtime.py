@@ -6,6 +6,7 @@ arrays and app landmarks through verify, bundle manifests, and gallery files. Pr
   * no silent false accept: verify's "match" always means a similarity >= the threshold,
     recomputed independently from the embedding; a mutated manifest that still loads never
     has thresholds other than the calibrated ones.
+Issue 37 adds resealed far_curve mutations, template rows rewritten with SQL and disguised names.
 Tiny sealed bundle, no torch, no ../shared."""
 import io
 import json
@@ -186,6 +187,153 @@ def test_fuzz_manifests(tiny, tmp_path):
             assert b.meta["model_file"] == "model.onnx" and b.meta["input"] == original["input"]
     print("fuzz manifests", dict(outcomes))
     assert sum(outcomes.values()) == N_MANIFESTS and outcomes[M.MANIFEST_DIGEST] >= 25, outcomes
+
+
+N_CURVES, N_ROWS, N_NAMES = 100, 100, 150  # issue 37 mutations: 350 cases
+
+
+def test_fuzz_threshold_sections_resealed(tiny, tmp_path):
+    """Issue 37: zeroed / shuffled / perturbed far_curve points, resealed. A bundle that still loads has a
+    curve no looser than its plausible floor and ordered like the calibration's (so identify --fpir never
+    decides below the floor), and at_far thresholds unchanged."""
+    rng = np.random.default_rng(SEED + 4)
+    original = read(tiny)
+    good = [{"far": 0.1, "threshold": 0.3}, {"far": 0.01, "threshold": 0.4}, {"far": 0.001, "threshold": 0.5}, {"far": 0.0001, "threshold": 0.6}]
+    outcomes = Counter()
+    for k in range(N_CURVES):
+        d = tmp_path / f"c{k}"
+        shutil.copytree(tiny, d)
+        m = json.loads(json.dumps(original))
+        curve = [dict(p) for p in good]
+        for _ in range(int(rng.integers(1, 4))):
+            p = curve[rng.integers(len(curve))]
+            op = rng.integers(5)
+            if op == 0:
+                p["threshold"] = 0.0
+            elif op == 1 and isinstance(p["threshold"], float):
+                p["threshold"] = float(p["threshold"] + rng.normal(0, 0.2))
+            elif op == 2:
+                p["far"] = float(10 ** rng.uniform(-6, 0))
+            elif op == 3:
+                curve.append({"far": float(10 ** rng.uniform(-6, -0.5)), "threshold": float(rng.uniform(-1, 1))})
+            else:
+                p["threshold"] = [None, "0.5", float("nan"), 1e9, -1][rng.integers(5)]
+        m["thresholds"]["far_curve"], m["thresholds"]["num_impostor"] = curve, 100_000
+        (d / "edgeface.json").write_text(json.dumps(m, allow_nan=True))
+        write_manifest_digest(d)
+        try:
+            b = load_bundle(d)
+        except BundleError as exc:
+            assert exc.kind in M.KINDS, exc
+            outcomes[exc.kind] += 1
+            continue
+        outcomes["loaded"] += 1
+        assert b.thresholds == {"1e-3": 0.5, "1e-4": 0.6}
+        pts = sorted((p["far"], p["threshold"]) for p in b.meta["thresholds"]["far_curve"])
+        assert all(M.threshold_floor(f, b.card.embedding_size) <= t <= 1 for f, t in pts), pts
+        assert all(t1 >= t2 - 1e-6 for (_, t1), (_, t2) in zip(pts, pts[1:])), pts
+        rec = FaceRecognizer(b)
+        for fpir_far in (0.5, 0.05, 0.01, 0.002, 0.0002):
+            try:
+                t = rec.operating_point(fpir_far)[0]
+            except ValueError:
+                continue
+            assert t >= M.threshold_floor(fpir_far, b.card.embedding_size) - 1e-9
+    print("fuzz curves", dict(outcomes))
+    assert sum(outcomes.values()) == N_CURVES and outcomes[M.THRESHOLDS] > 0 and outcomes["loaded"] > 0, outcomes
+
+
+def test_fuzz_gallery_rows(tiny, tmp_path):
+    """Issue 37: template rows rewritten with SQL (scaled, perturbed, resized, replaced by text or random
+    bytes) in every codec: a search either refuses with a GalleryError or scores within [-1, 1]."""
+    import sqlite3
+
+    from tiny_bundle import CARD
+
+    rng = np.random.default_rng(SEED + 5)
+    codecs = ["float32", "fp16", "int8", "binary", "binary256"]
+    outcomes = Counter()
+    for k in range(N_ROWS):
+        codec = codecs[k % len(codecs)]
+        path = tmp_path / f"r{k}.db"
+        with Gallery(path, card=CARD, codec=codec) as g:
+            for i in range(4):
+                v = rng.normal(size=CARD.embedding_size)
+                g.add(f"p{i}", v / np.linalg.norm(v))
+        con = sqlite3.connect(path)
+        blob = con.execute("SELECT template FROM identities WHERE name = 'p0'").fetchone()[0]
+        op = rng.integers(6)
+        if op == 0 and codec in ("float32", "fp16"):
+            dt = "<f4" if codec == "float32" else "<f2"
+            new = (np.frombuffer(blob, dt) * float(rng.uniform(0.2, 5))).astype(dt).tobytes()
+        elif op == 1:
+            b = bytearray(blob)
+            b[int(rng.integers(len(b)))] ^= 1 << int(rng.integers(8))
+            new = bytes(b)
+        elif op == 2:
+            new = blob[: int(rng.integers(len(blob)))]
+        elif op == 3:
+            new = blob + rng.bytes(int(rng.integers(1, 9)))
+        elif op == 4:
+            new = ["text", 3.5, 7][int(rng.integers(3))]
+        else:
+            new = rng.bytes(len(blob))
+        con.execute("UPDATE identities SET template = ? WHERE name = 'p0'", (new,))
+        con.commit()
+        con.close()
+        try:
+            with Gallery(path, card=CARD) as g:
+                q = rng.normal(size=CARD.embedding_size)
+                scores = [m.score for m in g.search(q / np.linalg.norm(q), top_k=4)[0]]
+        except GalleryError as exc:
+            assert str(exc)
+            outcomes["refused"] += 1
+            continue
+        outcomes["searched"] += 1
+        assert all(-1.0 - 1e-3 <= s <= 1.0 + 1e-3 for s in scores), (codec, op, scores)
+    print("fuzz rows", dict(outcomes))
+    assert sum(outcomes.values()) == N_ROWS and outcomes["refused"] > 0 and outcomes["searched"] > 0, outcomes
+
+
+def test_fuzz_names(tmp_path):
+    """Issue 37: names built from look-alike letters, invisible characters, case and space variants of a
+    few real names. Whatever is accepted: no stored name holds an invisible character, none displays
+    like "unknown", and no two stored names display alike (edgeface.runtime.names.confusable)."""
+    import unicodedata
+
+    from edgeface.runtime.names import confusable, invisible_characters
+    from tiny_bundle import CARD
+
+    rng = np.random.default_rng(SEED + 6)
+    pool = list("unknowJosAliceIan01l") + ["\u043e", "\u0430", "\u0435", "\u0456", "\u03bf", "\u0399", "\u200b", "\u00ad", "\u200d",
+                                            "\ufe0f", "\u034f", "\u2060", "\u00e9", "\u0301", " ", "  ", "\uff4f", "\u0131"]
+    bases = ["unknown", "José", "Alice", "Ian", "Coe"]
+    outcomes = Counter()
+    with Gallery(tmp_path / "n.db", card=CARD) as g:
+        for k in range(N_NAMES):
+            name = list(bases[k % len(bases)])
+            for _ in range(int(rng.integers(0, 3))):
+                i = int(rng.integers(len(name) + 1))
+                if rng.random() < 0.5 and i < len(name):
+                    name[i] = pool[rng.integers(len(pool))]
+                else:
+                    name.insert(i, pool[rng.integers(len(pool))])
+            name = "".join(name)
+            if rng.random() < 0.3:
+                name = name.upper() if rng.random() < 0.5 else name.lower()
+            try:
+                g.add(name, np.eye(CARD.embedding_size)[k % CARD.embedding_size])
+                outcomes["stored"] += 1
+            except ValueError as exc:  # GalleryError is a ValueError
+                assert str(exc)
+                outcomes["refused"] += 1
+        names = g.names()
+    assert all(not invisible_characters(n) and unicodedata.normalize("NFC", n) == n for n in names), names
+    assert not any(confusable(n, "unknown") for n in names), names
+    clashes = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if confusable(a, b)]
+    assert not clashes, clashes
+    print("fuzz names", dict(outcomes), names)
+    assert sum(outcomes.values()) == N_NAMES and outcomes["stored"] >= 3 and outcomes["refused"] > 0, outcomes
 
 
 def test_fuzz_gallery_files(tiny, tmp_path):

@@ -31,6 +31,18 @@ def _landmarks(text: str):
     return arr  # the count and NaNs are checked (and reported as a rejection) by the runtime
 
 
+def _similarity(text: str) -> float:
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a similarity between -1 and 1, got {text!r}") from None
+    if not math.isfinite(v) or not -1.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a similarity between -1 and 1, got {text!r}")
+    return v
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -71,7 +83,10 @@ def register(sub) -> None:
     p = sub.add_parser("verify", help="is the face in IMAGE the enrolled NAME? (calibrated threshold)", formatter_class=fmt, epilog=EXIT_CODES)
     p.add_argument("image")
     p.add_argument("name")
-    p.add_argument("--far", default="1e-3", help="false-accept rate whose calibrated threshold decides: 1e-3 (default) or 1e-4, also as 0.001")
+    p.add_argument("--far", help="false-accept rate whose calibrated threshold decides (default 1e-3, also as 0.001); a FAR that is not "
+                                 "calibrated in the bundle takes the next stricter point of its FAR curve (said in the output)")
+    p.add_argument("--threshold", type=_similarity, help="instead of --far: decide at this similarity; the output states the FAR the bundle's "
+                                                         "calibration measured for it")
     p.add_argument("--landmarks", type=_landmarks, help="5 landmarks from your own detector: x1,y1,...,x5,y5 (right eye, left eye, nose, right mouth, left mouth)")
     _add_common(p, landmarks=True)
     p.set_defaults(handler=run_verify)
@@ -79,8 +94,10 @@ def register(sub) -> None:
     p = sub.add_parser("identify", help="who is the face in IMAGE? (open set: 'unknown' below the threshold)", formatter_class=fmt, epilog=EXIT_CODES)
     p.add_argument("image")
     p.add_argument("--top-k", type=_positive_int, default=5, help="candidates to list (default 5)")
-    p.add_argument("--far", default="1e-3", help="the ONE-TO-ONE false-accept rate whose threshold decides (1e-3 default, 1e-4): against N "
-                                                 "enrolled people an impostor is falsely identified up to N times as often; see --fpir")
+    p.add_argument("--far", help="the ONE-TO-ONE false-accept rate whose threshold decides (default 1e-3; an uncalibrated FAR takes the next "
+                                 "stricter point of the bundle's FAR curve): against N enrolled people an impostor is falsely identified up "
+                                 "to N times as often; see --fpir")
+    p.add_argument("--threshold", type=_similarity, help="instead of --far / --fpir: decide at this score; the output states its calibrated FAR")
     p.add_argument("--fpir", type=float, help="instead of --far: the rate of strangers identified as someone you accept (e.g. 0.01); the "
                    "threshold is chosen for it at the gallery's current size (1 - (1 - FAR)^N = FPIR, on the bundle's FAR curve)")
     p.add_argument("--landmarks", type=_landmarks, help="5 landmarks from your own detector: x1,y1,...,x5,y5")
@@ -154,12 +171,19 @@ def run_enroll(args) -> int:
 
 def run_verify(args) -> int:
     """`edgeface verify`: compare the face in IMAGE with NAME's template; returns EXIT_OK (match), EXIT_NO_MATCH or EXIT_REJECTED (no usable face)."""
+    from ..runtime.gallery import display_name
+
+    if args.far is not None and args.threshold is not None:
+        raise ValueError("give --far or --threshold, not both")
     rec = _recognizer(args)
-    res = rec.verify(args.image, args.name, far=args.far, landmarks=args.landmarks)
+    res = rec.verify(args.image, args.name, far=args.far, landmarks=args.landmarks, threshold=args.threshold)
     if res.match is None:
         text = f"{args.image}: rejected\n" + _rejections_text(res.rejected)
     else:
-        text = f"{args.image} vs {args.name}: {res.decision.upper()} (similarity {res.similarity:.3f}, threshold {res.threshold:.3f} at FAR {res.far})"
+        text = (f"{args.image} vs {display_name(args.name)}: {res.decision.upper()} (similarity {res.similarity:.3f}, threshold {res.threshold:.3f} at "
+                f"FAR {res.far})")
+    if res.threshold_note:
+        text += f"\n  {res.threshold_note}"
     _emit(args, res.to_dict(), text)
     return EXIT_REJECTED if res.match is None else (EXIT_OK if res.match else EXIT_NO_MATCH)
 
@@ -167,14 +191,23 @@ def run_verify(args) -> int:
 def run_identify(args) -> int:
     """`edgeface identify`: rank the gallery against the face in IMAGE at the --far or --fpir threshold; returns
     EXIT_OK (identified), EXIT_NO_MATCH (unknown) or EXIT_REJECTED (no usable face)."""
+    from ..runtime.gallery import display_name
+
+    if sum(x is not None for x in (args.far, args.fpir, args.threshold)) > 1:
+        raise ValueError("give one of --far, --fpir and --threshold")
     rec = _recognizer(args)
-    res = rec.identify(args.image, top_k=args.top_k, far=args.far, landmarks=args.landmarks, fpir=args.fpir)
+    res = rec.identify(args.image, top_k=args.top_k, far=args.far, landmarks=args.landmarks, fpir=args.fpir, threshold=args.threshold)
     at = f"FAR {res.far}" if res.fpir is None else f"FPIR {res.fpir:g} for {res.gallery_size} enrolled (FAR {res.far} per comparison)"
     if res.name is None:
         text = f"{args.image}: rejected\n" + _rejections_text(res.rejected)
     else:
-        head = f"{args.image}: {res.name}" + (f" (score {res.score:.3f}, threshold {res.threshold:.3f} at {at})" if res.score is not None else " (empty gallery)")
-        text = "\n".join([head] + [f"  {i + 1}. {c.name}  {c.score:.3f}" for i, c in enumerate(res.candidates)])
+        # the answer word for a stranger is printed bare; an enrolled name goes through display_name (a legacy
+        # gallery's "unknown\u200b" shows as 'unknown\u200b', not as the answer "unknown")
+        shown = res.name if res.decision == "unknown" else display_name(res.name)
+        head = f"{args.image}: {shown}" + (f" (score {res.score:.3f}, threshold {res.threshold:.3f} at {at})" if res.score is not None else " (empty gallery)")
+        text = "\n".join([head] + [f"  {i + 1}. {display_name(c.name)}  {c.score:.3f}" for i, c in enumerate(res.candidates)])
+    if res.threshold_note:
+        text += f"\n  {res.threshold_note}"
     _emit(args, res.to_dict(), text)
     return EXIT_REJECTED if res.name is None else (EXIT_NO_MATCH if res.decision == "unknown" else EXIT_OK)
 

@@ -502,6 +502,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
         quality = calibrated_quality(bundle, calib.crops, calib_desc["source"], calib.landmarks)
         log(f"quality gate: min_flip_similarity verify {quality['verify']['min_flip_similarity']:.3f}, enroll {quality['enroll']['min_flip_similarity']:.3f}")
         conformance = None
+        bundle = replace(bundle, meta={**bundle.meta, "quality": quality})  # the conformance set records the gate it is sealed with
         if len(calib) and opts.n_conformance:
             pick = _conformance_pick(calib, opts.n_conformance)
             conformance = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])

@@ -205,9 +205,30 @@ def _read_manifest_bytes(meta_path: Path) -> bytes:
     return raw
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object naming the same key twice (json.loads would silently keep the last one)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise DuplicateKeyError(f"key {dup!r} appears more than once in one object")
+    return d
+
+
+def strict_json_loads(text: str | bytes) -> Any:
+    """json.loads refusing duplicate keys (DuplicateKeyError): two readers of the same file must not
+    see two documents (Python keeps the last value of a repeated key, other parsers the first)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
 def _parse_manifest(raw: bytes, meta_path: Path) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
+        return strict_json_loads(raw.decode("utf-8"))
+    except DuplicateKeyError as exc:
+        raise BundleError(f"{meta_path}: {exc}: refusing an ambiguous manifest", M.MANIFEST_UNREADABLE) from None
     except UnicodeDecodeError:
         raise BundleError(f"{meta_path}: not UTF-8 text", M.MANIFEST_UNREADABLE) from None
     except json.JSONDecodeError as exc:
@@ -496,4 +517,9 @@ def run_self_test(bundle: Bundle) -> dict:
     recorded = {str(k): float(v) for k, v in (exp.get("thresholds") or {}).items()}
     if recorded and any(k not in live or abs(live[k] - v) > 1e-6 for k, v in recorded.items()):
         raise BundleError(f"{bundle.path}: thresholds {live} differ from those recorded with the conformance set {recorded}", M.THRESHOLDS)
+    from .conformance import check_quality_gate
+
+    gate_errors = check_quality_gate(bundle, exp)
+    if gate_errors:
+        raise BundleError(f"{bundle.path}: its quality gate does not reproduce what it was sealed with: {_shown(gate_errors)}", M.QUALITY)
     return {"faces": len(emb), "cosine_min": float(cos.min()), "output_norm_min": float(norms.min()), "output_norm_max": float(norms.max())}

@@ -124,14 +124,32 @@ class Codec:
             return np.zeros((0, n), np.uint8)
         return np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), n)
 
+    def invalid_rows(self, codes: np.ndarray) -> list[tuple[int, str]]:
+        """(row, why) for every stored code that `encode` of a unit vector cannot have produced: a
+        gallery row edited outside edgeface (issue 37: one template multiplied by 3 scored 2.635
+        against every probe). Empty when all rows are plausible. Base: any bit pattern is valid."""
+        return []
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, bytes={self.bytes_per_template})"
+
+
+def _norm_errors(vectors: np.ndarray, tolerance: float, what: str) -> list[tuple[int, str]]:
+    """Rows of `vectors` that are not finite unit vectors within `tolerance`."""
+    with np.errstate(all="ignore"):
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (np.abs(norms - 1.0) > tolerance))
+    return [(int(i), f"norm {norms[i]:.4g}, where a stored template is a unit vector (1 ± {tolerance:g})") for i in bad]
 
 
 class _FloatCodec(Codec):
     """D little-endian IEEE floats of `dtype` (lossless for float32)."""
 
     dtype = "<f4"
+    norm_tolerance = 1e-3  # float32 unit vectors are exact to ~1e-7
+
+    def invalid_rows(self, codes):
+        return _norm_errors(self.decode(codes), self.norm_tolerance, self.name)
 
     @property
     def bytes_per_template(self) -> int:
@@ -154,6 +172,7 @@ class Float32Codec(_FloatCodec):
 class Float16Codec(_FloatCodec):
     name = "fp16"
     dtype = "<f2"
+    norm_tolerance = 1e-2  # half precision rounds each value by up to 2^-11 relative
 
 
 class Int8Codec(Codec):
@@ -177,6 +196,19 @@ class Int8Codec(Codec):
         scale = codes[:, :4].copy().view("<f4").reshape(-1).astype(np.float32)
         q = codes[:, 4:].view(np.int8).astype(np.float32)
         return q * scale[:, None]
+
+    # rounding to 127 levels moves a unit vector's norm by well under 1 % (the rounding errors are
+    # small and nearly orthogonal to it); 5 % still refuses any template scaled to score higher
+    norm_tolerance = 0.05
+
+    def invalid_rows(self, codes):
+        codes = np.ascontiguousarray(_as_codes(codes, self.bytes_per_template))
+        out = _norm_errors(self.decode(codes), self.norm_tolerance, self.name)
+        peak = np.abs(codes[:, 4:].view(np.int8).astype(np.int16)).max(axis=1) if len(codes) else np.zeros(0)
+        # encode scales each template so that its largest value is exactly ±127
+        out += [(int(i), f"largest value {int(peak[i])}, where encode always stores 127") for i in np.flatnonzero(peak != 127)
+                if int(i) not in {r for r, _ in out}]
+        return sorted(out)
 
 
 class BinaryCodec(Codec):
@@ -208,6 +240,15 @@ class BinaryCodec(Codec):
     def _signs(self, codes) -> np.ndarray:
         codes = _as_codes(codes, self.bytes_per_template)
         return 2.0 * np.unpackbits(codes, axis=1, count=self.code_bits).astype(np.float32) - 1.0
+
+    def invalid_rows(self, codes):
+        """Any sign pattern is a valid code; only the padding bits after code_bits must be zero."""
+        codes = _as_codes(codes, self.bytes_per_template)
+        pad = 8 * self.bytes_per_template - self.code_bits
+        if pad == 0 or not len(codes):
+            return []
+        bad = np.flatnonzero(codes[:, -1] & np.uint8((1 << pad) - 1))
+        return [(int(i), "padding bits set, which encode never sets") for i in bad]
 
     def hamming(self, a_codes: np.ndarray, b_codes: np.ndarray) -> np.ndarray:
         """(M, N) Hamming distances between two sets of codes (padding bits are zero in both)."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..core.align import align_face, check_landmarks, template_landmarks
 from ..core.imageio import MIN_SIDE, ImageError, read_image, to_uint8_rgb
-from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name
+from .gallery import UNKNOWN, Gallery, GalleryError, Match, normalize_name, writable
 from .quality import QualityGate, QualityReport, check_nonface_section, flip_similarity, measure, nonface_margins
 
 # Several faces in one image: "primary" the largest face nearest the centre (InsightFace's rule,
@@ -56,11 +56,13 @@ class Rejection:
     detail: str
     source: str = "<array>"
     quality: QualityReport | None = None
+    faces_detected: int | None = None  # faces the detector found before the image was refused (None: not detected / landmarks given)
 
     ok = False
 
     def to_dict(self) -> dict[str, Any]:
-        return _with_quality({"ok": False, "source": self.source, "reason": self.reason, "detail": self.detail}, self.quality)
+        return _with_quality({"ok": False, "source": self.source, "reason": self.reason, "detail": self.detail,
+                              "faces_detected": self.faces_detected}, self.quality)
 
 
 @dataclass
@@ -119,6 +121,7 @@ class CompareResult:
     rejected: list[Rejection] = field(default_factory=list)
     name: str | None = None  # set by verify()
     faces_detected: list[int | None] = field(default_factory=list)  # per image: faces found (several: see notes / policy)
+    threshold_note: str | None = None  # how the threshold was chosen when it is not a calibrated FAR's (operating_point)
 
     @property
     def decision(self) -> str:
@@ -136,6 +139,8 @@ class CompareResult:
         }
         if self.name is not None:
             d["name"] = self.name
+        if self.threshold_note is not None:
+            d["threshold_note"] = self.threshold_note
         return d
 
 
@@ -150,6 +155,7 @@ class IdentifyResult:
     faces_detected: int | None = None
     fpir: float | None = None  # the target FPIR the threshold was chosen for (runtime.openset), if one was asked
     gallery_size: int | None = None
+    threshold_note: str | None = None  # how the threshold was chosen when it is not a calibrated FAR's (operating_point)
 
     @property
     def decision(self) -> str:
@@ -170,6 +176,7 @@ class IdentifyResult:
             "candidates": [c.to_dict() for c in self.candidates],
             "rejected": [r.to_dict() for r in self.rejected],
             "faces_detected": self.faces_detected,
+            **({"threshold_note": self.threshold_note} if self.threshold_note is not None else {}),
         }
 
 
@@ -257,7 +264,8 @@ class FaceRecognizer:
         self._gallery_to_create: tuple[str | os.PathLike, str] | None = None
         if isinstance(gallery, (str, os.PathLike)):
             if os.path.isfile(gallery) and os.path.getsize(gallery) > 0:
-                gallery = Gallery(gallery, card=self.card, codec=codec)
+                # a gallery on a read-only partition or folder is searched read-only (enrol then says so)
+                gallery = Gallery(gallery, card=self.card, codec=codec, readonly=not writable(gallery))
             else:
                 from .codecs import get_codec
 
@@ -321,9 +329,66 @@ class FaceRecognizer:
                 f"model {self.card.name!r} has no calibrated thresholds: load an exported bundle (its edgeface.json holds them) "
                 "or pass thresholds={'1e-3': ...}"
             )
-        if key not in table:
-            raise ValueError(f"no threshold calibrated for FAR {key}; available: {sorted(table)}")
-        return table[key]
+        if key in table:
+            return table[key]
+        return self.operating_point(far=far, cosine=cosine)[0]
+
+    def calibrated_points(self, cosine: bool = False) -> list[tuple[float, float]]:
+        """(FAR, threshold) of every calibrated point for these scores: the at_far table and the
+        bundle's FAR curve (thresholds.far_curve, in the gallery's codec), loosest FAR first."""
+        table = self.cosine_thresholds if cosine else self.thresholds
+        pts = {float(k): float(v) for k, v in table.items()}
+        try:
+            curve = self.far_curve(cosine=cosine)
+        except ValueError:
+            curve = []
+        for p in curve:
+            pts.setdefault(float(p["far"]), float(p["threshold"]))
+        return sorted(pts.items(), key=lambda ft: -ft[0])
+
+    def operating_point(self, far: str | float | None = None, threshold: float | None = None, cosine: bool = False) -> tuple[float, str, str | None]:
+        """(threshold, FAR label, note) for a decision at `far` or at an explicit `threshold` (not both).
+
+        A FAR calibrated in the at_far table gives its threshold and no note. Any other FAR takes the
+        threshold of the next STRICTER calibrated point (the loosest one whose FAR is at most the one
+        asked) among at_far and the FAR curve: the FAR achieved on the calibration population is then
+        at most the one asked, never more (no interpolation between points, which could overshoot);
+        the note says which point. A FAR finer than every calibrated point is refused.
+        An explicit threshold is used as given; the note states the FAR the bundle's calibration
+        measured for it: at most the FAR of the strictest calibrated point whose threshold it reaches."""
+        k = self.far_key
+        if threshold is not None:
+            if far is not None:
+                raise ValueError("give a FAR or an explicit threshold, not both")
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= float(threshold) <= 1.0:
+                raise ValueError(f"threshold must be a similarity between -1 and 1, got {threshold!r}")
+            t = float(threshold)
+            pts = self.calibrated_points(cosine)
+            if not pts:
+                return t, "unknown", f"explicit threshold {t:.4f}; the model has no calibrated FARs to say what FAR it gives"
+            reached = [f for f, ct in pts if ct <= t]
+            if reached:
+                f = min(reached)
+                return t, f"<={k(f)}", f"explicit threshold {t:.4f}: FAR at most {k(f)} on the bundle's calibration (its threshold there is {dict(pts)[f]:.4f})"
+            f, ct = pts[0]
+            return t, f">{k(f)}", (f"explicit threshold {t:.4f} is below the loosest calibrated point (FAR {k(f)}, threshold {ct:.4f}): the FAR is above "
+                                  f"{k(f)}, expect many false accepts")
+        far = "1e-3" if far is None else far
+        key = self.far_key(far)
+        table = self.cosine_thresholds if cosine else self.thresholds
+        if key in table:
+            return table[key], key, None
+        if not table:
+            self.threshold(key, cosine)  # the "no calibrated thresholds" error
+        want = float(key)
+        pts = self.calibrated_points(cosine)
+        stricter = [(f, t) for f, t in pts if f <= want * (1 + 1e-9)]
+        if not stricter:
+            raise ValueError(f"no threshold calibrated for FAR {key}: the finest calibrated FAR is {k(min(f for f, _ in pts))} "
+                             f"(calibrated: {', '.join(k(f) for f, _ in pts)}); or pass an explicit threshold")
+        f, t = max(stricter, key=lambda ft: (ft[0], ft[1]))
+        return t, key, (f"FAR {key} is not a calibrated point: using the next stricter one, FAR {k(f)} (threshold {t:.4f}), so the FAR "
+                        f"achieved on the calibration is at most {k(f)}")
 
     # -- one image → aligned crop --------------------------------------------------------
     def _load(self, image) -> np.ndarray | Rejection:
@@ -373,10 +438,11 @@ class FaceRecognizer:
                 return Rejection("no_landmarks", "no landmarks given and no detector configured (pass landmarks= or detector=)", src)
             dets = self.detector.detect(pixels)
             if not dets:
-                return Rejection("no_face", "the detector found no face", src)
+                return Rejection("no_face", "the detector found no face", src, faces_detected=0)
             if len(dets) > 1:
                 if self.multiple_faces == "reject":
-                    return Rejection("several_faces", f"the detector found {len(dets)} faces; expected one (multiple_faces='reject')", src)
+                    return Rejection("several_faces", f"the detector found {len(dets)} faces; expected one (multiple_faces='reject')", src,
+                                     faces_detected=len(dets))
                 notes.append(f"{len(dets)} faces found; used the {self.multiple_faces} one (multiple_faces={self.multiple_faces!r})")
             det = pick_face(dets, pixels.shape, self.multiple_faces)
             lm, detector_score, box = det.landmarks.astype(np.float64), det.score, det.box
@@ -427,10 +493,10 @@ class FaceRecognizer:
             crop, lm, score, box, notes = located[i]
             src = _source_name(images[i])
             report = self.gate.assess(measure(crop, lm, score, box, flip_sims[j], margins[j], self.template_points), mode)
+            count = [int(n.split("=")[1]) for n in notes if n.startswith("faces_detected=")]
             if self.gate_enabled and not report.passed:
-                out[i] = Rejection("quality", "; ".join(report.reasons), src, report)
+                out[i] = Rejection("quality", "; ".join(report.reasons), src, report, count[0] if count else None)
             else:
-                count = [int(n.split("=")[1]) for n in notes if n.startswith("faces_detected=")]
                 out[i] = Face(src, crop, lm, embs[j], report, score, box, [n for n in notes if not n.startswith("faces_detected=")],
                               count[0] if count else None)
         return out
@@ -482,39 +548,41 @@ class FaceRecognizer:
         gallery.add(name, template, n_images=len(used), quality=float(weights.mean()), replace=replace)
         return EnrollResult(name, True, used, rejected, float(weights.mean()))
 
-    def compare(self, a, b, far: str = "1e-3", landmarks_a=None, landmarks_b=None) -> CompareResult:
-        thr = self.threshold(far, cosine=True)
-        far = self.far_key(far)
+    def compare(self, a, b, far: str | None = None, landmarks_a=None, landmarks_b=None, threshold: float | None = None) -> CompareResult:
+        """Are the faces in `a` and `b` the same person? At the calibrated threshold for `far`
+        (default 1e-3), or at an explicit `threshold` (operating_point says what FAR it gives)."""
+        thr, far, note = self.operating_point(far, threshold, cosine=True)
         lms = None if landmarks_a is None and landmarks_b is None else [landmarks_a, landmarks_b]
         if lms is not None and (landmarks_a is None) != (landmarks_b is None):
             raise ValueError("give landmarks for both images or for neither")
         fa, fb = self.analyze([a, b], lms, mode="verify")
         rejected = [r for r in (fa, fb) if isinstance(r, Rejection)]
         if rejected:
-            return CompareResult(None, None, thr, far, rejected)
+            return CompareResult(None, None, thr, far, rejected, faces_detected=[fa.faces_detected, fb.faces_detected], threshold_note=note)
         sim = float(np.dot(fa.embedding, fb.embedding))
-        return CompareResult(sim >= thr, sim, thr, self.far_key(far), faces_detected=[fa.faces_detected, fb.faces_detected])
+        return CompareResult(sim >= thr, sim, thr, far, faces_detected=[fa.faces_detected, fb.faces_detected], threshold_note=note)
 
-    def verify(self, image, name: str, far: str = "1e-3", landmarks=None) -> CompareResult:
-        """Is this the enrolled `name`? Uses the calibrated threshold for `far`."""
+    def verify(self, image, name: str, far: str | None = None, landmarks=None, threshold: float | None = None) -> CompareResult:
+        """Is this the enrolled `name`? At the calibrated threshold for `far` (default 1e-3; another
+        FAR takes the next stricter calibrated point, see operating_point), or an explicit `threshold`."""
         gallery = self._need_gallery()
-        thr = self.threshold(far)
-        far = self.far_key(far)
+        thr, far, note = self.operating_point(far, threshold)
         template = gallery.template_code(name)
         if template is None:
             raise KeyError(f"{name!r} is not enrolled in {gallery.path}")
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
         if isinstance(face, Rejection):
-            return CompareResult(None, None, thr, far, [face], name=name)
+            return CompareResult(None, None, thr, far, [face], name=name, faces_detected=[face.faces_detected], threshold_note=note)
         sim = float(gallery.codec.similarity(face.embedding, template)[0, 0])  # Hamming or cosine, as the codec scores
-        return CompareResult(sim >= thr, sim, thr, self.far_key(far), name=name, faces_detected=[face.faces_detected])
+        return CompareResult(sim >= thr, sim, thr, far, name=name, faces_detected=[face.faces_detected], threshold_note=note)
 
-    def far_curve(self) -> list[dict]:
-        """The bundle's thresholds at a grid of FARs (thresholds.far_curve), in the gallery's codec."""
+    def far_curve(self, cosine: bool = False) -> list[dict]:
+        """The bundle's thresholds at a grid of FARs (thresholds.far_curve), in the gallery's codec
+        (plain cosines with cosine=True)."""
         if self._far_curve is not None:
             return self._far_curve
         th = (getattr(self.embedder, "meta", None) or {}).get("thresholds", {})
-        if self.gallery is not None and self.gallery.codec.hamming_scores:
+        if not cosine and self.gallery is not None and self.gallery.codec.hamming_scores:
             th = th.get("codecs", {}).get(self.gallery.codec.name, {})
         curve = th.get("far_curve")
         if not curve:
@@ -529,25 +597,28 @@ class FaceRecognizer:
 
         return threshold_for_fpir(self.far_curve(), fpir, len(self._need_gallery()))
 
-    def identify(self, image, top_k: int = 5, far: str = "1e-3", landmarks=None, use_index: bool | None = None, fpir: float | None = None) -> IdentifyResult:
+    def identify(self, image, top_k: int = 5, far: str | None = None, landmarks=None, use_index: bool | None = None, fpir: float | None = None,
+                 threshold: float | None = None) -> IdentifyResult:
         """Who is this? Open set: the best match below the threshold is "unknown". The threshold is
         the bundle's for the one-to-one `far`, or, with `fpir`, the one that keeps the rate of
         strangers identified as someone near `fpir` at the gallery's current size."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a whole number >= 1, got {top_k!r}")
         gallery = self._need_gallery()
-        size = None
+        size, note = None, None
         if fpir is not None:
+            if far is not None or threshold is not None:
+                raise ValueError("give one of fpir, far and threshold")
             thr, far_needed = self.threshold_for_fpir(fpir)
             far, size = f"{far_needed:.2e}", len(gallery)
         else:
-            thr = self.threshold(far)
-            far = self.far_key(far)
+            thr, far, note = self.operating_point(far, threshold)
         (face,) = self.analyze([image], None if landmarks is None else [landmarks], mode="verify")
         if isinstance(face, Rejection):
-            return IdentifyResult(None, None, thr, far, [], [face], fpir=fpir, gallery_size=size)
+            return IdentifyResult(None, None, thr, far, [], [face], faces_detected=face.faces_detected, fpir=fpir, gallery_size=size, threshold_note=note)
         cands = gallery.search(face.embedding, top_k=top_k, use_index=use_index)[0]
         if not cands:
-            return IdentifyResult(UNKNOWN, None, thr, far, [], [], faces_detected=face.faces_detected, fpir=fpir, gallery_size=size)
+            return IdentifyResult(UNKNOWN, None, thr, far, [], [], faces_detected=face.faces_detected, fpir=fpir, gallery_size=size, threshold_note=note)
         best = cands[0]
-        return IdentifyResult(best.name if best.score >= thr else UNKNOWN, best.score, thr, far, cands, [], faces_detected=face.faces_detected, fpir=fpir, gallery_size=size)
+        return IdentifyResult(best.name if best.score >= thr else UNKNOWN, best.score, thr, far, cands, [], faces_detected=face.faces_detected, fpir=fpir,
+                              gallery_size=size, threshold_note=note)

@@ -36,6 +36,7 @@ import numpy as np
 from .. import __version__
 from ..core.card import ModelCard
 from .codecs import get_codec
+from .names import check_visible, invisible_characters, mixed_script_word, skeletons
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x45444746  # "EDGF": marks the SQLite file as an edgeface gallery
@@ -134,7 +135,10 @@ def normalize_name(name) -> str:
     """An identity name as stored: NFC-normalised (so a composed and a decomposed "é" are one
     person). Raises ValueError naming the problem for a name that is not a non-empty string
     without surrounding spaces, control characters (newlines, escape sequences), line/paragraph
-    separators or bidi overrides, at most MAX_NAME_CHARS long, and not the sentinel "unknown"."""
+    separators or bidi overrides, at most MAX_NAME_CHARS long, and not the sentinel "unknown";
+    nor (edgeface.runtime.names) holding invisible format characters, mixing look-alike scripts in
+    a word, or displaying like "unknown" in any disguise. Names confusable with ANOTHER enrolled
+    name are refused by the gallery's writes (Gallery.add_many / rename)."""
     if not isinstance(name, str):
         raise ValueError(f"identity name must be a string, got {type(name).__name__} {name!r}")
     n = unicodedata.normalize("NFC", name)
@@ -149,6 +153,7 @@ def normalize_name(name) -> str:
         raise ValueError(f"identity name is {len(n)} characters long; at most {MAX_NAME_CHARS}")
     if n.casefold() == UNKNOWN:
         raise ValueError(f"{n!r} is reserved: identify answers {UNKNOWN!r} for a face that matches nobody")
+    check_visible(n)
     return n
 
 
@@ -157,9 +162,10 @@ def display_name(name) -> str:
     were validated may hold newlines or escape sequences)."""
     if not isinstance(name, str):
         return repr(name)
-    if all(unicodedata.category(c)[0] != "C" and c not in _BIDI_CONTROLS and unicodedata.category(c) not in ("Zl", "Zp") for c in name):
+    if all(unicodedata.category(c)[0] != "C" and c not in _BIDI_CONTROLS and unicodedata.category(c) not in ("Zl", "Zp") for c in name) \
+            and not invisible_characters(name) and not mixed_script_word(name):
         return name
-    return ascii(name)
+    return ascii(name)  # legacy rows: a homoglyph or an invisible character shows as its code points
 
 
 def _lookup(name) -> str | None:
@@ -298,13 +304,43 @@ class Gallery:
         self._index = None
 
     # -- schema ---------------------------------------------------------------------
+    def _uri(self, immutable: bool = False) -> str:
+        from urllib.parse import quote
+
+        return f"file:{quote(str(self.path.absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+    def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
+        """A reader connection. A WAL gallery needs its -shm file, which SQLite cannot create in a
+        read-only folder (a gallery shipped on a read-only partition): then, if no -wal file holds
+        changes not yet in the main file, the file is opened immutable (nobody can write it there);
+        with a non-empty -wal it is refused, since reading the main file alone would miss them."""
+        conn = sqlite3.connect(self._uri(), uri=True, timeout=timeout, isolation_level=None)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "unable to open" not in str(exc).lower() and "readonly" not in str(exc).lower():
+                raise
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise GalleryError(f"{self.path}: its folder is read-only and {wal.name} holds changes not yet written into the gallery file: open it "
+                               "once read-write where it can be written (that folds them in), then ship the single file")
+        return sqlite3.connect(self._uri(immutable=True), uri=True, timeout=timeout, isolation_level=None)
+
     def _open(self, card: ModelCard | None, codec: str, timeout: float) -> None:
         if self.readonly:
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+            self.conn = self._connect_readonly(timeout)
         else:
             self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         if not self.readonly:
+            # Look before switching to WAL (a write to the file's header): another application's
+            # SQLite file must be refused byte-identical (issue 37: it was switched to WAL first).
+            version, app_id, tables = self._state()
+            if app_id != APPLICATION_ID and (app_id or version or tables):
+                self._check_existing(version, app_id)
+                raise GalleryError(f"{self.path}: an SQLite file but not an edgeface gallery (tables {sorted(tables)[:5]})")
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise GalleryError(f"{self.path}: could not switch to WAL journal mode (got {mode})")
@@ -412,7 +448,7 @@ class Gallery:
     # -- writes ---------------------------------------------------------------------
     def _write(self, fn):
         if self.readonly:
-            raise GalleryError(f"{self.path}: opened read-only")
+            raise GalleryError(f"{self.path}: opened read-only (readonly=True, or the file or its folder is not writable)")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -455,6 +491,7 @@ class Gallery:
                 clash = [r[0] for r in rows if self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (r[0],)).fetchone()]
                 if clash:
                     raise GalleryError(f"{self.path}: already enrolled: {', '.join(clash[:5])} (use replace=True to overwrite)")
+            self._refuse_confusable([r[0] for r in rows])
             self.conn.executemany(
                 "INSERT INTO identities (name, template, n_images, quality, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET template = excluded.template, n_images = excluded.n_images, "
@@ -464,6 +501,28 @@ class Gallery:
             return len(rows)
 
         return self._write(write)
+
+    def _refuse_confusable(self, new_names: list[str], same_identity=()) -> None:
+        """GalleryError when a name to store displays like another enrolled name or another name of
+        the same batch (edgeface.runtime.names.skeletons: "José" and "J\u043es\u00e9", "ALICE" and
+        "Alice"): two identities a reader cannot tell apart. Storing under the exact same name
+        replaces that identity's template and is allowed. Runs inside the write transaction."""
+        existing = [r[0] for r in self.conn.execute("SELECT name FROM identities")]
+        holders: dict[str, set] = {}  # skeleton -> the names having it (both skeletons of each name)
+        for other in existing:
+            if isinstance(other, str) and other not in same_identity:
+                for sk in skeletons(other):
+                    holders.setdefault(sk, set()).add(other)
+        enrolled = set(existing)
+        for name in new_names:
+            sks = skeletons(name)
+            others = sorted(set().union(*(holders.get(sk, set()) for sk in sks)) - {name})
+            if others:
+                raise GalleryError(f"{self.path}: {display_name(name)} displays like {display_name(others[0])}, "
+                                   f"{'enrolled already' if others[0] in enrolled else 'in the same batch'}: two identities that look the "
+                                   "same in every answer; use the enrolled name to replace its template, or choose a distinguishable name")
+            for sk in sks:
+                holders.setdefault(sk, set()).add(name)
 
     def remove(self, name: str) -> bool:
         return bool(self._write(lambda: self.conn.execute("DELETE FROM identities WHERE name = ?", (_lookup(name),)).rowcount))
@@ -478,6 +537,8 @@ class Gallery:
             if old != new and self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():
                 raise GalleryError(f"{self.path}: cannot rename {display_name(old)} to {display_name(new)}: {display_name(new)} is already enrolled "
                                    "(remove it first)")
+            if self.conn.execute("SELECT 1 FROM identities WHERE name = ?", (old,)).fetchone():
+                self._refuse_confusable([new], same_identity=(old,))
             return self.conn.execute("UPDATE identities SET name = ? WHERE name = ?", (new, old)).rowcount
 
         return bool(self._write(write))
@@ -507,9 +568,26 @@ class Gallery:
 
     @_mapped_errors
     def template_code(self, name: str) -> np.ndarray | None:
-        """The stored template as the codec's (1, bytes_per_template) uint8 code."""
+        """The stored template as the codec's (1, bytes_per_template) uint8 code (checked: _checked_codes)."""
         r = self.conn.execute("SELECT template FROM identities WHERE name = ?", (_lookup(name),)).fetchone()
-        return None if r is None else self.codec.from_bytes([r[0]])
+        return None if r is None else self._checked_codes([r[0]], [_lookup(name)])
+
+    def _checked_codes(self, blobs: list, names: list) -> np.ndarray:
+        """Stored rows as codes, refusing (GalleryError) rows that the gallery's own writes cannot
+        have produced: not bytes, the wrong length for the codec, or (float codecs) not a unit
+        vector. Scores are trusted to be cosines in [-1, 1]; a template scaled by 3 made every
+        probe "match" at 2.6 (issue 37)."""
+        n = self.codec.bytes_per_template
+        bad = [(i, f"stored as {type(b).__name__}, not bytes") for i, b in enumerate(blobs) if not isinstance(b, bytes)]
+        bad += [(i, f"{len(b)} bytes, the {self.codec.name} codec stores {n}") for i, b in enumerate(blobs) if isinstance(b, bytes) and len(b) != n]
+        if not bad:
+            codes = self.codec.from_bytes(blobs)
+            bad = self.codec.invalid_rows(codes)
+            if not bad:
+                return codes
+        shown = "; ".join(f"{display_name(names[i])}: {why}" for i, why in bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise GalleryError(f"{self.path}: {len(bad)} stored template(s) are not valid {self.codec.name} templates ({shown}): the file was "
+                           "altered outside edgeface; remove those names (edgeface gallery remove NAME) and enrol them again, or restore a backup")
 
     @_mapped_errors
     def _refresh(self) -> None:
@@ -518,8 +596,8 @@ class Gallery:
         if key == self._cache_key:
             return
         rows = self.conn.execute("SELECT name, template FROM identities ORDER BY rowid").fetchall()
+        self._codes = self._checked_codes([r[1] for r in rows], [r[0] for r in rows])
         self._names = [r[0] for r in rows]
-        self._codes = self.codec.from_bytes([r[1] for r in rows])
         self._matrix = self.codec.decode(self._codes) if rows else np.zeros((0, self.embedding_size), np.float32)
         self._index = None
         self._cache_key = key
@@ -683,10 +761,18 @@ class Gallery:
         }
 
 
+def writable(path: str | os.PathLike) -> bool:
+    """Whether this process may write a gallery file AND its folder (SQLite's WAL keeps -wal and
+    -shm files beside it); False on a read-only partition or folder. os.access honours read-only
+    mounts and, for root, ignores file modes as SQLite will."""
+    p = Path(path).absolute()
+    return os.access(p.parent, os.W_OK) and (not p.exists() or os.access(p, os.W_OK))
+
+
 def card_from_gallery(path: str | os.PathLike) -> ModelCard:
     """The model card a gallery was built with (to check a bundle against it before loading)."""
     with Gallery(path, readonly=True) as g:
         return ModelCard.from_json(g.meta()["model_card"])
 
 
-__all__ = ["Gallery", "GalleryError", "ModelMismatchError", "Match", "SCHEMA_VERSION", "model_fingerprint", "card_from_gallery"]
+__all__ = ["Gallery", "GalleryError", "ModelMismatchError", "Match", "SCHEMA_VERSION", "model_fingerprint", "card_from_gallery", "writable"]

@@ -169,6 +169,56 @@ def _threshold_errors(at_far: dict, dims: int, where: str) -> list[str]:
     return errs
 
 
+CURVE_MIN_IMPOSTORS = 10  # the export puts a FAR on the curve only where >= 10 calibration impostors lie above it
+
+
+def _curve_errors(section: dict, dims: int, where: str) -> list[str]:
+    """thresholds[.codecs.X].far_curve (issue 37: zeroed curve thresholds, resealed, made
+    `identify --fpir` name a stranger at 0.000) must agree with the rest of the section: every
+    point a FAR in (0, 1) with a threshold in its plausible range (threshold_floor), one point
+    per FAR, thresholds rising as FAR falls (also merged with at_far's), each at_far FAR that is
+    on the curve with the same threshold (the export calibrates both on the same impostor
+    pairs), and no FAR finer than num_impostor resolves (CURVE_MIN_IMPOSTORS)."""
+    curve = section.get("far_curve")
+    if curve is None:
+        return []
+    if not isinstance(curve, list) or not curve:
+        return [f"{where}.far_curve: expected a non-empty list of {{far, threshold}}"]
+    errs: list[str] = []
+    pts: list[tuple[float, float, str]] = []
+    n_imp = section.get("num_impostor")
+    for i, p in enumerate(curve):
+        f = p.get("far") if isinstance(p, dict) else None
+        t = p.get("threshold") if isinstance(p, dict) else None
+        if not _JSON_TYPES["number"](f) or not 0.0 < f < 1.0 or not _JSON_TYPES["number"](t):
+            errs.append(f"{where}.far_curve[{i}]: {json.dumps(p)[:80]} is not {{far in (0, 1), threshold: a finite number}}")
+            continue
+        floor = threshold_floor(f, dims)
+        if not floor <= t <= 1.0:
+            errs.append(f"{where}.far_curve FAR {f:g}: threshold {t} is outside its plausible range [{floor:.3f}, 1] for {dims}-d similarities")
+        if _JSON_TYPES["integer"](n_imp) and f * n_imp < CURVE_MIN_IMPOSTORS * (1 - 1e-9):
+            errs.append(f"{where}.far_curve FAR {f:g}: finer than {n_imp} calibration impostor pairs resolve (FAR x pairs < {CURVE_MIN_IMPOSTORS})")
+        pts.append((float(f), float(t), f"far_curve {f:g}"))
+    fars = sorted(f for f, _, _ in pts)
+    if any(abs(a - b) <= 1e-12 * b for a, b in zip(fars, fars[1:])):
+        errs.append(f"{where}.far_curve: a FAR appears twice")
+    at_far = section.get("at_far") if isinstance(section.get("at_far"), dict) else {}
+    for key, entry in at_far.items():
+        f = far_value(key)
+        t = entry.get("threshold") if isinstance(entry, dict) else None
+        if f is None or not _JSON_TYPES["number"](t):
+            continue  # reported by _threshold_errors
+        for cf, ct, _ in pts:
+            if abs(cf - f) <= 1e-9 * f and abs(ct - t) > 1e-6:
+                errs.append(f"{where}: far_curve threshold {ct} at FAR {key} differs from at_far's {t} (both come from the same calibration)")
+        pts.append((f, float(t), f"at_far {key}"))
+    pts.sort(key=lambda x: -x[0])  # FAR falling: thresholds must not fall
+    for (f1, t1, n1), (f2, t2, n2) in zip(pts, pts[1:]):
+        if t2 < t1 - 1e-6:
+            errs.append(f"{where}: threshold {t2} at the stricter FAR {f2:g} ({n2}) is lower than {t1} at FAR {f1:g} ({n1})")
+    return errs
+
+
 # Physical range of each quality threshold (runtime names; the export's older aliases map onto them).
 QUALITY_RANGES = {
     "min_interocular": (0.0, 10_000.0), "min_face_size": (0.0, 100_000.0), "min_sharpness": (0.0, 1e9),
@@ -268,11 +318,13 @@ def semantic_errors(meta: dict) -> list[tuple[str, str]]:
     thr = meta["thresholds"]
     for kind, text in [(THRESHOLDS, e) for e in _threshold_errors(thr["at_far"], emb, "thresholds.at_far")]:
         out.append((kind, text))
+    out += [(THRESHOLDS, e) for e in _curve_errors(thr, emb, "thresholds")]
     for codec, sec in (thr.get("codecs") or {}).items():
         if codec not in CODECS:
             out.append((THRESHOLDS, f"thresholds.codecs: unknown codec {codec!r}"))
             continue
         bits = getattr(get_codec(codec, emb), "code_bits", emb)
         out += [(THRESHOLDS, e) for e in _threshold_errors(sec["at_far"], bits, f"thresholds.codecs.{codec}.at_far")]
+        out += [(THRESHOLDS, e) for e in _curve_errors({**sec, "num_impostor": thr.get("num_impostor")}, bits, f"thresholds.codecs.{codec}")]
     out += [(QUALITY, e) for e in _quality_errors(meta["quality"], emb)]
     return out
