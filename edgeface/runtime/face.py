@@ -414,6 +414,9 @@ class FaceRecognizer:
         if isinstance(images, (str, os.PathLike, np.ndarray)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
             images = [images]
         images = list(images)
+        for what, seq in (("landmarks", landmarks), ("detector_scores", detector_scores)):
+            if seq is not None and (isinstance(seq, (dict, str, bytes, set, frozenset)) or not hasattr(seq, "__len__") or not hasattr(seq, "__getitem__")):
+                raise ValueError(f"{what}: expected one entry per image (a list), got {type(seq).__name__}")
         if landmarks is not None and len(landmarks) != len(images):
             raise ValueError(f"got {len(images)} images but {len(landmarks)} landmark sets")
         if detector_scores is not None and len(detector_scores) != len(images):
