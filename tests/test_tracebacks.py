@@ -87,3 +87,26 @@ def test_output_into_a_closed_pipe_exits_quietly(setup):
     assert rc == 141 and err == "", (rc, err)
     rc, _, err = cli("gallery", "list", "--gallery", g, close_stdout=True)
     assert rc == 141 and err == "", (rc, err)
+
+
+@pytest.mark.parametrize("value", [7, 2.5, "text"])
+def test_a_gallery_row_that_is_not_a_blob_is_refused(tmp_path, value):
+    """Found by the fuzz harness at 2x its cases: an SQLite row whose template is an integer (SQLite
+    stores any type in a BLOB column) made search() raise TypeError from len()."""
+    import sqlite3
+
+    from edgeface.runtime.gallery import Gallery, GalleryError
+    from tiny_bundle import CARD
+
+    p = tmp_path / "g.db"
+    with Gallery(p, card=CARD) as g:
+        for i in range(3):
+            v = np.random.default_rng(i).normal(size=CARD.embedding_size)
+            g.add(f"p{i}", v / np.linalg.norm(v))
+    con = sqlite3.connect(p)
+    con.execute("UPDATE identities SET template = ? WHERE name = 'p1'", (value,))
+    con.commit()
+    con.close()
+    with pytest.raises((GalleryError, ValueError), match="not .*bytes"):
+        with Gallery(p, readonly=True) as h:
+            h.search(np.ones(CARD.embedding_size, np.float32), top_k=2)
