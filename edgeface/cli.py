@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     (and a JSON error with --json) and return 1, Ctrl-C returns 130, no command prints the help and returns 2; other
     exceptions propagate with their traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)  # --help / --version print here
+    except BrokenPipeError:
+        return _stdout_closed()
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -43,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         set_quiet()  # also the bars of stages that are not handed the flag (PT2E QAT, retraining)
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -51,11 +56,30 @@ def main(argv: list[str] | None = None) -> int:
         if kind is None:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        if getattr(args, "json", False):
-            # --json promises JSON on stdout: errors too (exit code 1 as always)
-            print(json.dumps({"error": str(msg), "kind": kind, "exit_code": 1}, indent=2))
-        print(f"edgeface {args.command}: error: {msg}", file=sys.stderr)
+        try:
+            if getattr(args, "json", False):
+                # --json promises JSON on stdout: errors too (exit code 1 as always)
+                print(json.dumps({"error": str(msg), "kind": kind, "exit_code": 1}, indent=2))
+            print(f"edgeface {args.command}: error: {msg}", file=sys.stderr)
+        except BrokenPipeError:
+            return _stdout_closed()
         return 1
+
+
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head`
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`edgeface models | head -1`): stop quietly, as cat and grep
+    do, instead of a BrokenPipeError traceback (and another one when Python flushes stdout at exit)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file descriptor (an embedding app's stream): nothing to redirect
+        pass
+    return EXIT_PIPE_CLOSED
 
 
 def user_error_kind(exc: BaseException) -> str | None:

@@ -6,12 +6,17 @@ arrays and app landmarks through verify, bundle manifests, and gallery files. Pr
   * no silent false accept: verify's "match" always means a similarity >= the threshold,
     recomputed independently from the embedding; a mutated manifest that still loads never
     has thresholds other than the calibrated ones.
-Issue 37 adds resealed far_curve mutations, template rows rewritten with SQL and disguised names.
-Tiny sealed bundle, no torch, no ../shared."""
+Tiny sealed bundle, no torch, no ../shared (except test_fuzz_turned_faces: real LFW photos and YuNet).
+Issue 37 added: resealed far_curve mutations, template rows rewritten with SQL and disguised names;
+progressive-JPEG bombs and JPEG-structure mutations (huge frame sizes, repeated scans), landmarks as
+dicts / sets / strings / objects, symlinks and symlink loops inside bundles, and faces turned by 90°,
+180° or 270° (never a Face). EDGEFACE_FUZZ_SCALE=N runs N times the cases (the CI runs 1)."""
 import io
 import json
+import os
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +33,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 IMAGE_REASONS = {"missing", "unreadable", "empty", "tiny", "huge", "invalid"}
 SEED = 20
-N_IMAGES, N_VERIFY, N_MANIFESTS, N_GALLERIES = 120, 150, 120, 60  # 450 cases
+SCALE = float(os.environ.get("EDGEFACE_FUZZ_SCALE", "1"))
+N_IMAGES, N_VERIFY, N_MANIFESTS, N_GALLERIES, N_JPEG, N_TURNED = (max(1, int(n * SCALE)) for n in (120, 150, 120, 60, 40, 12))  # 502 cases
 
 
 def _seeds(rng):
@@ -100,9 +106,17 @@ def _random_image(rng):
 
 
 def _random_landmarks(rng, base):
-    kind = rng.integers(9)
+    kind = rng.integers(13)
     if kind == 0:
         return None
+    if kind == 9:  # issue 37: a dict of named points (was a TypeError)
+        return dict(zip(["right_eye", "left_eye", "nose", "right_mouth", "left_mouth"], base.tolist()))
+    if kind == 10:
+        return {1, 2, 3}
+    if kind == 11:
+        return "30,40,70,40,50,60,35,80,65,80"
+    if kind == 12:
+        return [[30, 40], [70], [50, 60], [35, 80], [65, 80]]  # ragged
     if kind == 1:
         return base + rng.normal(0, 3, base.shape)
     if kind == 2:
@@ -364,3 +378,106 @@ def test_fuzz_gallery_files(tiny, tmp_path):
             outcomes["refused"] += 1
     print("fuzz galleries", dict(outcomes))
     assert sum(outcomes.values()) == N_GALLERIES and outcomes["refused"] > 0, outcomes
+
+
+def _jpeg_mutate(data: bytes, rng) -> bytes:
+    """Issue 37: mutations of a JPEG's structure: a frame claiming another size, the last scan
+    repeated many times, or the generic byte mutations."""
+    op = rng.integers(3)
+    sof = max(data.find(b"\xff\xc0"), data.find(b"\xff\xc2"))
+    if op == 0 and sof > 0:  # the frame claims another size (the data stays as it is)
+        b = bytearray(data)
+        for off in (sof + 5, sof + 7):
+            b[off : off + 2] = int(rng.choice([0, 1, 300, 5000, 13000, 40000, 65535])).to_bytes(2, "big")
+        return bytes(b)
+    if op == 1:  # the last scan repeated: up to 400 more scans
+        i, j = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+        if 0 < i < j:
+            return data[:j] + data[i:j] * int(rng.integers(5, 400)) + data[j:]
+    return _mutate(data, rng)
+
+
+def test_fuzz_jpeg_structure(tmp_path):
+    from jpeg_bombs import baseline_jpeg, progressive_jpeg
+
+    rng = np.random.default_rng(SEED + 4)
+    arr = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    seeds = {"bomb-13000": progressive_jpeg(13000, 13000, dc_bytes=7000), "progressive": progressive_jpeg(200, 150, ac_scans=3),
+             "baseline-flat": baseline_jpeg(160, 120), "grey-refine": progressive_jpeg(120, 100, ac_scans=4, grey=True, refine=True)}
+    for prog in (True, False):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", progressive=prog)
+        seeds[f"pil-{prog}"] = buf.getvalue()
+    outcomes = Counter()
+    for k in range(N_JPEG):
+        name = list(seeds)[k % len(seeds)]
+        path = tmp_path / f"j{k}.jpg"
+        path.write_bytes(_jpeg_mutate(seeds[name], rng) if k >= len(seeds) else seeds[name])
+        try:
+            img = read_image(path)
+        except ImageError as exc:
+            assert exc.reason in IMAGE_REASONS, exc
+            outcomes[exc.reason] += 1
+        else:
+            assert img.pixels.dtype == np.uint8 and img.pixels.ndim == 3 and img.pixels.shape[2] == 3
+            assert name != "bomb-13000" or k >= len(seeds)  # the issue's bomb itself is never decoded
+            outcomes["decoded"] += 1
+    print("fuzz jpeg", dict(outcomes))
+    assert sum(outcomes.values()) == N_JPEG and outcomes["decoded"] > 0 and outcomes["huge"] > 0, outcomes
+
+
+def test_fuzz_bundle_links(tiny, tmp_path):
+    """Hashed files replaced by symlinks: a loop, a link out of the bundle, a link to another hashed
+    file, a dangling link. Never loaded, never a traceback."""
+    import os as _os
+
+    rng = np.random.default_rng(SEED + 5)
+    names = ["model.onnx", *sorted(read(tiny)["conformance"]["files"])]
+    outcomes = Counter()
+    for k in range(max(4, N_MANIFESTS // 10)):
+        d = tmp_path / f"l{k}"
+        shutil.copytree(tiny, d)
+        name = names[rng.integers(len(names))]
+        target = [Path(name).name, "/etc/hostname", "../" * 8 + "etc/hostname", "nowhere"][k % 4]
+        (d / name).unlink()
+        _os.symlink(target if k % 4 != 2 else _os.path.relpath(d / names[(names.index(name) + 1) % len(names)], (d / name).parent), d / name)
+        try:
+            load_bundle(d)
+        except BundleError as exc:
+            assert exc.kind in M.KINDS, exc
+            outcomes[exc.kind] += 1
+        else:
+            outcomes["loaded"] += 1
+    print("fuzz bundle links", dict(outcomes))
+    assert outcomes["loaded"] == 0 and sum(outcomes.values()) >= 4, outcomes
+
+
+@pytest.mark.shared
+def test_fuzz_turned_faces(tiny, tmp_path, shared, yunet):
+    """Real LFW-dev photos turned by 90°, 180° or 270° plus up to ±15° more, scaled and shifted at
+    random: never a Face (reason "rotated", or no face found). Upright controls, with the same jitter,
+    mostly pass (the check is not refusing everything)."""
+    from edgeface.core.align import warp
+    from edgeface.runtime.face import Face
+
+    rng = np.random.default_rng(SEED + 6)
+    root = shared / "datasets" / "lfw-dev" / "images"
+    people = sorted(p for p in os.listdir(root))
+    rec = FaceRecognizer.from_bundle(tiny, gallery=str(tmp_path / "g.db"), detector=yunet, gate=False)
+    outcomes = Counter()
+    for k in range(2 * N_TURNED):
+        person = people[rng.integers(len(people))]
+        img = read_image(sorted((root / person).iterdir())[0]).pixels
+        turn = int(rng.integers(1, 4)) if k % 2 == 0 else 0
+        ang, s = np.radians(rng.uniform(-15, 15)), rng.uniform(0.7, 1.3)
+        c = np.array([125.0, 125.0]) + rng.uniform(-15, 15, 2)
+        rot = s * np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+        m = np.hstack([rot, (np.array([125.0, 125.0]) - rot @ c)[:, None]])
+        x = np.ascontiguousarray(np.rot90(warp(img, m, (250, 250)), turn))
+        (r,) = rec.analyze([x])
+        kind = "upright" if turn == 0 else "turned"
+        outcomes[f"{kind}:{'face' if isinstance(r, Face) else r.reason}"] += 1
+        if turn:
+            assert not isinstance(r, Face), (person, turn)  # a turned face never reaches the embedder
+    print("fuzz turned faces", dict(outcomes))
+    assert outcomes["upright:face"] >= 0.7 * N_TURNED, outcomes

@@ -188,3 +188,62 @@ def test_unreadable_file_permission(tmp_path, decoder):
     with pytest.raises(ImageError) as exc:
         read_image(path)
     assert exc.value.reason == "unreadable"
+
+
+# -- issue 37: progressive-JPEG bombs (files written byte by byte by tests/jpeg_bombs.py) -------------
+def test_progressive_jpeg_claiming_a_huge_frame_is_refused_before_decoding(tmp_path, decoder):
+    from jpeg_bombs import progressive_jpeg
+
+    p = tmp_path / "bomb.jpg"
+    p.write_bytes(progressive_jpeg(13000, 13000, dc_bytes=7000))  # the issue's 7 KB file: 13000x13000, 4:2:0
+    assert p.stat().st_size < 8000
+    with pytest.raises(ImageError) as exc:
+        read_image(p)
+    assert exc.value.reason == "huge" and "MB of DCT coefficients" in exc.value.detail and "13000x13000" in exc.value.detail, exc.value.detail
+
+
+def test_jpeg_of_hundreds_of_scans_is_refused(tmp_path, decoder):
+    from jpeg_bombs import progressive_jpeg
+
+    p = tmp_path / "scans.jpg"
+    p.write_bytes(progressive_jpeg(1000, 1000, ac_scans=300, refine=True))  # 901 scans in 16 KB
+    with pytest.raises(ImageError) as exc:
+        read_image(p)
+    assert exc.value.reason == "huge" and "901 scans" in exc.value.detail, exc.value.detail
+    # within the scan count, but walking too many blocks: 100 scans of a 4000x4000 grey frame
+    p.write_bytes(progressive_jpeg(4000, 4000, ac_scans=99, grey=True))
+    with pytest.raises(ImageError) as exc:
+        read_image(p)
+    assert exc.value.reason == "huge" and "blocks to decode" in exc.value.detail, exc.value.detail
+
+
+def test_real_progressive_and_baseline_jpegs_still_decode(tmp_path, decoder):
+    from jpeg_bombs import progressive_jpeg
+
+    rng = np.random.default_rng(3)
+    arr = np.repeat(np.repeat(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), 8, 0), 8, 1)  # 480x640
+    for prog in (True, False):
+        p = tmp_path / f"p{prog}.jpg"
+        Image.fromarray(arr).save(p, "JPEG", quality=90, progressive=prog)
+        js = imageio.jpeg_structure(p.read_bytes())
+        assert (js["process"], js["width"], js["height"]) == ("progressive" if prog else "baseline", 640, 480)
+        assert (len(js["scans"]) >= 6) if prog else (len(js["scans"]) == 1), js["scans"]
+        img = read_image(p)
+        assert img.pixels.shape == (480, 640, 3) and abs(float(img.pixels.mean()) - float(arr.mean())) < 3
+    p = tmp_path / "ok.jpg"
+    p.write_bytes(progressive_jpeg(2000, 1500, ac_scans=10))  # 31 scans of 2000x1500: a flat grey photo
+    assert read_image(p).pixels.shape == (1500, 2000, 3)
+
+
+def test_jpeg_markers_that_cannot_be_sized_are_refused(tmp_path, decoder):
+    from jpeg_bombs import progressive_jpeg
+
+    good = progressive_jpeg(64, 64)
+    arithmetic = good.replace(b"\xff\xc2", b"\xff\xca", 1)  # SOF10: progressive arithmetic coding
+    scan_first = good[:2] + good[good.index(b"\xff\xda"):]
+    for name, data, what in (("arith", arithmetic, "SOF10"), ("noframe", scan_first, "scan before the frame")):
+        p = tmp_path / f"{name}.jpg"
+        p.write_bytes(data)
+        with pytest.raises(ImageError) as exc:
+            read_image(p)
+        assert exc.value.reason == "unreadable" and what in exc.value.detail, exc.value.detail

@@ -4,7 +4,7 @@ Torch-free: these commands load an exported bundle through edgeface.runtime and 
 templates in an SQLite gallery. Exit codes (EXIT_CODES, also in `--help` and docs/runtime.md):
 0 match / identified / done, 1 error (message on stderr, or a JSON object with --json),
 2 bad command line, 3 no match / unknown person, 4 the face was rejected (unreadable, no face,
-quality), 130 interrupted.
+quality), 130 interrupted, 141 the reader of the output closed it (`| head`).
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from ..runtime.face import MULTIPLE_FACE_POLICIES
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_REJECTED = 0, 3, 4
 EXIT_CODES = """exit codes: 0 match / identified / done, 1 error, 2 bad command line,
-3 no match / unknown person / not enrolled name to remove, 4 face rejected (see its reason), 130 interrupted"""
+3 no match / unknown person / not enrolled name to remove, 4 face rejected (see its reason), 130 interrupted,
+141 the output's reader closed it (e.g. | head)"""
 
 
 def _landmarks(text: str):

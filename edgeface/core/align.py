@@ -55,8 +55,15 @@ def template_landmarks(name: str, size: tuple[int, int] | None = None) -> np.nda
 
 
 def check_landmarks(landmarks: np.ndarray, what: str = "landmarks") -> np.ndarray:
-    """Return landmarks as a (5, 2) float64 array or raise a ValueError saying what is wrong."""
-    arr = np.asarray(landmarks, dtype=np.float64)
+    """Return landmarks as a (5, 2) float64 array or raise a ValueError saying what is wrong
+    (never a TypeError: a dict, a string or an object is named, not converted)."""
+    if isinstance(landmarks, (dict, str, bytes, set, frozenset)) or landmarks is None:
+        raise ValueError(f"{what}: expected 5 (x, y) points as numbers (an array or a list of 5 pairs), got {type(landmarks).__name__}")
+    try:
+        arr = np.asarray(landmarks, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{what}: expected 5 (x, y) points as numbers (an array or a list of 5 pairs), got "
+                         f"{type(landmarks).__name__} (not 5 pairs of numbers)") from None
     if arr.size != 10:
         raise ValueError(f"{what}: expected 5 (x, y) points, got an array of shape {arr.shape}")
     arr = arr.reshape(5, 2)

@@ -10,6 +10,7 @@ then; OpenCV decodes when present (the evaluation's decoder), Pillow otherwise.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -23,6 +24,18 @@ MAX_SIDE = 4096  # larger images are downscaled (detection runs at 640 px anyway
 # 3 minutes before being refused (issue 20).
 MAX_PIXELS = 25_000_000
 MAX_FILE_BYTES = 64 << 20  # no face photo is larger; a bigger file is refused unread
+# JPEG decoding work the header does not show (issue 37). A progressive JPEG (or any JPEG of several
+# scans) is decoded into a buffer of the WHOLE frame's DCT coefficients, 128 bytes an 8x8 block, whatever
+# reduction is asked for: a 7 KB file claiming 13000x13000 took a verify to 1.13 GB. And every scan walks
+# every block of its components: a 1 MB file of 800 scans cost 46.5 s. The markers are read before
+# decoding (_check_jpeg_scans) and the file refused over any of these limits. Encoders write ~10 scans
+# (libjpeg's progression: 10 for colour, 6 for grey; mozjpeg a few more); 64 MB of coefficients is a
+# 22-megapixel 4:2:0 (11-megapixel 4:4:4) progressive photo; 20 million block-scans is 10 scans of
+# 2 million blocks (a 85-megapixel 4:2:0 frame) and cost 0.4 s on the CI machine at the slowest
+# (refinement scans through end-of-band runs, benchmarks/imageio_bombs.py).
+MAX_JPEG_SCANS = 100
+MAX_JPEG_COEF_BYTES = 64 << 20
+MAX_JPEG_SCAN_BLOCKS = 20_000_000
 # EXIF orientation -> numpy transform of an (H, W, ...) array giving the upright image
 # (the same 8 cases as Pillow's ImageOps.exif_transpose; tests/test_imageio_hostile.py checks it).
 _ORIENT = {
@@ -130,6 +143,90 @@ def _check_budget(path: str, hdr: _Header) -> int:
     return reduce
 
 
+# A marker inside entropy-coded data: 0xFF then neither a stuffed 0x00, a restart marker nor a fill byte.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_SOF_OK = {0xC0: "baseline", 0xC1: "extended sequential", 0xC2: "progressive"}
+_JPEG_SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless, hierarchical, arithmetic
+
+
+def jpeg_structure(data: bytes) -> dict:
+    """The frame and scans of a JPEG (its first image), from the markers alone: {"process", "width",
+    "height", "blocks": {component id: 8x8 blocks}, "scans": [component ids of each scan]}. Entropy-
+    coded data is skipped with one regular-expression search per scan. Raises ValueError for what
+    libjpeg would refuse or this check cannot size (no SOI, a scan before the frame, two frames,
+    lossless / hierarchical / arithmetic coding)."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("no JPEG start-of-image marker")
+    frame, scans, pos, n = None, [], 2, len(data)
+    while pos + 1 < n:
+        if data[pos] != 0xFF:  # garbage between segments: libjpeg skips to the next marker, so do we
+            m = _JPEG_MARKER.search(data, pos)
+            if m is None:
+                break
+            pos = m.start()
+        while pos + 1 < n and data[pos + 1] == 0xFF:  # fill bytes
+            pos += 1
+        if pos + 1 >= n:
+            break
+        code, pos = data[pos + 1], pos + 2
+        if code == 0xD9:  # end of image
+            break
+        if 0xD0 <= code <= 0xD7 or code in (0x01, 0x00):
+            continue
+        if pos + 2 > n:
+            break
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        seg, pos = data[pos + 2 : pos + length], pos + max(length, 2)
+        if code in _JPEG_SOF_OTHER:
+            raise ValueError(f"JPEG coding process SOF{code - 0xC0} (lossless, hierarchical or arithmetic) is not accepted: "
+                             "save the photo as a baseline or progressive JPEG")
+        if code in _JPEG_SOF_OK:
+            if frame is not None:
+                raise ValueError("two JPEG frame headers")
+            if len(seg) < 6 or len(seg) < 6 + 3 * seg[5] or seg[5] == 0:
+                raise ValueError("truncated JPEG frame header")
+            height, width, ncomp = int.from_bytes(seg[1:3], "big"), int.from_bytes(seg[3:5], "big"), seg[5]
+            comps = [(seg[6 + 3 * i], seg[7 + 3 * i] >> 4, seg[7 + 3 * i] & 15) for i in range(ncomp)]
+            hmax, vmax = max(max(c[1] for c in comps), 1), max(max(c[2] for c in comps), 1)
+            blocks = {cid: -(-(-(-width * h // hmax)) // 8) * -(-(-(-height * v // vmax)) // 8) for cid, h, v in comps}
+            frame = {"process": _JPEG_SOF_OK[code], "width": width, "height": height, "blocks": blocks}
+        elif code == 0xDA:
+            if frame is None:
+                raise ValueError("a JPEG scan before the frame header")
+            scans.append([seg[1 + 2 * i] for i in range(seg[0]) if 1 + 2 * i < len(seg)] if seg else [])
+            m = _JPEG_MARKER.search(data, pos)  # skip the scan's entropy-coded data
+            pos = m.start() if m else n
+    if frame is None:
+        raise ValueError("no JPEG frame header")
+    return {**frame, "scans": scans}
+
+
+def _check_jpeg_scans(path: str) -> None:
+    """Refuse, before decoding, a JPEG whose decoding would cost far more memory or time than its
+    header's size shows (MAX_JPEG_SCANS, MAX_JPEG_COEF_BYTES, MAX_JPEG_SCAN_BLOCKS above)."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    try:
+        js = jpeg_structure(data)
+    except ValueError as exc:
+        raise ImageError(path, "unreadable", f"not a usable JPEG ({exc})") from None
+    scans, blocks = js["scans"], js["blocks"]
+    size = f"{js['width']}x{js['height']}"
+    if len(scans) > MAX_JPEG_SCANS:
+        raise ImageError(path, "huge", f"{js['process']} JPEG of {len(scans)} scans (photos have about 10; limit {MAX_JPEG_SCANS}): "
+                                       "refused before decoding (decompression bomb)")
+    if js["process"] == "progressive" or len(scans) > 1:
+        coef = 128 * sum(blocks.values())
+        if coef > MAX_JPEG_COEF_BYTES:
+            raise ImageError(path, "huge", f"{js['process']} JPEG of {size} in {len(scans)} scans needs {coef / 2**20:.0f} MB of DCT "
+                                           f"coefficients to decode (limit {MAX_JPEG_COEF_BYTES >> 20} MB): refused before decoding "
+                                           "(a decompression bomb, or save the photo smaller or as a baseline JPEG)")
+    work = sum(blocks.get(cid, 0) for scan in scans for cid in scan)
+    if work > MAX_JPEG_SCAN_BLOCKS:
+        raise ImageError(path, "huge", f"{js['process']} JPEG of {size} in {len(scans)} scans walks {work:,} blocks to decode "
+                                       f"(limit {MAX_JPEG_SCAN_BLOCKS:,}): refused before decoding (decompression bomb)")
+
+
 def _decode_pillow(path: str, hdr: _Header | None, reduce: int) -> np.ndarray:
     from PIL import Image
 
@@ -187,6 +284,9 @@ def _decode(path: str) -> tuple[np.ndarray, list[str]]:
     Pillow otherwise and for reduced JPEG decoding. Every decoder failure is an ImageError."""
     notes: list[str] = []
     hdr = _header(path)
+    with open(path, "rb") as f:
+        if f.read(2) == b"\xff\xd8":  # a JPEG, whether or not Pillow knows it (OpenCV decodes it either way)
+            _check_jpeg_scans(path)
     reduce = hdr.reduce if hdr is not None else 1
     try:
         img = _decode_opencv(path, hdr) if reduce == 1 else None

@@ -285,14 +285,25 @@ def _major(version: str) -> str:
     return str(version).split(".")[0]
 
 
+def _resolve(p: Path, bundle_dir: Path, what: str) -> Path:
+    """p.resolve(), with a symlink loop (RuntimeError before Python 3.13, OSError ELOOP after) or an
+    unreadable link refused as a BundleError instead of a traceback."""
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise BundleError(f"{bundle_dir}: {what} cannot be resolved ({type(exc).__name__}: {exc}): a symlink loop or a broken "
+                          "link inside the bundle; re-export it", M.MODEL_FILE) from None
+
+
 def _check_hashed(bundle_dir: Path, entries: dict, what: str) -> None:
-    root = bundle_dir.resolve()
+    root = _resolve(bundle_dir, bundle_dir, "the bundle directory")
     for name, digest in entries.items():
         if not M.safe_relative(name):
             raise BundleError(f"{bundle_dir}: {what} entry {name!r} points outside the bundle", M.MODEL_FILE)
         p = bundle_dir / name
+        real = _resolve(p, bundle_dir, f"{what} {name}")
         try:
-            p.resolve().relative_to(root)
+            real.relative_to(root)
         except ValueError:
             raise BundleError(f"{bundle_dir}: {what} {name} is a link to outside the bundle", M.MODEL_FILE) from None
         if not p.is_file():

@@ -117,9 +117,12 @@ class Codec:
     def from_bytes(self, blobs: list[bytes]) -> np.ndarray:
         """Stored rows → (N, bytes_per_template) uint8 codes, checking every row's length."""
         n = self.bytes_per_template
-        bad = [i for i, b in enumerate(blobs) if len(b) != n]
+        # a tampered SQLite row may hold an integer, a float, text or NULL instead of a blob
+        bad = [i for i, b in enumerate(blobs) if not isinstance(b, (bytes, bytearray, memoryview)) or len(b) != n]
         if bad:
-            raise ValueError(f"codec {self.name}: {len(bad)} stored template(s) are not {n} bytes long (first: row {bad[0]}, {len(blobs[bad[0]])} bytes)")
+            first = blobs[bad[0]]
+            what = f"{len(first)} bytes" if isinstance(first, (bytes, bytearray, memoryview)) else f"a {type(first).__name__}, not bytes"
+            raise ValueError(f"codec {self.name}: {len(bad)} stored template(s) are not {n} bytes long (first: row {bad[0]}, {what})")
         if not blobs:
             return np.zeros((0, n), np.uint8)
         return np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), n)

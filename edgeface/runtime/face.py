@@ -38,7 +38,7 @@ MULTIPLE_FACE_POLICIES = ("primary", "largest", "center", "reject")
 
 # Every reason a Rejection can carry (stable codes; docs/runtime.md "Bad input").
 REJECTION_REASONS = ("missing", "unreadable", "empty", "tiny", "huge", "invalid", "no_face", "several_faces", "no_landmarks",
-                     "bad_landmarks", "quality")
+                     "bad_landmarks", "quality", "rotated")
 
 
 def _with_quality(d: dict[str, Any], quality: QualityReport | None) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def _with_quality(d: dict[str, Any], quality: QualityReport | None) -> dict[str,
 class Rejection:
     """Why an image gave no usable face. reason is a stable code, detail a sentence."""
 
-    reason: str  # missing | unreadable | empty | tiny | huge | invalid | no_face | several_faces | bad_landmarks | quality
+    reason: str  # missing | unreadable | empty | tiny | huge | invalid | no_face | several_faces | bad_landmarks | quality | rotated
     detail: str
     source: str = "<array>"
     quality: QualityReport | None = None
@@ -193,6 +193,24 @@ def pick_face(detections: list, image_shape: tuple[int, ...], policy: str = "pri
         h, w = image_shape[:2]
         return min(detections, key=lambda d: float(((d.box[0] + d.box[2]) / 2 - w / 2) ** 2 + ((d.box[1] + d.box[3]) / 2 - h / 2) ** 2))
     raise ValueError(f"multiple_faces must be one of {MULTIPLE_FACE_POLICIES}, got {policy!r}")
+
+
+_TURN_HINT = {1: "turn it 90° counter-clockwise", 2: "turn it by 180°", 3: "turn it 90° clockwise"}
+
+
+def _turned(detector, pixels: np.ndarray, det, src: str) -> "Rejection | None":
+    """A "rotated" Rejection when the detector scores the face higher turned by 90°, 180° or 270°
+    than as it is (edgeface.core.detect.orientation_scores): YuNet labels the landmarks of a
+    sideways or upside-down face as upright, so no landmark check sees it, and such crops of
+    different people match each other (issue 37). None when the face is the right way up."""
+    from ..core.detect import orientation_scores
+
+    scores = orientation_scores(detector, pixels, det)
+    best = int(np.argmax(scores))
+    if best == 0 or scores[best] <= scores[0]:
+        return None
+    return Rejection("rotated", f"the face is not upright: the detector scores it {scores[best]:.2f} turned by {90 * best}° against "
+                                f"{scores[0]:.2f} as it is; {_TURN_HINT[best]} and try again", src)
 
 
 def _source_name(image) -> str:
@@ -445,6 +463,9 @@ class FaceRecognizer:
                                      faces_detected=len(dets))
                 notes.append(f"{len(dets)} faces found; used the {self.multiple_faces} one (multiple_faces={self.multiple_faces!r})")
             det = pick_face(dets, pixels.shape, self.multiple_faces)
+            turned = _turned(self.detector, pixels, det, src)
+            if turned is not None:
+                return turned
             lm, detector_score, box = det.landmarks.astype(np.float64), det.score, det.box
             notes.append(f"faces_detected={len(dets)}")
         return pixels, lm, detector_score, box, notes
@@ -459,6 +480,9 @@ class FaceRecognizer:
         if isinstance(images, (str, os.PathLike, np.ndarray)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
             images = [images]
         images = list(images)
+        for what, seq in (("landmarks", landmarks), ("detector_scores", detector_scores)):
+            if seq is not None and (isinstance(seq, (dict, str, bytes, set, frozenset)) or not hasattr(seq, "__len__") or not hasattr(seq, "__getitem__")):
+                raise ValueError(f"{what}: expected one entry per image (a list), got {type(seq).__name__}")
         if landmarks is not None and len(landmarks) != len(images):
             raise ValueError(f"got {len(images)} images but {len(landmarks)} landmark sets")
         if detector_scores is not None and len(detector_scores) != len(images):
