@@ -115,3 +115,36 @@ def test_plot_writes_a_png(tmp_path, rng):
     rep = F.fairness_report(emb, pop, fars=(1e-2,))
     F.plot_fairness({"m": rep}, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_reports_a_bundle_at_its_own_and_pooled_thresholds(tmp_path, monkeypatch, rng, capsys):
+    """`edgeface fairness BUNDLE --data UTKFACE --json --plot`: the handler's wiring (faces are synthetic
+    embeddings here; the detection and alignment path is eval.faces', tested with `edgeface eval`)."""
+    import json
+
+    from edgeface.cli import main
+    from tiny_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "b")
+    data = tmp_path / "utk"
+    data.mkdir()
+    for k in range(400):
+        (data / f"{30 if k % 2 else 8}_0_{k % 4}_2017{k:09d}.jpg.chip.jpg").write_bytes(b"")
+    seen = {}
+
+    def fake_embed(embedder, pop, store=None, show_progress=True):
+        seen["n"] = len(pop.files)
+        e = _unit(rng.standard_normal((len(pop.files), 16)))
+        e[1] = e[0]  # one near-duplicate
+        return F.Embedded(e, pop, {"White": 1}, np.full(50, 0.999, np.float32))
+
+    monkeypatch.setattr(F, "embed_population", fake_embed)
+    out = tmp_path / "r.json"
+    assert main(["fairness", str(bundle), "--data", str(data), "--far", "1e-2", "--json", str(out), "--plot", str(tmp_path / "p.png"), "--quiet"]) == 0
+    rep = json.loads(out.read_text())
+    assert set(rep["at_threshold"]) == {"pooled 1e-2", "bundle 1e-3", "bundle 1e-4"}
+    assert rep["at_threshold"]["bundle 1e-3"]["threshold"] == 0.5
+    assert rep["near_duplicates"]["images_dropped"] == 1 and rep["no_face"] == {"White": 1}
+    assert sum(c["images"] for c in rep["counts"].values()) == seen["n"] - 1
+    assert (tmp_path / "p.png").is_file() and "max/min" in capsys.readouterr().out
+    assert main(["fairness", str(bundle), "--far", "2"]) == 1  # a clear error, no traceback

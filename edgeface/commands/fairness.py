@@ -68,7 +68,7 @@ def run(args) -> int:
     embedder = open_model(args)
     detector = YuNetDetector(args.detector)
     store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
-    report, _, _ = fairness.measure(embedder, pop, store, args.dedup, exclude, fars, show_progress=not args.quiet)
+    report = fairness.measure(embedder, pop, store, args.dedup, exclude, fars, show_progress=not args.quiet)
     report["model_path"] = str(args.model)
     print(fairness.format_report(report))
     dup = report["near_duplicates"]

@@ -401,44 +401,77 @@ def fairness_report(emb: np.ndarray, pop: Population, bundle_thresholds: dict[st
             "threshold_per_group": own, "min_impostors_to_resolve": f"{MIN_ACCEPTED} / FAR"}
 
 
-def measure(embedder: Embedder, pop: Population, store: LandmarkStore | None = None, dedup: str = "flip", exclude: set[str] | None = None,
-            fars=FARS, show_progress: bool = True) -> tuple[dict, np.ndarray, Population]:
-    """`edgeface fairness` as a library call: (report, embeddings, the population they belong to)."""
+@dataclass
+class Embedded:
+    """A population's faces through one embedder: embeddings of the images with a face, and what was left out."""
+
+    emb: np.ndarray  # (N, D) unit vectors, one per image of `population`
+    population: Population
+    no_face: dict[str, int]
+    flip_similarity: np.ndarray  # a face and its mirror image, on a sample
+
+
+def embed_population(embedder: Embedder, pop: Population, store: LandmarkStore | None = None, show_progress: bool = True) -> Embedded:
+    """Detect, align (cached) and embed every image of `pop` with a face, plus the flip similarity of a sample."""
     from .verification import embed_crops
 
-    exclude = exclude or set()
-    if exclude:
-        keep = np.array([os.path.basename(f) not in exclude and f not in exclude for f in pop.files], bool)
-        n_ex = int((~keep).sum())
-        pop = pop.take(keep)
-        pop.skipped["excluded by list"] = n_ex
     aligned = align_population(pop, embedder.card, store, show_progress)
     emb = embed_crops(embedder, aligned.crops, show_progress=show_progress)
-    kept = aligned.population
-    dup = {"rule": "none"}
-    if dedup == "flip":
-        flips = flip_similarity(embedder, aligned.crops)
-        t_dup = float(np.median(flips))
-        drop, n_pairs = near_duplicates(emb, t_dup, kept.identities)
-        by_group: dict[str, int] = {}
-        for g, d in zip(kept.groups, drop):
-            if d:
-                by_group[g] = by_group.get(g, 0) + 1
-        dup = {"rule": "pairs with cosine >= the median cosine of a face and its mirror image are one person; all but one image "
-                       "of each such cluster dropped", "threshold": t_dup, "flip_similarity_p5_p50_p95": np.percentile(flips, [5, 50, 95]).round(5).tolist(),
-               "pairs": n_pairs, "images_dropped": int(drop.sum()), "dropped_by_group": by_group,
-               "dropped": sorted(os.path.basename(f) for f, d in zip(kept.files, drop) if d)}
-        emb, kept = emb[~drop], kept.take(~drop)
-    elif dedup != "none":
-        raise ValueError(f"dedup must be 'flip' or 'none', got {dedup!r}")
-    meta = getattr(embedder, "meta", None) or {}
-    at_far = meta.get("thresholds", {}).get("at_far", {})
-    bundle_t = {k: v["threshold"] for k, v in at_far.items() if isinstance(v, dict) and "threshold" in v} or None
-    report = fairness_report(emb, kept, bundle_t, fars)
-    report.update(model=embedder.card.name, backend=embedder.backend, population=pop.name, description=pop.description,
-                  images_listed=len(pop.files) + 0, skipped=pop.skipped, no_face=aligned.no_face, near_duplicates=dup,
+    return Embedded(emb, aligned.population, aligned.no_face, flip_similarity(embedder, aligned.crops))
+
+
+DEDUP_RULE = ("pairs with cosine >= the median cosine of a face and its own mirror image (the model's own) are one person; "
+              "all but one image of each such cluster dropped")
+
+
+def find_duplicates(e: Embedded) -> dict:
+    """The near-duplicate section of the report (module doc) for one embedder's embeddings."""
+    t_dup = float(np.median(e.flip_similarity))
+    drop, n_pairs = near_duplicates(e.emb, t_dup, e.population.identities)
+    by_group: dict[str, int] = {}
+    for g, d in zip(e.population.groups, drop):
+        if d:
+            by_group[g] = by_group.get(g, 0) + 1
+    return {"rule": DEDUP_RULE, "threshold": t_dup, "flip_similarity_p5_p50_p95": np.percentile(e.flip_similarity, [5, 50, 95]).round(5).tolist(),
+            "pairs": n_pairs, "images_dropped": int(drop.sum()), "dropped_by_group": by_group,
+            "dropped": sorted(os.path.basename(f) for f, d in zip(e.population.files, drop) if d)}
+
+
+def without(pop: Population, names: set[str], reason: str) -> tuple[np.ndarray, Population]:
+    """(keep mask, the population without the images named (file name or path)), counted under `reason`."""
+    keep = np.array([os.path.basename(f) not in names and f not in names for f in pop.files], bool)
+    out = pop.take(keep)
+    if (~keep).any():
+        out.skipped[reason] = out.skipped.get(reason, 0) + int((~keep).sum())
+    return keep, out
+
+
+def bundle_thresholds(embedder: Embedder) -> dict[str, float] | None:
+    """The calibrated thresholds of a bundle ({"1e-3": t, ...}), None for an embedder without them."""
+    at_far = ((getattr(embedder, "meta", None) or {}).get("thresholds") or {}).get("at_far", {})
+    return {k: v["threshold"] for k, v in at_far.items() if isinstance(v, dict) and "threshold" in v} or None
+
+
+def report_for(embedder: Embedder, e: Embedded, listed: Population, dup: dict, fars=FARS) -> dict:
+    """fairness_report over `e` without the images `dup` drops, with the provenance of the run."""
+    keep, kept = without(e.population, set(dup.get("dropped", [])), "near-duplicate")
+    report = fairness_report(e.emb[keep], kept, bundle_thresholds(embedder), fars)
+    report.update(model=embedder.card.name, backend=embedder.backend, population=listed.name, description=listed.description,
+                  images_listed=len(listed.files), skipped=listed.skipped, no_face=e.no_face, near_duplicates=dup,
                   face_rule="YuNet detection + alignment to the card's template (as edgeface eval); images without a detected face left out")
-    return report, emb, kept
+    return report
+
+
+def measure(embedder: Embedder, pop: Population, store: LandmarkStore | None = None, dedup: str = "flip", exclude: set[str] | None = None,
+            fars=FARS, show_progress: bool = True) -> dict:
+    """`edgeface fairness` as a library call: the report of `embedder` on `pop` (module doc)."""
+    if dedup not in ("flip", "none"):
+        raise ValueError(f"dedup must be 'flip' or 'none', got {dedup!r}")
+    if exclude:
+        pop = without(pop, exclude, "excluded by list")[1]
+    e = embed_population(embedder, pop, store, show_progress)
+    dup = find_duplicates(e) if dedup == "flip" else {"rule": "none"}
+    return report_for(embedder, e, pop, dup, fars)
 
 
 # ---- output ---------------------------------------------------------------------------------
