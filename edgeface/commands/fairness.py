@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--far", default="1e-3,1e-4", help="nominal FARs, comma-separated (default 1e-3,1e-4)")
     p.add_argument("--dedup", choices=["flip", "none"], default="flip", help="drop near-duplicate photos (as alike as a face and its mirror image; default) or not")
     p.add_argument("--exclude", help="text file of image names to leave out (one a line), e.g. near-duplicates found with another model")
+    p.add_argument("--thresholds", metavar="BUNDLE", help="measure at this bundle's thresholds (e.g. the bundle exported from MODEL) instead of MODEL's own")
     p.add_argument("--card", help="model card JSON for a plain .onnx/.xml/.tflite file")
     p.add_argument("--detector", default=str(paths.yunet_model()), help="YuNet ONNX model (default: ../shared/models/yunet/...)")
     p.add_argument("--json", help="write the full report as JSON here")
@@ -68,7 +69,14 @@ def run(args) -> int:
     embedder = open_model(args)
     detector = YuNetDetector(args.detector)
     store = LandmarkStore(detector, LandmarkStore.default_cache_file(detector))
-    report = fairness.measure(embedder, pop, store, args.dedup, exclude, fars, show_progress=not args.quiet)
+    thresholds = None
+    if args.thresholds:
+        from ..runtime.bundle import read_meta
+
+        thresholds = fairness.bundle_meta_thresholds(read_meta(args.thresholds))
+    report = fairness.measure(embedder, pop, store, args.dedup, exclude, fars, show_progress=not args.quiet, thresholds=thresholds)
+    if args.thresholds:
+        report["thresholds_from"] = str(args.thresholds)
     report["model_path"] = str(args.model)
     print(fairness.format_report(report))
     dup = report["near_duplicates"]

@@ -77,7 +77,7 @@ class Population:
         keep = np.zeros(len(self.files), bool)
         for g in sorted(set(self.groups)):
             idx = np.flatnonzero(g_arr == g)
-            keep[idx if len(idx) <= max_per_group else rng.choice(idx, max_per_group, replace=False)] = True
+            keep[idx[rng.permutation(len(idx))[:max_per_group]]] = True  # nested: a smaller cap takes a subset
         out = self.take(keep)
         out.skipped["over the cap per group"] = int((~keep).sum())
         out.description += f"; at most {max_per_group} images per group (seeded random choice, seed {seed})"
@@ -254,7 +254,7 @@ def align_population(pop: Population, card: ModelCard, store: LandmarkStore | No
     return AlignedPopulation(kept, np.asarray(crops), no_face)
 
 
-def flip_similarity(embedder: Embedder, crops: np.ndarray, n: int = 300, seed: int = 0) -> np.ndarray:
+def flip_similarity(embedder: Embedder, crops: np.ndarray, n: int = 150, seed: int = 0) -> np.ndarray:
     """Cosine between a face and its own mirror image, for up to `n` faces (seeded sample)."""
     from .verification import embed_crops
 
@@ -267,11 +267,22 @@ def flip_similarity(embedder: Embedder, crops: np.ndarray, n: int = 300, seed: i
 
 # ---- near-duplicates ------------------------------------------------------------------------
 
-def near_duplicates(emb: np.ndarray, threshold: float, identities: list[str] | None = None, block: int = 2048) -> tuple[np.ndarray, int]:
-    """(drop mask, number of near-duplicate pairs): images joined into clusters by pairs with cosine
-    >= threshold (pairs of one known identity do not count), all but the first image of each cluster
-    dropped."""
+def duplicate_pairs(emb: np.ndarray, threshold: float, identities: list[str] | None = None, block: int = 2048) -> set[tuple[int, int]]:
+    """Every pair (i < j) with cosine >= threshold, except pairs of one known identity (genuine, not duplicates)."""
     n = len(emb)
+    ids = np.array(identities if identities is not None else [""] * n, dtype=object)
+    out = set()
+    for s in range(0, n, block):
+        ii, jj = np.nonzero(emb[s : s + block] @ emb.T >= threshold)
+        ii = ii + s
+        for i, j in zip(ii[jj > ii], jj[jj > ii]):
+            if not (ids[i] and ids[i] == ids[j]):
+                out.add((int(i), int(j)))
+    return out
+
+
+def drop_clusters(n: int, pairs: set[tuple[int, int]]) -> np.ndarray:
+    """Images joined into clusters by `pairs`: a mask dropping all but the first image of each cluster."""
     parent = np.arange(n)
 
     def find(i):
@@ -280,22 +291,17 @@ def near_duplicates(emb: np.ndarray, threshold: float, identities: list[str] | N
             i = parent[i]
         return i
 
-    ids = np.array(identities if identities is not None else [""] * n, dtype=object)
-    n_pairs = 0
-    for s in range(0, n, block):
-        sims = emb[s : s + block] @ emb.T
-        ii, jj = np.nonzero(sims >= threshold)
-        ii = ii + s
-        keep = jj > ii
-        for i, j in zip(ii[keep], jj[keep]):
-            if ids[i] and ids[i] == ids[j]:
-                continue
-            n_pairs += 1
-            ri, rj = find(i), find(j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
-    roots = np.array([find(i) for i in range(n)])
-    return roots != np.arange(n), n_pairs
+    for i, j in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([find(i) for i in range(n)]) != np.arange(n)
+
+
+def near_duplicates(emb: np.ndarray, threshold: float, identities: list[str] | None = None, block: int = 2048) -> tuple[np.ndarray, int]:
+    """(drop mask, number of near-duplicate pairs): duplicate_pairs joined into clusters, all but the first image of each dropped."""
+    pairs = duplicate_pairs(emb, threshold, identities, block)
+    return drop_clusters(len(emb), pairs), len(pairs)
 
 
 # ---- scores and the report ------------------------------------------------------------------
@@ -448,14 +454,20 @@ def without(pop: Population, names: set[str], reason: str) -> tuple[np.ndarray, 
 
 def bundle_thresholds(embedder: Embedder) -> dict[str, float] | None:
     """The calibrated thresholds of a bundle ({"1e-3": t, ...}), None for an embedder without them."""
-    at_far = ((getattr(embedder, "meta", None) or {}).get("thresholds") or {}).get("at_far", {})
+    return bundle_meta_thresholds(getattr(embedder, "meta", None) or {})
+
+
+def bundle_meta_thresholds(meta: dict) -> dict[str, float] | None:
+    """The calibrated thresholds ({"1e-3": t, ...}) of a bundle's manifest."""
+    at_far = (meta.get("thresholds") or {}).get("at_far", {})
     return {k: v["threshold"] for k, v in at_far.items() if isinstance(v, dict) and "threshold" in v} or None
 
 
-def report_for(embedder: Embedder, e: Embedded, listed: Population, dup: dict, fars=FARS) -> dict:
-    """fairness_report over `e` without the images `dup` drops, with the provenance of the run."""
+def report_for(embedder: Embedder, e: Embedded, listed: Population, dup: dict, fars=FARS, thresholds: dict[str, float] | None = None) -> dict:
+    """fairness_report over `e` without the images `dup` drops, with the provenance of the run; `thresholds`
+    (a bundle's, for a model measured before its export) replace the embedder's own."""
     keep, kept = without(e.population, set(dup.get("dropped", [])), "near-duplicate")
-    report = fairness_report(e.emb[keep], kept, bundle_thresholds(embedder), fars)
+    report = fairness_report(e.emb[keep], kept, thresholds or bundle_thresholds(embedder), fars)
     report.update(model=embedder.card.name, backend=embedder.backend, population=listed.name, description=listed.description,
                   images_listed=len(listed.files), skipped=listed.skipped, no_face=e.no_face, near_duplicates=dup,
                   face_rule="YuNet detection + alignment to the card's template (as edgeface eval); images without a detected face left out")
@@ -463,7 +475,7 @@ def report_for(embedder: Embedder, e: Embedded, listed: Population, dup: dict, f
 
 
 def measure(embedder: Embedder, pop: Population, store: LandmarkStore | None = None, dedup: str = "flip", exclude: set[str] | None = None,
-            fars=FARS, show_progress: bool = True) -> dict:
+            fars=FARS, show_progress: bool = True, thresholds: dict[str, float] | None = None) -> dict:
     """`edgeface fairness` as a library call: the report of `embedder` on `pop` (module doc)."""
     if dedup not in ("flip", "none"):
         raise ValueError(f"dedup must be 'flip' or 'none', got {dedup!r}")
@@ -471,7 +483,7 @@ def measure(embedder: Embedder, pop: Population, store: LandmarkStore | None = N
         pop = without(pop, exclude, "excluded by list")[1]
     e = embed_population(embedder, pop, store, show_progress)
     dup = find_duplicates(e) if dedup == "flip" else {"rule": "none"}
-    return report_for(embedder, e, pop, dup, fars)
+    return report_for(embedder, e, pop, dup, fars, thresholds)
 
 
 # ---- output ---------------------------------------------------------------------------------
