@@ -132,7 +132,8 @@ def main() -> None:
         print(f"near-duplicates dropped: {len(union)} images from {len(both)} pairs all models agree on, by group {by_group} (each model alone: "
               + ", ".join(f"{n} {d['images_dropped']}" for n, d in dups.items()) + ")\n")
         for which in ("bundle 1e-3", "pooled 1e-3", "bundle 1e-4", "pooled 1e-4"):
-            print(table(reports, which) + "\n")
+            if any(which in r["at_threshold"] for r in reports.values()):
+                print(table(reports, which) + "\n")
         first = next(iter(reports.values()))
         print("| model | " + " | ".join(first["groups"]) + " |  (threshold giving FAR 1e-3 on the group alone)")
         print("|" + "---|" * (len(first["groups"]) + 1))
