@@ -27,6 +27,7 @@ def test_recalibrated_bundle_opens_with_new_thresholds_and_provenance(tmp_path, 
     imp = rng.normal(0.2, 0.1, 200_000).astype(np.float32)
     gen = rng.normal(0.8, 0.1, 2_000).astype(np.float32)
     monkeypatch.setattr(C, "population_scores", _fake_population(gen, imp))
+    monkeypatch.setattr(C, "max_impostor_pairs", lambda data, pairs=None: len(imp))
     th = C.recalibrate(src, tmp_path, out=tmp_path / "new", population="my people", show_progress=False)
     b = load_bundle(tmp_path / "new")  # digest, hashes, schema, semantic rules and the conformance self-test
     for k, f in (("1e-3", 1e-3), ("1e-4", 1e-4)):
@@ -42,10 +43,28 @@ def test_recalibrated_bundle_opens_with_new_thresholds_and_provenance(tmp_path, 
     assert read(src) == before  # --out leaves the source bundle alone
 
 
+def test_too_small_folder_is_refused_before_any_face_is_embedded(tmp_path, monkeypatch):
+    src = make_tiny_bundle(tmp_path / "b")
+    people = tmp_path / "people"
+    for k in range(30):  # 30 people x 2 photos: 1,740 impostor pairs, FAR 1e-3 needs 10,000
+        (people / f"p{k}").mkdir(parents=True)
+        for j in range(2):
+            (people / f"p{k}" / f"{j}.jpg").write_bytes(b"")
+    assert C.max_impostor_pairs(people) == 60 * 59 // 2 - 30
+
+    def never(*a, **k):
+        raise AssertionError("embedded a population already known to be too small")
+
+    monkeypatch.setattr(C, "population_scores", never)
+    with pytest.raises(C.CalibrationError, match=r"1,740 impostor pairs cannot calibrate FAR 1e-3"):
+        C.recalibrate(src, people, show_progress=False)
+
+
 def test_too_small_population_is_refused_and_nothing_changes(tmp_path, monkeypatch, rng, capsys):
     src = make_tiny_bundle(tmp_path / "b")
     before = (src / "edgeface.json").read_bytes()
     monkeypatch.setattr(C, "population_scores", _fake_population(np.zeros(10, np.float32), rng.normal(0, 0.1, 50_000).astype(np.float32)))
+    monkeypatch.setattr(C, "max_impostor_pairs", lambda data, pairs=None: 200_000)  # the listing allows more than the faces found give
     with pytest.raises(C.CalibrationError, match=r"50,000 impostor pairs cannot calibrate FAR 1e-4: it needs at least 100,000"):
         C.recalibrate(src, tmp_path, show_progress=False)
     assert main(["calibrate", str(src), "--data", str(tmp_path), "--quiet"]) == 1
@@ -60,6 +79,7 @@ def test_cli_recalibrates_in_place(tmp_path, monkeypatch, rng, capsys):
     src = make_tiny_bundle(tmp_path / "b")
     monkeypatch.setattr(C, "population_scores", _fake_population(rng.normal(0.8, 0.1, 100).astype(np.float32),
                                                                  rng.normal(0.2, 0.1, 120_000).astype(np.float32)))
+    monkeypatch.setattr(C, "max_impostor_pairs", lambda data, pairs=None: 120_000)
     assert main(["calibrate", str(src), "--data", str(tmp_path), "--far", "1e-2,1e-3,1e-4", "--json", "--quiet"]) == 0
     th = json.loads(capsys.readouterr().out)
     assert set(th["at_far"]) == {"1e-2", "1e-3", "1e-4"}

@@ -86,6 +86,19 @@ def folder_population(data: str | os.PathLike) -> tuple[list[str], list[str], st
     return files, [Path(f).name for f in files], "a flat folder (each photo its own person)"
 
 
+def max_impostor_pairs(data: str | os.PathLike, pairs: str | os.PathLike | None = None) -> int:
+    """Impostor pairs the population would give if every face were detected (an upper bound, from the listing alone)."""
+    if pairs:
+        from ..eval.datasets import load_pairs
+
+        return sum(not p.same for p in load_pairs(data, pairs))
+    from collections import Counter
+
+    _, ids, _ = folder_population(data)
+    n = len(ids)
+    return n * (n - 1) // 2 - sum(c * (c - 1) // 2 for c in Counter(ids).values())
+
+
 def population_scores(bundle: Bundle, data: str | os.PathLike, pairs: str | os.PathLike | None = None, show_progress: bool = True):
     """(embeddings or None, genuine, impostor, by-codec (genuine, impostor), description dict) for the user's population."""
     from ..core.landmarks import LandmarkStore
@@ -136,8 +149,9 @@ def recalibrate(bundle_dir: str | os.PathLike, data: str | os.PathLike, pairs: s
     keys = far_keys(fars)
     src = Path(bundle_dir)
     bundle = load_bundle(src)  # refuses a broken or tampered bundle before anything is measured
-    gen, imp, by_codec, desc = population_scores(bundle, data, pairs, show_progress)
     what = f"{data}" + (f" ({Path(pairs).name})" if pairs else "")
+    check_size(max_impostor_pairs(data, pairs), keys, what)  # before any face is embedded: every face detected at best
+    gen, imp, by_codec, desc = population_scores(bundle, data, pairs, show_progress)
     check_size(len(imp), keys, what)
     old = bundle.meta["thresholds"]
     at_far = _at_far(gen, imp, keys)
