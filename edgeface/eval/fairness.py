@@ -531,13 +531,17 @@ def plot_fairness(reports: dict[str, dict], path: str | os.PathLike, thresholds:
                                else f"{name} (t={rep['at_threshold'][name]['threshold']:.3f})", rep["at_threshold"][name]))
     fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(groups) + 2), 4.8), dpi=120)
     width = 0.8 / max(1, len(series))
-    floor = 1e-7
+    positive = [v for _, s in series for v in (x.get("fmr") for x in s["groups"].values()) if v]
     nominal = sorted({s["far"] for _, s in series})
+    floor = 10 ** np.floor(np.log10(min(positive + nominal) / 3))
     for k, (label, s) in enumerate(series):
         vals = [s["groups"].get(g, {}).get("fmr") for g in groups]
         xs = np.arange(len(groups)) + (k - (len(series) - 1) / 2) * width
-        ys = [max(v, floor) if v is not None else floor for v in vals]
-        ax.bar(xs, ys, width, label=label, bottom=floor * 0 + 0)
+        bars = ax.bar(xs, [v if v else 0 for v in vals], width, label=label, bottom=0)
+        for x, v, g in zip(xs, vals, groups):
+            if not v:  # no impostor accepted: say so instead of drawing a bar down to an arbitrary floor
+                n = s["groups"].get(g, {}).get("num_impostor", 0)
+                ax.annotate(f"0/{n}", (x, floor), fontsize=6, ha="center", va="bottom", rotation=90, color=bars.patches[0].get_facecolor())
     for f in nominal:
         ax.axhline(f, color="k", lw=0.8, ls="--")
         ax.annotate(f"nominal FAR {far_key(f)}", (len(groups) - 0.5, f), fontsize=7, ha="right", va="bottom")
