@@ -529,7 +529,7 @@ def plot_fairness(reports: dict[str, dict], path: str | os.PathLike, thresholds:
             if name in rep["at_threshold"]:
                 series.append((f"{model}: {name} (t={rep['at_threshold'][name]['threshold']:.3f})" if len(reports) > 1
                                else f"{name} (t={rep['at_threshold'][name]['threshold']:.3f})", rep["at_threshold"][name]))
-    fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(groups) + 2), 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(groups) + 2), 5.2), dpi=120)
     width = 0.8 / max(1, len(series))
     positive = [v for _, s in series for v in (x.get("fmr") for x in s["groups"].values()) if v]
     nominal = sorted({s["far"] for _, s in series})
@@ -552,7 +552,7 @@ def plot_fairness(reports: dict[str, dict], path: str | os.PathLike, thresholds:
     ax.set_ylabel("false match rate, impostor pairs within the group (log)")
     ax.set_title(title or f"FMR per group: {first.get('population', '')}", fontsize=10)
     ax.grid(True, axis="y", which="major", alpha=0.3)
-    ax.legend(fontsize=6.5, loc="upper left")
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
