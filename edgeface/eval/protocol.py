@@ -177,6 +177,21 @@ def evaluate_scores(
     return report, (far, tar, thr)
 
 
+def threshold_for_far(impostor: np.ndarray, far: float) -> float:
+    """The lowest threshold (6-decimal grid) at which at most floor(far * N) of the N impostor scores
+    reach it (accept when score >= threshold): the rule every calibrated threshold of the kit uses.
+    Needs far * N >= 1 (else no threshold is resolved: ValueError)."""
+    imp = np.sort(np.asarray(impostor, np.float64))[::-1]
+    k = int(np.floor(float(far) * len(imp)))
+    if k < 1:
+        raise ValueError(f"only {len(imp)} impostor scores: FAR {far:g} is not resolvable")
+    # Smallest 6-decimal value strictly above the (k+1)-th highest impostor score: at most k accepted.
+    t = float(np.ceil(imp[k] * 1e6) / 1e6)
+    if t <= imp[k]:
+        t = float((np.floor(imp[k] * 1e6) + 1) / 1e6)
+    return t
+
+
 def operating_points(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict[str, float]) -> dict:
     """What fixed thresholds (e.g. a bundle's, calibrated elsewhere) achieve on these scores:
     per name, the threshold, the FAR reached (impostor scores >= threshold) and the TAR, with

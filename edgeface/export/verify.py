@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core.cache import cache_dir
 from ..runtime.codecs import get_codec
+from ..eval.protocol import threshold_for_far
 
 # fp32/fp16: the tolerance; int8 tightened where measured (docs/results/export.md): mean >= 0.99, min >= 0.97.
 TOLERANCES = {
@@ -126,10 +127,7 @@ def calibrate_thresholds(genuine: np.ndarray, impostor: np.ndarray, fars=FARS) -
             out[key] = {"threshold": float(min(1.0, imp[0] + 1e-6)), "far_measured": 0.0, "tar_lfw_dev": None,
                         "note": f"only {n} impostor scores: FAR {key} not resolvable, threshold above the highest impostor"}
             continue
-        # Smallest 6-decimal value strictly above the (k+1)-th highest impostor score: at most k accepted.
-        t = float(np.ceil(imp[k] * 1e6) / 1e6)
-        if t <= imp[k]:
-            t = float((np.floor(imp[k] * 1e6) + 1) / 1e6)
+        t = threshold_for_far(imp, f)
         out[key] = {
             "threshold": t,
             "far_measured": float(np.mean(impostor >= t)),
