@@ -82,12 +82,12 @@ def prune_model(job: PruneJob, log=print) -> PruneResult:
             return ls
 
         steps = prune.layer_steps(dense, job.layers_per_step)
-        masks, log = prune.prune_connections(model, card, stats, job.keep, job.method, job.lam, steps, retrain_logged, seed=job.seed)
+        masks, step_log = prune.prune_connections(model, card, stats, job.keep, job.method, job.lam, steps, retrain_logged, seed=job.seed)
         new_card = card.replace(name=f"{card.name}_{tag}", description=f"{card.description or card.name}; {job.method} connection pruning, S={job.keep}",
                                 params=count_params(model), mflops=round(count_mflops(model, card.input_size), 1))
         save_pruned(model, new_card, masks, out, extra={"pruning": {"method": job.method, "level": "connection", "keep": job.keep, "lambda": job.lam}})
         report["layers"] = sparsity_table(model, masks)
-        report["steps"] = [{"layers": s.layers, "loss_first": s.retrain_loss_first, "loss_last": s.retrain_loss_last} for s in log]
+        report["steps"] = [{"layers": s.layers, "loss_first": s.retrain_loss_first, "loss_last": s.retrain_loss_last} for s in step_log]
         report.update(prune.overall_sparsity(model, masks))
         report["nonzero_mflops"] = round(prune.nonzero_mflops(model, card, masks), 1)
     else:
