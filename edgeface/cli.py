@@ -11,7 +11,7 @@ import sys
 from . import __version__
 
 # Order here is the order in `edgeface --help`.
-COMMAND_MODULES = ["models", "train", "eval", "prune", "quantize", "export", "recognize", "bench"]
+COMMAND_MODULES = ["models", "card", "train", "eval", "prune", "quantize", "export", "recognize", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

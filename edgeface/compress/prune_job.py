@@ -59,7 +59,8 @@ def prune_model(job: PruneJob, log=print) -> PruneResult:
     if not 0 < job.keep <= 1:
         raise ValueError(f"--keep must be in (0, 1], got {job.keep}")
     t0 = time.time()
-    dense, card = load_torch_model(job.model, arch=job.arch, input_size=job.input_size, template=job.template, embedding_size=job.embedding_size)
+    dense, card = load_torch_model(job.model, arch=job.arch, input_size=job.input_size, template=job.template, embedding_size=job.embedding_size,
+                    card=job.card, weights=job.weights)
     if job.level == "channel" and not channel.bottlenecks(dense):
         raise ValueError(f"{job.model}: channel pruning needs MobileFaceNet bottlenecks or residual basic blocks (conv1/bn1/conv2); arch {card.arch!r} has none")
     tag = f"{job.method}_{job.level}_s{job.keep:g}"

@@ -158,21 +158,28 @@ def load_source(spec: str, card_json: str | None = None, **model_kwargs) -> Expo
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise FileNotFoundError(f"{path}: ONNX file not found")
+        from ..core.card import read_card_file
+        from ..models.foreign import sidecar_card
+
         card = None
         if card_json:
-            data = json.loads(Path(card_json).read_text())
-            card = ModelCard.from_dict(data.get("card", data))  # a bare card, or an edgeface.json
+            card = read_card_file(card_json)  # a bare card, or an edgeface.json
         else:
             import onnx
 
             props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
             if "edgeface_card" in props:
                 card = ModelCard.from_json(props["edgeface_card"])
+            elif sidecar_card(path).is_file():
+                card = read_card_file(sidecar_card(path))
         if card is None:
-            raise ValueError(f"{path}: no model card in its ONNX metadata; pass --card CARD.json (a model card or a bundle's edgeface.json)")
+            raise ValueError(f"{path}: no model card in its ONNX metadata or beside it ({sidecar_card(path).name}); pass --card CARD.json "
+                             f"(a model card or a bundle's edgeface.json), or write one with `edgeface card new {path} --template T --mean M --std S`")
         return ExportSource(card, card.name, file_sha256(path), "onnx", str(path), onnx_path=path)
     from ..zoo import load_torch_model
 
+    if card_json:
+        model_kwargs["card"] = card_json
     net, card = load_torch_model(spec, **model_kwargs)
     if path.is_file():
         digest = file_sha256(path)
