@@ -213,3 +213,21 @@ def test_int8_picks_transformer_settings_from_the_graph_and_says_why(model_files
     cnn = onnx.load(str(write_tiny_onnx(tmp_path / "cnn.onnx", write_card=False)))
     _, _, cnn_settings = quantize(cnn, CalibrationSet(np.zeros((4, *TINY_CARD.input_size, 3), np.uint8), lambda x: {"faces": x}))
     assert cnn_settings["model_type"].startswith("cnn") and not cnn_settings["transformer_ops"]
+
+
+def test_ncnn_refuses_an_attention_network_naming_the_op(user_model, model_files, tmp_path):
+    """pnnx cannot lower the channel attention's 5-d qkv split to ncnn; the converter says which op,
+    in one line, instead of writing a model ncnn cannot load."""
+    pytest.importorskip("ncnn")
+    from edgeface.core.targets import find_tool
+
+    if find_tool("pnnx") is None:
+        pytest.skip("pnnx not installed")
+    from edgeface.export import load_source
+    from edgeface.export.converters import ncnn_fp32
+
+    src = load_source(str(model_files["pt2"]))
+    (tmp_path / "o").mkdir()
+    with pytest.raises(ValueError, match=r"ncnn cannot run this network: pnnx left \d+ op\(s\) with no ncnn layer, first (Tensor|torch)\.\w+"):
+        ncnn_fp32(src, tmp_path / "o", None)
+    assert not (tmp_path / "o" / "model.ncnn.param").exists()

@@ -292,7 +292,10 @@ def torch_to_core_onnx(net, card: ModelCard, path: Path) -> Path:
     normalises from the card, Bundle.embed L2-normalises)."""
     from ..compress.evalfast import export_onnx
 
-    raw = export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET)
+    # A torch.export program (models.foreign, .pt2) traced to TorchScript keeps the batch it was
+    # traced at in its reshapes: its core graph says batch 1 (runtimes then feed it face by face).
+    fixed = hasattr(net, "program") and hasattr(net, "input_shape")
+    raw = export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET, dynamic_batch=not fixed)
     # onnxslim changed dlib_resnet's core graph (cosine 0.45-0.52 to the torch net, measured; the raw
     # TorchScript export matches to 1e-7): the slimmed graph is kept only if it computes the same.
     return _slim_with_card(raw, path, card, keep_slimmed=lambda model: _same_function(raw, model, card))
@@ -307,7 +310,8 @@ def _same_function(raw_path: Path, model, card: ModelCard, min_cosine: float = 0
     outs = []
     for m in (raw_path, model.SerializeToString()):
         sess = onnxruntime_session(m)
-        outs.append(np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64).reshape(len(x), -1))
+        name = sess.get_inputs()[0].name
+        outs.append(np.concatenate([np.asarray(sess.run(None, {name: x[k : k + 1]})[0], np.float64).reshape(1, -1) for k in range(len(x))]))
     a, b = outs
     if a.shape != b.shape:
         return False
@@ -936,7 +940,20 @@ def _pnnx(src: ExportSource, work: Path, fp16: bool) -> tuple[Path, Path]:
     param, weights = work / "core.ncnn.param", work / "core.ncnn.bin"
     if not (param.is_file() and weights.is_file()):
         raise ValueError(f"pnnx wrote no ncnn model in {work}")
+    left = ncnn_unconverted_layers(param)
+    if left:
+        shown = ", ".join(f"{t} ({n})" for t, n in left[:4]) + (f" and {len(left) - 4} more" if len(left) > 4 else "")
+        raise ValueError(f"ncnn cannot run this network: pnnx left {len(left)} op(s) with no ncnn layer, first {shown} "
+                         "(ncnn tensors have at most 4 dimensions: reshapes to 5-d, as in multi-head attention's qkv split, have no ncnn form); "
+                         "the onnx, openvino, tflite and mnn targets take it")
     return param, weights
+
+
+def ncnn_unconverted_layers(param: Path) -> list[tuple[str, str]]:
+    """(type, name) of the layers of an ncnn .param that pnnx could not lower to ncnn: it writes
+    them under their PyTorch names (Tensor.reshape, torch.unbind, F.*), which ncnn cannot load."""
+    rows = [ln.split() for ln in Path(param).read_text().splitlines()[2:] if ln.strip()]
+    return [(r[0], r[1]) for r in rows if "." in r[0]]
 
 
 def _ncnn(src: ExportSource, out: Path, precision: str) -> Converted:
