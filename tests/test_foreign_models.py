@@ -231,3 +231,47 @@ def test_ncnn_refuses_an_attention_network_naming_the_op(user_model, model_files
     with pytest.raises(ValueError, match=r"ncnn cannot run this network: pnnx left \d+ op\(s\) with no ncnn layer, first (Tensor|torch)\.\w+"):
         ncnn_fp32(src, tmp_path / "o", None)
     assert not (tmp_path / "o" / "model.ncnn.param").exists()
+
+
+def test_tflite_from_a_bare_onnx_without_onnx2tf_is_one_line_before_any_work(model_files, tmp_path, capsys, monkeypatch):
+    from edgeface.cli import main
+    from edgeface.export import onnx2tf_path
+
+    monkeypatch.setattr(onnx2tf_path, "available", lambda: False)
+    assert main(["export", str(model_files["onnx"]), "--target", "tflite", "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs onnx2tf" in err and "litert-torch" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_parity_failure_bisection_names_the_first_diverging_op(model_files):
+    """An engine whose softmax runs over the wrong axis (the kind of conversion bug that gave
+    EdgeFace-XXS's ncnn bundle cosine 0.195) is pinned to that op by bisection; with MNN itself,
+    which converts this graph correctly, nothing is blamed."""
+    onnx = pytest.importorskip("onnx")
+    from edgeface.core.ort_session import onnxruntime_session
+    from edgeface.export.diagnose import cut_points, describe, first_diverging_op
+
+    path = model_files["onnx"]
+    model = onnx.load(str(path))
+    softmax = next(n.name for n in model.graph.node if n.op_type == "Softmax")
+
+    def wrong_softmax_engine(cut, x):
+        m = onnx.load(str(cut))
+        for n in m.graph.node:
+            if n.name == softmax:
+                del n.attribute[:]
+                n.attribute.append(onnx.helper.make_attribute("axis", 1))
+        s = onnxruntime_session(m.SerializeToString())
+        return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+    x = np.random.default_rng(0).normal(0, 0.5, (2, 3, 112, 112)).astype(np.float32)
+    res = first_diverging_op(path, wrong_softmax_engine, x)
+    points = cut_points(model)
+    assert res["op"] == softmax and res["type"] == "Softmax" and res["cosine_min"] < 0.999, res
+    assert res["cuts_tried"] <= int(np.ceil(np.log2(len(points)))) + 2 < len(points)  # bisection, not a walk
+    assert "first diverging op is Softmax" in describe(res, "ncnn")
+    pytest.importorskip("MNN")
+    from edgeface.export.converters import _run_cut_mnn
+
+    assert first_diverging_op(path, _run_cut_mnn, x) is None

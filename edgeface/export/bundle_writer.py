@@ -305,6 +305,13 @@ def plan_export(spec: str, format: str, precision: str, out: str | os.PathLike, 
     if src.kind != "torch" and opts.quantizer and opts.quantizer != default_quantizer(tgt.key):
         raise ValueError(f"{src.path}: --quantizer {opts.quantizer} quantizes the PyTorch network; from an ONNX file {tgt.key} "
                          f"quantizes with {default_quantizer(tgt.key)}")
+    if src.kind == "onnx" and tgt.format == "tflite":
+        from . import onnx2tf_path
+
+        if not onnx2tf_path.available():
+            raise ValueError(f"{src.path}: TFLite from an ONNX file needs onnx2tf and tensorflow (pip install 'edgeface[onnx2tf]', about 2 GB), "
+                             "not installed here; from the PyTorch model (a .pt2 file, or your module by import path pkg.module:factory "
+                             "--weights W.safetensors) TFLite is converted by litert-torch, no TensorFlow")
     if src.kind == "onnx" and not tgt.from_onnx:
         raise ValueError(f"{src.path}: {tgt.key} is exported from a PyTorch model only; from an ONNX file the targets are "
                          f"{', '.join(t.key for t in TARGETS if t.from_onnx)}")
@@ -483,6 +490,14 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
         pick = _conformance_pick(calib, opts.n_conformance)
         conformance = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])
     failures = list(checked.failures)
+    if failures and tgt.format in ("ncnn", "mnn") and conv.built:  # which op: bisect the graph it was converted from
+        from .converters import diagnose_divergence
+
+        try:
+            failures.append(diagnose_divergence(plan.source, tgt.format, plan.graph, verify.crops[:4]))
+        except (ValueError, OSError) as exc:
+            failures.append(f"{tgt.format}: op-by-op diagnosis did not run ({exc})")
+        log(failures[-1])
     verification = {"failures": failures, "passed": not failures}
     if not conv.built and conv.unbuilt_reason:
         verification["reason"] = conv.unbuilt_reason

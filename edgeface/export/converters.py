@@ -1095,3 +1095,64 @@ for _key, _routes in INT8_QUANTIZERS.items():  # the default quantizer's PTQ rou
 def default_quantizer(target_key: str) -> str | None:
     """The quantizer an int8 target uses unless told otherwise (None: not an int8 target)."""
     return next(iter(INT8_QUANTIZERS.get(target_key, {})), None)
+
+
+# --------------------------------------------------------------------------- parity failures: which op
+
+
+def _run_cut_ncnn(cut: Path, x: np.ndarray) -> np.ndarray:
+    from ..runtime.backends import make_backend
+
+    work = Path(tempfile.mkdtemp(prefix="edgeface-cut-ncnn-"))
+    try:
+        shutil.copyfile(cut, work / "core.onnx")
+        _run_tool("pnnx", ["core.onnx", f"inputshape=[1,{','.join(str(d) for d in x.shape[1:])}]", "fp16=0"], cwd=work)
+        left = ncnn_unconverted_layers(work / "core.ncnn.param")
+        if left:
+            raise ValueError(f"pnnx left {left[0][0]} ({left[0][1]}) unconverted")
+        return make_backend("ncnn", work / "core.ncnn.param", 1).run(x)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_cut_mnn(cut: Path, x: np.ndarray) -> np.ndarray:
+    import MNN
+
+    work = Path(tempfile.mkdtemp(prefix="edgeface-cut-mnn-"))
+    try:
+        _run_tool("mnnconvert", ["-f", "ONNX", "--modelFile", str(cut), "--MNNModel", str(work / "cut.mnn"), "--bizCode", "edgeface"])
+        runtime = MNN.nn.create_runtime_manager(({"backend": "CPU", "precision": "high", "numThread": 1},))
+        names = MNN.nn.load_module_from_file(str(work / "cut.mnn"), [], [], runtime_manager=runtime).get_info()
+        module = MNN.nn.load_module_from_file(str(work / "cut.mnn"), names["inputNames"], names["outputNames"], runtime_manager=runtime)
+        var = module.get_info()["inputs"][0]
+        outs = []
+        for face in x:  # one at a time: the cut graph's batch is whatever the source said
+            xi = np.ascontiguousarray(face[None], dtype=np.uint8 if var.dtype == MNN.expr.uint8 else np.float32)
+            y = module.forward(MNN.expr.const(xi, list(xi.shape), var.data_format, var.dtype))
+            if y.data_format == MNN.expr.NC4HW4:
+                y = MNN.expr.convert(y, MNN.expr.NCHW)
+            outs.append(np.array(y.read(), np.float32).reshape(-1))
+        return np.stack(outs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def diagnose_divergence(src: ExportSource, fmt: str, graph: str, faces: np.ndarray, log=_log) -> str:
+    """For a failed ncnn / MNN parity: the first op of the ONNX graph the engine was converted from
+    whose output the engine computes differently (export.diagnose), as one line for the failures."""
+    from ..core.preprocess import normalize
+    from .diagnose import describe, first_diverging_op
+
+    if fmt not in ("ncnn", "mnn"):
+        raise ValueError(f"no op-by-op diagnosis for {fmt}")
+    work = Path(tempfile.mkdtemp(prefix="edgeface-diagnose-src-"))
+    try:
+        use = "core" if fmt == "ncnn" else graph
+        path = _graph_onnx(src, work / "source.onnx", use)
+        i, _ = onnx_io(path, src.card)
+        x = faces if i["normalization_in_graph"] else normalize(faces, src.card, i["layout"])
+        log(f"parity failed: bisecting the {use} ONNX graph op by op through {fmt} ({len(x)} faces)")
+        res = first_diverging_op(path, _run_cut_ncnn if fmt == "ncnn" else _run_cut_mnn, x, log=log)
+        return describe(res, fmt)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
