@@ -11,7 +11,7 @@ import sys
 from . import __version__
 
 # Order here is the order in `edgeface --help`.
-COMMAND_MODULES = ["models", "train", "distill", "eval", "fairness", "prune", "quantize", "export", "calibrate", "recognize", "bench"]
+COMMAND_MODULES = ["models", "card", "train", "distill", "eval", "fairness", "prune", "quantize", "export", "calibrate", "recognize", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,11 +13,18 @@ from .core.card import ModelCard
 TORCH_SUFFIXES = {".ckpt", ".pt", ".pth", ".tar"}
 
 
-def load_torch_model(spec: str, arch: str | None = None, input_size: tuple[int, int] | None = None, template: str | None = None, embedding_size: int = 128, allow_untrained: bool = False):
-    """Return (nn.Module in eval mode, ModelCard)."""
+def load_torch_model(spec: str, arch: str | None = None, input_size: tuple[int, int] | None = None, template: str | None = None, embedding_size: int = 128,
+                     allow_untrained: bool = False, card: str | ModelCard | None = None, weights: str | None = None):
+    """Return (nn.Module in eval mode, ModelCard). `card` (a ModelCard or JSON path) and `weights`
+    (.safetensors) are for foreign models: a module by import path, a .pt2 file."""
     from . import models
+    from .models import foreign
     from .models.checkpoints import import_torch_checkpoint, load_checkpoint
 
+    if foreign.is_foreign_torch(spec):
+        return foreign.load_foreign_torch(spec, weights, card)
+    if weights:
+        raise ValueError(f"--weights is for a module given by import path (pkg.module:factory), not {spec}")
     path = Path(spec)
     if path.suffix == ".safetensors":
         return load_checkpoint(path)

@@ -102,3 +102,29 @@ def test_quantize_qat_cli_trains_and_stores_int8_weights(shared, tmp_path):
 def test_quantize_qat_needs_int8(shared, capsys):
     assert main(["quantize", str(paths.reference_mobilefacenet()), "--precision", "fp16", "--qat", "5"]) == 1
     assert "use it with --precision int8" in capsys.readouterr().err
+
+
+def test_prune_connection_with_eval_folds_reports_lfw(shared, tmp_path, monkeypatch):
+    """Connection pruning with --eval-folds > 0 (the default) measures accuracy before and after.
+    It crashed with "'list' object is not callable": the step log shadowed the `log` callback.
+    LFW-dev is cut to 12 pairs of each of 2 folds here (the code path is the same for 3,000)."""
+    from edgeface.compress import prune_job
+    from edgeface.compress.prune_job import PruneJob, prune_model
+    from edgeface.eval import benchmarks
+    from edgeface.eval.verification import PairSet
+
+    lfw = benchmarks.get("lfw-dev")
+    few = [p for f in (0, 1) for p in [q for q in lfw.pairs(2) if q.fold == f and q.same][:6] + [q for q in lfw.pairs(2) if q.fold == f and not q.same][:6]]
+
+    class FewPairs:
+        def pair_set(self, card, folds=None, show_progress=True):
+            return PairSet.load(few, card, show_progress=False)
+
+    monkeypatch.setattr(prune_job.benchmarks, "get", lambda name: FewPairs())
+    lines: list[str] = []
+    res = prune_model(PruneJob(model=str(paths.reference_mobilefacenet()), keep=0.5, method="magnitude", level="connection", layers_per_step=40,
+                               retrain_iters=0, faces=4, stats_faces=4, eval_folds=2, out=str(tmp_path / "c.safetensors")), log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("LFW-dev (2 folds):"), lines
+    for key in ("before", "after"):
+        assert 0 <= res.report[key]["accuracy"] <= 1 and res.report[key]["lfw_pairs"] == 24
+    assert res.report["before"]["accuracy"] >= 0.9  # the dense reference MobileFaceNet on easy LFW pairs

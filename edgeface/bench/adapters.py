@@ -8,11 +8,10 @@ Torch-free: this runs on the device. A plain file needs a model card (how to fee
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from ..core.card import ModelCard
+from ..core.card import ModelCard, read_card_file
 from ..runtime.model_file import SUFFIX_BACKENDS, ModelFile
 
 
@@ -26,17 +25,11 @@ def resolve_threads(threads: int) -> int:
 def find_card(model_path: Path, card_path: str | os.PathLike | None = None) -> ModelCard:
     """The model card for a plain model file: `card_path` if given, else MODEL.card.json or an edgeface.json beside
     the model. Raises FileNotFoundError for a missing `card_path`, ValueError for invalid JSON or when no card is found."""
-    candidates = [Path(card_path)] if card_path else [model_path.with_suffix(".card.json"), model_path.parent / "edgeface.json"]
-    for cand in candidates:
-        if not cand.is_file():
-            continue
-        try:
-            data = json.loads(cand.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cand}: not valid JSON ({exc})") from None
-        return ModelCard.from_dict(data.get("card", data) if isinstance(data, dict) else data)
     if card_path:
-        raise FileNotFoundError(f"model card {card_path} not found")
+        return read_card_file(card_path)
+    for cand in (model_path.with_suffix(".card.json"), model_path.parent / "edgeface.json"):
+        if cand.is_file():
+            return read_card_file(cand)
     raise ValueError(f"{model_path}: a plain model file needs a model card; pass --card CARD.json or put {model_path.with_suffix('.card.json').name} beside it")
 
 

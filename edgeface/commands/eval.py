@@ -28,7 +28,11 @@ def _size(text: str) -> tuple[int, int]:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Add the MODEL argument and the options that describe a foreign checkpoint (--arch, --input-size, --template, --embedding-size)."""
-    p.add_argument("model", help="registry name (see `edgeface models`), .safetensors checkpoint, or foreign .ckpt/.pt")
+    p.add_argument("model", help="registry name (see `edgeface models`), .safetensors checkpoint, foreign .ckpt/.pt, a torch.export .pt2 file, "
+                   "or your own module by import path pkg.module:factory (with --weights and --card)")
+    p.add_argument("--card", help="model card JSON of a foreign model (`edgeface card new` writes it; a .pt2/.onnx file's MODEL.card.json "
+                   "beside it is found without this), or of a plain .onnx/.xml/.tflite file")
+    p.add_argument("--weights", help="weights (.safetensors only: no pickle is read) for a module given by import path")
     p.add_argument("--arch", help="architecture of a foreign checkpoint that edgeface does not recognise")
     p.add_argument("--input-size", type=_size, help="HxW input of a foreign checkpoint (e.g. 112x96)")
     p.add_argument("--template", help="alignment template of a foreign checkpoint (arcface_112x112 | sphereface_112x96)")
@@ -42,7 +46,6 @@ def register(sub) -> None:
     p.add_argument("--benchmark", choices=sorted(benchmarks.BENCHMARKS), help="a named benchmark instead of --data/--pairs: lfw-dev (default), cfp-ff, cfp-fp")
     p.add_argument("--data", help="dataset folder with pairs.txt/pairs.csv (default: the benchmark's, ../shared/datasets/lfw-dev)")
     p.add_argument("--pairs", help="pairs file if not DATA/pairs.txt (LFW pairs.txt format or CSV with a,b,same[,fold])")
-    p.add_argument("--card", help="model card JSON for a plain .onnx/.xml/.tflite file")
     p.add_argument("--detector", default=str(paths.yunet_model()), help="YuNet ONNX model (default: ../shared/models/yunet/...)")
     p.add_argument("--flip", choices=["none", "concat", "sum"], default="none", help="add the mirrored face's embedding (default none)")
     p.add_argument("--on-fail", choices=["fallback", "exclude"], default="fallback", help="images without a detected face: align with the dataset's mean landmarks (default) or drop their pairs")
@@ -92,7 +95,8 @@ def open_model(args):
         import torch
 
         torch.set_num_threads(args.threads)
-    return load_embedder(args.model, device=args.device, arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)
+    return load_embedder(args.model, device=args.device, arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size,
+                         card=args.card, weights=args.weights)
 
 
 def select_pairs(args) -> tuple[str, list]:

@@ -23,7 +23,8 @@ def register(sub) -> None:
     """Add the `export` and `view` subcommands and their options to the subparsers `sub`."""
     p = sub.add_parser("export", help="export a model to ONNX / OpenVINO / TFLite / TensorRT as a verified bundle", description=HELP,
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", help="registry name, .safetensors/.ckpt checkpoint, or .onnx file")
+    p.add_argument("model", nargs="?", help="registry name, .safetensors/.ckpt checkpoint, .onnx file, torch.export .pt2 file, or your module "
+                   "by import path pkg.module:factory (foreign models need a card: `edgeface card new`)")
     p.add_argument("--target", choices=targets.FORMATS, help="export format")
     p.add_argument("--precision", choices=targets.PRECISIONS, help="fp32 (default), fp16 or int8 (int8 needs calibration faces)")
     p.add_argument("--graph", choices=("full", "core"), help="full (default where the target has it): uint8 NHWC faces in, normalisation and "
@@ -32,7 +33,9 @@ def register(sub) -> None:
     p.add_argument("--recipe", help="export recipe: a name (edgeface/configs/export/NAME.toml, or your own in ./export or $EDGEFACE_RECIPES) or a .toml path (flags override it)")
     p.add_argument("--out", help="bundle directory to write (replaced if it is already a bundle)")
     p.add_argument("--calib", help="folder of face photos for int8 calibration and the conformance set (default: fixed-seed CelebA-299 + AAF-8k from ../shared; never LFW)")
-    p.add_argument("--card", help="model card JSON (or a bundle's edgeface.json) for an .onnx MODEL without edgeface metadata")
+    p.add_argument("--card", help="model card JSON (or a bundle's edgeface.json) for a foreign MODEL (.onnx without edgeface metadata, .pt2, "
+                   "import path); MODEL.card.json beside a file is found without it")
+    p.add_argument("--weights", help="weights (.safetensors only) of a module given by import path (MODEL pkg.module:factory)")
     p.add_argument("--arch", help="architecture of a foreign checkpoint")
     p.add_argument("--input-size", type=_size, help="HxW of a foreign checkpoint")
     p.add_argument("--template", help="alignment template of a foreign checkpoint")
@@ -113,9 +116,9 @@ def run(args) -> int:
                          lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks), graph=args.graph,
                          detector=args.detector, detector_licence=args.detector_licence, quantizer=args.quantizer, qat_steps=args.qat, qat_lr=args.qat_lr,
                          qat_faces=args.qat_faces, verify=args.verify, keep_going=args.keep_going)
-    kw = {}
+    kw = {"weights": args.weights} if getattr(args, "weights", None) else {}
     if args.arch:
-        kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)
+        kw.update(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)
     meta = export_bundle(args.model, args.target, args.precision, args.out, opts, card_json=args.card, **kw)
     print(summary(meta, args.out))
     if meta["status"] == "failed":

@@ -19,8 +19,8 @@ from ..core.timing import time_calls
 
 
 def export_onnx(model: nn.Module, card: ModelCard, path: str | os.PathLike, opset: int = 17, example: torch.Tensor | None = None,
-                input_name: str = "input", output_name: str = "embedding") -> Path:
-    """The kit's TorchScript ONNX export (dynamic batch; returns the path): the bare network by default
+                input_name: str = "input", output_name: str = "embedding", dynamic_batch: bool = True) -> Path:
+    """The kit's TorchScript ONNX export (dynamic batch unless told otherwise; returns the path): the bare network by default
     (`example` a float (1, 3, H, W) zero batch), used for the core graph and fast evaluation; QAT passes
     its uint8 face graph, because only this exporter lowers NNCF's stripped fake-quantizers to Q/DQ.
     (The full graph of `edgeface export` uses the dynamo exporter: export.converters.torch_to_onnx.)"""
@@ -28,8 +28,8 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | os.PathLike, opse
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     x = torch.zeros(1, 3, *card.input_size) if example is None else example
-    kwargs = dict(input_names=[input_name], output_names=[output_name], dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-                  opset_version=opset)
+    kwargs = dict(input_names=[input_name], output_names=[output_name], opset_version=opset,
+                  dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None)
     try:
         torch.onnx.export(model, (x,), str(path), dynamo=False, **kwargs)
     except TypeError:  # torch without the dynamo switch

@@ -59,7 +59,8 @@ def prune_model(job: PruneJob, log=print) -> PruneResult:
     if not 0 < job.keep <= 1:
         raise ValueError(f"--keep must be in (0, 1], got {job.keep}")
     t0 = time.time()
-    dense, card = load_torch_model(job.model, arch=job.arch, input_size=job.input_size, template=job.template, embedding_size=job.embedding_size)
+    dense, card = load_torch_model(job.model, arch=job.arch, input_size=job.input_size, template=job.template, embedding_size=job.embedding_size,
+                    card=job.card, weights=job.weights)
     if job.level == "channel" and not channel.bottlenecks(dense):
         raise ValueError(f"{job.model}: channel pruning needs MobileFaceNet bottlenecks or residual basic blocks (conv1/bn1/conv2); arch {card.arch!r} has none")
     tag = f"{job.method}_{job.level}_s{job.keep:g}"
@@ -82,12 +83,12 @@ def prune_model(job: PruneJob, log=print) -> PruneResult:
             return ls
 
         steps = prune.layer_steps(dense, job.layers_per_step)
-        masks, log = prune.prune_connections(model, card, stats, job.keep, job.method, job.lam, steps, retrain_logged, seed=job.seed)
+        masks, step_log = prune.prune_connections(model, card, stats, job.keep, job.method, job.lam, steps, retrain_logged, seed=job.seed)
         new_card = card.replace(name=f"{card.name}_{tag}", description=f"{card.description or card.name}; {job.method} connection pruning, S={job.keep}",
                                 params=count_params(model), mflops=round(count_mflops(model, card.input_size), 1))
         save_pruned(model, new_card, masks, out, extra={"pruning": {"method": job.method, "level": "connection", "keep": job.keep, "lambda": job.lam}})
         report["layers"] = sparsity_table(model, masks)
-        report["steps"] = [{"layers": s.layers, "loss_first": s.retrain_loss_first, "loss_last": s.retrain_loss_last} for s in log]
+        report["steps"] = [{"layers": s.layers, "loss_first": s.retrain_loss_first, "loss_last": s.retrain_loss_last} for s in step_log]
         report.update(prune.overall_sparsity(model, masks))
         report["nonzero_mflops"] = round(prune.nonzero_mflops(model, card, masks), 1)
     else:

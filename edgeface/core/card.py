@@ -96,3 +96,23 @@ class ModelCard:
 
     def replace(self, **changes: Any) -> "ModelCard":
         return dataclasses.replace(self, **changes)
+
+
+def read_card_file(path) -> ModelCard:
+    """A model card from a JSON file: a bare card (`edgeface card new` writes one) or a bundle's
+    edgeface.json (its "card" section). Raises FileNotFoundError / ValueError naming the file."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: card file not found")
+    try:
+        data = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p}: not a JSON model card ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: not a JSON model card (expected an object)")
+    try:
+        return ModelCard.from_dict(data.get("card", data) if isinstance(data.get("card"), dict) else data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{p}: {exc}") from None

@@ -102,6 +102,8 @@ class ModelJob:
     input_size: tuple[int, int] | None = None
     template: str | None = None
     embedding_size: int = 128
+    card: str | None = None  # a foreign model's card JSON (models.foreign)
+    weights: str | None = None  # a module by import path: its .safetensors weights
     eval_folds: int = 5  # LFW-dev folds measured before and after (0: none)
     out: str | None = None
 

@@ -180,21 +180,28 @@ def load_source(spec: str, card_json: str | None = None, **model_kwargs) -> Expo
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise FileNotFoundError(f"{path}: ONNX file not found")
+        from ..core.card import read_card_file
+        from ..models.foreign import sidecar_card
+
         card = None
         if card_json:
-            data = json.loads(Path(card_json).read_text())
-            card = ModelCard.from_dict(data.get("card", data))  # a bare card, or an edgeface.json
+            card = read_card_file(card_json)  # a bare card, or an edgeface.json
         else:
             import onnx
 
             props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
             if "edgeface_card" in props:
                 card = ModelCard.from_json(props["edgeface_card"])
+            elif sidecar_card(path).is_file():
+                card = read_card_file(sidecar_card(path))
         if card is None:
-            raise ValueError(f"{path}: no model card in its ONNX metadata; pass --card CARD.json (a model card or a bundle's edgeface.json)")
+            raise ValueError(f"{path}: no model card in its ONNX metadata or beside it ({sidecar_card(path).name}); pass --card CARD.json "
+                             f"(a model card or a bundle's edgeface.json), or write one with `edgeface card new {path} --template T --mean M --std S`")
         return ExportSource(card, card.name, file_sha256(path), "onnx", str(path), onnx_path=path)
     from ..zoo import load_torch_model
 
+    if card_json:
+        model_kwargs["card"] = card_json
     net, card = load_torch_model(spec, **model_kwargs)
     if path.is_file():
         digest = file_sha256(path)
@@ -320,6 +327,13 @@ def plan_export(spec: str, format: str, precision: str, out: str | os.PathLike, 
     if src.kind != "torch" and opts.quantizer and opts.quantizer != default_quantizer(tgt.key):
         raise ValueError(f"{src.path}: --quantizer {opts.quantizer} quantizes the PyTorch network; from an ONNX file {tgt.key} "
                          f"quantizes with {default_quantizer(tgt.key)}")
+    if src.kind == "onnx" and tgt.format == "tflite":
+        from . import onnx2tf_path
+
+        if not onnx2tf_path.available():
+            raise ValueError(f"{src.path}: TFLite from an ONNX file needs onnx2tf and tensorflow (pip install 'edgeface[onnx2tf]', about 2 GB), "
+                             "not installed here; from the PyTorch model (a .pt2 file, or your module by import path pkg.module:factory "
+                             "--weights W.safetensors) TFLite is converted by litert-torch, no TensorFlow")
     if src.kind == "onnx" and not tgt.from_onnx:
         raise ValueError(f"{src.path}: {tgt.key} is exported from a PyTorch model only; from an ONNX file the targets are "
                          f"{', '.join(t.key for t in TARGETS if t.from_onnx)}")
@@ -489,6 +503,14 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     t1 = time.time()
     checked = check_parity(bundle, src_emb, verify, precision, conv)
     failures = list(checked.failures)
+    if failures and tgt.format in ("ncnn", "mnn") and conv.built:  # which op: bisect the graph it was converted from
+        from .converters import diagnose_divergence
+
+        try:
+            failures.append(diagnose_divergence(plan.source, tgt.format, plan.graph, verify.crops[:4]))
+        except (ValueError, OSError) as exc:
+            failures.append(f"{tgt.format}: op-by-op diagnosis did not run ({exc})")
+        log(failures[-1])
     stopped = bool(failures) and not opts.keep_going
     if stopped:  # the first gate failed: the benchmarks and calibration would only measure a wrong model
         log("parity FAILED: stopping before the benchmarks, threshold calibration and conformance set "

@@ -187,15 +187,102 @@ def onnx_io(path: Path, card: ModelCard) -> tuple[dict, dict]:
     return i, o
 
 
+def onnx_opset(model_or_path) -> int | None:
+    """The default-domain opset an ONNX model (ModelProto or file) imports: what its metadata reports."""
+    import onnx
+
+    m = model_or_path if hasattr(model_or_path, "opset_import") else onnx.load(str(model_or_path), load_external_data=False)
+    return next((int(o.version) for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def wrap_bare_onnx(model, card: ModelCard):
+    """A bare float network (normalised NCHW or NHWC faces in, raw embedding out; an onnx
+    ModelProto) inside the kit's graph contract: uint8 RGB NHWC faces in (cast, colour order,
+    (x - mean) / std and the layout transpose from the card), unit float32 embeddings out
+    (flatten, L2 norm), tensors named faces / embedding. The network's own opset is kept (the
+    added ops exist in every opset the kit reads; ReduceSum's axes follow the opset's form)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1 or not g.output:
+        raise ValueError(f"a face embedder ONNX has one input and an output; this one has inputs {[i.name for i in inputs]}")
+    inp, out = inputs[0], g.output[0]
+    dims = inp.type.tensor_type.shape.dim
+    if inp.type.tensor_type.elem_type != TensorProto.FLOAT or len(dims) != 4:
+        raise ValueError(f"input {inp.name!r}: expected a float32 4-d face batch to wrap")
+    layout = "NCHW" if dims[1].dim_value == 3 else "NHWC"
+    opset = onnx_opset(model) or 13
+    net_in, net_out = "edgeface_net_input", "edgeface_net_output"
+    for node in g.node:  # the network's own names move aside: the contract's names are faces / embedding
+        node.input[:] = [net_in if n == inp.name else net_out if n == out.name else n for n in node.input]
+        node.output[:] = [net_out if n == out.name else n for n in node.output]
+    h, w = card.input_size
+    mix = np.eye(3, dtype=np.float32) if card.color_order == "RGB" else np.eye(3, dtype=np.float32)[:, ::-1] if card.color_order == "BGR" \
+        else np.repeat(np.array([[0.299], [0.587], [0.114]], np.float32), 3, axis=1)
+    std, mean = np.asarray(card.std, np.float32), np.asarray(card.mean, np.float32)
+    scale, offset = mix / std.reshape(1, 3), (-mean / std).reshape(1, 1, 1, 3)
+    new_inits = [numpy_helper.from_array(offset.astype(np.float32), "edgeface_offset"), numpy_helper.from_array(np.array([1], np.int64), "edgeface_axis1"),
+                 numpy_helper.from_array(np.array(1e-10, np.float32), "edgeface_eps")]
+    pre = [helper.make_node("Cast", [INPUT_NAME], ["edgeface_f"], to=TensorProto.FLOAT, name="edgeface_cast")]
+    if card.color_order == "RGB":
+        new_inits.append(numpy_helper.from_array(np.diagonal(scale).reshape(1, 1, 1, 3).astype(np.float32), "edgeface_scale"))
+        pre.append(helper.make_node("Mul", ["edgeface_f", "edgeface_scale"], ["edgeface_scaled"], name="edgeface_scale"))
+    else:
+        new_inits.append(numpy_helper.from_array(np.ascontiguousarray(scale, np.float32), "edgeface_scale"))
+        pre.append(helper.make_node("MatMul", ["edgeface_f", "edgeface_scale"], ["edgeface_scaled"], name="edgeface_colour"))
+    if layout == "NCHW":
+        pre += [helper.make_node("Add", ["edgeface_scaled", "edgeface_offset"], ["edgeface_nhwc"], name="edgeface_offset"),
+                helper.make_node("Transpose", ["edgeface_nhwc"], [net_in], perm=[0, 3, 1, 2], name="edgeface_to_nchw")]
+    else:
+        pre.append(helper.make_node("Add", ["edgeface_scaled", "edgeface_offset"], [net_in], name="edgeface_offset"))
+    reduce = (helper.make_node("ReduceSum", ["edgeface_sq", "edgeface_axis1"], ["edgeface_ss"], keepdims=1, name="edgeface_sum") if opset >= 13
+              else helper.make_node("ReduceSum", ["edgeface_sq"], ["edgeface_ss"], axes=[1], keepdims=1, name="edgeface_sum"))
+    post = [helper.make_node("Flatten", [net_out], ["edgeface_e"], axis=1, name="edgeface_flatten"),
+            helper.make_node("Mul", ["edgeface_e", "edgeface_e"], ["edgeface_sq"], name="edgeface_square"), reduce,
+            helper.make_node("Sqrt", ["edgeface_ss"], ["edgeface_norm"], name="edgeface_sqrt"),
+            helper.make_node("Max", ["edgeface_norm", "edgeface_eps"], ["edgeface_safe"], name="edgeface_clamp"),
+            helper.make_node("Div", ["edgeface_e", "edgeface_safe"], [OUTPUT_NAME], name="edgeface_l2")]
+    batch = dims[0].dim_value if dims[0].dim_value > 0 else (dims[0].dim_param or "batch")
+    new_in = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, [batch, h, w, 3])
+    new_out = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, card.embedding_size])
+    nodes = pre + list(g.node) + post
+    graph = helper.make_graph(nodes, g.name or card.name, [new_in], [new_out], list(g.initializer) + new_inits,
+                              value_info=[v for v in g.value_info if v.name not in (inp.name, out.name)])
+    wrapped = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name="edgeface (wrapped a bare network)")
+    wrapped.ir_version = model.ir_version
+    onnx.checker.check_model(wrapped)
+    return wrapped
+
+
 def _onnx_from_source(src: ExportSource, path: Path) -> Path:
+    """The full graph (uint8 NHWC in, unit vectors out) of a source: exported from its torch net, or an
+    ONNX file: an edgeface graph as it is, a bare float network wrapped (wrap_bare_onnx)."""
     if src.kind == "onnx":
         import onnx
         import onnxslim
 
         model = onnxslim.slim(onnx.load(str(src.onnx_path)))
+        i, _ = onnx_io(src.onnx_path, src.card)
+        if not i["normalization_in_graph"]:
+            model = wrap_bare_onnx(model, src.card)
+        onnx.helper.set_model_props(model, {"edgeface_card": src.card.to_json()})
         onnx.save(model, str(path))
         return path
     return src.cached("onnx", path, lambda p: torch_to_onnx(src.graph(), src.card, p))
+
+
+def _source_note(src: ExportSource) -> dict:
+    """What the export's details say about an ONNX file's graph (a bare network is wrapped)."""
+    if src.kind != "onnx":
+        return {}
+    i, _ = onnx_io(src.onnx_path, src.card)
+    if i["normalization_in_graph"]:
+        return {"source_graph": "an edgeface graph (uint8 NHWC in), used as it is"}
+    return {"source_graph": (f"a bare {i['dtype']} {i['layout']} network (opset {onnx_opset(src.onnx_path)}): edgeface added the uint8 NHWC input, "
+                             "colour order, (x - mean) / std from the card, the layout transpose and the L2 norm around it")}
 
 
 def torch_to_core_onnx(net, card: ModelCard, path: Path) -> Path:
@@ -205,7 +292,10 @@ def torch_to_core_onnx(net, card: ModelCard, path: Path) -> Path:
     normalises from the card, Bundle.embed L2-normalises)."""
     from ..compress.evalfast import export_onnx
 
-    raw = export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET)
+    # A torch.export program (models.foreign, .pt2) traced to TorchScript keeps the batch it was
+    # traced at in its reshapes: its core graph says batch 1 (runtimes then feed it face by face).
+    fixed = hasattr(net, "program") and hasattr(net, "input_shape")
+    raw = export_onnx(net, card, path.with_suffix(".raw.onnx"), opset=CORE_OPSET, dynamic_batch=not fixed)
     # onnxslim changed dlib_resnet's core graph (cosine 0.45-0.52 to the torch net, measured; the raw
     # TorchScript export matches to 1e-7): the slimmed graph is kept only if it computes the same.
     return _slim_with_card(raw, path, card, keep_slimmed=lambda model: _same_function(raw, model, card))
@@ -220,7 +310,8 @@ def _same_function(raw_path: Path, model, card: ModelCard, min_cosine: float = 0
     outs = []
     for m in (raw_path, model.SerializeToString()):
         sess = onnxruntime_session(m)
-        outs.append(np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64).reshape(len(x), -1))
+        name = sess.get_inputs()[0].name
+        outs.append(np.concatenate([np.asarray(sess.run(None, {name: x[k : k + 1]})[0], np.float64).reshape(1, -1) for k in range(len(x))]))
     a, b = outs
     if a.shape != b.shape:
         return False
@@ -254,10 +345,12 @@ def onnx_fp32(src: ExportSource, out: Path, calib: np.ndarray | None, graph: str
     if graph == "core":
         path = core_onnx(src, out / "model.onnx")
         i, o = onnx_io(path, src.card)
-        return Converted("model.onnx", ["model.onnx"], i, o, {"opset": CORE_OPSET, "graph": "core", "simplifier": "onnxslim", "dynamic_batch": True})
+        return Converted("model.onnx", ["model.onnx"], i, o, {"opset": onnx_opset(path), "graph": "core", "simplifier": "onnxslim",
+                                                              "dynamic_batch": i["shape"][0] is None, **_source_note(src)})
     path = _onnx_from_source(src, out / "model.onnx")
     i, o = onnx_io(path, src.card)
-    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "simplifier": "onnxslim", "dynamic_batch": True})
+    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": onnx_opset(path), "simplifier": "onnxslim", "dynamic_batch": i["shape"][0] is None,
+                                                          **_source_note(src)})
 
 
 def onnx_fp16(src: ExportSource, out: Path, calib: np.ndarray | None) -> Converted:
@@ -266,7 +359,7 @@ def onnx_fp16(src: ExportSource, out: Path, calib: np.ndarray | None) -> Convert
         raise ValueError("onnx fp16 is exported from a PyTorch model; for an ONNX file use --target openvino --precision fp16")
     path = torch_to_onnx(src.graph(), src.card, out / "model.onnx", half=True)
     i, o = onnx_io(path, src.card)
-    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "simplifier": "onnxslim", "compute": "float16 (weights and activations; L2 norm in float32)"})
+    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": onnx_opset(path), "simplifier": "onnxslim", "compute": "float16 (weights and activations; L2 norm in float32)"})
 
 
 def onnx_at_precision(model, card: ModelCard, precision: str, out_dir, calib: np.ndarray | None = None, float_scope: FloatScope = FloatScope(),
@@ -312,8 +405,8 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scop
         feed = lambda x: {name: normalize(x, src.card, i["layout"])}  # noqa: E731
     _log(f"NNCF int8 on ONNX with {len(calib)} calibration faces")
     float_scope = float_scope or FloatScope.for_card(src.card, FloatScope())
-    qmodel, kept = quantize(model, CalibrationSet(calib, feed), float_scope, QuantizeConfig("nncf"))
-    _log(f"kept in float: {kept or 'nothing'}")
+    qmodel, kept, settings = quantize(model, CalibrationSet(calib, feed), float_scope, QuantizeConfig("nncf"))
+    _log(f"NNCF model type {settings['model_type']}; kept in float: {kept or 'nothing'}")
     storage = {}
     if compact:
         from ..compress.onnx_compact import compact_int8
@@ -324,8 +417,9 @@ def onnx_int8(src: ExportSource, out: Path, calib: np.ndarray | None, float_scop
     onnx.helper.set_model_props(qmodel, {"edgeface_card": src.card.to_json()})
     onnx.save(qmodel, str(out / "model.onnx"))
     fp32.unlink()
-    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": ONNX_OPSET, "quantizer": f"nncf {nncf.__version__} (QDQ, per-channel weights)",
-                                                          "calibration_faces": int(len(calib)), "kept_in_float": kept, "storage": storage})
+    return Converted("model.onnx", ["model.onnx"], i, o, {"opset": onnx_opset(qmodel), **_source_note(src), "quantizer": f"nncf {nncf.__version__} (QDQ, per-channel weights)",
+                                                          "calibration_faces": int(len(calib)), "kept_in_float": kept, "quantization_settings": settings,
+                                                          "storage": storage})
 
 
 def _check_qat_inputs(src: ExportSource, calib: np.ndarray | None, train_faces: np.ndarray | None) -> None:
@@ -496,9 +590,9 @@ def _openvino(src: ExportSource, out: Path, calib, precision: str, float_scope: 
             feed = lambda x: normalize(x, src.card, i["layout"])  # noqa: E731
         _log(f"NNCF int8 on OpenVINO IR with {len(calib)} calibration faces")
         float_scope = float_scope or FloatScope.for_card(src.card, FloatScope())
-        model, kept = quantize(model, CalibrationSet(calib, feed), float_scope, QuantizeConfig("nncf"))
-        _log(f"kept in float: {kept or 'nothing'}")
-        info.update(quantizer=f"nncf {nncf.__version__}", calibration_faces=int(len(calib)), kept_in_float=kept)
+        model, kept, settings = quantize(model, CalibrationSet(calib, feed), float_scope, QuantizeConfig("nncf"))
+        _log(f"NNCF model type {settings['model_type']}; kept in float: {kept or 'nothing'}")
+        info.update(quantizer=f"nncf {nncf.__version__}", calibration_faces=int(len(calib)), kept_in_float=kept, quantization_settings=settings)
     ov.save_model(model, str(out / "model.xml"), compress_to_fp16=(precision == "fp16"))
     info["weights"] = {"fp32": "float32", "fp16": "float16 (compressed; the CPU plugin computes in fp32)", "int8": "int8"}[precision]
     onnx_path.unlink()
@@ -846,7 +940,20 @@ def _pnnx(src: ExportSource, work: Path, fp16: bool) -> tuple[Path, Path]:
     param, weights = work / "core.ncnn.param", work / "core.ncnn.bin"
     if not (param.is_file() and weights.is_file()):
         raise ValueError(f"pnnx wrote no ncnn model in {work}")
+    left = ncnn_unconverted_layers(param)
+    if left:
+        shown = ", ".join(f"{t} ({n})" for t, n in left[:4]) + (f" and {len(left) - 4} more" if len(left) > 4 else "")
+        raise ValueError(f"ncnn cannot run this network: pnnx left {len(left)} op(s) with no ncnn layer, first {shown} "
+                         "(ncnn tensors have at most 4 dimensions: reshapes to 5-d, as in multi-head attention's qkv split, have no ncnn form); "
+                         "the onnx, openvino, tflite and mnn targets take it")
     return param, weights
+
+
+def ncnn_unconverted_layers(param: Path) -> list[tuple[str, str]]:
+    """(type, name) of the layers of an ncnn .param that pnnx could not lower to ncnn: it writes
+    them under their PyTorch names (Tensor.reshape, torch.unbind, F.*), which ncnn cannot load."""
+    rows = [ln.split() for ln in Path(param).read_text().splitlines()[2:] if ln.strip()]
+    return [(r[0], r[1]) for r in rows if "." in r[0]]
 
 
 def _ncnn(src: ExportSource, out: Path, precision: str) -> Converted:
@@ -859,7 +966,7 @@ def _ncnn(src: ExportSource, out: Path, precision: str) -> Converted:
         shutil.rmtree(work, ignore_errors=True)
     i, o = _ncnn_io(src, out / "model.ncnn.param")
     weights_desc = "float16 (pnnx fp16=1)" if precision == "fp16" else "float32 (pnnx fp16=0: exact parity; its fp16 default gave 0.999998)"
-    info = {"converter": "pnnx from the core ONNX graph", "graph": "core", "opset": CORE_OPSET, "weights": weights_desc, "batch": 1,
+    info = {"converter": "pnnx from the core ONNX graph", "graph": "core", "opset": onnx_opset(src.onnx_path) if src.kind == "onnx" else CORE_OPSET, "weights": weights_desc, "batch": 1,
             "runtime_options": "edgeface's ncnn backend turns fp16 storage/arithmetic off (accuracy first)"}
     return Converted("model.ncnn.param", ["model.ncnn.param", "model.ncnn.bin"], i, o, info)
 
@@ -988,3 +1095,64 @@ for _key, _routes in INT8_QUANTIZERS.items():  # the default quantizer's PTQ rou
 def default_quantizer(target_key: str) -> str | None:
     """The quantizer an int8 target uses unless told otherwise (None: not an int8 target)."""
     return next(iter(INT8_QUANTIZERS.get(target_key, {})), None)
+
+
+# --------------------------------------------------------------------------- parity failures: which op
+
+
+def _run_cut_ncnn(cut: Path, x: np.ndarray) -> np.ndarray:
+    from ..runtime.backends import make_backend
+
+    work = Path(tempfile.mkdtemp(prefix="edgeface-cut-ncnn-"))
+    try:
+        shutil.copyfile(cut, work / "core.onnx")
+        _run_tool("pnnx", ["core.onnx", f"inputshape=[1,{','.join(str(d) for d in x.shape[1:])}]", "fp16=0"], cwd=work)
+        left = ncnn_unconverted_layers(work / "core.ncnn.param")
+        if left:
+            raise ValueError(f"pnnx left {left[0][0]} ({left[0][1]}) unconverted")
+        return make_backend("ncnn", work / "core.ncnn.param", 1).run(x)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_cut_mnn(cut: Path, x: np.ndarray) -> np.ndarray:
+    import MNN
+
+    work = Path(tempfile.mkdtemp(prefix="edgeface-cut-mnn-"))
+    try:
+        _run_tool("mnnconvert", ["-f", "ONNX", "--modelFile", str(cut), "--MNNModel", str(work / "cut.mnn"), "--bizCode", "edgeface"])
+        runtime = MNN.nn.create_runtime_manager(({"backend": "CPU", "precision": "high", "numThread": 1},))
+        names = MNN.nn.load_module_from_file(str(work / "cut.mnn"), [], [], runtime_manager=runtime).get_info()
+        module = MNN.nn.load_module_from_file(str(work / "cut.mnn"), names["inputNames"], names["outputNames"], runtime_manager=runtime)
+        var = module.get_info()["inputs"][0]
+        outs = []
+        for face in x:  # one at a time: the cut graph's batch is whatever the source said
+            xi = np.ascontiguousarray(face[None], dtype=np.uint8 if var.dtype == MNN.expr.uint8 else np.float32)
+            y = module.forward(MNN.expr.const(xi, list(xi.shape), var.data_format, var.dtype))
+            if y.data_format == MNN.expr.NC4HW4:
+                y = MNN.expr.convert(y, MNN.expr.NCHW)
+            outs.append(np.array(y.read(), np.float32).reshape(-1))
+        return np.stack(outs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def diagnose_divergence(src: ExportSource, fmt: str, graph: str, faces: np.ndarray, log=_log) -> str:
+    """For a failed ncnn / MNN parity: the first op of the ONNX graph the engine was converted from
+    whose output the engine computes differently (export.diagnose), as one line for the failures."""
+    from ..core.preprocess import normalize
+    from .diagnose import describe, first_diverging_op
+
+    if fmt not in ("ncnn", "mnn"):
+        raise ValueError(f"no op-by-op diagnosis for {fmt}")
+    work = Path(tempfile.mkdtemp(prefix="edgeface-diagnose-src-"))
+    try:
+        use = "core" if fmt == "ncnn" else graph
+        path = _graph_onnx(src, work / "source.onnx", use)
+        i, _ = onnx_io(path, src.card)
+        x = faces if i["normalization_in_graph"] else normalize(faces, src.card, i["layout"])
+        log(f"parity failed: bisecting the {use} ONNX graph op by op through {fmt} ({len(x)} faces)")
+        res = first_diverging_op(path, _run_cut_ncnn if fmt == "ncnn" else _run_cut_mnn, x, log=log)
+        return describe(res, fmt)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -60,7 +60,8 @@ def quantize_model(job: QuantizeJob, log=print) -> QuantizeResult:
         raise ValueError("--qat is quantization-aware training to int8: use it with --precision int8")
     if job.qat < 0:
         raise ValueError(f"--qat must be >= 0 steps, got {job.qat}")
-    model, card = load_torch_model(job.model, arch=job.arch, input_size=job.input_size, template=job.template, embedding_size=job.embedding_size)
+    model, card = load_torch_model(job.model, arch=job.arch, input_size=job.input_size, template=job.template, embedding_size=job.embedding_size,
+                        card=job.card, weights=job.weights)
     out = Path(job.out or Path("out") / (f"{card.name}_{job.precision}" + ("_qat" if job.qat else "")))
     calib = train = None
     if job.precision == "int8":

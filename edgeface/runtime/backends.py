@@ -61,7 +61,10 @@ class OnnxRuntimeBackend(InferenceBackend):
         return self._dtype
 
     def run(self, batch):
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=self._dtype)})[0]
+        x = np.ascontiguousarray(batch, dtype=self._dtype)
+        if self.input_shape and self.input_shape[0] == 1 and len(x) > 1:  # a graph made for batch 1: face by face
+            return np.concatenate([self.session.run(None, {self.input_name: x[k : k + 1]})[0] for k in range(len(x))])
+        return self.session.run(None, {self.input_name: x})[0]
 
 
 class OpenVINOBackend(InferenceBackend):
