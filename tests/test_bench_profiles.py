@@ -68,6 +68,11 @@ def test_emulated_arm64_profiles_ship_and_a_bad_emulator_is_refused(tmp_path):
     assert bad != GOOD
     with pytest.raises(ProfileError, match="emulated must be one of"):
         load_profile(write(tmp_path, bad))
+    # `edgeface bench` times on this machine: it refuses to put an emulated board's name on its figures
+    from edgeface.bench.plan import BenchJob, build_items
+
+    with pytest.raises(ValueError, match="raspberry-pi5-qemu: an emulated device"):
+        build_items(BenchJob(models=["default"], profiles=["raspberry-pi5-qemu"], out=str(tmp_path)))
 
 
 def test_every_recipe_file_loads():
