@@ -11,7 +11,7 @@ MODEL ?= $(SHARED)/models/third_party/mobilefacenet-casia-xiaoccer/068.ckpt
 PRUNE_KEEP ?= 0.75
 PRUNE_ITERS ?= 60
 
-.PHONY: env main eval prune bench-main ship test test-fast lint bench clean
+.PHONY: env main eval prune bench-main ship test test-fast lint bench clean test-arm64 arm64-bundles test-arm64-bundles
 env:
 	@bash scripts/env.sh >/dev/null
 
@@ -50,6 +50,25 @@ test-fast: env
 
 lint: env
 	@V=$$(bash scripts/env.sh); $$V/bin/ruff check .
+
+# The emulated ARM64 board (docs/results/arm64.md): qemu-aarch64 + a cached Debian arm64 root behind a loopback sshd.
+# test-arm64: the device tests' emulated profiles (ssh deployment into a clean arm64 venv, parity; nothing timed)
+# and the C++ SDK cross-built for aarch64 running the SDK vectors under qemu. Root needed (apt, debootstrap, mounts).
+test-arm64: env
+	@bash scripts/arm64_host.sh; V=$$(bash scripts/env.sh); \
+	EDGEFACE_DEVICE_ARM64=1 $$V/bin/python -m pytest -q device_tests/test_device.py -k qemu device_tests/test_sdk_aarch64.py
+
+# Every shipped `default` int8 bundle and the reference's bundles, verified ON the emulated board (export --check
+# there, ARM vs x86 cosine): arm64-bundles exports them into $(ARM64_BUNDLES) (slow: the QAT recipes), then the test.
+ARM64_BUNDLES ?= $(OUT)/arm64-bundles
+arm64-bundles: env
+	@bash scripts/arm64_bundles.sh $(ARM64_BUNDLES)
+
+test-arm64-bundles: env arm64-bundles
+	@bash scripts/arm64_host.sh; V=$$(bash scripts/env.sh); mkdir -p $(OUT)/arm64; \
+	EDGEFACE_DEVICE_ARM64=1 EDGEFACE_ARM64_BUNDLES=$(abspath $(ARM64_BUNDLES)) EDGEFACE_DEVICE_RESULTS=$(abspath $(OUT)/arm64) \
+	  $$V/bin/python -m pytest -q device_tests/test_arm64_bundles.py || rc=$$?; \
+	$$V/bin/python device_tests/test_arm64_bundles.py $(OUT)/arm64/arm64-bundles; exit $${rc:-0}
 
 # Benchmark every target available here and rewrite the table and plot in docs/results/targets.md.
 bench: env

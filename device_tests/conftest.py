@@ -142,6 +142,27 @@ def results_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def arm64_board(tmp_path_factory):
+    """The emulated ARM64 board (arm64_board.py): the cached arm64 root (debootstrap the first time,
+    minutes) behind an sshd on 127.0.0.1; skipped with the reason on a host that cannot run it."""
+    from arm64_board import host_problem, start_board
+    from sshd import find_sshd
+
+    problem = host_problem() or (None if find_sshd() else "OpenSSH server not installed: apt-get install -y openssh-server")
+    if problem:
+        pytest.skip(f"emulated ARM64 board: {problem}")
+    board = start_board(tmp_path_factory.mktemp("arm64-sshd"))
+    yield board
+    board.stop()
+
+
+@pytest.fixture(scope="session")
+def arm64_board_lazy(request):
+    """The emulated ARM64 board, brought up only when a test needs it."""
+    return lambda: request.getfixturevalue("arm64_board")
+
+
+@pytest.fixture(scope="session")
 def loopback_sshd_lazy(request):
     """The loopback sshd, started only when a test actually needs it."""
     return lambda: request.getfixturevalue("loopback_sshd")

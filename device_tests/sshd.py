@@ -41,7 +41,9 @@ class LoopbackSshd:
                 self.proc.kill()
 
 
-def start_sshd(tmp: Path) -> LoopbackSshd:
+def start_sshd(tmp: Path, extra_config: list[str] | None = None) -> LoopbackSshd:
+    """Start the server; `extra_config` lines are appended to its sshd_config (the emulated ARM64 board
+    adds ChrootDirectory, so each login's commands run in its arm64 root under qemu)."""
     sshd = find_sshd()
     if not sshd or not shutil.which("ssh-keygen"):
         raise FileNotFoundError("OpenSSH server not installed (apt-get install -y openssh-server)")
@@ -72,6 +74,7 @@ def start_sshd(tmp: Path) -> LoopbackSshd:
             "StrictModes no",
             "UsePAM no",
             "Subsystem sftp internal-sftp",
+            *(extra_config or []),
         ]) + "\n"
     )
     log = tmp / "sshd.log"

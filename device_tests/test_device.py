@@ -9,6 +9,9 @@ Routes per profile:
   127.0.0.1 — a clean venv in a temp "device" folder holding only numpy + the profile's runtime +
   the edgeface wheel (torch must not be importable there), exactly as on an embedded Linux board.
   Run for the profiles whose runtime installs from PyPI quickly (ONNX Runtime, LiteRT).
+* an emulated device (`emulated = "qemu-aarch64"`): route `device` is the emulated ARM64 board the
+  tests bring up themselves (arm64_board.py) — the same ssh deployment into a clean arm64 venv, with
+  aarch64 wheels — and only parity is measured: time under emulation is not the board's.
 
 Parity tolerances are the export's (issue 5): fp32/fp16 min cosine >= 0.999 (fp16 0.995 here,
 as the device may compute in half precision), int8 mean >= 0.99 and min >= 0.97. Latency budgets
@@ -29,6 +32,7 @@ from edgeface.bench.runners import LocalRunner, SshRunner, deploy_runtime, fill_
 from edgeface.core.profiles import check_budgets, list_profiles, load_profile
 
 from device_helpers import pinned, wheelhouse_dir
+from arm64_board import PYTHON_TAG, WHEEL_PLATFORMS
 
 LOOPBACK_BACKENDS = {"onnxruntime", "litert"}
 # What `make test` runs on this machine by default (CI's ~6 min budget on 2 cores): the x86
@@ -36,7 +40,11 @@ LOOPBACK_BACKENDS = {"onnxruntime", "litert"}
 # profiles' local / loopback runs (OpenVINO fp32/int8 here, the Pi's LiteRT in a clean venv).
 DEFAULT_PROFILES = {"x86-server-onnxruntime"}
 PROFILES = list_profiles()
-CASES = [(p, "device") for p in PROFILES] + [(p, "ssh-loopback") for p in PROFILES if load_profile(p).backend in LOOPBACK_BACKENDS and load_profile(p).device.kind != "adb"]
+CASES = [(p, "device") for p in PROFILES] + [(p, "ssh-loopback") for p in PROFILES
+                                            if load_profile(p).backend in LOOPBACK_BACKENDS and load_profile(p).device.kind != "adb" and not load_profile(p).device.emulated]
+# The emulated ARM64 board's profiles run with EDGEFACE_DEVICE_ARM64=1 (`make test-arm64`): its first run
+# builds the arm64 root (debootstrap) and installs aarch64 wheels under emulation (see docs/results/arm64.md).
+ARM64_OPT_IN = "EDGEFACE_DEVICE_ARM64"
 
 
 def parity_ok(precision: str, parity: dict) -> tuple[bool, str]:
@@ -55,6 +63,20 @@ def nvidia_tensorrt() -> str | None:
     except ImportError:
         return "TensorRT's Python package is not installed"
     return None
+
+
+def check_emulated_results(profile, inputs, results: list[dict]) -> None:
+    """An emulated board: it ran on aarch64, parity within the profile's tolerance, and no time was recorded."""
+    for r in results:
+        assert r["machine"]["arch"] == "aarch64", f"{profile.name}: the probe ran on {r['machine']['arch']}, not the emulated ARM64 board"
+        assert "torch" not in r["machine"]["libraries"], f"the board environment has torch: {r['machine']['libraries']}"
+        assert r["timed"] is False and "latency_ms" not in r and "throughput" not in r, f"{profile.name}: an emulated device must not report time"
+        ok, rule = parity_ok(profile.precision, r["parity"])
+        assert ok, f"{profile.name} on the emulated ARM64 board: parity {r['parity']} fails {rule}"
+        assert r["parity"]["n"] == len(__import__("numpy").load(inputs.faces))
+    if inputs.kind == "exported":
+        size = results[0]["file_size_bytes"] / 2**20
+        assert profile.budgets.size_mb is None or size <= profile.budgets.size_mb, f"{profile.name}: model file {size:.2f} MB over the {profile.budgets.size_mb} MB budget"
 
 
 def check_results(profile, inputs, results: list[dict], route: str) -> None:
@@ -78,8 +100,12 @@ def save(results_dir, name: str, payload: dict) -> None:
 
 
 @pytest.mark.parametrize("profile_name, route", CASES, ids=[f"{p}-{r}" for p, r in CASES])
-def test_deploy_and_measure_on_device(profile_name, route, device_inputs, runtime_wheel, loopback_sshd_lazy, results_dir, tmp_path):
+def test_deploy_and_measure_on_device(profile_name, route, device_inputs, runtime_wheel, loopback_sshd_lazy, arm64_board_lazy, results_dir, tmp_path):
     profile = load_profile(profile_name)
+    if profile.device.emulated:
+        if os.environ.get(ARM64_OPT_IN) != "1":
+            pytest.skip(f"{profile_name}: the emulated ARM64 board runs with {ARM64_OPT_IN}=1 (make test-arm64)")
+        return run_on_emulated_board(profile, device_inputs(profile_name), runtime_wheel, arm64_board_lazy(), results_dir, tmp_path)
     if profile.device.requires_gpu == "nvidia" or profile.backend == "tensorrt":
         reason = nvidia_tensorrt()
         if reason:
@@ -119,3 +145,17 @@ def test_deploy_and_measure_on_device(profile_name, route, device_inputs, runtim
         assert "torch" not in libs, f"the device environment has torch: {libs}"
     save(results_dir, f"{profile_name}-{route}", {"profile": profile_name, "route": route, "bundle_kind": inputs.kind, "environment": env_note, "results": results})
     check_results(profile, inputs, results, route)
+
+
+def run_on_emulated_board(profile, inputs, runtime_wheel, board, results_dir, tmp_path) -> None:
+    """The ssh deployment, unchanged, to the emulated ARM64 board: aarch64 wheels for its Python, a clean venv
+    there, the probe with no timing; the results say where they ran."""
+    packages = pinned(profile.device.packages)
+    wheelhouse = fill_wheelhouse(packages, wheelhouse_dir() / f"{profile.backend}-aarch64-cp{PYTHON_TAG.replace('.', '')}",
+                                 platforms=WHEEL_PLATFORMS, python_version=PYTHON_TAG)
+    runner = board.runner(profile.name)
+    deployment = deploy_runtime(runner, runtime_wheel, packages, device_python=profile.device.python, wheelhouse=wheelhouse, timeout=1800)
+    results = run_on_device(deployment, inputs.bundle, tmp_path / "back", faces=inputs.faces, reference=inputs.reference, threads=(1,), timed=False, timeout=1800)
+    save(results_dir, f"{profile.name}-device", {"profile": profile.name, "route": f"emulated {profile.device.emulated} ({board.cpu})", "bundle_kind": inputs.kind,
+                                                 "environment": f"clean arm64 venv: {' '.join(packages)} + edgeface wheel", "results": results})
+    check_emulated_results(profile, inputs, results)

@@ -102,6 +102,14 @@ def test_probe_measures_and_checks_parity(tiny):
     assert bad["parity"]["cos_mean"] < 0.5 and "throughput" not in bad and "machine" not in bad
 
 
+def test_probe_without_timing_reports_parity_and_no_time(tiny):
+    """An emulated device (qemu-aarch64): what the model computes counts, its clock does not — no time field at all."""
+    r = probe(str(tiny["u8"]), threads=1, faces_path=str(tiny["dir"] / "faces.npy"), reference_path=str(tiny["dir"] / "ref.npy"), throughput_batch=4,
+              timing=FAST, describe_machine=False, timed=False)
+    assert r["timed"] is False and r["parity"]["n"] == 12 and r["parity"]["cos_min"] > 0.9999
+    assert not [k for k in r if k.endswith("_s") or k.endswith("_ms") or k in ("throughput", "latency_batch")], sorted(r)
+
+
 def test_probe_cli_writes_json_and_fails_cleanly(tiny, tmp_path):
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "edgeface.bench.probe", str(tiny["u8"]), "--out", str(out), "--threads", "1", "--min-time", "0.05", "--min-reps", "5", "--throughput-batch", "2"]

@@ -52,8 +52,27 @@ def test_shipped_profile_is_consistent_with_its_recipe(name):
     assert (target, precision) == (p.recipe.format, p.recipe.precision) == (p.target, p.precision)
     assert options == p.recipe.options and options is not p.recipe.options  # a copy: callers may edit it
     assert p.path.stem == p.name  # file name and profile name agree, so `--profile NAME` finds it
-    assert p.budgets.latency_ms and p.budgets.memory_mb and p.budgets.size_mb and 0 < p.budgets.accuracy_floor < 1
+    assert p.budgets.size_mb and 0 < p.budgets.accuracy_floor < 1
+    if p.device.emulated:  # an emulated board's clock and memory are the host's: no budget may pretend otherwise
+        assert p.budgets.latency_ms is None and p.budgets.memory_mb is None
+    else:
+        assert p.budgets.latency_ms and p.budgets.memory_mb
     assert export_args(name) == export_args(p)
+
+
+def test_emulated_arm64_profiles_ship_and_a_bad_emulator_is_refused(tmp_path):
+    emulated = {n: load_profile(n) for n in SHIPPED if load_profile(n).device.emulated}
+    assert {"raspberry-pi5-qemu", "arm64-qemu-onnxruntime"} <= set(emulated)
+    assert all(p.device.emulated == "qemu-aarch64" and p.device.kind == "ssh" for p in emulated.values())
+    bad = GOOD.replace('kind = "ssh"', 'kind = "ssh"\nemulated = "qemu-riscv"')
+    assert bad != GOOD
+    with pytest.raises(ProfileError, match="emulated must be one of"):
+        load_profile(write(tmp_path, bad))
+    # `edgeface bench` times on this machine: it refuses to put an emulated board's name on its figures
+    from edgeface.bench.plan import BenchJob, build_items
+
+    with pytest.raises(ValueError, match="raspberry-pi5-qemu: an emulated device"):
+        build_items(BenchJob(models=["default"], profiles=["raspberry-pi5-qemu"], out=str(tmp_path)))
 
 
 def test_every_recipe_file_loads():

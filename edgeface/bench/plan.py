@@ -127,6 +127,13 @@ def build_items(job: BenchJob) -> tuple[list, list[dict]]:
     from .harness import BenchItem, classify
 
     profiles = [load_profile(name) for name in job.profiles]
+    emulated = [p.name for p in profiles if p.device.emulated]
+    if emulated:
+        # The bench measures time on this machine; under emulation the time is the host's translation of ARM
+        # code, so no figure would be the board's. An emulated board verifies bundles, it does not time them.
+        raise ValueError(f"profile {', '.join(emulated)}: an emulated device (qemu): "
+                         "`edgeface bench` measures time, which emulation cannot; verify bundles on it with the device tests "
+                         "(make test-arm64, make test-arm64-bundles)")
     items, skipped = [], []
     out = Path(job.out)
     for spec in job.models:

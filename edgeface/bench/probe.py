@@ -70,10 +70,12 @@ def batch_of(faces: np.ndarray, n: int) -> np.ndarray:
 
 def probe(model_path: str, threads: int = 0, backend: str | None = None, card: str | None = None, faces_path: str | None = None,
           reference_path: str | None = None, batch: int = 1, throughput_batch: int = 32, timing: dict | None = None,
-          describe_machine: bool = True) -> dict:
+          describe_machine: bool = True, timed: bool = True) -> dict:
     """Measure one model in this process: load and first-inference time, latency at `batch`, throughput at
     `throughput_batch` (images/s), file size, peak RSS and, with `reference_path`, cosine parity to reference embeddings
-    of the same `faces_path` faces. Returns the JSON-ready result dict; raises ValueError when the reference does not match."""
+    of the same `faces_path` faces. Returns the JSON-ready result dict; raises ValueError when the reference does not match.
+    timed=False (an emulated device, whose clock says nothing about the real one): no load, latency or throughput
+    figures at all, only what the model computes (parity, embedding size) and its size and memory."""
     from .adapters import model_size_bytes, open_model, resolve_threads
 
     timing = timing or {}
@@ -93,16 +95,19 @@ def probe(model_path: str, threads: int = 0, backend: str | None = None, card: s
         "precision": meta.get("precision"),
         "threads": resolve_threads(threads),
         "file_size_bytes": model_size_bytes(model),
-        "load_s": t1 - t0,
-        "first_inference_s": t2 - t1,
-        "cold_start_s": t2 - t0,
         "rss_before_load_mb": rss_before,
         "embedding_size": int(first.shape[1]),
         "faces": faces_source,
+        "timed": timed,
     }
+    if timed:
+        result.update({"load_s": t1 - t0, "first_inference_s": t2 - t1, "cold_start_s": t2 - t0})
+    else:
+        throughput_batch = 0
     one = batch_of(faces, batch)
-    result["latency_ms"] = time_calls(lambda: model.embed(one), **timing)
-    result["latency_batch"] = batch
+    if timed:
+        result["latency_ms"] = time_calls(lambda: model.embed(one), **timing)
+        result["latency_batch"] = batch
     if throughput_batch and throughput_batch > 1:
         many = batch_of(faces, throughput_batch)
         stats = time_calls(lambda: model.embed(many), **timing)
@@ -146,10 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-time", type=float, default=10.0, help="seconds per measurement, at most")
     ap.add_argument("--min-reps", type=int, default=30, help="timed calls per measurement, at least")
     ap.add_argument("--warmup", type=int, default=5, help="warm-up calls, at least")
+    ap.add_argument("--no-timing", action="store_true", help="measure no time at all (an emulated device): parity, size and memory only")
     args = ap.parse_args(argv)
     timing = {"warmup": args.warmup, "min_reps": args.min_reps, "min_time": args.min_time, "max_time": max(args.max_time, args.min_time)}
     try:
-        result = probe(args.model, args.threads, args.backend, args.card, args.faces, args.reference, args.batch, args.throughput_batch, timing)
+        result = probe(args.model, args.threads, args.backend, args.card, args.faces, args.reference, args.batch, args.throughput_batch, timing, timed=not args.no_timing)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"edgeface probe: error: {exc}", file=sys.stderr)
         return 1

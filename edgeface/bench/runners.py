@@ -185,17 +185,21 @@ def build_wheel(checkout: str | os.PathLike, out_dir: str | os.PathLike, python:
     return wheels[-1]
 
 
-def fill_wheelhouse(packages: list[str], wheelhouse: str | os.PathLike, python: str = sys.executable) -> Path:
-    """Download the device's runtime wheels once (for this host's platform) so deployments are offline
+def fill_wheelhouse(packages: list[str], wheelhouse: str | os.PathLike, python: str = sys.executable, platforms: tuple[str, ...] = (),
+                    python_version: str = "") -> Path:
+    """Download the device's runtime wheels once (for this host's platform, or for `platforms` + `python_version`
+    when the device is another one, e.g. an aarch64 board's manylinux tags and "3.11") so deployments are offline
     and fast; a marker per package set makes later calls free."""
     import hashlib
 
     wheelhouse = Path(wheelhouse)
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    marker = wheelhouse / f".complete-{hashlib.sha256(' '.join(sorted(packages)).encode()).hexdigest()[:12]}"
+    key = " ".join(sorted(packages)) + (f" {python_version} {' '.join(platforms)}" if platforms else "")
+    marker = wheelhouse / f".complete-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if marker.is_file():
         return wheelhouse
-    cmd = [python, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(wheelhouse), *packages]
+    target = [a for p in platforms for a in ("--platform", p)] + (["--python-version", python_version, "--implementation", "cp"] if platforms else [])
+    cmd = [python, "-m", "pip", "download", "-q", "--only-binary=:all:", *target, "-d", str(wheelhouse), *packages]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise DeviceError(f"downloading runtime wheels failed: {shlex.join(cmd)}\n{_tail(proc.stderr)}")
@@ -209,9 +213,9 @@ class Deployment:
     python: str  # the device venv's python
 
     def probe(self, bundle_remote: str, out_remote: str, threads: int = 0, faces_remote: str | None = None, reference_remote: str | None = None,
-              batch: int = 1, throughput_batch: int = 8, min_time: float = 1.0, timeout: float = 300) -> None:
+              batch: int = 1, throughput_batch: int = 8, min_time: float = 1.0, timeout: float = 300, timed: bool = True) -> None:
         argv = [self.python, "-m", "edgeface.bench.probe", bundle_remote, "--out", out_remote, "--threads", str(threads), "--batch", str(batch),
-                "--throughput-batch", str(throughput_batch), "--min-time", str(min_time)]
+                "--throughput-batch", str(throughput_batch), "--min-time", str(min_time)] + ([] if timed else ["--no-timing"])
         if faces_remote:
             argv += ["--faces", faces_remote]
         if reference_remote:

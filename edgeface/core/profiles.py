@@ -65,6 +65,9 @@ class Device:
     packages: tuple[str, ...] = ()
     system_site_packages: bool = False
     requires_gpu: str = ""
+    # "qemu-aarch64": the device is an emulated ARM64 board (device_tests/arm64_board.py) — its kernels are
+    # ARM's, its clock is not: nothing times on it, only parity and conformance count.
+    emulated: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ class ProfileError(ValueError):
 
 _PROFILE_KEYS = {"name": str, "description": str, "recipe": str, "backend": str, "precision": str, "threads": int, "batch": int, "budgets": dict, "device": dict}
 _BUDGET_KEYS = {"latency_ms": (int, float), "memory_mb": (int, float), "size_mb": (int, float), "accuracy_floor": (int, float)}
-_DEVICE_KEYS = {"kind": str, "host": str, "user": str, "port": int, "key": str, "serial": str, "python": str, "workdir": str, "packages": list, "system_site_packages": bool, "requires_gpu": str}
+_DEVICE_KEYS = {"kind": str, "host": str, "user": str, "port": int, "key": str, "serial": str, "python": str, "workdir": str, "packages": list, "system_site_packages": bool, "requires_gpu": str, "emulated": str}
+EMULATORS = ("", "qemu-aarch64")
 
 
 def _type_name(t) -> str:
@@ -182,6 +186,8 @@ def load_profile(name: str | os.PathLike) -> Profile:
         raise ProfileError(f"{where} [device]: kind 'ssh' needs host (and usually user, port, key)")
     if not 0 < device_t.get("port", 22) < 65536:
         raise ProfileError(f"{where} [device]: port must be 1-65535, got {device_t['port']}")
+    if device_t.get("emulated", "") not in EMULATORS:
+        raise ProfileError(f"{where} [device]: emulated must be one of {list(EMULATORS[1:])} (or absent), got {device_t['emulated']!r}")
     if not all(isinstance(p, str) for p in device_t.get("packages", [])):
         raise ProfileError(f"{where} [device]: packages must be a list of pip requirement strings")
     recipe = load_recipe(data["recipe"])

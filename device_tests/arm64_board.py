@@ -1,0 +1,195 @@
+"""An emulated ARM64 board for the device tests: a Debian bookworm arm64 root (Python 3.11), made once
+with `debootstrap --arch arm64` and cached, that every ssh login enters (sshd's ChrootDirectory) so
+each command the ssh runner sends runs as an aarch64 binary under qemu-user (binfmt_misc).
+
+What is emulated is the instruction set and its kernels: ONNX Runtime, LiteRT/XNNPACK, MNN, ncnn and
+OpenVINO load their aarch64 builds and run their NEON / dot-product int8 / fp16 code paths on the
+emulated CPU (QEMU_CPU, by default cortex-a76: a Raspberry Pi 5's core, which has the dot-product and
+fp16 arithmetic extensions). What is not: the board's speed. Time under qemu is an x86 host translating
+ARM code, so the profile says `emulated = "qemu-aarch64"` and the device tests record no latency for it.
+
+The transport is this machine's own OpenSSH server on 127.0.0.1 (device_tests/sshd.py); the board side
+(shell, python3, pip, the venv, the runtime) is arm64 code in the root.
+
+    python device_tests/arm64_board.py root      # make the cached root (debootstrap; minutes) and print its path
+    python device_tests/arm64_board.py host      # check / set up qemu + binfmt_misc on this host
+
+Needs root (debootstrap, mounts, ChrootDirectory), Debian's qemu-user-static, binfmt-support and
+debootstrap, and a Debian mirror (read from this host's apt sources; EDGEFACE_DEBIAN_MIRROR overrides).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from sshd import LoopbackSshd, start_sshd  # noqa: E402
+
+# Everything that decides what the root holds: a change here makes a new cache key (a new root).
+ROOT_RECIPE = {"suite": "bookworm", "arch": "arm64", "variant": "minbase", "include": ["python3", "python3-venv"], "recipe_version": 1}
+HOST_PACKAGES = ("qemu-user-static", "binfmt-support", "debootstrap")
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+DEFAULT_CPU = "cortex-a76"
+PYTHON_TAG = "3.11"  # bookworm's python3
+# pip download tags for the board: bookworm's glibc is 2.36, so any manylinux tag up to it runs there.
+WHEEL_PLATFORMS = ("manylinux2014_aarch64",) + tuple(f"manylinux_2_{g}_aarch64" for g in (17, 24, 26, 27, 28, 29, 31, 34, 35, 36))
+
+
+def recipe_key() -> str:
+    return hashlib.sha256(json.dumps(ROOT_RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_root() -> Path:
+    env = os.environ.get("EDGEFACE_ARM64_ROOT")
+    return Path(env) if env else Path.home() / ".cache" / "edgeface" / f"arm64-root-{recipe_key()}"
+
+
+def _complete_marker(root: Path) -> Path:
+    return root.parent / f"{root.name}.complete"
+
+
+def host_problem() -> str | None:
+    """None when this host can run the board, else why not (and what to install)."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return "the emulated ARM64 board needs root (debootstrap, mounts, sshd ChrootDirectory)"
+    missing = [p for p, exe in zip(HOST_PACKAGES, ("qemu-aarch64-static", "update-binfmts", "debootstrap")) if not shutil.which(exe)]
+    if missing:
+        return f"not installed: {' '.join(missing)} (apt-get install -y {' '.join(HOST_PACKAGES)})"
+    if not ensure_binfmt():
+        return "qemu-aarch64 is not registered in binfmt_misc (mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64)"
+    return None
+
+
+def ensure_binfmt() -> bool:
+    """Mount binfmt_misc and enable Debian's qemu-aarch64 entry if needed; True when aarch64 ELF files run here.
+    The entry must carry the F flag (Debian's does): the interpreter is opened when registered, so it
+    works inside the chroot without a copy of qemu there."""
+    if not (BINFMT / "status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True)
+    entry = BINFMT / "qemu-aarch64"
+    if not entry.exists() or "enabled" not in entry.read_text():
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
+    return entry.exists() and "enabled" in entry.read_text() and "F" in next((ln.split()[1] for ln in entry.read_text().splitlines() if ln.startswith("flags:")), "")
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this host's apt uses (deb822 .sources or sources.list), or EDGEFACE_DEBIAN_MIRROR."""
+    env = os.environ.get("EDGEFACE_DEBIAN_MIRROR")
+    if env:
+        return env
+    files = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")] + sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    for f in files:
+        if not f.is_file():
+            continue
+        for line in f.read_text().splitlines():
+            parts = line.split()
+            if f.suffix == ".sources" and parts[:1] == ["URIs:"] and len(parts) > 1 and not parts[1].endswith("-security"):
+                return parts[1]
+            if parts[:1] == ["deb"]:
+                uri = next((p for p in parts[1:] if "://" in p), "")
+                if uri and "security" not in uri:
+                    return uri
+    raise RuntimeError("no Debian mirror in /etc/apt sources; set EDGEFACE_DEBIAN_MIRROR")
+
+
+def make_root(root: Path | None = None, log=print) -> Path:
+    """The cached arm64 root, made by debootstrap the first time (into ROOT.partial, renamed when done)."""
+    root = root or cache_root()
+    if _complete_marker(root).is_file() and (root / "usr" / "bin" / "python3").exists():
+        return root
+    problem = host_problem()
+    if problem:
+        raise RuntimeError(problem)
+    partial = root.parent / f"{root.name}.partial"
+    _unmount_under(partial)
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    r = ROOT_RECIPE
+    cmd = ["debootstrap", f"--arch={r['arch']}", f"--variant={r['variant']}", f"--include={','.join(r['include'])}", r["suite"], str(partial), debian_mirror()]
+    t0 = time.monotonic()
+    log(f"[arm64] {' '.join(cmd)}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    _unmount_under(partial)
+    if proc.returncode != 0:
+        raise RuntimeError(f"debootstrap failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-2000:]}")
+    # ssh logins run `cd $HOME`; keep the apt caches out of the cached root.
+    shutil.rmtree(partial / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+    (partial / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    partial.rename(root)
+    _complete_marker(root).write_text(json.dumps({**ROOT_RECIPE, "made_s": round(time.monotonic() - t0, 1)}))
+    log(f"[arm64] root ready in {time.monotonic() - t0:.0f} s: {root}")
+    return root
+
+
+def _mounts() -> list[str]:
+    return [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
+
+
+def _unmount_under(path: Path) -> None:
+    prefix = str(path.resolve()) + "/"
+    for m in sorted((m for m in _mounts() if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+
+
+@dataclass
+class Arm64Board:
+    """The board: sshd on 127.0.0.1 whose logins are chrooted into `root`; `workdir` is its per-session folder (inside the root)."""
+    root: Path
+    sshd: LoopbackSshd
+    workdir: str
+    cpu: str
+
+    @property
+    def port(self) -> int:
+        return self.sshd.port
+
+    def runner(self, sub: str = ""):
+        from edgeface.bench.runners import SshRunner
+
+        return SshRunner(host="127.0.0.1", user=self.sshd.user, port=self.sshd.port, key=str(self.sshd.key), workdir=f"{self.workdir}/{sub}" if sub else self.workdir)
+
+    def stop(self) -> None:
+        self.sshd.stop()
+        shutil.rmtree(self.root / self.workdir.lstrip("/"), ignore_errors=True)
+        _unmount_under(self.root)
+
+
+def start_board(tmp: Path, root: Path | None = None, cpu: str | None = None) -> Arm64Board:
+    """Bring the board up: the cached root (made if missing), /proc mounted in it, an sshd on a free loopback port."""
+    root = make_root(root)
+    proc_dir = root / "proc"
+    if str(proc_dir.resolve()) not in _mounts():
+        subprocess.run(["mount", "-t", "proc", "proc", str(proc_dir)], check=True)
+    cpu = cpu or os.environ.get("EDGEFACE_QEMU_CPU", DEFAULT_CPU)
+    workdir = f"/tmp/edgeface-board-{uuid.uuid4().hex[:8]}"
+    # ChrootDirectory: the root and every folder above it must be root-owned and not group/world-writable.
+    sshd = start_sshd(tmp, extra_config=[f"ChrootDirectory {root.resolve()}", f"SetEnv QEMU_CPU={cpu} HOME=/root"])
+    return Arm64Board(root, sshd, workdir, cpu)
+
+
+def main(argv: list[str]) -> int:
+    what = argv[0] if argv else "root"
+    if what == "host":
+        problem = host_problem()
+        print(problem or "ok: root, qemu-aarch64 in binfmt_misc (F flag), debootstrap")
+        return 1 if problem else 0
+    if what == "root":
+        print(make_root())
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,52 @@
+"""The C++ SDK core cross-built for aarch64 (scripts/sdk_aarch64.sh: g++-aarch64-linux-gnu against the aarch64
+ONNX Runtime library of the onnxruntime wheel) reproduces the shared SDK vectors under qemu-aarch64: the same
+vector suite, the same assertions as tests/test_sdk_cpp.py's x86 run, on ARM kernels.
+
+Opt-in with the emulated board's other checks (EDGEFACE_DEVICE_ARM64=1, `make test-arm64`): the cross build
+takes minutes on 2 cores and the suite runs emulated."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def aarch64_core() -> Path:
+    if os.environ.get("EDGEFACE_DEVICE_ARM64") != "1":
+        pytest.skip("the aarch64 C++ SDK runs with EDGEFACE_DEVICE_ARM64=1 (make test-arm64)")
+    from arm64_board import ensure_binfmt
+
+    if os.environ.get("EDGEFACE_SDK_AARCH64_BUILD"):
+        return Path(os.environ["EDGEFACE_SDK_AARCH64_BUILD"])
+    p = subprocess.run(["bash", str(REPO / "scripts" / "sdk_aarch64.sh")], capture_output=True, text=True, timeout=3600)
+    if p.returncode != 0:
+        pytest.fail(f"scripts/sdk_aarch64.sh failed:\n{p.stderr[-4000:]}")
+    assert ensure_binfmt(), "qemu-aarch64 is not registered in binfmt_misc: the aarch64 binaries cannot run here"
+    return Path(p.stdout.strip().splitlines()[-1])
+
+
+def test_aarch64_cpp_core_reproduces_the_vectors_under_qemu(aarch64_core, tmp_path):
+    from edgeface.core import paths
+    from test_sdk_cpp import run_vectors
+    import sdk_vectors
+
+    if not (paths.lfw_dev() / "pairs.txt").is_file():
+        pytest.skip("../shared not found (set EDGEFACE_SHARED): the SDK vectors are made from its reference model")
+    binary = aarch64_core / "edgeface_vectors_test"
+    arch = subprocess.run(["file", "-b", str(binary)], capture_output=True, text=True).stdout
+    assert "ARM aarch64" in arch, f"{binary} is not an aarch64 binary: {arch}"
+    env = dict(os.environ)
+    env.update(dict(line.split("=", 1) for line in (aarch64_core / "run.env").read_text().split()))
+    env.setdefault("QEMU_CPU", os.environ.get("EDGEFACE_QEMU_CPU", "cortex-a76"))
+    summary = run_vectors(binary, sdk_vectors.build(), tmp_path, env=env)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    print(f"aarch64 vectors: {json.dumps({k: v for k, v in summary.items() if k != 'mismatches'})}")
+    assert summary["mismatches"] == [] and summary["checks"] > 3000
+    assert summary["crop_max_abs_diff"] <= 1 and summary["embedding_cosine_min"] >= 0.999
+    assert summary["conformance_cosine_min"] >= 0.999
