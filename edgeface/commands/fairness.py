@@ -32,7 +32,6 @@ def register(sub) -> None:
     p.add_argument("--dedup", choices=["flip", "none"], default="flip", help="drop near-duplicate photos (as alike as a face and its mirror image; default) or not")
     p.add_argument("--exclude", help="text file of image names to leave out (one a line), e.g. near-duplicates found with another model")
     p.add_argument("--thresholds", metavar="BUNDLE", help="measure at this bundle's thresholds (e.g. the bundle exported from MODEL) instead of MODEL's own")
-    p.add_argument("--card", help="model card JSON for a plain .onnx/.xml/.tflite file")
     p.add_argument("--detector", default=str(paths.yunet_model()), help="YuNet ONNX model (default: ../shared/models/yunet/...)")
     p.add_argument("--json", help="write the full report as JSON here")
     p.add_argument("--plot", help="write the FMR-per-group plot (PNG, log scale) here")
