@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    if getattr(args, "quiet", False):
-        from .core.progress import set_quiet
+    from .core import progress
 
-        set_quiet()  # also the bars of stages that are not handed the flag (PT2E QAT, retraining)
+    was_quiet = progress.quiet()
+    if getattr(args, "quiet", False):
+        progress.set_quiet()  # also the bars of stages that are not handed the flag (PT2E QAT, retraining)
     try:
         return int(args.handler(args) or 0)
     except BrokenPipeError:
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             return _stdout_closed()
         return 1
+    finally:
+        progress.set_quiet(was_quiet)  # main() called in-process (tests, apps) leaves the process as it found it
 
 
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head`

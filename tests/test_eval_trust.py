@@ -189,7 +189,7 @@ def test_threshold_calibration_shares_no_identity_with_the_reported_sets(shared)
     from edgeface.eval.faces import threshold_calibration_population
 
     pop = threshold_calibration_population()
-    assert len(pop.files) == len(pop.identities) >= 3900 and len(set(pop.files)) == len(pop.files)
+    assert len(pop.files) == len(pop.identities) >= 3850 and len(set(pop.files)) == len(pop.files)  # 3,886: some CelebA people have < 10 photos
     sources = {i.split(":", 1)[0] for i in pop.identities}
     assert sources == {"celeba", "lfw", "aaf"}
     reported = {p for b in benchmarks.BENCHMARKS.values() for pr in b.pairs() for p in (pr.a, pr.b)}

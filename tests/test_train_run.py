@@ -69,11 +69,24 @@ def test_short_training_lowers_loss_and_raises_pair_accuracy(shared, tmp_path):
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
 
 
-def test_wall_clock_budget_stops_training_and_anneals(tmp_path):
+def test_wall_clock_budget_stops_training_and_anneals(tmp_path, monkeypatch):
     """A time budget ends the run when spent, even with epochs left, and the LR schedule
-    follows elapsed time so the last steps run at a decayed rate."""
+    follows elapsed time so the last steps run at a decayed rate. The loop's clock is a fake one
+    that advances 0.2 s per reading, so the test means the same on an idle and a loaded machine
+    (a real clock failed it under CI load: one slow step could span the whole budget)."""
+    import types
+
+    from edgeface.train import loop
     from edgeface.train.data import AlignedSet
     from edgeface.train.loop import TrainConfig, train
+
+    clock = {"t": 1000.0}
+
+    def fake_time() -> float:
+        clock["t"] += 0.2
+        return clock["t"]
+
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(time=fake_time, sleep=lambda s: None))
 
     rng = np.random.default_rng(0)
     n = 64
