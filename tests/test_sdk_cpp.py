@@ -145,11 +145,11 @@ def test_bad_bundles_are_refused_by_python_as_the_vectors_say(sdk_vectors):
 
 def test_cpp_judges_the_bundle_cases_like_load_bundle(core, tmp_path):
     """The ~70 mutated copies of a tiny sealed bundle (tests/sdk_bundle_cases.py, the JS suite's rules cases):
-    ef_bundle_open gives Python's verdict on each, and a bundle it opens has Python's card fingerprint, a card
-    with every ModelCard field included (issue 34: int8_float_scope)."""
+    ef_bundle_open gives Python's verdict on each (every BundleError kind), and a bundle it opens has Python's
+    card fingerprint, a card with every ModelCard field included (issue 34: int8_float_scope)."""
     import sdk_bundle_cases
 
-    cases = [c for c in sdk_bundle_cases.write_refusal_cases(tmp_path / "cases") if c["kind"] != "model_output"]
+    cases = sdk_bundle_cases.write_refusal_cases(tmp_path / "cases")
     p = subprocess.run([str(core / "edgeface_open_bundles"), *[c["dir"] for c in cases]], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     got = [json.loads(line) for line in p.stdout.splitlines()]
@@ -161,6 +161,9 @@ def test_cpp_judges_the_bundle_cases_like_load_bundle(core, tmp_path):
             wrong.append(f"{c['id']}: {verdict} {g.get('fingerprint')} vs Python {c['kind']} {c.get('fingerprint')} ({g.get('error', '')[:120]})")
     assert wrong == []
     assert {c["id"] for c in cases} >= {"card_every_field", "card_int8_float_scope_null", "card_int8_float_scope_bad", "unknown_card_field"}
+    from edgeface.runtime import manifest as M
+
+    assert {c["kind"] for c in cases} == set(M.KINDS) | {"ok"}
 
 
 def test_fuzz_the_c_abi(core, sdk_vectors, tmp_path):
