@@ -145,11 +145,11 @@ def test_bad_bundles_are_refused_by_python_as_the_vectors_say(sdk_vectors):
 
 def test_cpp_judges_the_bundle_cases_like_load_bundle(core, tmp_path):
     """The ~70 mutated copies of a tiny sealed bundle (tests/sdk_bundle_cases.py, the JS suite's rules cases):
-    ef_bundle_open gives Python's verdict on each, and a bundle it opens has Python's card fingerprint, a card
-    with every ModelCard field included (issue 34: int8_float_scope)."""
+    ef_bundle_open gives Python's verdict on each (every BundleError kind), and a bundle it opens has Python's
+    card fingerprint, a card with every ModelCard field included (issue 34: int8_float_scope)."""
     import sdk_bundle_cases
 
-    cases = [c for c in sdk_bundle_cases.write_refusal_cases(tmp_path / "cases") if c["kind"] != "model_output"]
+    cases = sdk_bundle_cases.write_refusal_cases(tmp_path / "cases")
     p = subprocess.run([str(core / "edgeface_open_bundles"), *[c["dir"] for c in cases]], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     got = [json.loads(line) for line in p.stdout.splitlines()]
@@ -161,6 +161,9 @@ def test_cpp_judges_the_bundle_cases_like_load_bundle(core, tmp_path):
             wrong.append(f"{c['id']}: {verdict} {g.get('fingerprint')} vs Python {c['kind']} {c.get('fingerprint')} ({g.get('error', '')[:120]})")
     assert wrong == []
     assert {c["id"] for c in cases} >= {"card_every_field", "card_int8_float_scope_null", "card_int8_float_scope_bad", "unknown_card_field"}
+    from edgeface.runtime import manifest as M
+
+    assert {c["kind"] for c in cases} == set(M.KINDS) | {"ok"}
 
 
 def test_fuzz_the_c_abi(core, sdk_vectors, tmp_path):
@@ -172,15 +175,24 @@ def test_fuzz_the_c_abi(core, sdk_vectors, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("EDGEFACE_SDK_ASAN"), reason="opt-in (EDGEFACE_SDK_ASAN=1; passed on 2026-12-02: vectors 0 mismatches, 150 fuzz iterations): a second full build of the core with "
+@pytest.mark.skipif(not os.environ.get("EDGEFACE_SDK_ASAN"), reason="opt-in (EDGEFACE_SDK_ASAN=1; passed on 2026-12-08: vectors 0 mismatches on the reference, default-fp32 and default-int8 sets, 150 fuzz "
+                    "iterations, the bundle cases, 0 sanitizer reports): a second full build of the core with "
                     "-fsanitize=address,undefined (several minutes on 2 cores)")
-def test_vectors_and_fuzz_under_address_sanitizer(sdk_vectors, tmp_path):
+def test_vectors_and_fuzz_under_address_sanitizer(shared, sdk_vectors, tmp_path):
     asan = build_core(asan=True)
     supp = tmp_path / "lsan.supp"
     supp.write_text("leak:libonnxruntime\n")  # ONNX Runtime's own process-lifetime allocations
     env = dict(os.environ, ASAN_OPTIONS="abort_on_error=1:detect_leaks=1", LSAN_OPTIONS=f"suppressions={supp}", UBSAN_OPTIONS="print_stacktrace=1")
-    summary = run_vectors(asan / "edgeface_vectors_test", sdk_vectors, tmp_path / "v", env=env)
-    assert summary["mismatches"] == []
+    import sdk_vectors as sv
+
+    for name in SETS:  # the validated handles and every vector set, under the sanitizers
+        summary = run_vectors(asan / "edgeface_vectors_test", sv.build(shared, name), tmp_path / f"v-{name}", env=env)
+        assert summary["mismatches"] == [], name
+    import sdk_bundle_cases
+
+    cases = sdk_bundle_cases.write_refusal_cases(tmp_path / "cases")
+    p = subprocess.run([str(asan / "edgeface_open_bundles"), *[c["dir"] for c in cases]], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == len(cases), p.stderr[-4000:]
     seed = Path(sdk_vectors["vectors"]) / "images" / "f00.jpg"
     p = subprocess.run([str(asan / "edgeface_fuzz"), sdk_vectors["bundle"], str(seed), str(tmp_path), "150", "11"], capture_output=True, text=True, timeout=900, env=env)
     assert p.returncode == 0, p.stderr[-4000:]
