@@ -31,14 +31,25 @@ def files(work: Path) -> dict[str, Path]:
         "issue bomb: progressive 13000x13000 4:2:0, 7 KB": progressive_jpeg(13000, 13000, dc_bytes=7000),
         "issue bomb: progressive 13000x13000 grey, 7 KB": progressive_jpeg(13000, 13000, dc_bytes=7000, grey=True),
         "800 refinement scans of 4000x4000 4:2:0": progressive_jpeg(4000, 4000, ac_scans=800, refine=True),
-        "100 scans of 3560x3560 grey (at the scan-block limit)": progressive_jpeg(3560, 3560, ac_scans=99, grey=True, refine=True),
         "largest coefficient buffer allowed, 33 refinement scan sets (4:2:0)": None,
         "truncated baseline 13300x13300 4:2:0, 7 KB": baseline_jpeg(13300, 13300, data_bytes=7000),
     }
-    from edgeface.core.imageio import MAX_JPEG_COEF_BYTES
+    from edgeface.core.imageio import MAX_JPEG_COEF_BYTES, MAX_JPEG_SCAN_BLOCKS, MAX_JPEG_SCANS
 
+    grey = int((MAX_JPEG_SCAN_BLOCKS / MAX_JPEG_SCANS) ** 0.5) * 8 - 8  # 100 scans of one component just under the block-scan limit
+    made[f"{MAX_JPEG_SCANS} refinement scans of {grey}x{grey} grey (at the scan-block limit)"] = progressive_jpeg(
+        grey, grey, ac_scans=MAX_JPEG_SCANS - 1, grey=True, refine=True)
     side = int(((MAX_JPEG_COEF_BYTES / 128) / 1.5) ** 0.5 * 8) // 16 * 16  # 4:2:0: 1.5 blocks per 64 pixels
     made["largest coefficient buffer allowed, 33 refinement scan sets (4:2:0)"] = progressive_jpeg(side, side, ac_scans=33, refine=True)
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1500, 3), dtype=np.uint8)  # incompressible: every scan full of data
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=80, progressive=True)
+    made[f"real progressive JPEG of noise 1500x1200, {len(buf.getvalue()) / 2**20:.1f} MB"] = buf.getvalue()
     out = {}
     for i, (name, data) in enumerate(made.items()):
         p = work / f"f{i}.jpg"
@@ -48,17 +59,21 @@ def files(work: Path) -> dict[str, Path]:
     return out
 
 
+CODE = ROOT  # the edgeface tree the verify processes run (--code: e.g. a checkout from before the fix)
+
+
 def run(cmd: list[str]) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    out, err = p.communicate()  # wait4 below reads the child's own rusage
+    env = dict(os.environ, PYTHONPATH=str(CODE))
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=CODE)
+    out, err = p.communicate()
     return {"rc": p.returncode, "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
 
 
 def measure(cmd: list[str]) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    """Run cmd; its peak RSS and CPU from wait4 (the child's own rusage, not the children's sum)."""
+    env = dict(os.environ, PYTHONPATH=str(CODE))
     with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
-        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env, cwd=ROOT)
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env, cwd=CODE)
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         fo.seek(0)
@@ -72,8 +87,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--detector", default=None, help="YuNet ONNX (default: ../shared's)")
+    ap.add_argument("--code", default=str(ROOT), help="edgeface source tree the verify processes import (default this checkout)")
     ap.add_argument("--out", default="benchmarks/results/imageio_bombs.json")
     args = ap.parse_args(argv)
+    global CODE
+    CODE = Path(args.code).resolve()
     from edgeface.core import paths
 
     det = args.detector or str(paths.yunet_model())
@@ -90,7 +108,7 @@ def main(argv=None) -> int:
             r["file_bytes"] = f.stat().st_size
             rows[name] = r
             print(f"{name:70s} {r['file_bytes']:>9,} B  rc {r['rc']}  peak RSS {r['peak_rss_mb']:7.1f} MB  CPU {r['cpu_s']:6.2f} s", flush=True)
-    res = {"bundle": args.bundle, "command": "edgeface verify FILE hugo --json (one process per file)", "files": rows}
+    res = {"bundle": args.bundle, "code": str(CODE), "command": "edgeface verify FILE hugo --json (one process per file)", "files": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     return 0

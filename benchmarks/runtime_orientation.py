@@ -11,7 +11,7 @@ measurements, and the check's decision is read from orientation_scores. Reported
   * pairs of DIFFERENT people (A enrolled turned, B verified turned by the same angle) that match at
     the bundle's FAR 1e-3 threshold, before and after (after: a pair with a refused photo is no match);
   * upright: genuine LFW-dev pairs (the first fold(s)) accepted before / after, and impostor pairs;
-  * the options' costs and catches: the 2x2-mosaic check (one extra detection), a second full-image
+  * the options' costs and catches: the mosaic check (one extra detection), a second full-image
     detection at 180° (one extra detection, sees only upside down), landmark-geometry rules (free:
     the best single threshold on pitch, landmark residual, mouth/eye width ratio keeping 99 % of
     upright faces);
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         lm = r.landmarks
         return {
             "verify": rec.gate.assess(m, "verify").passed, "enroll": rec.gate.assess(m, "enroll").passed, "emb": r.embedding,
-            "mosaic_margin": sc[0] - max(sc[1:]), "mosaic_ms": 1000 * (t1 - t0), "full180_margin": r.detector_score - best,
+            "mosaic_margin": float(min(row[0] - row[1:].max() for row in sc)), "mosaic_ms": 1000 * (t1 - t0), "full180_margin": r.detector_score - best,
             "full180_ms": 1000 * (t2 - t1), "pitch": pose["pitch"], "abs_roll": abs(pose["roll"]),
             "residual": landmark_residual(lm, rec.template_points),
             "mouth_eye": float(np.linalg.norm(lm[4] - lm[3]) / max(np.linalg.norm(lm[1] - lm[0]), 1e-6)),

@@ -40,8 +40,9 @@ def test_turned_faces_score_lower_than_upright(photos, yunet):
             det = pick_primary(yunet.detect(turned), turned.shape)
             assert det is not None  # YuNet does find the turned face: that is the problem
             scores = orientation_scores(yunet, turned, det)
-            # the way back to upright is turning by -k quarter turns = (4 - k) % 4 counter-clockwise
-            assert int(np.argmax(scores)) == (4 - k) % 4, (k, scores)
+            # the way back to upright is turning by -k quarter turns = (4 - k) % 4 counter-clockwise,
+            # at every context size
+            assert scores.shape == (2, 4) and all(int(np.argmax(row)) == (4 - k) % 4 for row in scores), (k, scores)
 
 
 def test_upside_down_enrol_and_verify_are_refused(photos, rec, tmp_path):

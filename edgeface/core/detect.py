@@ -136,22 +136,27 @@ def pick_primary(detections: list[Detection], image_shape: tuple[int, ...]) -> D
 # landmark rule sees the turn, and the turned crops of different people match each other
 # (issue 37: 88 of 1,350 pairs of different people at FAR 1e-3, upside down). What does tell:
 # the detector scores the same face higher the right way up. orientation_scores puts the face's
-# surroundings at 0°, 90°, 180° and 270° into the four quadrants of one detector input (one
-# extra detection, whatever the image size) and reads the best score near each quadrant's
-# centre. On 80 LFW-dev photos (benchmarks/runtime_orientation.py) the upright one scored
-# highest for every upright photo (margin >= 0.029) and never for the turned ones (<= -0.03).
-ORIENTATION_CONTEXT = 1.6  # side of the square around the face / the box's longer side
-_QUAD = 320  # quadrant side in the 640x640 mosaic
+# surroundings, at two context sizes, turned by 0°, 90°, 180° and 270° into 8 cells of one
+# 640x640 detector input (one extra detection, whatever the image size) and reads the best score
+# near each cell's centre; the face is upright when, at both sizes, the cell as it is scores
+# highest. On 200 LFW-dev photos x 4 turns (benchmarks/runtime_orientation.py) that held for all
+# 200 upright faces (margin >= 0.021) and for 1 of the 487 turned detections (not the turned face:
+# a bystander's chin at the image border); one context of 1.6 in a 2x2 mosaic missed 5, a second
+# full-image detection at 180° missed 176 (it sees upside-down faces only), landmark-geometry rules
+# keeping 99 % of upright faces caught at most 102. Cost: ~21 ms CPU a face (one YuNet run).
+ORIENTATION_CONTEXTS = (1.25, 2.2)  # side of the square around the face / the box's longer side
+_GRID = 3  # cells per side of the mosaic (8 of 9 used)
+_CELL = 640 // _GRID
 
 
-def _square_around(image: np.ndarray, box: np.ndarray, side: int) -> np.ndarray:
-    """The square of ORIENTATION_CONTEXT x the box's longer side centred on the box, zero-padded
-    where it leaves the image, resized to side x side."""
+def _square_around(image: np.ndarray, box: np.ndarray, side: int, context: float) -> np.ndarray:
+    """The square of `context` x the box's longer side centred on the box, zero-padded where it
+    leaves the image, resized to side x side."""
     from .imageio import resize
 
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
     h, w = image.shape[:2]
-    n = int(round(max(x2 - x1, y2 - y1, 1.0) * ORIENTATION_CONTEXT))
+    n = int(round(max(x2 - x1, y2 - y1, 1.0) * context))
     n = max(1, min(n, 4 * max(h, w)))  # a box far larger than the image (a hostile detector): bounded
     a0, b0 = int(round((x1 + x2) / 2 - n / 2)), int(round((y1 + y2) / 2 - n / 2))
     canvas = np.zeros((n, n, 3), np.uint8)
@@ -161,22 +166,26 @@ def _square_around(image: np.ndarray, box: np.ndarray, side: int) -> np.ndarray:
     return resize(canvas, (side, side))
 
 
-def orientation_scores(detector, image: np.ndarray, det: Detection) -> list[float]:
-    """The detector's best score for the face of `det` turned by 0°, 90°, 180° and 270°
-    (counter-clockwise; 0.0 where it finds no face there), from one detection over a 2x2 mosaic.
-    `detector` is anything with .detect(HxWx3 uint8 image) -> [Detection] (YuNet: its score floor
-    is lowered to 0.3 here so that both orientations get a score)."""
-    sq = _square_around(image, det.box, _QUAD)
-    mosaic = np.zeros((2 * _QUAD, 2 * _QUAD, 3), np.uint8)
-    for k in range(4):
-        r, c = divmod(k, 2)
-        mosaic[r * _QUAD : (r + 1) * _QUAD, c * _QUAD : (c + 1) * _QUAD] = np.rot90(sq, k)
+def orientation_scores(detector, image: np.ndarray, det: Detection) -> np.ndarray:
+    """(len(ORIENTATION_CONTEXTS), 4): the detector's best score for the face of `det` turned by 0°,
+    90°, 180° and 270° (counter-clockwise) at each context size (0.0 where it finds no face there),
+    from one detection over a mosaic of the turned squares. `detector` is anything with
+    .detect(HxWx3 uint8 image) -> [Detection] (YuNet: its score floor is lowered to 0.3 here so that
+    every orientation gets a score)."""
+    mosaic = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    cells = []
+    for ci, context in enumerate(ORIENTATION_CONTEXTS):
+        sq = _square_around(image, det.box, _CELL, context)
+        for k in range(4):
+            r, c = divmod(4 * ci + k, _GRID)
+            mosaic[r * _CELL : (r + 1) * _CELL, c * _CELL : (c + 1) * _CELL] = np.rot90(sq, k)
+            cells.append((ci, k, (c + 0.5) * _CELL, (r + 0.5) * _CELL))
     dets = detector.detect(mosaic, score_threshold=0.3) if isinstance(detector, YuNetDetector) else detector.detect(mosaic)
-    scores = [0.0] * 4
+    scores = np.zeros((len(ORIENTATION_CONTEXTS), 4))
     for d in dets:
         cx, cy = (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2
-        r, c = int(cy >= _QUAD), int(cx >= _QUAD)
-        # only the face at the quadrant's centre (the one that was turned), not a bystander at its edge
-        if abs(cx - (c + 0.5) * _QUAD) <= 0.2 * _QUAD and abs(cy - (r + 0.5) * _QUAD) <= 0.2 * _QUAD:
-            scores[2 * r + c] = max(scores[2 * r + c], float(d.score))
+        for ci, k, x0, y0 in cells:
+            # only the face at the cell's centre (the one that was turned), not a bystander at its edge
+            if abs(cx - x0) <= 0.2 * _CELL and abs(cy - y0) <= 0.2 * _CELL:
+                scores[ci, k] = max(scores[ci, k], float(d.score))
     return scores

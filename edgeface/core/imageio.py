@@ -29,13 +29,14 @@ MAX_FILE_BYTES = 64 << 20  # no face photo is larger; a bigger file is refused u
 # reduction is asked for: a 7 KB file claiming 13000x13000 took a verify to 1.13 GB. And every scan walks
 # every block of its components: a 1 MB file of 800 scans cost 46.5 s. The markers are read before
 # decoding (_check_jpeg_scans) and the file refused over any of these limits. Encoders write ~10 scans
-# (libjpeg's progression: 10 for colour, 6 for grey; mozjpeg a few more); 64 MB of coefficients is a
-# 22-megapixel 4:2:0 (11-megapixel 4:4:4) progressive photo; 20 million block-scans is 10 scans of
-# 2 million blocks (a 85-megapixel 4:2:0 frame) and cost 0.4 s on the CI machine at the slowest
-# (refinement scans through end-of-band runs, benchmarks/imageio_bombs.py).
+# (libjpeg's progression: 10 for colour, 6 for grey; mozjpeg a few more). 32 MB of coefficients is an
+# 11-megapixel 4:2:0 (5.6-megapixel 4:4:4) progressive photo; 10 million block-scans is 10 scans of
+# 1 million blocks. Set so that a whole `edgeface verify` of the worst file these limits let through
+# stays under 300 MB peak RSS and 2 s CPU (64 MB / 20 M let a 68 KB file reach 326 MB and 2.1 s;
+# benchmarks/imageio_bombs.py).
 MAX_JPEG_SCANS = 100
-MAX_JPEG_COEF_BYTES = 64 << 20
-MAX_JPEG_SCAN_BLOCKS = 20_000_000
+MAX_JPEG_COEF_BYTES = 32 << 20
+MAX_JPEG_SCAN_BLOCKS = 10_000_000
 # EXIF orientation -> numpy transform of an (H, W, ...) array giving the upright image
 # (the same 8 cases as Pillow's ImageOps.exif_transpose; tests/test_imageio_hostile.py checks it).
 _ORIENT = {

@@ -199,18 +199,20 @@ _TURN_HINT = {1: "turn it 90° counter-clockwise", 2: "turn it by 180°", 3: "tu
 
 
 def _turned(detector, pixels: np.ndarray, det, src: str) -> "Rejection | None":
-    """A "rotated" Rejection when the detector scores the face higher turned by 90°, 180° or 270°
-    than as it is (edgeface.core.detect.orientation_scores): YuNet labels the landmarks of a
-    sideways or upside-down face as upright, so no landmark check sees it, and such crops of
-    different people match each other (issue 37). None when the face is the right way up."""
+    """A "rotated" Rejection when, at any context size, the detector scores the face higher turned
+    by 90°, 180° or 270° than as it is (edgeface.core.detect.orientation_scores): YuNet labels the
+    landmarks of a sideways or upside-down face as upright, so no landmark check sees it, and such
+    crops of different people match each other (issue 37). None when the face is the right way up."""
     from ..core.detect import orientation_scores
 
     scores = orientation_scores(detector, pixels, det)
-    best = int(np.argmax(scores))
-    if best == 0 or scores[best] <= scores[0]:
+    if all(row[1:].max() <= row[0] for row in scores):
         return None
-    return Rejection("rotated", f"the face is not upright: the detector scores it {scores[best]:.2f} turned by {90 * best}° against "
-                                f"{scores[0]:.2f} as it is; {_TURN_HINT[best]} and try again", src)
+    total = scores.sum(axis=0)
+    best = int(np.argmax(total[1:])) + 1
+    hint = _TURN_HINT[best]
+    return Rejection("rotated", f"the face is not upright: the detector scores it {scores[:, best].max():.2f} turned by {90 * best}° against "
+                                f"{scores[:, 0].max():.2f} as it is; {hint} and try again", src)
 
 
 def _source_name(image) -> str:
