@@ -568,6 +568,7 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, opts: Expor
         "num_genuine": int(len(genuine)),
         "num_impostor": int(len(impostor)),
         "far_curve": V.far_curve(impostor),  # for a threshold at a target FPIR (runtime.openset)
+        "by_source": V.by_source(emb, faces.identities, at_far),  # the same thresholds within each calibration source (issue 32)
         "notes": notes,
         # galleries storing Hamming-compared templates score in another space: their own thresholds, calibrated the same way
         "codecs": codecs,
