@@ -21,7 +21,7 @@ def _fake_population(gen, imp):
     return scores
 
 
-def test_recalibrated_bundle_opens_with_new_thresholds_and_provenance(tmp_path, monkeypatch, rng):
+def test_recalibrated_bundle_opens_with_new_thresholds_and_provenance(tmp_path, monkeypatch, rng, capsys):
     src = make_tiny_bundle(tmp_path / "b")
     before = read(src)
     imp = rng.normal(0.2, 0.1, 200_000).astype(np.float32)
@@ -41,6 +41,10 @@ def test_recalibrated_bundle_opens_with_new_thresholds_and_provenance(tmp_path, 
     assert meta["files"] == before["files"]  # the model is untouched
     assert check_conformance(b)["passed"]
     assert read(src) == before  # --out leaves the source bundle alone
+    capsys.readouterr()
+    assert main(["export", "--check", str(tmp_path / "new")]) == 0
+    out = capsys.readouterr().out
+    assert "calibrated  on 'my people'" in out and f"FAR 1e-3: cosine >= {th['at_far']['1e-3']['threshold']:.4f}" in out
 
 
 def test_too_small_folder_is_refused_before_any_face_is_embedded(tmp_path, monkeypatch):
