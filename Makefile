@@ -51,9 +51,9 @@ test-fast: env
 lint: env
 	@V=$$(bash scripts/env.sh); $$V/bin/ruff check .
 
-# Benchmark every target available here and rewrite the README's table and plot.
+# Benchmark every target available here and rewrite the table and plot in docs/results/targets.md.
 bench: env
-	@V=$$(bash scripts/env.sh); $$V/bin/python benchmarks/bench_targets.py --update-readme
+	@V=$$(bash scripts/env.sh); $$V/bin/python benchmarks/bench_targets.py --update-docs
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -1,15 +1,15 @@
 #!/usr/bin/env python
-"""Regenerate the README's per-target benchmark table and plot from a real run.
+"""Regenerate the per-target benchmark table and plot (docs/results/targets.md) from a real run.
 
-    python benchmarks/bench_targets.py [MODEL ...] [--limit-folds N] [--update-readme]
-    python benchmarks/bench_targets.py --collect out/bench/main.json --command "make main" --update-readme
+    python benchmarks/bench_targets.py [MODEL ...] [--limit-folds N] [--update-docs]
+    python benchmarks/bench_targets.py --collect out/bench/main.json --command "make main" --update-docs
 
 MODEL defaults to the reference MobileFaceNet in ../shared plus every registry model that ships
 trained weights. Each is exported (`edgeface export`) to every target this machine can export
 and run, then `edgeface bench` measures size, cold start, latency (1 thread / all threads),
 throughput, peak RSS, cosine parity to the source and LFW-dev accuracy. Results go to
-benchmarks/results/targets.{json,csv,md,png}; --update-readme rewrites the block between
-<!-- bench:targets:start --> and <!-- bench:targets:end --> in README.md.
+benchmarks/results/targets.{json,csv,md,png}; --update-docs (alias --update-readme) rewrites the block between
+<!-- bench:targets:start --> and <!-- bench:targets:end --> in docs/results/targets.md (the README links to it).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench:targets:start -->", "<!-- bench:targets:end -->"
+DOC = Path("docs") / "results" / "targets.md"  # the page that shows the table, relative to ROOT
 
 
 def default_models() -> list[str]:
@@ -40,8 +41,10 @@ def default_models() -> list[str]:
     return out
 
 
-def readme_block(result: dict, md_table: str, png: Path, command: str) -> str:
-    rel = png.relative_to(ROOT) if png.is_relative_to(ROOT) else png
+def doc_block(result: dict, md_table: str, png: Path, command: str) -> str:
+    """The marked block of DOC: the run's settings, its table and its plot (linked relative to DOC)."""
+    png, root = Path(png).resolve(), ROOT.resolve()  # a relative --out is relative to the working directory
+    rel = Path(os.path.relpath(png, (root / DOC).parent)).as_posix() if png.is_relative_to(root) else png
     s = result["settings"]
     folds = next((r.get("folds") for r in result["rows"] if r.get("folds")), None)
     load = result["machine"].get("load_average")
@@ -62,18 +65,20 @@ def readme_block(result: dict, md_table: str, png: Path, command: str) -> str:
     return "\n".join(lines)
 
 
-def update_readme(block: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+def update_doc(block: str) -> None:
+    """Replace the block between START and END in DOC (append it, under a heading, where DOC has none)."""
+    doc = ROOT / DOC
+    text = doc.read_text() if doc.is_file() else "# Every target (per-target benchmark table)\n"
     if START in text and END in text:
         head, rest = text.split(START, 1)
         text = head + block + rest.split(END, 1)[1]
     else:
         text = text.rstrip() + "\n\n## Benchmarks per target\n\n" + block + "\n"
-    readme.write_text(text)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
 
 
-def collect(result_file: Path, out: Path, command: str, readme: bool) -> int:
+def collect(result_file: Path, out: Path, command: str, update: bool) -> int:
     import shutil
 
     result = json.loads(result_file.read_text())  # fails loudly on a missing or broken file
@@ -85,9 +90,9 @@ def collect(result_file: Path, out: Path, command: str, readme: bool) -> int:
             return 1
         if src.resolve() != (out / src.name).resolve():
             shutil.copyfile(src, out / src.name)
-    if readme:
-        update_readme(readme_block(result, (out / result_file.with_suffix(".md").name).read_text().strip(), out / result_file.with_suffix(".png").name, command))
-        print(f"README.md updated from {result_file}", file=sys.stderr)
+    if update:
+        update_doc(doc_block(result, (out / result_file.with_suffix(".md").name).read_text().strip(), out / result_file.with_suffix(".png").name, command))
+        print(f"{DOC} updated from {result_file}", file=sys.stderr)
     return 0
 
 
@@ -99,13 +104,13 @@ def main() -> int:
     ap.add_argument("--limit-folds", type=int, help="LFW-dev folds for accuracy (default: all 5)")
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--export-args", default="", help="extra `edgeface export` arguments, one string (e.g. quicker verification)")
-    ap.add_argument("--update-readme", action="store_true", help="rewrite the README block with this run")
+    ap.add_argument("--update-docs", "--update-readme", dest="update_docs", action="store_true", help=f"rewrite the table block of {DOC} with this run")
     ap.add_argument("--collect", metavar="BENCH_JSON", help="measure nothing: copy an earlier `edgeface bench` result (e.g. make main's out/bench/main.json "
-                    "with its .csv/.md/.png) into --out and, with --update-readme, show it in the README")
-    ap.add_argument("--command", help="with --collect: the command that produced it, as the README should name it (e.g. 'make main')")
+                    "with its .csv/.md/.png) into --out and, with --update-docs, show it in " + str(DOC))
+    ap.add_argument("--command", help="with --collect: the command that produced it, as the page should name it (e.g. 'make main')")
     args = ap.parse_args()
     if args.collect:
-        return collect(Path(args.collect), Path(args.out), args.command or "edgeface bench", args.update_readme)
+        return collect(Path(args.collect), Path(args.out), args.command or "edgeface bench", args.update_docs)
     models = args.models or default_models()
     if not models:
         print("no models: pass MODEL paths, or put ../shared beside the checkout", file=sys.stderr)
@@ -123,11 +128,11 @@ def main() -> int:
     result_file = out / "targets.json"
     if not result_file.is_file():
         return code or 1
-    if args.update_readme:
+    if args.update_docs:
         result = json.loads(result_file.read_text())
         shown = "edgeface bench " + " ".join(Path(m).name if os.sep in m else m for m in models) + (f" --limit-folds {args.limit_folds}" if args.limit_folds else "")
-        update_readme(readme_block(result, (out / "targets.md").read_text().strip(), out / "targets.png", shown))
-        print(f"README.md updated from {result_file}", file=sys.stderr)
+        update_doc(doc_block(result, (out / "targets.md").read_text().strip(), out / "targets.png", shown))
+        print(f"{DOC} updated from {result_file}", file=sys.stderr)
     return code
 
 

@@ -11,7 +11,7 @@ import sys
 from . import __version__
 
 # Order here is the order in `edgeface --help`.
-COMMAND_MODULES = ["models", "train", "eval", "fairness", "prune", "quantize", "export", "calibrate", "recognize", "bench"]
+COMMAND_MODULES = ["models", "train", "distill", "eval", "fairness", "prune", "quantize", "export", "calibrate", "recognize", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if getattr(args, "quiet", False):
+        from .core.progress import set_quiet
+
+        set_quiet()  # also the bars of stages that are not handed the flag (PT2E QAT, retraining)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

@@ -185,7 +185,7 @@ def test_channel_pruning_of_residual_blocks_equals_masking(method):
 
 
 def test_the_packaged_edge_model_is_small_and_follows_the_dense_network(shared, yunet):
-    """dlib_resnet_edge (benchmarks/dlib_edge.py): under 2 M parameters, CC0 card, and on real LFW faces its
+    """dlib_resnet_edge (edgeface distill --recipe default-edge): under 2 M parameters, CC0 card, and on real LFW faces its
     embeddings agree with the dense network it was distilled from while still telling people apart
     (a network with its channels pruned but not retrained, or random weights, fails the agreement)."""
     from edgeface import zoo
@@ -222,6 +222,9 @@ def test_default_is_the_packaged_edge_model():
     path = Path(entry.weights_path())
     assert path == Path(edge_entry.weights_path()) and path.stat().st_size <= 5 * 2**20
     assert "CC0" in entry.card.licence and "dlib" in entry.card.source and entry.card.params < 2_000_000
+    # an honest card: every set the weights were distilled on, with its terms (a user judges commercial use from it)
+    for source, terms in (("CelebA", "non-commercial"), ("All-Age-Faces", "research"), ("LFW", "research")):
+        assert source in entry.card.licence and terms in entry.card.licence.split(source, 1)[1].split(")")[0], entry.card.licence
     for recipe in ("x86-openvino-int8-qat", "android-tflite-int8-qat"):
         assert recipe in entry.card.description
         r = load_recipe(recipe)

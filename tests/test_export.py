@@ -462,6 +462,25 @@ def test_export_that_breaks_parity_is_caught(source, tmp_path):
     assert json.loads((tmp_path / "bad" / BUNDLE_JSON).read_text())["status"] == "failed"
     with pytest.raises(BundleError, match="failed verification"):
         load_bundle(tmp_path / "bad")
+    # the export stopped at that first failed gate: no calibration, no conformance set measured on a wrong model
+    assert meta["verification"]["stopped_at"] == "parity" and meta["conformance"] is None
+    assert meta["thresholds"]["method"].startswith("not measured") and "num_impostor" not in meta["thresholds"]
+    # --keep-going measures the rest anyway (a diagnosis); the bundle stays failed
+    meta = export_bundle("", "onnx", "fp32", tmp_path / "bad2", ExportOptions(**SMALL, keep_going=True), src=bad)
+    assert meta["status"] == "failed" and "stopped_at" not in meta["verification"]
+    assert meta["thresholds"]["num_impostor"] > 0 and meta["conformance"] is not None
+
+
+def test_verification_levels():
+    from edgeface.export import ExportOptions
+    from edgeface.export.bundle_writer import verification_options
+
+    full = verification_options(ExportOptions())
+    assert full.benchmarks == ("lfw-dev", "cfp-ff", "cfp-fp") and full.n_threshold_faces == 4000
+    quick = verification_options(ExportOptions(verify="quick"))
+    assert quick.benchmarks == ("lfw-dev",) and quick.n_threshold_faces == 1000 and quick.verify == "quick"
+    with pytest.raises(ValueError, match="--verify 'fast'"):
+        verification_options(ExportOptions(verify="fast"))
 
 
 def test_altered_exported_model_is_refused(onnx_bundle, tmp_path):

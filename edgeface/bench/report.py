@@ -97,7 +97,7 @@ def table(result: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    """The README table."""
+    """The Markdown table (bench.md; docs/results/targets.md shows make main's)."""
     rows = result["rows"]
     n_all = next((r["threads_all"] for r in rows if r.get("threads_all")), "all")
     tb = result["settings"].get("throughput_batch")

@@ -55,6 +55,10 @@ def register(sub) -> None:
                    "written through OpenVINO's TFLite frontend)")
     p.add_argument("--qat-lr", type=float, help="QAT learning rate (Adam; default 1e-5)")
     p.add_argument("--qat-faces", type=int, help="QAT training faces (default 1000)")
+    p.add_argument("--verify", choices=("quick", "full"), help="verification level, written in the manifest: full (default) measures LFW-dev, "
+                   "CFP-FF and CFP-FP through the bundle and calibrates thresholds on ~4,000 faces; quick: LFW-dev only, thresholds on ~1,000 faces")
+    p.add_argument("--keep-going", action="store_true", help="after a failed parity check, still run the benchmarks and calibration "
+                   "(a diagnosis; the bundle is marked failed either way). Default: stop at the first failed check")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--check", metavar="BUNDLE", help="instead of exporting: re-run BUNDLE's conformance set and hash checks")
     p.add_argument("--list-targets", action="store_true", help="print the target table and exit")
@@ -81,6 +85,8 @@ def apply_recipe(args) -> None:
     args.precision = args.precision or recipe.get("precision", "fp32")
     args.graph = getattr(args, "graph", None) or recipe.get("graph")
     args.quantizer = getattr(args, "quantizer", None) or recipe.get("quantizer")
+    args.verify = getattr(args, "verify", None) or recipe.get("verify", "full")
+    args.keep_going = getattr(args, "keep_going", False)
     for key, default in (("n_calib", 300), ("n_verify", 200), ("n_impostor", 2000), ("qat", 0), ("qat_faces", 1000), ("qat_lr", 1e-5)):
         if getattr(args, key) is None:
             setattr(args, key, recipe.get(key, default))
@@ -106,7 +112,7 @@ def run(args) -> int:
     opts = ExportOptions(calib_dir=args.calib, n_calib=args.n_calib, n_verify=args.n_verify, n_impostor=args.n_impostor, lfw_dir=args.lfw,
                          lfw_folds=args.lfw_folds, threads=args.threads, show_progress=not args.quiet, benchmarks=parse_benchmarks(args.benchmarks), graph=args.graph,
                          detector=args.detector, detector_licence=args.detector_licence, quantizer=args.quantizer, qat_steps=args.qat, qat_lr=args.qat_lr,
-                         qat_faces=args.qat_faces)
+                         qat_faces=args.qat_faces, verify=args.verify, keep_going=args.keep_going)
     kw = {}
     if args.arch:
         kw = dict(arch=args.arch, input_size=args.input_size, template=args.template, embedding_size=args.embedding_size)

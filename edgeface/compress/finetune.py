@@ -10,7 +10,6 @@ parameters are still trained.
 """
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import torch
@@ -127,11 +126,9 @@ def distill(
 
     training_state()
     losses = []
-    it = range(steps)
-    if show_progress:
-        from tqdm import tqdm
+    from ..core.progress import progress
 
-        it = tqdm(it, desc="retrain", file=sys.stderr, leave=False, mininterval=2.0)
+    it = progress(range(steps), steps, "retrain", show_progress, unit="step")
     for step in it:
         idx = rng.choice(len(faces), min(batch_size, len(faces)), replace=False)
         x = faces[idx]

@@ -1,7 +1,7 @@
 """Storage compaction of an NNCF-quantized (QDQ) ONNX graph: what is left in float32 after
 quantization, stored smaller, without changing what the graph computes in int8.
 
-Measured on the reference MobileFaceNet (step by step in the README, Compress -> Quantization): the
+Measured on the reference MobileFaceNet (step by step in docs/results/compression.md, Quantization): the
 NNCF file is 1.41 MB, of which 0.91 MB int8 weights, 0.27 MB the two convs kept in float (the
 embedding projection is 0.26 MB), 0.13 MB float32 biases / PReLU slopes / scales, and 0.07 MB
 tensor and node names. Three steps, each optional:

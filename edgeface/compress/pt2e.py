@@ -1,7 +1,7 @@
 """int8 through PyTorch 2 export quantization (PT2E) with litert-torch's quantizer, for TFLite.
 
 Why not ai-edge-quantizer on the fp32 .tflite: measured on the reference MobileFaceNet (200
-faces not used for calibration, 300 calibration faces; benchmarks/tflite_int8_methods.py ->
+faces not used for calibration, 300 calibration faces; benchmarks/experiments/tflite_int8_methods.py ->
 results/tflite_int8_methods_068.json), AEQ static int8 with the head float gave cosine to fp32
 min 0.887 / mean 0.982 and ran 29 ms against fp32's 8.6 ms (its int8 MUL/SUB of the lowered
 PReLU leave XNNPACK); PReLU ops float: 0.904; int16 activations everywhere: 0.912 at 212 ms.

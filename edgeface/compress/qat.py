@@ -8,7 +8,7 @@ model, no labels needed). The result is exported to ONNX with the weights stored
 (fold_weight_quantize) and the remaining float parameters compacted, so the file is as small
 as PTQ's.
 
-Measured on the reference MobileFaceNet (README, Compress -> Quantization;
+Measured on the reference MobileFaceNet (docs/results/compression.md, Quantization;
 benchmarks/results/quantize_qat_reference.json): with the first conv and the head float (the
 default), 150 steps gave LFW-dev 98.53 % and cosine to fp32 mean 0.9969 / min 0.974 against
 PTQ's 98.60 % and 0.9968 / 0.983 - no gain; with every layer int8 it raised held-out min cosine

@@ -25,7 +25,7 @@ SPHEREFACE_112x96 = np.array(
 
 # dlib's 150x150 face chip (get_face_chip_details, padding 0.25) expressed in YuNet's 5 points:
 # the mean position of YuNet's landmarks inside dlib's own chips of 1,500 CelebA-299 / AAF-8k
-# faces (benchmarks/dlib_template.py -> benchmarks/results/dlib/template.json).
+# faces (benchmarks/experiments/dlib_template.py -> benchmarks/results/dlib/template.json).
 DLIB_150 = np.array(
     [[48.433, 45.8269], [101.2684, 45.5386], [75.6365, 77.6155], [52.5396, 101.6837], [98.0997, 101.3311]],
     dtype=np.float64,

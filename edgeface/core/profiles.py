@@ -136,7 +136,7 @@ def _check_against_target_table(where, targets, fmt, precision, backend, graph=N
 
 
 RECIPE_KEYS = {"format", "precision", "graph", "n_calib", "n_verify", "n_impostor", "lfw_folds", "threads",
-               "quantizer", "qat", "qat_faces", "qat_lr"}
+               "quantizer", "qat", "qat_faces", "qat_lr", "verify"}
 
 
 def load_recipe(name: str | os.PathLike) -> Recipe:

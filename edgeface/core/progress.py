@@ -3,10 +3,24 @@ from __future__ import annotations
 
 import sys
 
+# Set by the CLI's --quiet: no bar anywhere in this process, whatever a caller deep inside asked for.
+_QUIET = False
+
+
+def set_quiet(quiet: bool = True) -> None:
+    """Silence (or restore) every progress bar of this process (`--quiet` on any command)."""
+    global _QUIET
+    _QUIET = bool(quiet)
+
+
+def quiet() -> bool:
+    """True after set_quiet(): code that draws its own bars checks this."""
+    return _QUIET
+
 
 def progress(iterable, total: int | None = None, desc: str = "", enabled: bool = True, unit: str = "img"):
     """A progress bar over `iterable`, one tick per item: `unit` must name what an item is."""
-    if not enabled:
+    if not enabled or _QUIET:
         return iterable
     try:
         from tqdm import tqdm
@@ -25,7 +39,7 @@ class _NoBar:
 
 def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "img"):
     """A bar advanced by .update(n) (e.g. by a batch's image count), closed with .close()."""
-    if not enabled:
+    if not enabled or _QUIET:
         return _NoBar()
     try:
         from tqdm import tqdm

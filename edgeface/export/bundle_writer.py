@@ -145,6 +145,28 @@ class ExportOptions:
     qat_steps: int = 0  # int8 only: > 0 quantizes by quantization-aware training (the quantizer's QAT route)
     qat_lr: float = 1e-5
     qat_faces: int = 1000  # training faces for QAT (../shared CelebA-299 + AAF-8k, none of the calibration or verification photos)
+    keep_going: bool = False  # after a failed parity check, still run the benchmarks and calibration (a diagnosis); default: stop there
+    verify: str = "full"  # "full": LFW-dev + CFP-FF + CFP-FP and the full threshold population; "quick": see VERIFY_LEVELS
+
+
+# Verification levels (`edgeface export --verify`), written in the manifest (verification.level). Both check parity on the
+# verification faces, calibrate the thresholds on people none of the reported sets holds and write the conformance set.
+# full: LFW-dev, CFP-FF and CFP-FP through the bundle, thresholds on ~4,000 faces. quick: LFW-dev only, thresholds on
+# ~1,000 faces (~500 k impostor pairs: FAR 1e-4 rests on ~50 of them, so its threshold is coarser).
+VERIFY_LEVELS = {"full": {}, "quick": {"benchmarks": ("lfw-dev",), "n_threshold_faces": 1000}}
+
+
+def verification_options(opts: ExportOptions) -> ExportOptions:
+    """opts narrowed to its verification level (VERIFY_LEVELS); refuses an unknown level."""
+    if opts.verify not in VERIFY_LEVELS:
+        raise ValueError(f"--verify {opts.verify!r}: choose one of {', '.join(VERIFY_LEVELS)}")
+    level = VERIFY_LEVELS[opts.verify]
+    changes = {}
+    if "benchmarks" in level:
+        changes["benchmarks"] = tuple(b for b in opts.benchmarks if b in level["benchmarks"]) or level["benchmarks"]
+    if "n_threshold_faces" in level:
+        changes["n_threshold_faces"] = min(opts.n_threshold_faces, level["n_threshold_faces"])
+    return replace(opts, **changes)
 
 
 def log(msg: str) -> None:
@@ -425,7 +447,7 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     The stages, each taking and returning values: plan -> convert -> draft manifest -> parity ->
     thresholds -> quality -> conformance -> seal. The bundle used for verification is rebuilt
     with each new section (dataclasses.replace), never patched."""
-    opts = opts or ExportOptions()
+    opts = verification_options(opts or ExportOptions())
     if opts.threads:
         try:
             import torch
@@ -466,17 +488,27 @@ def export_bundle(spec: str, format: str, precision: str, out: str | os.PathLike
     src_emb = source_embedder(plan.source)
     t1 = time.time()
     checked = check_parity(bundle, src_emb, verify, precision, conv)
-    records, thresholds = calibrate_thresholds(bundle, plan, src_emb, impostors, opts)
-    parity = {**checked.parity, **records, "seconds": round(time.time() - t1, 1)}
-    bundle = replace(bundle, meta={**bundle.meta, "thresholds": thresholds})
-    quality = calibrated_quality(bundle, calib.crops, calib_desc["source"], calib.landmarks)
-    log(f"quality gate: min_flip_similarity verify {quality['verify']['min_flip_similarity']:.3f}, enroll {quality['enroll']['min_flip_similarity']:.3f}")
-    conformance = None
-    if len(calib) and opts.n_conformance:
-        pick = _conformance_pick(calib, opts.n_conformance)
-        conformance = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])
     failures = list(checked.failures)
-    verification = {"failures": failures, "passed": not failures}
+    stopped = bool(failures) and not opts.keep_going
+    if stopped:  # the first gate failed: the benchmarks and calibration would only measure a wrong model
+        log("parity FAILED: stopping before the benchmarks, threshold calibration and conformance set "
+            "(--keep-going measures them anyway, for a diagnosis)")
+        records = {}
+        thresholds = {**manifest.thresholds, "method": "not measured: the export stopped at its failed parity check"}
+        quality, conformance = manifest.quality, None
+    else:
+        records, thresholds = calibrate_thresholds(bundle, plan, src_emb, impostors, opts)
+        bundle = replace(bundle, meta={**bundle.meta, "thresholds": thresholds})
+        quality = calibrated_quality(bundle, calib.crops, calib_desc["source"], calib.landmarks)
+        log(f"quality gate: min_flip_similarity verify {quality['verify']['min_flip_similarity']:.3f}, enroll {quality['enroll']['min_flip_similarity']:.3f}")
+        conformance = None
+        if len(calib) and opts.n_conformance:
+            pick = _conformance_pick(calib, opts.n_conformance)
+            conformance = write_conformance_set(bundle, calib.crops[pick], [calib.identities[k] for k in pick])
+    parity = {**checked.parity, **records, "seconds": round(time.time() - t1, 1)}
+    verification = {"failures": failures, "passed": not failures, "level": opts.verify}
+    if stopped:
+        verification["stopped_at"] = "parity"
     if not conv.built and conv.unbuilt_reason:
         verification["reason"] = conv.unbuilt_reason
     status = "failed" if failures else ("verified" if conv.built else conv.unbuilt_status)

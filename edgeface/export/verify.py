@@ -25,7 +25,7 @@ from ..core.cache import cache_dir
 from ..runtime.codecs import get_codec
 from ..eval.protocol import threshold_for_far
 
-# fp32/fp16: the tolerance; int8 tightened where measured (see README): mean >= 0.99, min >= 0.97.
+# fp32/fp16: the tolerance; int8 tightened where measured (docs/results/export.md): mean >= 0.99, min >= 0.97.
 TOLERANCES = {
     "fp32": {"cosine_min": 0.999},
     "fp16": {"cosine_min": 0.999},

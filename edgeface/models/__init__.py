@@ -50,7 +50,7 @@ register_arch("dlib_resnet", build_dlib_resnet)
 register(DLIB_RESNET_CARD, weights=dlib_resnet_weights)
 
 # The edge model of issue 15: dlib's ResNet with its inner channels pruned in stages by correlation
-# (benchmarks/dlib_edge.py) and retrained by distillation from the dense network. The weights are
+# (`edgeface distill --recipe default-edge`, edgeface/train/staged.py) and retrained by distillation from the dense network. The weights are
 # derived from the CC0 dlib model by this kit, so they ship in the package (fp16 storage: 3.3 MB;
 # the network computes in fp32, and its int8 bundles are under 2 MB). Card from the file itself.
 _EDGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "dlib_resnet_edge.safetensors"
@@ -59,7 +59,7 @@ register(_EDGE_CARD, weights=str(_EDGE_WEIGHTS))
 
 # `default`: the model edgeface ships, the edge model above (since 2026-12-03; LFW-dev 97.90 % fp32,
 # int8 98.03 % on OpenVINO (1.9 MB) and 97.93 % on TFLite (1.8 MB) with the export recipes
-# x86-openvino-int8-qat and android-tflite-int8-qat; README "Measured results"). Before it: the dense dlib_resnet (98.63 %, but
+# x86-openvino-int8-qat and android-tflite-int8-qat; docs/results/default-model.md). Before it: the dense dlib_resnet (98.63 %, but
 # 5.5-9 MB as int8), and before that the MobileFaceNet trained here (84.4 % on LFW-dev, trained on
 # non-commercial research data), kept only as history in benchmarks/results/train_report.md and
 # reproduced by `edgeface train --recipe edgeface/configs/train/default.toml`. An alias: loading it gives

@@ -1,6 +1,6 @@
 """The model registry: name -> (card, builder), as timm's registry does for classifiers.
 
-Users add their own architecture with :func:`register` (see README, "Your own model").
+Users add their own architecture with :func:`register` (see docs/extending.md, "Add a model").
 """
 from __future__ import annotations
 

@@ -317,7 +317,9 @@ def plot_curves(history: list[dict], png: str | os.PathLike, title: str) -> None
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
+    from ..core.progress import quiet
+
+    if not enabled or quiet():
         return None
     from tqdm import tqdm
 

@@ -123,7 +123,7 @@ def teacher_embeddings(spec: str, data: AlignedSet, device: str | None = None, s
 
 def store_teacher_embeddings(teacher_name: str, part: AlignedSet, embeddings: np.ndarray) -> Path:
     """Put embeddings computed elsewhere (e.g. dlib on another machine from
-    benchmarks/train_dlib_chips.py chips) into the cache that teacher_embeddings() reads."""
+    benchmarks/experiments/train_dlib_chips.py chips) into the cache that teacher_embeddings() reads."""
     emb = np.asarray(embeddings, np.float32)
     if emb.ndim != 2 or len(emb) != len(part):
         raise ValueError(f"teacher embeddings of shape {emb.shape} do not fit a set of {len(part)} faces")

@@ -7,7 +7,7 @@
    dlib's own descriptors by part 1) and on the kit's alignment with the `dlib_150x150`
    template (what `edgeface eval dlib_resnet` measures).
 
-    python benchmarks/dlib_parity.py [--faces 200] [--out benchmarks/results/dlib/parity.json]
+    python benchmarks/experiments/dlib_parity.py [--faces 200] [--out benchmarks/results/dlib/parity.json]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edgeface.core import paths
 from edgeface.eval.verification import PairSet  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> int:
             "dlib_chip": {"accuracy": rep_dlib.accuracy_mean, "std": rep_dlib.accuracy_std, "pairs": len(keep)},
             "kit_alignment_dlib_150x150": {"accuracy": rep_kit["accuracy_mean"], "std": rep_kit["accuracy_std"], "pairs": rep_kit["num_pairs"], "failed": rep_kit["num_failed"]},
         },
-        "command": f"python benchmarks/dlib_parity.py --faces {args.faces}",
+        "command": f"python benchmarks/experiments/dlib_parity.py --faces {args.faces}",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -7,7 +7,7 @@ dlib aligns with its own 5-point shape predictor (eye corners + nose base) and
 LFW/CFP) this maps YuNet's points into dlib's chip with dlib's own transform; the template is
 their mean, and the spread says how far one face's chip can move against dlib's.
 
-    python benchmarks/dlib_template.py [--faces 1500] [--out benchmarks/results/dlib/template.json]
+    python benchmarks/experiments/dlib_template.py [--faces 1500] [--out benchmarks/results/dlib/template.json]
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edgeface.core import paths
 from edgeface.core.align import similarity_transform  # noqa: E402
@@ -77,7 +77,7 @@ def main() -> int:
         "chip": {"size": DLIB_CHIP_SIZE, "padding": DLIB_CHIP_PADDING},
         "template_xy": np.round(template, 4).tolist(),
         "distance_px": {"mean": np.round(spread.mean(axis=0), 3).tolist(), "p95": np.round(np.percentile(spread, 95, axis=0), 3).tolist()},
-        "command": "python benchmarks/dlib_template.py --faces %d --seed %d" % (args.faces, args.seed),
+        "command": "python benchmarks/experiments/dlib_template.py --faces %d --seed %d" % (args.faces, args.seed),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -6,12 +6,13 @@ Cosine to the PyTorch source on the export check's 200 verification faces (Celeb
 none used for calibration), 300 calibration faces, embedding projection in float for AEQ;
 latency = mean of 40 single-face invokes on one thread (XNNPACK).
 
-    PYTHONPATH=. python benchmarks/tflite_int8_methods.py MODEL [--methods aeq,aeq-prelu-float,aeq-a16,pt2e]
+    PYTHONPATH=. python benchmarks/experiments/tflite_int8_methods.py MODEL [--methods aeq,aeq-prelu-float,aeq-a16,pt2e]
 """
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime_common import save_result
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: runtime_common
+from runtime_common import save_result  # noqa: E402
 
 from edgeface.compress.quantize import FloatScope
 from edgeface.export.bundle_writer import ExportOptions, _make_faces, load_source, source_embedder

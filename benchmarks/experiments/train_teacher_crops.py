@@ -2,7 +2,7 @@
 input is the ArcFace 112x112 crop re-framed to the teacher's own template
 (edgeface.train.teacher.crop_to_template), i.e. exactly what distillation gives it.
 
-    nice -n 10 python benchmarks/train_teacher_crops.py --teacher dlib_resnet --out benchmarks/results/train_teacher_crops.json
+    nice -n 10 python benchmarks/experiments/train_teacher_crops.py --teacher dlib_resnet --out benchmarks/results/train_teacher_crops.json
 
 Compare with the teacher's own `edgeface eval` (aligned directly to its template)."""
 from __future__ import annotations

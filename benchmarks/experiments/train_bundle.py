@@ -3,7 +3,7 @@ access to ../shared: the aligned training crops (JPEG in an .npz, no pickle), th
 teacher's embeddings (NaN for sources not distilled), the LFW-dev pair crops for the
 per-epoch monitor, and a tarball of the edgeface package.
 
-    PYTHONPATH=$PWD python benchmarks/train_bundle.py --out /work/main/.carry/train \
+    PYTHONPATH=$PWD python benchmarks/experiments/train_bundle.py --out /work/main/.carry/train \
         --data celeba-299,yaleb-38,lfw-extra --teacher-sources celeba-299,lfw-extra,yaleb-38
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgeface.train.data import encode_jpeg_stack, load_training_sources  # noqa: E402
@@ -44,7 +44,7 @@ def main() -> int:
     lfw = PairSet.from_arrays(full.crops, full.ia[keep], full.ib[keep], full.same[keep], full.folds[keep])
     buf, off = encode_jpeg_stack(lfw.crops, args.quality)
     np.savez(out / "lfw_pairs.npz", jpeg=buf, offsets=off, ia=lfw.ia, ib=lfw.ib, same=lfw.same, folds=lfw.folds)
-    subprocess.run(["tar", "czf", str(out / "edgeface.tgz"), "edgeface", "benchmarks/train_suite.py"], cwd=ROOT, check=True)
+    subprocess.run(["tar", "czf", str(out / "edgeface.tgz"), "edgeface", "benchmarks/experiments/train_suite.py"], cwd=ROOT, check=True)
     for f in sorted(out.iterdir()):
         print(f"{f.name}: {f.stat().st_size / 1e6:.1f} MB")
     print(f"{len(data)} faces, {data.num_classes} identities, teacher rows {int(np.isfinite(teacher[:, 0]).sum())}; LFW pairs {len(lfw.ia)}")

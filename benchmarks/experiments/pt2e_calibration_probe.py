@@ -9,7 +9,7 @@ Each is measured as the converted torch module (the simulation) and as the .tfli
 writes from it (XNNPACK), by cosine to the float model's embeddings of the export's 200 held-out
 verification faces (never calibration faces, never LFW).
 
-    PYTHONPATH=. python benchmarks/pt2e_calibration_probe.py --model dlib_resnet_edge \
+    PYTHONPATH=. python benchmarks/experiments/pt2e_calibration_probe.py --model dlib_resnet_edge \
         --out benchmarks/results/dlib/pt2e_calibration_probe.json
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
                      "tflite_file": cosine_stats(file_out, ref), "tflite_bytes": size, "calibration_faces": info["calibration_faces"],
                      "seconds": round(time.time() - t0, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    Path(args.out).write_text(json.dumps({"model": card.name, "command": "PYTHONPATH=. python benchmarks/pt2e_calibration_probe.py "
+    Path(args.out).write_text(json.dumps({"model": card.name, "command": "PYTHONPATH=. python benchmarks/experiments/pt2e_calibration_probe.py "
                                           f"--model {args.model} --out {args.out}", "rows": rows}, indent=1) + "\n")
     print(f"wrote {args.out}")
 

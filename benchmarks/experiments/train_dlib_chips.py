@@ -2,7 +2,7 @@
 padding 0.25) for every face of a cached aligned training set, stored as JPEG in an .npz,
 so the dlib teacher can be run where the original images are not (a GPU machine).
 
-    PYTHONPATH=$PWD python benchmarks/train_dlib_chips.py ALIGNED.npz OUT.npz [--part i/n]
+    PYTHONPATH=$PWD python benchmarks/experiments/train_dlib_chips.py ALIGNED.npz OUT.npz [--part i/n]
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edgeface.core.imageio import read_image  # noqa: E402
 from edgeface.train.data import encode_jpeg_stack, load_aligned  # noqa: E402

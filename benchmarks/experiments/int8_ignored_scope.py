@@ -2,7 +2,7 @@
 edgeface ONNX graph with NNCF under several ignored scopes and measures cosine to the fp32
 graph on verification faces (CelebA/AAF, disjoint from calibration).
 
-    PYTHONPATH=. python benchmarks/int8_ignored_scope.py FP32_BUNDLE_OR_ONNX [--n-calib 300 --n-verify 200]
+    PYTHONPATH=. python benchmarks/experiments/int8_ignored_scope.py FP32_BUNDLE_OR_ONNX [--n-calib 300 --n-verify 200]
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

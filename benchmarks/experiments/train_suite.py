@@ -1,7 +1,7 @@
-"""Train the report's models from a bundle (benchmarks/train_bundle.py), all at once on
+"""Train the report's models from a bundle (benchmarks/experiments/train_bundle.py), all at once on
 one GPU (one process each), each within a wall-time budget.
 
-    python benchmarks/train_suite.py --bundle DIR --out OUT --budget 420 [--only NAME]
+    python benchmarks/experiments/train_suite.py --bundle DIR --out OUT --budget 420 [--only NAME]
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 face, for the dense network, every channel-pruned row (correlation vs magnitude selection, each
 retrained by distillation) and, for scale, the third-party MobileFaceNet.
 
-    python benchmarks/dlib_pareto.py RUN.json [RUN.json ...] [--out benchmarks/results/dlib/pareto]
+    python benchmarks/experiments/dlib_pareto.py RUN.json [RUN.json ...] [--out benchmarks/results/dlib/pareto]
 
 RUN.json are `compress_channel.py --model dlib_resnet` results; rows are merged and labelled with
 their run's retraining steps (a later file's row for the same method, keep and steps replaces an
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edgeface.compress.report import write_markdown_table  # noqa: E402
 
