@@ -29,7 +29,7 @@ from edgeface.runtime.bundle import read_meta
 
 def embedded(name: str, embedder, pop: F.Population, cache: Path, store) -> tuple[F.Embedded, float]:
     """Embeddings of `pop` through `embedder`, from the cache when this model and population were embedded before."""
-    f = cache / f"{name}-{pop.name}.npz"
+    f = cache / f"{name}-{pop.name}-n{len(pop.files)}.npz"  # the cap changes the population
     if f.is_file():
         z = np.load(f, allow_pickle=False)
         files = [str(x) for x in z["files"]]

@@ -21,7 +21,7 @@ def _fake_population(gen, imp):
     return scores
 
 
-def test_recalibrated_bundle_opens_with_new_thresholds_and_provenance(tmp_path, monkeypatch, rng):
+def test_recalibrated_bundle_opens_with_new_thresholds_and_provenance(tmp_path, monkeypatch, rng, capsys):
     src = make_tiny_bundle(tmp_path / "b")
     before = read(src)
     imp = rng.normal(0.2, 0.1, 200_000).astype(np.float32)
@@ -41,6 +41,10 @@ def test_recalibrated_bundle_opens_with_new_thresholds_and_provenance(tmp_path, 
     assert meta["files"] == before["files"]  # the model is untouched
     assert check_conformance(b)["passed"]
     assert read(src) == before  # --out leaves the source bundle alone
+    capsys.readouterr()
+    assert main(["export", "--check", str(tmp_path / "new")]) == 0
+    out = capsys.readouterr().out
+    assert "calibrated  on 'my people'" in out and f"FAR 1e-3: cosine >= {th['at_far']['1e-3']['threshold']:.4f}" in out
 
 
 def test_too_small_folder_is_refused_before_any_face_is_embedded(tmp_path, monkeypatch):
@@ -84,3 +88,21 @@ def test_cli_recalibrates_in_place(tmp_path, monkeypatch, rng, capsys):
     th = json.loads(capsys.readouterr().out)
     assert set(th["at_far"]) == {"1e-2", "1e-3", "1e-4"}
     assert load_bundle(src).thresholds == {k: v["threshold"] for k, v in th["at_far"].items()}
+
+
+def test_by_source_says_which_source_the_pooled_threshold_misses(rng):
+    from edgeface.export import verify as V
+
+    d = 16
+    spread = rng.standard_normal((300, d))
+    alike = rng.standard_normal(d) + 0.5 * rng.standard_normal((300, d))
+    emb = np.concatenate([spread, alike])
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"celeba:{k}" for k in range(300)] + [f"aaf:{k}" for k in range(300)]
+    gen, imp = V.population_scores(emb, ids)
+    at_far = V.calibrate_thresholds(gen, imp, ("1e-3",))
+    out = V.by_source(emb, ids, at_far)
+    assert set(out) == {"celeba", "aaf"} and out["aaf"]["num_impostor"] == 300 * 299 // 2
+    assert out["aaf"]["at_far"]["1e-3"]["far"] > 1e-3 > out["celeba"]["at_far"]["1e-3"]["far"]
+    assert out["aaf"]["at_far"]["1e-3"]["threshold_for_this_source"] > at_far["1e-3"]["threshold"]
+    assert out["aaf"]["far_curve"] and out["aaf"]["far_curve"][0]["far"] == 0.1

@@ -141,26 +141,30 @@ def summary(meta: dict, out) -> str:
              f"parity      cosine to source min {par['cosine_min']:.5f} mean {par['cosine_mean']:.5f} on {par['num_faces']} faces"]
     if par.get("lfw_dev"):
         lines.append(f"LFW-dev     {100 * par['lfw_dev']['accuracy_mean']:.2f} ± {100 * par['lfw_dev']['accuracy_std']:.2f} %  (source {100 * par['source_lfw_dev']['accuracy_mean']:.2f} %)")
-    return "\n".join(lines + operating_points(meta))
+    for k, v in meta["thresholds"]["at_far"].items():
+        tar = v.get("tar_lfw_dev")
+        lines.append(f"threshold   FAR {k}: cosine >= {v['threshold']:.4f}" + (f"  (TAR on LFW-dev {100 * tar:.2f} %)" if tar is not None else ""))
+    lines += operating_point_lines(meta["thresholds"])
+    return "\n".join(lines)
 
 
-def operating_points(meta: dict) -> list[str]:
-    """The bundle's thresholds as text: per calibrated FAR, the threshold, the TAR (and FAR) it measured on every reported set,
-    and the FAR it gives each calibration source (thresholds.by_source), so a user sees whom the operating point serves."""
-    th = meta["thresholds"]
+def operating_point_lines(th: dict) -> list[str]:
+    """What each threshold measured: FAR / TAR on every reported set, FAR within each calibration source, and the
+    population the thresholds were calibrated (or re-calibrated) on."""
     lines = []
     for k, v in th["at_far"].items():
-        lines.append(f"threshold   FAR {k}: cosine >= {v['threshold']:.4f}")
         for pop, a in (v.get("achieved") or {}).items():
-            tar = "" if a.get("tar") is None else f"TAR {100 * a['tar']:.2f} % of {a['num_genuine']:,} genuine, "
-            lines.append(f"              {pop:<10} {tar}FAR {a['far']:.2e} ({a['impostors_accepted']:,} of {a['num_impostor']:,} impostors)")
-        for src, s in (th.get("by_source") or {}).items():
-            a = s["at_far"][k]
-            tar = "" if a.get("tar") is None else f"TAR {100 * a['tar']:.2f} %, "
-            lines.append(f"              source {src:<5} {tar}FAR {a['far']:.2e} ({a['impostors_accepted']:,} of {a['num_impostor']:,} impostor pairs within it)")
-    if th.get("calibration_set"):
-        lines.append(f"calibrated  on {th['calibration_set'].get('num_faces', '?')} faces of {th['calibration_set'].get('num_people', '?')} people: "
-                     f"{', '.join(th['calibration_set'].get('sources', []))}")
+            far = "n/a" if a.get("far") is None else f"{a['far']:.2e} ({a.get('impostors_accepted')}/{a.get('num_impostor')})"
+            tar = "n/a" if a.get("tar") is None else f"{100 * a['tar']:.2f} %"
+            lines.append(f"  at {k} on {pop}: FAR {far}, TAR {tar}")
+    for src, e in (th.get("by_source") or {}).items():
+        cells = [f"FAR {a['far']:.2e} at the {k} threshold ({a['far'] / float(k):.2g}x)" for k, a in e["at_far"].items() if a.get("far") is not None]
+        lines.append(f"  within {src} ({e['num_impostor']:,} impostor pairs): " + ", ".join(cells))
+    cs = th.get("calibration_set") or {}
+    if cs.get("population"):
+        lines.append(f"calibrated  on {cs['population']!r} ({cs.get('kind', '')}), {th.get('num_impostor', 0):,} impostor pairs, {cs.get('date', '')}")
+    elif cs.get("description"):
+        lines.append(f"calibrated  on {cs['description']}")
     return lines
 
 
@@ -178,11 +182,12 @@ def run_check(path: str) -> int:
     bundle = load_bundle(path, require_verified=not pending)  # refuses altered files, invalid JSON, other major versions
     rep = check_conformance(bundle)
     print(json.dumps(rep, indent=2))
+    print("\n".join(f"threshold   FAR {k}: cosine >= {v['threshold']:.4f}" for k, v in bundle.meta["thresholds"]["at_far"].items()))
+    print("\n".join(operating_point_lines(bundle.meta["thresholds"])))
     if not rep["passed"]:
         print(f"edgeface export --check: error: {path} does not reproduce its conformance set", file=sys.stderr)
         return 1
     print(f"{path}: conformance passed ({rep['faces']} faces, min cosine {rep['cosine_min']:.6f}, {rep['pairs']} pair decisions)")
-    print("\n".join(operating_points(bundle.meta)))
     return 0
 
 

@@ -284,7 +284,7 @@ def list_images(root: str | os.PathLike, purpose: str = "") -> list[str]:
 
 def save_atomic(path: Path, arr: np.ndarray) -> None:
     """np.save to a temporary name, then rename: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp.npy")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")  # per process: two writers of one cache file never share a temporary
     np.save(tmp, arr, allow_pickle=False)
     os.replace(tmp, path)
 

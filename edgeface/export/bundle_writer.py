@@ -610,13 +610,6 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, opts: Expor
         for key, entry in codecs[codec]["at_far"].items():
             entry["tar_calibration"] = entry.pop("tar_lfw_dev")
             entry["achieved"] = V.achieved_at_thresholds({key: entry}, {p: c[codec] for p, c in by_codec_pop.items()})[0][key]
-    # each source of the calibration population on its own: its FAR curve and the FAR each pooled threshold gives it
-    by_source, source_pops = {}, V.source_scores(emb, faces.identities)
-    src_achieved, src_notes = V.achieved_at_thresholds(at_far, source_pops)
-    for src, (g, i) in source_pops.items():
-        by_source[src] = {"num_faces": int(sum(1 for x in faces.identities if x.startswith(src + ":"))), "num_genuine": int(len(g)),
-                          "num_impostor": int(len(i)), "far_curve": V.far_curve(i), "at_far": {k: src_achieved[k][src] for k in at_far}}
-    notes += [f"calibration source {n}" for n in src_notes]
     for n in notes:
         log(f"threshold note: {n}")
     return par, {
@@ -630,7 +623,7 @@ def verify_on_benchmarks(bundle: Bundle, src: ExportSource, src_emb, opts: Expor
         "num_genuine": int(len(genuine)),
         "num_impostor": int(len(impostor)),
         "far_curve": V.far_curve(impostor),  # for a threshold at a target FPIR (runtime.openset)
-        "by_source": by_source,  # per calibration source: FAR curve, and what each threshold gives it (FAR, TAR where it has genuine pairs)
+        "by_source": V.by_source(emb, faces.identities, at_far),  # the same thresholds within each calibration source (issue 32)
         "notes": notes,
         # galleries storing Hamming-compared templates score in another space: their own thresholds, calibrated the same way
         "codecs": codecs,

@@ -205,18 +205,6 @@ def population_scores(embeddings: np.ndarray, identities: list[str]) -> tuple[np
     return cat(gen), cat(imp)
 
 
-def source_scores(embeddings: np.ndarray, identities: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(genuine, impostor) of population_scores within each source (the identity's "source:" prefix): the pairs whose
-    two photos both come from that source, so a source that stands in for one population is scored on its own."""
-    ids = np.asarray(identities)
-    sources = np.asarray([i.split(":", 1)[0] if ":" in i else "" for i in identities])
-    out = {}
-    for src in sorted(set(sources.tolist()) - {""}):
-        keep = np.flatnonzero(sources == src)
-        out[src] = population_scores(np.asarray(embeddings)[keep], ids[keep].tolist())
-    return out
-
-
 FAR_CURVE = ("1e-1", "3e-2", "1e-2", "3e-3", "1e-3", "3e-4", "1e-4", "3e-5", "1e-5")
 
 
@@ -228,6 +216,31 @@ def far_curve(impostor: np.ndarray, fars=FAR_CURVE, min_accepted: int = 10) -> l
     usable = tuple(f for f in fars if float(f) * n >= min_accepted)
     cal = calibrate_thresholds(np.zeros(0), impostor, usable)
     return [{"far": float(f), "threshold": cal[f]["threshold"], "far_measured": cal[f]["far_measured"]} for f in usable]
+
+
+def by_source(embeddings: np.ndarray, identities: list[str], at_far: dict, min_faces: int = 20) -> dict:
+    """thresholds.by_source: per calibration source (the prefix of the identities, "celeba:..." ->
+    "celeba"), over the impostor pairs within that source: their count, the FAR each calibrated
+    threshold reaches on them, the threshold that would give each FAR on that source alone, and its
+    FAR curve. One pooled threshold is set mostly by the source whose impostors are most alike
+    (issue 32: AAF-8k's); this says by how much each source misses it."""
+    from ..eval.protocol import threshold_for_far
+
+    src = np.array([i.split(":", 1)[0] if ":" in i else "" for i in identities], dtype=object)
+    out = {}
+    for s in sorted(set(src) - {""}):
+        idx = np.flatnonzero(src == s)
+        if len(idx) < min_faces:
+            continue
+        _, imp = population_scores(embeddings[idx], [identities[i] for i in idx])
+        entry = {"num_faces": int(len(idx)), "num_impostor": int(len(imp)), "at_far": {}}
+        for key, e in at_far.items():
+            n_acc = int(np.sum(imp >= e["threshold"]))
+            entry["at_far"][key] = {"far": float(n_acc / len(imp)) if len(imp) else None, "impostors_accepted": n_acc,
+                                    "threshold_for_this_source": threshold_for_far(imp, float(key)) if len(imp) * float(key) >= 1 else None}
+        entry["far_curve"] = far_curve(imp)
+        out[s] = entry
+    return out
 
 
 FAR_MISMATCH = 2.0  # achieved / calibrated FAR beyond this factor (either way) is flagged in the bundle's notes
