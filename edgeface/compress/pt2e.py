@@ -46,6 +46,7 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
         def annotate(self, model):
             model = super().annotate(model)
             floating = in_net = False
+            dropped: set = set()
             for node in model.graph.nodes:
                 paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
                 net_node = any(p == "net" or p.startswith("net.") for p in paths)
@@ -54,7 +55,9 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
                 floating = floating or any(p in float_from for p in paths) or (in_net and not net_node and node.op == "call_function")
                 in_net = in_net or net_node
                 if floating or any(p in float_modules for p in paths):
-                    node.meta.pop("quantization_annotation", None)
+                    if node.meta.pop("quantization_annotation", None) is not None:
+                        dropped.add(node)
+            _drop_dangling_shares(model, dropped)
             return model
 
     config = pq.get_symmetric_quantization_config(is_per_channel=True, is_qat=fake_quant)
@@ -69,6 +72,32 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
         return FloatScopeQuantizer().set_global(config)
     act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=act_ctr)
     return FloatScopeQuantizer().set_global(dataclasses.replace(config, input_activation=act, output_activation=act))
+
+
+def _drop_dangling_shares(model, dropped: set) -> None:
+    """Ops whose quantization is shared with an op left in float (a SharedQuantizationSpec on its
+    node or edge) go float too, until none is left: otherwise prepare_pt2e looks the float op up and
+    fails (KeyError on the node). LayerNorm-style graphs share the layout ops after a float first
+    conv with it (the permute before a channels-last LayerNorm: ConvNeXt, EdgeFace)."""
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    def refers(spec) -> bool:
+        if not isinstance(spec, SharedQuantizationSpec):
+            return False
+        ref = spec.edge_or_node
+        return any(r in dropped for r in (ref if isinstance(ref, tuple) else (ref,)))
+
+    changed = bool(dropped)
+    while changed:
+        changed = False
+        for node in model.graph.nodes:
+            ann = node.meta.get("quantization_annotation")
+            if ann is None:
+                continue
+            if refers(ann.output_qspec) or any(refers(q) for q in ann.input_qspec_map.values()):
+                node.meta.pop("quantization_annotation")
+                dropped.add(node)
+                changed = True
 
 
 def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_scope: FloatScope | None = None,
