@@ -54,9 +54,13 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
                 # (quantizing its x*x made the int8 embeddings 1.0009 long instead of unit length)
                 floating = floating or any(p in float_from for p in paths) or (in_net and not net_node and node.op == "call_function")
                 in_net = in_net or net_node
-                if floating or any(p in float_modules for p in paths):
+                if floating or any(p in float_modules for p in paths) or not _is_float(node):
                     if node.meta.pop("quantization_annotation", None) is not None:
                         dropped.add(node)
+                elif "quantization_annotation" in node.meta:  # integer inputs (index arithmetic) are never observed
+                    qmap = node.meta["quantization_annotation"].input_qspec_map
+                    for arg in [a for a in qmap if not _is_float(a)]:
+                        del qmap[arg]
             _drop_dangling_shares(model, dropped)
             return model
 
@@ -72,6 +76,19 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
         return FloatScopeQuantizer().set_global(config)
     act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=act_ctr)
     return FloatScopeQuantizer().set_global(dataclasses.replace(config, input_activation=act, output_activation=act))
+
+
+def _is_float(node) -> bool:
+    """Whether a graph node computes a floating-point tensor (integer index arithmetic, e.g. the
+    arange / cumsum of EdgeNeXt's positional encoding, matches the quantizer's add/mul patterns
+    too: observing it failed with "histogram_cpu not implemented for 'Long'")."""
+    if getattr(node, "op", None) == "get_attr":  # a lifted constant carries no "val": look at the tensor itself
+        val = node.graph.owning_module
+        for part in str(node.target).split("."):
+            val = getattr(val, part, None)
+    else:
+        val = getattr(node, "meta", {}).get("val")
+    return not isinstance(val, torch.Tensor) or val.dtype.is_floating_point
 
 
 def _drop_dangling_shares(model, dropped: set) -> None:
