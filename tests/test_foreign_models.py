@@ -301,3 +301,16 @@ def test_pt2e_int8_of_a_layernorm_network_keeps_the_first_conv_float_without_cra
     with torch.no_grad():
         cos = torch.sum(q(x) * FaceEmbeddingGraph(net, card)(x), dim=1)
     assert cos.min() > 0.99, cos
+
+
+def test_core_graph_of_a_bare_onnx_stays_the_bare_network(model_files, tmp_path):
+    """The full graph of a bare ONNX is wrapped (uint8 in); its core graph (ncnn, Core ML, --graph core)
+    is the network itself, float NCHW, its opset unchanged."""
+    pytest.importorskip("onnx")
+    from edgeface.export import load_source
+    from edgeface.export.converters import core_onnx, onnx_io, onnx_opset
+
+    src = load_source(str(model_files["onnx"]))
+    core = core_onnx(src, tmp_path / "core.onnx")
+    i, _ = onnx_io(core, src.card)
+    assert i["dtype"] == "float32" and i["layout"] == "NCHW" and not i["normalization_in_graph"] and onnx_opset(core) == 17
