@@ -46,6 +46,7 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
         def annotate(self, model):
             model = super().annotate(model)
             floating = in_net = False
+            dropped: set = set()
             for node in model.graph.nodes:
                 paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
                 net_node = any(p == "net" or p.startswith("net.") for p in paths)
@@ -53,8 +54,14 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
                 # (quantizing its x*x made the int8 embeddings 1.0009 long instead of unit length)
                 floating = floating or any(p in float_from for p in paths) or (in_net and not net_node and node.op == "call_function")
                 in_net = in_net or net_node
-                if floating or any(p in float_modules for p in paths):
-                    node.meta.pop("quantization_annotation", None)
+                if floating or any(p in float_modules for p in paths) or not _is_float(node):
+                    if node.meta.pop("quantization_annotation", None) is not None:
+                        dropped.add(node)
+                elif "quantization_annotation" in node.meta:  # integer inputs (index arithmetic) are never observed
+                    qmap = node.meta["quantization_annotation"].input_qspec_map
+                    for arg in [a for a in qmap if not _is_float(a)]:
+                        del qmap[arg]
+            _drop_dangling_shares(model, dropped)
             return model
 
     config = pq.get_symmetric_quantization_config(is_per_channel=True, is_qat=fake_quant)
@@ -69,6 +76,45 @@ def _quantizer(float_from: list[str], activation_observer: str = "histogram", fl
         return FloatScopeQuantizer().set_global(config)
     act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=act_ctr)
     return FloatScopeQuantizer().set_global(dataclasses.replace(config, input_activation=act, output_activation=act))
+
+
+def _is_float(node) -> bool:
+    """Whether a graph node computes a floating-point tensor (integer index arithmetic, e.g. the
+    arange / cumsum of EdgeNeXt's positional encoding, matches the quantizer's add/mul patterns
+    too: observing it failed with "histogram_cpu not implemented for 'Long'")."""
+    if getattr(node, "op", None) == "get_attr":  # a lifted constant carries no "val": look at the tensor itself
+        val = node.graph.owning_module
+        for part in str(node.target).split("."):
+            val = getattr(val, part, None)
+    else:
+        val = getattr(node, "meta", {}).get("val")
+    return not isinstance(val, torch.Tensor) or val.dtype.is_floating_point
+
+
+def _drop_dangling_shares(model, dropped: set) -> None:
+    """Ops whose quantization is shared with an op left in float (a SharedQuantizationSpec on its
+    node or edge) go float too, until none is left: otherwise prepare_pt2e looks the float op up and
+    fails (KeyError on the node). LayerNorm-style graphs share the layout ops after a float first
+    conv with it (the permute before a channels-last LayerNorm: ConvNeXt, EdgeFace)."""
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    def refers(spec) -> bool:
+        if not isinstance(spec, SharedQuantizationSpec):
+            return False
+        ref = spec.edge_or_node
+        return any(r in dropped for r in (ref if isinstance(ref, tuple) else (ref,)))
+
+    changed = bool(dropped)
+    while changed:
+        changed = False
+        for node in model.graph.nodes:
+            ann = node.meta.get("quantization_annotation")
+            if ann is None:
+                continue
+            if refers(ann.output_qspec) or any(refers(q) for q in ann.input_qspec_map.values()):
+                node.meta.pop("quantization_annotation")
+                dropped.add(node)
+                changed = True
 
 
 def pt2e_int8(net: torch.nn.Module, card: ModelCard, calib: np.ndarray, float_scope: FloatScope | None = None,

@@ -329,7 +329,13 @@ def core_onnx(src: ExportSource, path: Path) -> Path:
             raise ValueError(f"{src.onnx_path}: the core graph is a float32 NCHW network; this ONNX takes {i['dtype']} {i['layout']}"
                              f"{' with pre-processing inside (an edgeface export)' if i['normalization_in_graph'] else ''}; "
                              "export from the PyTorch model, or pass the network's own ONNX")
-        return _onnx_from_source(src, path)
+        import onnx
+        import onnxslim
+
+        model = onnxslim.slim(onnx.load(str(src.onnx_path)))  # the bare network as it is (not wrapped: that is the full graph)
+        onnx.helper.set_model_props(model, {"edgeface_card": src.card.to_json()})
+        onnx.save(model, str(path))
+        return path
     return src.cached("core-onnx", path, lambda p: torch_to_core_onnx(src.net, src.card, p))
 
 
