@@ -160,9 +160,10 @@ class Arm64Board:
         return SshRunner(host="127.0.0.1", user=self.sshd.user, port=self.sshd.port, key=str(self.sshd.key), workdir=f"{self.workdir}/{sub}" if sub else self.workdir)
 
     def stop(self) -> None:
+        """Stop this board's sshd and delete its work folder. /proc stays mounted in the root: another test session
+        may run a board on the same root at the same time (make_root unmounts it before it rebuilds a root)."""
         self.sshd.stop()
         shutil.rmtree(self.root / self.workdir.lstrip("/"), ignore_errors=True)
-        _unmount_under(self.root)
 
 
 def start_board(tmp: Path, root: Path | None = None, cpu: str | None = None) -> Arm64Board:

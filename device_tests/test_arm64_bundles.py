@@ -57,7 +57,7 @@ def board_venv(arm64_board_lazy, runtime_wheel):
 
     backends = sorted({_meta(b)["backend"] for b in BUNDLES})
     unknown = [b for b in backends if b not in BACKEND_PACKAGES]
-    packages = pinned(["numpy"] + [p for b in backends if b in BACKEND_PACKAGES for p in BACKEND_PACKAGES[b]])
+    packages = pinned(["numpy", "pillow"] + [p for b in backends if b in BACKEND_PACKAGES for p in BACKEND_PACKAGES[b]])
     board = arm64_board_lazy()
     wheelhouse = fill_wheelhouse(packages, wheelhouse_dir() / f"arm64-bundles-aarch64-cp{PYTHON_TAG.replace('.', '')}", platforms=WHEEL_PLATFORMS, python_version=PYTHON_TAG)
     runner = board.runner("bundles")
