@@ -155,8 +155,7 @@ def table(rows: list[dict]) -> str:
             arm = f"{'pass' if r['arm_check'].get('passed') else 'FAIL'} (exit {r['arm_check_exit']})"
             lines.append(f"| {r['bundle']} | | {r['format']}-{r['precision']} | {r['backend']} | {arm} | {'pass' if r['x86_check'].get('passed') else 'FAIL'} | - | NOT verified: {why.strip()[:120]} |")
             continue
-        lib = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino", "mnn": "MNN", "ncnn": "ncnn"}.get(r["backend"], r["backend"])
-        version = r["board_libraries"].get(lib) or r["board_libraries"].get(lib.lower(), "?")
+        version = next((r["board_libraries"][p] for p in BACKEND_PACKAGES.get(r["backend"], []) if p in r["board_libraries"]), "?")
         ac, xc, p = r["arm_check"], r["x86_check"], r["arm_vs_x86"]
         arm = f"{'pass' if ac.get('passed') else 'FAIL'} ({ac.get('cosine_min', float('nan')):.6f})"
         x86 = f"{'pass' if xc.get('passed') else 'FAIL'} ({xc.get('cosine_min', float('nan')):.6f})"

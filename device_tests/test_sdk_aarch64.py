@@ -33,7 +33,7 @@ def aarch64_core() -> Path:
 
 def test_aarch64_cpp_core_reproduces_the_vectors_under_qemu(aarch64_core, tmp_path):
     from edgeface.core import paths
-    from test_sdk_cpp import run_vectors
+    from test_sdk_cpp import prepare_gallery_cases
     import sdk_vectors
 
     if not (paths.lfw_dev() / "pairs.txt").is_file():
@@ -51,7 +51,12 @@ def test_aarch64_cpp_core_reproduces_the_vectors_under_qemu(aarch64_core, tmp_pa
     wrapper = tmp_path / "run-without-host-sys.sh"
     wrapper.write_text(f"#!/bin/sh\nexec unshare -m sh -c 'mount -t tmpfs tmpfs /sys/devices/system/cpu && exec \"$@\"' sh {binary} \"$@\"\n")
     wrapper.chmod(0o755)
-    summary = run_vectors(wrapper, sdk_vectors.build(), tmp_path / "scratch", env=env)
+    vec = sdk_vectors.build()
+    # test_sdk_cpp.run_vectors, with an emulation-sized timeout (the suite takes ~10+ min under qemu on 2 busy cores)
+    prepare_gallery_cases(Path(vec["vectors"]), tmp_path / "scratch")
+    p = subprocess.run([str(wrapper), vec["bundle"], vec["vectors"], str(tmp_path / "scratch")], capture_output=True, text=True, timeout=5400, env=env)
+    assert p.returncode == 0, f"the aarch64 C++ core differs from the vectors:\n{p.stderr[-6000:]}"
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     print(f"aarch64 vectors: {json.dumps({k: v for k, v in summary.items() if k != 'mismatches'})}")
     assert summary["mismatches"] == [] and summary["checks"] > 3000
