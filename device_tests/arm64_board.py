@@ -166,11 +166,21 @@ class Arm64Board:
         shutil.rmtree(self.root / self.workdir.lstrip("/"), ignore_errors=True)
 
 
-# A Raspberry Pi 5's CPU as Linux describes it in sysfs: 4x Cortex-A76 (MIDR 0x414fd0b1: Arm, r4p1, part 0xd0b),
-# one cluster, 64K+64K L1 and 512K L2 per core, 2M shared L3. qemu-user shows the x86 host's /sys, which ARM
-# runtimes misread (ONNX Runtime's cpuinfo crashes on it), and none at all crashes OpenVINO's ARM CPU plugin
-# (oneDNN's xbyak_aarch64 reads MIDR_EL1, hwloc the topology): the board gets this synthetic one on a tmpfs.
-PI5_CORES = 4
+# A Raspberry Pi 5's CPU as Linux describes it in sysfs and /proc/cpuinfo: Cortex-A76 cores (MIDR 0x414fd0b1: Arm,
+# r4p1, part 0xd0b; the A76's features: dot product, fp16 arithmetic), one cluster, 64K+64K L1 and 512K L2 per core,
+# 2M shared L3. qemu-user shows the x86 host's /sys and /proc/cpuinfo, which the ARM runtimes misread: with the
+# host's (or a synthetic /sys but the host's cpuinfo) ONNX Runtime's cpuinfo crashes (SIGSEGV); with no /sys
+# OpenVINO's ARM CPU plugin crashes (oneDNN's xbyak_aarch64 reads MIDR_EL1, hwloc the topology). The board gets
+# both, consistent: /sys on a tmpfs, /proc/cpuinfo bind-mounted. As many cores as this host has (a Pi 5 has 4):
+# ONNX Runtime pins its threads to the cores it is told exist, and the emulated threads run on the host's.
+PI5_CORES = max(1, min(4, os.cpu_count() or 1))
+PI5_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
+
+
+def pi5_cpuinfo() -> str:
+    """/proc/cpuinfo of the synthetic Pi 5 (the aarch64 kernel's format)."""
+    return "".join(f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {PI5_FEATURES}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+                   f"CPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n" for n in range(PI5_CORES))
 PI5_MIDR = "0x00000000414fd0b1"
 PI5_CACHES = ((1, "Data", "64K"), (1, "Instruction", "64K"), (2, "Unified", "512K"), (3, "Unified", "2048K"))
 
@@ -210,8 +220,8 @@ def write_pi5_sysfs(sys_dir: Path) -> None:
 
 
 def start_board(tmp: Path, root: Path | None = None, cpu: str | None = None) -> Arm64Board:
-    """Bring the board up: the cached root (made if missing), /proc and a synthetic Pi 5 /sys (tmpfs) mounted in it,
-    an sshd on a free loopback port."""
+    """Bring the board up: the cached root (made if missing), /proc with a Pi 5's cpuinfo and a synthetic Pi 5 /sys
+    (tmpfs) mounted in it, an sshd on a free loopback port."""
     root = make_root(root)
     proc_dir, sys_dir = root / "proc", root / "sys"
     if str(proc_dir.resolve()) not in _mounts():
@@ -219,6 +229,10 @@ def start_board(tmp: Path, root: Path | None = None, cpu: str | None = None) -> 
     if str(sys_dir.resolve()) not in _mounts():
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "edgeface-pi5-sysfs", str(sys_dir)], check=True)
         write_pi5_sysfs(sys_dir)
+        (sys_dir / "edgeface-cpuinfo").write_text(pi5_cpuinfo())
+    cpuinfo = proc_dir / "cpuinfo"
+    if str(cpuinfo.resolve()) not in _mounts():
+        subprocess.run(["mount", "--bind", str(sys_dir / "edgeface-cpuinfo"), str(cpuinfo)], check=True)
     cpu = cpu or os.environ.get("EDGEFACE_QEMU_CPU", DEFAULT_CPU)
     workdir = f"/tmp/edgeface-board-{uuid.uuid4().hex[:8]}"
     # ChrootDirectory: the root and every folder above it must be root-owned and not group/world-writable.
