@@ -160,17 +160,79 @@ class Arm64Board:
         return SshRunner(host="127.0.0.1", user=self.sshd.user, port=self.sshd.port, key=str(self.sshd.key), workdir=f"{self.workdir}/{sub}" if sub else self.workdir)
 
     def stop(self) -> None:
+        """Stop this board's sshd and delete its work folder. /proc stays mounted in the root: another test session
+        may run a board on the same root at the same time (make_root unmounts it before it rebuilds a root)."""
         self.sshd.stop()
         shutil.rmtree(self.root / self.workdir.lstrip("/"), ignore_errors=True)
-        _unmount_under(self.root)
+
+
+# A Raspberry Pi 5's CPU as Linux describes it in sysfs and /proc/cpuinfo: Cortex-A76 cores (MIDR 0x414fd0b1: Arm,
+# r4p1, part 0xd0b; the A76's features: dot product, fp16 arithmetic), one cluster, 64K+64K L1 and 512K L2 per core,
+# 2M shared L3. qemu-user shows the x86 host's /sys and /proc/cpuinfo, which the ARM runtimes misread: with the
+# host's (or a synthetic /sys but the host's cpuinfo) ONNX Runtime's cpuinfo crashes (SIGSEGV); with no /sys
+# OpenVINO's ARM CPU plugin crashes (oneDNN's xbyak_aarch64 reads MIDR_EL1, hwloc the topology). The board gets
+# both, consistent: /sys on a tmpfs, /proc/cpuinfo bind-mounted. As many cores as this host has (a Pi 5 has 4):
+# ONNX Runtime pins its threads to the cores it is told exist, and the emulated threads run on the host's.
+PI5_CORES = max(1, min(4, os.cpu_count() or 1))
+PI5_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
+
+
+def pi5_cpuinfo() -> str:
+    """/proc/cpuinfo of the synthetic Pi 5 (the aarch64 kernel's format)."""
+    return "".join(f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {PI5_FEATURES}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+                   f"CPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n" for n in range(PI5_CORES))
+PI5_MIDR = "0x00000000414fd0b1"
+PI5_CACHES = ((1, "Data", "64K"), (1, "Instruction", "64K"), (2, "Unified", "512K"), (3, "Unified", "2048K"))
+
+
+def write_pi5_sysfs(sys_dir: Path) -> None:
+    """The files of a Pi 5's /sys/devices/system/cpu (+ node0 and /sys/bus/cpu links) under `sys_dir`."""
+    def w(p: Path, v: str) -> None:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(v + "\n")
+
+    cpu = sys_dir / "devices" / "system" / "cpu"
+    every = f"0-{PI5_CORES - 1}"
+    mask_all = f"{(1 << PI5_CORES) - 1:x}"
+    for f in ("possible", "present", "online"):
+        w(cpu / f, every)
+    for n in range(PI5_CORES):
+        c = cpu / f"cpu{n}"
+        w(c / "regs" / "identification" / "midr_el1", PI5_MIDR)
+        w(c / "regs" / "identification" / "revidr_el1", "0x0000000000000000")
+        w(c / "online", "1")
+        topo = {"physical_package_id": "0", "core_id": str(n), "cluster_id": "0", "core_siblings_list": every, "thread_siblings_list": str(n),
+                "package_cpus_list": every, "core_cpus_list": str(n), "cluster_cpus_list": every, "core_siblings": mask_all, "package_cpus": mask_all,
+                "cluster_cpus": mask_all, "thread_siblings": f"{1 << n:x}", "core_cpus": f"{1 << n:x}"}
+        for k, v in topo.items():
+            w(c / "topology" / k, v)
+        for i, (level, kind, size) in enumerate(PI5_CACHES):
+            for k, v in {"level": str(level), "type": kind, "size": size, "coherency_line_size": "64", "ways_of_associativity": "4",
+                         "number_of_sets": "256", "shared_cpu_list": every if level == 3 else str(n)}.items():
+                w(c / "cache" / f"index{i}" / k, v)
+        link = sys_dir / "bus" / "cpu" / "devices" / f"cpu{n}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(f"../../../devices/system/cpu/cpu{n}")
+    w(sys_dir / "devices" / "system" / "node" / "online", "0")
+    w(sys_dir / "devices" / "system" / "node" / "possible", "0")
+    w(sys_dir / "devices" / "system" / "node" / "node0" / "cpulist", every)
 
 
 def start_board(tmp: Path, root: Path | None = None, cpu: str | None = None) -> Arm64Board:
-    """Bring the board up: the cached root (made if missing), /proc mounted in it, an sshd on a free loopback port."""
+    """Bring the board up: the cached root (made if missing), /proc with a Pi 5's cpuinfo and a synthetic Pi 5 /sys
+    (tmpfs) mounted in it, an sshd on a free loopback port."""
     root = make_root(root)
-    proc_dir = root / "proc"
+    proc_dir, sys_dir = root / "proc", root / "sys"
     if str(proc_dir.resolve()) not in _mounts():
         subprocess.run(["mount", "-t", "proc", "proc", str(proc_dir)], check=True)
+    if str(sys_dir.resolve()) not in _mounts():
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "edgeface-pi5-sysfs", str(sys_dir)], check=True)
+        write_pi5_sysfs(sys_dir)
+        (sys_dir / "edgeface-cpuinfo").write_text(pi5_cpuinfo())
+    cpuinfo = proc_dir / "cpuinfo"
+    if str(cpuinfo.resolve()) not in _mounts():
+        subprocess.run(["mount", "--bind", str(sys_dir / "edgeface-cpuinfo"), str(cpuinfo)], check=True)
     cpu = cpu or os.environ.get("EDGEFACE_QEMU_CPU", DEFAULT_CPU)
     workdir = f"/tmp/edgeface-board-{uuid.uuid4().hex[:8]}"
     # ChrootDirectory: the root and every folder above it must be root-owned and not group/world-writable.

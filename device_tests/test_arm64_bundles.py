@@ -57,7 +57,7 @@ def board_venv(arm64_board_lazy, runtime_wheel):
 
     backends = sorted({_meta(b)["backend"] for b in BUNDLES})
     unknown = [b for b in backends if b not in BACKEND_PACKAGES]
-    packages = pinned(["numpy"] + [p for b in backends if b in BACKEND_PACKAGES for p in BACKEND_PACKAGES[b]])
+    packages = pinned(["numpy", "pillow"] + [p for b in backends if b in BACKEND_PACKAGES for p in BACKEND_PACKAGES[b]])
     board = arm64_board_lazy()
     wheelhouse = fill_wheelhouse(packages, wheelhouse_dir() / f"arm64-bundles-aarch64-cp{PYTHON_TAG.replace('.', '')}", platforms=WHEEL_PLATFORMS, python_version=PYTHON_TAG)
     runner = board.runner("bundles")
@@ -91,6 +91,7 @@ def _parse_check(stdout: str) -> dict:
 @pytest.mark.skipif(not BUNDLES, reason=f"set {BUNDLES_ENV}=DIR (a folder of bundles) to verify them on the emulated ARM64 board (make test-arm64-bundles)")
 @pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
 def test_bundle_verified_on_arm64(bundle, board_venv, results_dir, tmp_path):
+    from edgeface.bench.runners import DeviceError
     from edgeface.runtime.bundle import load_bundle, read_meta
     from edgeface.runtime.conformance import check_conformance
 
@@ -117,8 +118,16 @@ def test_bundle_verified_on_arm64(bundle, board_venv, results_dir, tmp_path):
     # ARM embeddings of the same faces vs x86's: the probe with --reference, no timing.
     r.put(tmp_path / "faces.npy", r.path("bundle", "faces.npy"))
     r.put(tmp_path / "x86.npy", r.path("bundle", "x86.npy"))
-    deployment.probe(remote, r.path("bundle", "probe.json"), threads=1, faces_remote=r.path("bundle", "faces.npy"), reference_remote=r.path("bundle", "x86.npy"),
-                     throughput_batch=0, timed=False, timeout=1800)
+    out = results_dir / "arm64-bundles"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        deployment.probe(remote, r.path("bundle", "probe.json"), threads=1, faces_remote=r.path("bundle", "faces.npy"), reference_remote=r.path("bundle", "x86.npy"),
+                         throughput_batch=0, timed=False, timeout=1800)
+    except DeviceError as exc:  # the runtime could not run the bundle on the board at all: recorded, then failed
+        (out / f"{bundle.name}.json").write_text(json.dumps({"bundle": bundle.name, "format": meta["format"], "precision": meta["precision"], "backend": meta["backend"],
+                                                             "arm_check": arm_check, "arm_check_exit": check.returncode, "x86_check": host_check,
+                                                             "board_error": str(exc)[-1500:]}, indent=2, sort_keys=True))
+        pytest.fail(f"{bundle.name}: the probe failed on the emulated ARM64 board: {exc}")
     r.get(r.path("bundle", "probe.json"), tmp_path / "probe.json")
     probe = json.loads((tmp_path / "probe.json").read_text())
     row = {
@@ -129,8 +138,6 @@ def test_bundle_verified_on_arm64(bundle, board_venv, results_dir, tmp_path):
     }
     ok, rule = parity_ok(meta["precision"], probe["parity"])
     row["arm_vs_x86_within_tolerance"] = bool(ok)
-    out = results_dir / "arm64-bundles"
-    out.mkdir(parents=True, exist_ok=True)
     (out / f"{bundle.name}.json").write_text(json.dumps(row, indent=2, sort_keys=True))
     assert probe["machine"]["arch"] == "aarch64", f"{bundle.name}: ran on {probe['machine']['arch']}, not the emulated board"
     assert "torch" not in probe["machine"]["libraries"]
@@ -143,8 +150,12 @@ def table(rows: list[dict]) -> str:
     lines = ["| bundle | model | target | ARM runtime | `export --check` on ARM (min cos to expected) | x86 check (min cos) | ARM vs x86 cosine min / mean (faces) | verdict |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: r["bundle"]):
-        lib = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino", "mnn": "MNN", "ncnn": "ncnn"}.get(r["backend"], r["backend"])
-        version = r["board_libraries"].get(lib) or r["board_libraries"].get(lib.lower(), "?")
+        if "board_error" in r:
+            why = next((ln for ln in r["board_error"].splitlines() if "signal" in ln or "Error" in ln), r["board_error"].splitlines()[-1])
+            arm = f"{'pass' if r['arm_check'].get('passed') else 'FAIL'} (exit {r['arm_check_exit']})"
+            lines.append(f"| {r['bundle']} | | {r['format']}-{r['precision']} | {r['backend']} | {arm} | {'pass' if r['x86_check'].get('passed') else 'FAIL'} | - | NOT verified: {why.strip()[:120]} |")
+            continue
+        version = next((r["board_libraries"][p] for p in BACKEND_PACKAGES.get(r["backend"], []) if p in r["board_libraries"]), "?")
         ac, xc, p = r["arm_check"], r["x86_check"], r["arm_vs_x86"]
         arm = f"{'pass' if ac.get('passed') else 'FAIL'} ({ac.get('cosine_min', float('nan')):.6f})"
         x86 = f"{'pass' if xc.get('passed') else 'FAIL'} ({xc.get('cosine_min', float('nan')):.6f})"

@@ -60,6 +60,14 @@ def test_shipped_profile_is_consistent_with_its_recipe(name):
     assert export_args(name) == export_args(p)
 
 
+def test_every_shipped_profile_installs_what_loading_a_bundle_needs():
+    """A bundle's self-test at load reads its conformance crops (PNG) with Pillow: a device venv without it cannot
+    open any exported bundle (found on the emulated ARM64 board, 2026-12)."""
+    for n in SHIPPED:
+        names = {pkg.split("=")[0].split("<")[0].split(">")[0].strip().lower() for pkg in load_profile(n).device.packages}
+        assert {"numpy", "pillow"} <= names, (n, names)
+
+
 def test_emulated_arm64_profiles_ship_and_a_bad_emulator_is_refused(tmp_path):
     emulated = {n: load_profile(n) for n in SHIPPED if load_profile(n).device.emulated}
     assert {"raspberry-pi5-qemu", "arm64-qemu-onnxruntime"} <= set(emulated)
