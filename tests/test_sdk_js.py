@@ -123,17 +123,21 @@ def test_node_sdk_reproduces_the_python_runtime(js_package, vector_set, tmp_path
                 assert all(abs(m.score - w["score"]) <= max(tol, 0.02) for m, w in zip(got, want) if m.name == w["name"]), (got, want)
 
 
-def test_browser_sdk_reproduces_the_python_runtime(js_package, vector_set):
+def test_browser_sdk_reproduces_the_python_runtime(js_package, vector_set, request):
+    """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium, and,
+    on the reference set, the web demo end to end with a fake camera (test/demo.test.mjs). The demo's
+    scenario needs the camera's person identified; the default sets' bundles (reduced calibration,
+    FAR-1e-3 threshold 0.968) identify no probe of the vectors (sdk/VECTORS.md), so the demo runs on the
+    reference set only."""
     sdk_vectors = vector_set
-    """The same vectors through onnxruntime-web, canvas decoding and IndexedDB in headless Chromium, and
-    the web demo end to end with a fake camera (test/demo.test.mjs)."""
     if not Path("/usr/bin/chromium").is_file():
         pytest.skip("no /usr/bin/chromium (.ci/run installs Debian's chromium)")
     from edgeface.core import paths
 
+    demo = request.node.callspec.params["vector_set"] == "reference"
     env = dict(os.environ, EDGEFACE_SDK_VECTORS=sdk_vectors["vectors"], EDGEFACE_YUNET=str(paths.yunet_model()))
-    counts = run_node_tests(["test/browser.test.mjs", "test/demo.test.mjs"], env)
-    assert counts["pass"] >= 6 and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
+    counts = run_node_tests(["test/browser.test.mjs"] + (["test/demo.test.mjs"] if demo else []), env)
+    assert counts["pass"] >= (6 if demo else 5) and counts["skipped"] == 0 and counts["cancelled"] == 0, counts
 
 
 def test_sdk_judges_bundles_like_load_bundle(js_package, sdk_vectors, tmp_path):

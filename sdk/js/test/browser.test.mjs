@@ -90,7 +90,7 @@ test("browser: IndexedDB galleries enrol the same images and identify / verify l
       if (e.images.some((id) => gateBorderline(doc, byId[id])) && r.enrolment[person].used !== e.used.length) continue; // an image at the gate's border went the other way
       assert.equal(r.enrolment[person].enrolled, e.enrolled, person);
       assert.equal(r.enrolment[person].used, e.used.length, person);
-      assert.equal(r.enrolment[person].code.length, e.template_code.length);
+      if (e.enrolled) assert.equal(r.enrolment[person].code.length, e.template_code.length); // nobody enrolled: no template either side
     }
     for (const s of g.searches) {
       for (const [far, want] of Object.entries(s.identify)) {
