@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -160,7 +160,7 @@ def run_staged(recipe: StagedRecipe, run_dir: str | os.PathLike, show_progress: 
     if state["done"]:
         net, _ = load_checkpoint(state["done"][-1]["checkpoint"])
         log(f"resuming after phase {len(state['done'])}: {state['done'][-1]['checkpoint']}")
-    teachers: dict[bool, Any] = {}
+    stored_targets = None  # the teacher's embeddings of the stored faces, made once for the phases that use them
     for k, ph in enumerate(recipe.phases):
         if k < len(state["done"]):
             continue
@@ -179,8 +179,8 @@ def run_staged(recipe: StagedRecipe, run_dir: str | os.PathLike, show_progress: 
         log(f"phase {k + 1}/{len(recipe.phases)}: keep {ph.keep}{' (continued)' if ph.cont else ''}, {count_params(net):,} params, "
             f"LFW-dev before retraining {100 * acc0:.2f} %")
         on_view = finetune.targets_from_teacher_view(ph.jitter, ph.relation_weight, ph.mixup)
-        if not on_view and False not in teachers:
-            teachers[False] = embed_with_onnx(dense, card, pool, recipe.threads)  # the teacher's embeddings of the stored faces, once
+        if not on_view and stored_targets is None:
+            stored_targets = embed_with_onnx(dense, card, pool, recipe.threads)
         name = f"{recipe.name}_p{k + 1}"
         curve: list[dict] = []
 
@@ -191,7 +191,7 @@ def run_staged(recipe: StagedRecipe, run_dir: str | os.PathLike, show_progress: 
                 curve.append({"step": step, "accuracy": acc, "seconds": round(time.time() - t)})
                 log(f"step {step}/{steps}: LFW-dev {100 * acc:.2f} % ({curve[-1]['seconds']} s)")
 
-        losses = finetune.distill(net, card, pool, None if on_view else teachers[False], None, epochs=ph.steps * recipe.batch / len(pool),
+        losses = finetune.distill(net, card, pool, None if on_view else stored_targets, None, epochs=ph.steps * recipe.batch / len(pool),
                                   batch_size=recipe.batch, lr=ph.lr, show_progress=show_progress, teacher_model=dense,
                                   feature_weight=ph.feature_distill, seed=k, jitter=ph.jitter, relation_weight=ph.relation_weight,
                                   mixup=ph.mixup, on_step=checkpoint)
